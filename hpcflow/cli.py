@@ -1,0 +1,364 @@
+"""The ``hpcflow`` command line (contract: docs/cli.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import HpcflowError, InvalidInput, NotFound
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Ctx:
+    def __init__(self, db: str | None, site: str | None, verbose: int):
+        self.db_path = db
+        self.site_name = site or os.environ.get("HPCFLOW_SITE")
+        self.verbose = verbose
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from .db import open_db
+
+            self._engine = open_db(self.db_path)
+        return self._engine
+
+    def site(self, required: bool = True) -> Any:
+        from .site import load_site
+
+        if not self.site_name:
+            if not required:
+                return None
+            raise HpcflowError("no site given: use --site NAME|PATH or set HPCFLOW_SITE "
+                               "(`hpcflow sites list` shows the known ones)")
+        return load_site(self.site_name)
+
+
+def runner_for(site: Any) -> Any:
+    from .runner import LocalRunner
+
+    if site is not None and site.login.host:
+        raise HpcflowError(f"site {site.name!r} names login host {site.login.host!r}: "
+                           "running over SSH is not available in this version")
+    return LocalRunner()
+
+
+def handle_errors(f: F) -> F:
+    @wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except InvalidInput as e:
+            click.echo(str(e), err=True)  # FILE:LINE: message lines
+            sys.exit(e.exit_code)
+        except HpcflowError as e:
+            click.echo(f"hpcflow: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("hpcflow: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="HPCFLOW_DB", type=click.Path(dir_okay=False),
+              help="Tracker database (default $XDG_DATA_HOME/hpcflow/tracker.db).")
+@click.option("--site", help="Site config name or path (env HPCFLOW_SITE).")
+@click.option("-v", "--verbose", count=True, help="More output.")
+@click.version_option(__version__, prog_name="hpcflow")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> None:
+    """Compile workflow files into Slurm job arrays, submit them and track them to the end."""
+    ctx.obj = Ctx(db, site, verbose)
+
+
+set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                          help="Override a workflow parameter (repeatable).")
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.pass_obj
+@handle_errors
+def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
+    """Check WORKFLOW (and, with --site, what the site can provide)."""
+    from .validate import load_workflow
+
+    from .expand import n_elements
+
+    loaded = load_workflow(workflow, list(sets), obj.site(required=False))
+    total = sum(n_elements(a) for a in loaded.axes.values())
+    click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the scripts and the plan into.")
+@click.pass_obj
+@handle_errors
+def render(obj: Ctx, workflow: str, sets: tuple[str, ...], out_dir: str) -> None:
+    """Write the sbatch scripts and a readable plan for WORKFLOW; submit nothing."""
+    from .runner import LocalRunner
+    from .submit import prepare
+    from .validate import load_workflow
+
+    site = obj.site()
+    loaded = load_workflow(workflow, list(sets), site)
+    rr = prepare(loaded, site, runner_for(site))
+    local = LocalRunner()
+    out = Path(out_dir)
+    for rel, content in rr.files.items():
+        local.makedirs(str((out / rel).parent), 0o750)
+        local.write_file(str(out / rel), content, 0o750 if rel.endswith(".sh") else 0o640)
+    click.echo(rr.files["plan.txt"], nl=False)
+    click.echo(f"wrote {len(rr.files)} files to {out}/ (nothing submitted)")
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.option("--name", "label", help="A label recorded with the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+@handle_errors
+def submit(obj: Ctx, workflow: str, sets: tuple[str, ...], label: str | None,
+           as_json: bool) -> None:
+    """Compile, render and submit WORKFLOW; every job with its dependencies, all at once."""
+    from .submit import submit as do_submit
+    from .validate import load_workflow
+
+    site = obj.site()
+    loaded = load_workflow(workflow, list(sets), site)
+    engine = obj.engine
+    res = do_submit(engine, runner_for(site), loaded, site, label)
+    if as_json:
+        emit_json({"run_id": res.run_id, "run_dir": res.run_dir, "jobs": res.jobs})
+    else:
+        click.echo(res.run_id)
+        if obj.verbose:
+            for j in res.jobs:
+                click.echo(f"  {j['step']} job {j['job']}: {j['slurm_job_id']}"
+                           + (f" --array={j['array']}" if j["array"] else ""), err=True)
+
+
+def _site_for_run(run: Any) -> Any:
+    from .site import load_site
+
+    return load_site(run.site)
+
+
+def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
+    from .tracker import refresh
+
+    by_site: dict[str, list[Any]] = {}
+    for r in runs:
+        by_site.setdefault(r.site, []).append(r)
+    for runs_ in by_site.values():
+        site = _site_for_run(runs_[0])
+        refresh(obj.engine, runner_for(site), runs_, site.poll_seconds(), force)
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--tasks", is_flag=True, help="Include every element.")
+@click.option("--no-refresh", is_flag=True, help="Read the database only; ask Slurm nothing.")
+@click.pass_obj
+@handle_errors
+def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bool) -> None:
+    """Per-step counts by state for RUN (default: every active run)."""
+    from .tracker import active_runs, get_run, status_doc
+
+    runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
+    if not no_refresh:
+        _refresh(obj, runs)
+    docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
+    if as_json:
+        emit_json(docs[0] if run else {"runs": docs})
+        return
+    if not docs:
+        click.echo("no active runs (`hpcflow runs` lists all)")
+    from .progress import print_status
+
+    for d in docs:
+        print_status(d, tasks)
+
+
+@main.command()
+@click.argument("run")
+@click.option("--timeout", type=float, default=None, help="Give up after SEC seconds (exit 124).")
+@click.option("--interval", type=float, default=None, help="Seconds between refreshes.")
+@click.pass_obj
+@handle_errors
+def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> None:
+    """Live progress bars per step until RUN ends. Exit 0 COMPLETED, 1 otherwise, 124 timeout."""
+    from .progress import watch as do_watch
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    site = _site_for_run(r)
+    step = interval if interval is not None else max(float(site.poll_seconds()), 2.0)
+    sys.exit(do_watch(obj.engine, runner_for(site), r.id, site.poll_seconds(), step, timeout))
+
+
+@main.command()
+@click.option("--state", help="Only runs in this state.")
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--namespace", help="Only runs in this namespace.")
+@click.option("--since", help="Only runs submitted since DATE (YYYY-MM-DD[THH:MM]).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+@handle_errors
+def runs(obj: Ctx, state: str | None, workflow: str | None, namespace: str | None,
+         since: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from .tracker import list_runs
+
+    since_dt = None
+    if since:
+        try:
+            since_dt = datetime.fromisoformat(since)
+        except ValueError as e:
+            raise HpcflowError(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
+    rows = list_runs(obj.engine, state, workflow, namespace, since_dt)
+    if as_json:
+        emit_json({"runs": [{"run_id": r.id, "workflow": r.workflow, "version": r.version,
+                             "namespace": r.namespace, "label": r.label, "state": r.state,
+                             "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             "run_dir": r.run_dir} for r in rows]})
+        return
+    from .progress import print_runs
+
+    print_runs(rows)
+
+
+@main.command()
+@click.argument("run")
+@click.argument("step")
+@click.argument("index", type=int, required=False, default=0)
+@click.option("--stderr", is_flag=True, help="The element's stderr instead of stdout.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@click.pass_obj
+@handle_errors
+def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
+    """Print the log of one element (INDEX, default 0) of STEP in RUN."""
+    from .render import log_path
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    path = log_path(r.run_dir, step, index, "err" if stderr else "out")
+    runner = runner_for(_site_for_run(r))
+    if not runner.exists(path):
+        raise NotFound(f"no log at {path} (has element {index} of {step!r} started?)")
+    text = runner.read_file(path).decode(errors="replace")
+    if tail is not None:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("run")
+@click.option("--step", help="Cancel only this step's jobs.")
+@click.pass_obj
+@handle_errors
+def cancel(obj: Ctx, run: str, step: str | None) -> None:
+    """scancel RUN's jobs (or one step's) and record them CANCELLED."""
+    from .tracker import cancel as do_cancel
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    ids = do_cancel(obj.engine, runner_for(_site_for_run(r)), r.id, step)
+    click.echo(f"cancelled {len(ids)} Slurm job(s) of {r.id}" + (f" step {step}" if step else ""))
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+@handle_errors
+def history(obj: Ctx, run: str, as_json: bool) -> None:
+    """The run's event log, oldest first."""
+    from .tracker import history as do_history
+
+    events = do_history(obj.engine, run)
+    rows = [{"time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "step": e.step, "index": e.index,
+             "old_state": e.old_state, "new_state": e.new_state,
+             "slurm_job_id": e.slurm_job_id, "exit_code": e.exit_code, "reason": e.reason}
+            for e in events]
+    if as_json:
+        emit_json({"run_id": run, "events": rows})
+        return
+    for e in rows:
+        where = f"{e['step']}[{e['index']}]" if e["index"] is not None else (e["step"] or "run")
+        click.echo(f"{e['time']}  {where:<18} {e['old_state'] or '-':>15} -> "
+                   f"{e['new_state']:<15} {e['slurm_job_id'] or ''} "
+                   f"{'' if e['exit_code'] is None else 'exit ' + str(e['exit_code'])} "
+                   f"{e['reason'] or ''}".rstrip())
+
+
+@main.group()
+def sites() -> None:
+    """Site configs: list, show, check."""
+
+
+@sites.command("list")
+@handle_errors
+def sites_list() -> None:
+    """The site configs hpcflow can find."""
+    from .site import list_sites
+
+    for name, path in list_sites().items():
+        click.echo(f"{name}\t{path}")
+
+
+@sites.command("show")
+@click.argument("name")
+@handle_errors
+def sites_show(name: str) -> None:
+    """Print a site config as hpcflow reads it (defaults filled in)."""
+    from .site import load_site
+
+    site = load_site(name)
+    click.echo(f"# {site.source}")
+    emit_json(site.model_dump())
+
+
+@sites.command("check")
+@click.argument("name")
+@handle_errors
+def sites_check(name: str) -> None:
+    """Validate a site config and compare it with the live cluster when Slurm is reachable."""
+    from .site import load_site
+    from .sitecheck import check_live
+
+    site = load_site(name)
+    problems = check_live(site, runner_for(site))
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        sys.exit(2)
+    click.echo(f"{site.source}: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The tracker's SQLite database (sqlmodel): runs, steps, jobs, tasks, events."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from .errors import TrackerError
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Run(SQLModel, table=True):
+    id: str = Field(primary_key=True, description="run id: <workflow>-YYYYMMDD-HHMM-xxxx")
+    workflow: str = Field(index=True, description="workflow name")
+    version: str | None = Field(default=None, description="workflow version")
+    namespace: str | None = Field(default=None, index=True, description="workflow namespace")
+    label: str | None = Field(default=None, description="--name given at submit")
+    site: str = Field(description="site config path used")
+    state: str = Field(index=True, description="run state")
+    run_dir: str = Field(description="run directory on scratch")
+    workflow_path: str = Field(description="workflow file submitted")
+    params_json: str = Field(default="{}", description="params after --set")
+    submitted_at: datetime = Field(default_factory=utcnow, description="UTC")
+    refreshed_at: datetime | None = Field(default=None, description="last Slurm refresh, UTC")
+    finished_at: datetime | None = Field(default=None, description="when it became terminal")
+    cancelled: bool = Field(default=False, description="cancelled by the user")
+    degraded: str | None = Field(default=None, description="note when Slurm was degraded")
+
+
+class StepRow(SQLModel, table=True):
+    __tablename__ = "step"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    name: str
+    position: int
+    total: int = Field(description="number of elements")
+
+
+class Job(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    step: str
+    job_index: int
+    chunk: int
+    name: str = Field(description="Slurm job name (carries the run id)")
+    slurm_job_id: str | None = Field(default=None, index=True, description="set once submitted")
+    array: str | None = Field(default=None, description="--array spec")
+    dependency: str | None = Field(default=None, description="--dependency given")
+    status: str = Field(default="PLANNED", description="PLANNED | SUBMITTED | NOT_SUBMITTED")
+
+
+class Task(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    step: str = Field(index=True)
+    index: int = Field(description="element index within the step")
+    job_id: int = Field(foreign_key="job.id", index=True)
+    task_id: int | None = Field(default=None, description="array task id, None for a plain job")
+    item_json: str = Field(default="{}")
+    state: str = Field(default="PENDING", index=True)
+    exit_code: int | None = None
+    attempts: int = 0
+    start: str | None = None
+    end: str | None = None
+    node: str | None = None
+    reason: str | None = None
+
+
+class Event(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    time: datetime = Field(default_factory=utcnow)
+    step: str | None = None
+    index: int | None = None
+    old_state: str | None = None
+    new_state: str
+    slurm_job_id: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("HPCFLOW_DB")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(xdg) / "hpcflow" / "tracker.db"
+
+
+def _check_perms(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise TrackerError(f"{path}: owned by uid {st.st_uid}, not you; refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
+
+
+def open_db(path: str | Path | None = None) -> Engine:
+    p = Path(path).expanduser() if path else default_db_path()
+    new_dir = not p.parent.exists()
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if new_dir:
+        os.chmod(p.parent, 0o700)
+    if p.exists():
+        _check_perms(p)
+    else:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+    engine = create_engine(f"sqlite:///{p}", connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine, "connect")
+    def _pragmas(conn: Any, _rec: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    try:
+        SQLModel.metadata.create_all(engine)
+        with engine.begin() as c:
+            c.execute(text(f"PRAGMA user_version={SCHEMA_VERSION}"))
+    except Exception as e:  # sqlite3.DatabaseError and friends
+        raise TrackerError(f"{p}: cannot open the tracker database: {e}") from e
+    return engine
+
+
+def session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)

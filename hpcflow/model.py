@@ -1,0 +1,168 @@
+"""The workflow file's schema. Pydantic models are the contract (see docs/workflow-format.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .units import parse_duration_s, parse_mem_mb
+
+WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+AfterKind = Literal["ok", "any", "notok", "each"]
+Scalar = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    cpus: int | None = Field(None, ge=1, description="CPUs per task (--cpus-per-task)")
+    mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
+    gpus: int | None = Field(None, ge=0, description="GPUs per job (--gres=gpu[:type]:N)")
+    gpu_type: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="GPU model")
+    time: str | int | None = Field(None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00")
+    nodes: int | None = Field(None, ge=1, description="nodes per job (--nodes)")
+    partition: str | None = Field(None, description="Slurm partition (--partition)")
+    account: str | None = Field(None, description="Slurm account (--account)")
+    qos: str | None = Field(None, description="Slurm QOS (--qos)")
+    constraint: str | None = Field(None, description="node features (--constraint)")
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, v: Any) -> Any:
+        if v is not None:
+            parse_mem_mb(v)
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if v is not None:
+            parse_duration_s(v)
+        return v
+
+
+class Retry(Strict):
+    attempts: int = Field(1, ge=1, le=100, description="total tries of the command in the job")
+    backoff: str | int = Field(0, description="wait before the 2nd try (duration)")
+    factor: float = Field(2.0, ge=1.0, description="backoff multiplier per further try")
+    max_backoff: str | int = Field("10m", description="cap on the wait between tries")
+    exit_codes: list[int] | None = Field(None, description="retry only these exit codes")
+    never: list[int] = Field(default_factory=list, description="exit codes never retried")
+
+    @field_validator("backoff", "max_backoff")
+    @classmethod
+    def _dur(cls, v: Any) -> Any:
+        if v not in (0, "0", "0s"):
+            parse_duration_s(v)
+        return v
+
+
+class Container(Strict):
+    image: str = Field(..., min_length=1, description="docker://, oras://, library://, .sif, dir")
+
+
+class AxisSource(Strict):
+    range: list[int | str] | None = Field(None, description="[start, stop, stride?] inclusive")
+    values: list[Any] | str | None = Field(None, description="explicit values, or a template")
+    file: str | None = Field(None, description="CSV or one-value-per-line file")
+    column: str | None = Field(None, description="CSV column (file must have a header)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AxisSource:
+        given = [k for k in ("range", "values", "file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of range, values, file")
+        if self.column is not None and self.file is None:
+            raise ValueError("column goes with file")
+        if self.range is not None and len(self.range) not in (2, 3):
+            raise ValueError("range is [start, stop] or [start, stop, stride]")
+        return self
+
+
+def _after_as_mapping(v: Any) -> Any:
+    if v is None:
+        return {}
+    if isinstance(v, str):
+        return {v: "ok"}
+    if isinstance(v, list):
+        return {x: "ok" for x in v} if all(isinstance(x, str) for x in v) else v
+    return v
+
+
+class StepDefaults(Strict):
+    resources: Resources = Field(default_factory=Resources, description="default resources")
+    env: dict[str, Scalar] = Field(default_factory=dict, description="default environment")
+    retry: Retry | None = Field(None, description="default retry policy")
+    throttle: int | None = Field(None, ge=1, description="default array throttle")
+    container: str | None = Field(None, description="default container name")
+
+
+class Step(Strict):
+    name: str = Field(..., pattern=STEP_NAME, description="unique step name")
+    run: str = Field(..., min_length=1, description="shell command(s); a Jinja template")
+    foreach: dict[str, AxisSource] | None = Field(None, description="axes -> cartesian product")
+    after: dict[str, AfterKind] = Field(default_factory=dict, description="upstream steps")
+    container: str | Container | None = Field(None, description="container name or inline")
+    env: dict[str, Scalar] = Field(default_factory=dict, description="extra environment")
+    resources: Resources = Field(default_factory=Resources, description="Slurm resources")
+    throttle: int | None = Field(None, ge=1, description="max running elements (%N)")
+    retry: Retry | None = Field(None, description="in-job retry policy")
+    when: str | None = Field(None, description="condition evaluated when the element starts")
+
+    _norm_after = field_validator("after", mode="before")(_after_as_mapping)
+
+    @field_validator("foreach")
+    @classmethod
+    def _axes(cls, v: dict[str, AxisSource] | None) -> dict[str, AxisSource] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("foreach is empty: give at least one axis")
+            for axis in v:
+                if not isinstance(axis, str) or not _match(IDENT, axis):
+                    raise ValueError(f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        for k in v:
+            if not _match(IDENT, str(k)):
+                raise ValueError(f"environment variable name {k!r} is not valid")
+            if str(k).startswith("HPCFLOW_"):
+                raise ValueError(f"{k!r}: names starting with HPCFLOW_ are reserved")
+        return v
+
+
+class Workflow(Strict):
+    name: str = Field(..., pattern=WORKFLOW_NAME, description="workflow name")
+    version: str | None = Field(None, description="workflow version, recorded with every run")
+    namespace: str | None = Field(None, pattern=WORKFLOW_NAME, description="grouping for runs")
+    description: str | None = Field(None, description="free text")
+    params: dict[str, Any] = Field(default_factory=dict, description="parameters (--set)")
+    containers: dict[str, Container] = Field(default_factory=dict, description="named images")
+    defaults: StepDefaults = Field(default_factory=StepDefaults, description="step defaults")
+    steps: list[Step] = Field(..., min_length=1, description="the steps, a DAG via after")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if not _match(IDENT, str(k)):
+                raise ValueError(f"parameter name {k!r} must be an identifier")
+        return v
+
+
+def _match(pattern: str, s: str) -> bool:
+    import re
+
+    return re.match(pattern, s) is not None

@@ -1,0 +1,96 @@
+"""What people see: status tables, run lists and the live watch view (rich)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from .runner import Runner
+from .states import TERMINAL, TaskState
+
+ORDER = [s.value for s in TaskState]
+STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red",
+         "TIMEOUT": "red", "OUT_OF_MEMORY": "red", "NODE_FAIL": "red", "CANCELLED": "yellow",
+         "UPSTREAM_FAILED": "magenta", "UNKNOWN": "bold red", "SKIPPED": "blue"}
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _counts(states: dict[str, int]) -> str:
+    return "  ".join(f"[{STYLE.get(k, '')}]{k} {states[k]}[/]" for k in ORDER if states.get(k))
+
+
+def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
+    c = _console()
+    c.print(f"[bold]{doc['run_id']}[/]  workflow {doc['workflow']}"
+            f"{' ' + doc['version'] if doc.get('version') else ''}  "
+            f"state [bold]{doc['state']}[/]  submitted {doc['submitted_at']}  "
+            f"refreshed {doc['refreshed_at'] or 'never'}")
+    present = [s for s in ORDER if any(st["states"].get(s) for st in doc["steps"].values())]
+    t = Table(show_edge=False)
+    t.add_column("step")
+    t.add_column("total", justify="right")
+    for s in present:
+        t.add_column(s, justify="right", style=STYLE.get(s))
+    t.add_column("slurm jobs")
+    for name, st in doc["steps"].items():
+        jobs = st["slurm_jobs"]
+        shown = ",".join(jobs[:4]) + (f",+{len(jobs) - 4}" if len(jobs) > 4 else "")
+        t.add_row(name, str(st["total"]), *[str(st["states"].get(s, "")) for s in present],
+                  shown)
+    c.print(t)
+    if with_tasks:
+        for name, st in doc["steps"].items():
+            for task in st.get("tasks", []):
+                if task["state"] != "COMPLETED":
+                    c.print(f"  {name}[{task['index']}] {task['item']} {task['state']} "
+                            f"exit={task['exit_code']} job={task['slurm_job_id']}")
+
+
+def print_runs(rows: list[Any]) -> None:
+    t = Table(show_edge=False)
+    for col in ("run", "workflow", "namespace", "state", "submitted (UTC)", "label"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.id, r.workflow, r.namespace or "", r.state,
+                  r.submitted_at.strftime("%Y-%m-%d %H:%M"), r.label or "")
+    _console().print(t)
+
+
+def watch(engine: Engine, runner: Runner, run_id: str, poll_seconds: int, interval: float,
+          timeout: float | None) -> int:
+    from .tracker import get_run, refresh, status_doc
+
+    start = time.monotonic()
+    c = _console()
+    progress = Progress(TextColumn("{task.description:<14}"), BarColumn(),
+                        TaskProgressColumn(), TextColumn("{task.fields[counts]}"),
+                        console=c, auto_refresh=False)
+    bars: dict[str, Any] = {}
+    with Live(progress, console=c, refresh_per_second=4, transient=False) as live:
+        while True:
+            run = get_run(engine, run_id)
+            refresh(engine, runner, [run], poll_seconds)
+            doc = status_doc(engine, run_id)
+            for name, st in doc["steps"].items():
+                done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)
+                if name not in bars:
+                    bars[name] = progress.add_task(name, total=st["total"], counts="")
+                progress.update(bars[name], completed=done, counts=_counts(st["states"]))
+            live.refresh()
+            if doc["state"] not in ("PENDING", "RUNNING"):
+                break
+            if timeout is not None and time.monotonic() - start >= timeout:
+                c.print(f"watch: timed out after {timeout:.0f}s; run {run_id} is {doc['state']}")
+                return 124
+            time.sleep(interval)
+    c.print(f"run {run_id}: [bold]{doc['state']}[/]")
+    return 0 if doc["state"] == "COMPLETED" else 1

@@ -1,0 +1,284 @@
+"""Plan -> sbatch scripts (one per step), tasks files (one per job) and sbatch argv."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import __version__, resources_dir
+from .compiler import Plan, StepPlan, upstream_index
+from .errors import InvalidInput, Problem
+from .site import Site
+from .slurm import sbatch_argv
+from .templating import (RuntimeRef, as_shell_code, as_shell_word, namespace, render_segments,
+                         _to_text)
+from .units import parse_duration_s, parse_mem_mb, slurm_time
+from .validate import Loaded
+
+SHARD = 1000
+
+
+@dataclass
+class RenderedJob:
+    step: str
+    job_index: int
+    chunk: int
+    name: str
+    script: str  # absolute path in the run directory
+    tasks: str
+    output: str
+    array: str | None
+    deps: list[tuple[str, str, int]]
+    n_tasks: int
+
+    def argv(self, dependency: str | None) -> list[str]:
+        return sbatch_argv(self.script, [self.tasks], job_name=self.name, output=self.output,
+                           array=self.array, dependency=dependency)
+
+
+@dataclass
+class RenderedRun:
+    files: dict[str, str]  # path relative to run_dir -> content
+    jobs: list[RenderedJob]
+    plan: Plan
+
+
+def task_dir(run_dir: str, step: str, index: int) -> str:
+    return f"{run_dir}/steps/{step}/{index // SHARD}/{index}"
+
+
+def log_path(run_dir: str, step: str, index: int, stream: str = "out") -> str:
+    return f"{run_dir}/logs/{step}/{index // SHARD}/{index}.{stream}"
+
+
+def _template_env(site: Site | None) -> jinja2.Environment:
+    dirs = []
+    if site and site.job_templates:
+        base = Path(site.source).parent if site.source.endswith((".yaml", ".yml")) else Path()
+        dirs.append(str((base / site.expand(site.job_templates)).resolve()))
+    dirs.append(str(resources_dir("job_templates")))
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(dirs),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def _check_directive(step: str, flag: str, value: str) -> str:
+    text = str(value)
+    if not text or any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise InvalidInput([Problem(step, 0, f"step {step!r}: {flag} value {text!r} is empty or "
+                                    "contains a newline/control character")])
+    return text
+
+
+def directives(sp: StepPlan, site: Site | None) -> list[str]:
+    r = sp.resources
+    flags: list[tuple[str, Any]] = []
+    for key, flag in (("partition", "--partition"), ("account", "--account"),
+                      ("qos", "--qos"), ("constraint", "--constraint")):
+        v = getattr(r, key)
+        if v:
+            flags.append((flag, v))
+    if r.nodes:
+        flags.append(("--nodes", r.nodes))
+    flags.append(("--ntasks", 1))
+    flags.append(("--cpus-per-task", r.cpus or 1))
+    if r.mem is not None:
+        flags.append(("--mem", f"{parse_mem_mb(r.mem)}M"))
+    if r.gpus:
+        gtype = r.gpu_type
+        flags.append(("--gres", f"gpu:{gtype}:{r.gpus}" if gtype else f"gpu:{r.gpus}"))
+    if r.time is not None:
+        flags.append(("--time", slurm_time(parse_duration_s(r.time))))
+    lines = [f"#SBATCH {f}={_check_directive(sp.name, f, str(v))}" for f, v in flags]
+    for extra in site.sbatch_extra if site else []:
+        lines.append(f"#SBATCH {_check_directive(sp.name, 'sbatch_extra', extra)}")
+    return lines
+
+
+def _waits(sp: StepPlan) -> list[int]:
+    rt = sp.retry
+    b = 0 if rt.backoff in (0, "0", "0s") else parse_duration_s(rt.backoff)
+    cap = parse_duration_s(rt.max_backoff) if rt.max_backoff not in (0, "0", "0s") else 0
+    out = []
+    for _ in range(rt.attempts - 1):
+        out.append(int(min(b, cap) if cap else b))
+        b = b * rt.factor
+    return out
+
+
+def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
+    items = {a: RuntimeRef(f"HPCFLOW_ITEM_{a}", f"item.{a}") for a in sp.axes}
+    ups = {}
+    for u in sp.upstream_each:
+        up = plan.steps[u]
+        if all(a in sp.axes for a in up.axes):
+            ups[u] = namespace(f"upstream.{u}", {"task_dir": RuntimeRef(
+                f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR", f"upstream.{u}.task_dir")})
+    return {
+        "params": loaded.params,
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
+        "workflow": plan.workflow,
+        "workflow_dir": str(loaded.path.resolve().parent),
+        "step": sp.name,
+        "step_dir": f"{plan.run_dir}/steps/{sp.name}",
+        "item": namespace("item", items),
+        "index": RuntimeRef("HPCFLOW_INDEX", "index"),
+        "task_dir": RuntimeRef("HPCFLOW_TASK_DIR", "task_dir"),
+        "upstream": namespace("upstream", ups),
+    }
+
+
+def _step_problem(loaded: Loaded, sp: StepPlan, key: tuple[Any, ...], msg: str) -> Problem:
+    i = next(k for k, s in enumerate(loaded.workflow.steps) if s.name == sp.name)
+    return loaded.doc.problem(("steps", i) + key, f"step {sp.name!r}: {msg}")
+
+
+def render_step_script(plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None,
+                       env: jinja2.Environment) -> str:
+    ctx = _context(plan, loaded, sp)
+    try:
+        run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
+    except jinja2.TemplateError as e:
+        raise InvalidInput([_step_problem(loaded, sp, ("run",), f"run: {e}")]) from e
+    step_env = []
+    merged = {**loaded.workflow.defaults.env, **sp.step.env}
+    for k, v in merged.items():
+        try:
+            step_env.append((k, as_shell_word(render_segments(_to_text(v), ctx))))
+        except jinja2.TemplateError as e:
+            raise InvalidInput([_step_problem(loaded, sp, ("env", k), f"env {k}: {e}")]) from e
+    site_env = [(k, shlex.quote(_to_text(v))) for k, v in (site.env if site else {}).items()]
+    rt = sp.retry
+    tmpl_ctx = {
+        "directives": "\n".join(directives(sp, site)),
+        "hpcflow_version": __version__,
+        "workflow": plan.workflow,
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
+        "workflow_dir": ctx["workflow_dir"],
+        "step": sp.name,
+        "modules": [m.split() for m in (site.modules if site else [])],
+        "site_env": site_env,
+        "step_env": step_env,
+        "run": run,
+        "waits": [str(w) for w in _waits(sp)],
+        "attempts": str(rt.attempts),
+        "retry_on": " ".join(str(c) for c in rt.exit_codes) if rt.exit_codes else "",
+        "never": " ".join(str(c) for c in rt.never),
+    }
+    name = "default.sh.j2"
+    try:
+        segs = render_segments(_load(env, name), tmpl_ctx, env)
+    except jinja2.TemplateError as e:
+        raise InvalidInput([Problem(name, getattr(e, "lineno", 0) or 0,
+                                    f"job template: {e}")]) from e
+    return as_shell_code(segs)
+
+
+def _load(env: jinja2.Environment, name: str) -> str:
+    assert env.loader is not None
+    src, _, _ = env.loader.get_source(env, name)
+    return src
+
+
+def _item_of(sp: StepPlan, idx: int) -> dict[str, Any]:
+    vals = list(sp.axes.values())
+    out: list[Any] = []
+    for values in reversed(vals):
+        idx, r = divmod(idx, len(values))
+        out.append(values[r])
+    return dict(zip(sp.axes, reversed(out)))
+
+
+def tasks_file(plan: Plan, sp: StepPlan, job_index: int) -> str:
+    job = sp.jobs[job_index]
+    quoted = {a: {v: shlex.quote(_to_text(v)) for v in vals} for a, vals in sp.axes.items()}
+    ups = [plan.steps[u] for u in sp.upstream_each
+           if all(a in sp.axes for a in plan.steps[u].axes)]
+    lines = []
+    for tid, idx in zip(job.task_ids, job.elements):
+        item = _item_of(sp, idx)
+        parts = [f"{tid}\texport HPCFLOW_INDEX={idx}"]
+        parts += [f"HPCFLOW_ITEM_{a}={quoted[a][v]}" for a, v in item.items()]
+        for up in ups:
+            uidx = upstream_index(up, item)
+            if uidx is not None:
+                parts.append(f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR="
+                             + shlex.quote(task_dir(plan.run_dir, up.name, uidx)))
+        lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def job_name(run_id: str, step: str, job_index: int) -> str:
+    return f"hpcflow.{run_id}.{step}.{job_index}"
+
+
+def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
+    env = _template_env(site)
+    files: dict[str, str] = {}
+    jobs: list[RenderedJob] = []
+    for name in plan.order:
+        sp = plan.steps[name]
+        script_rel = f"scripts/{name}.sh"
+        files[script_rel] = render_step_script(plan, loaded, sp, site, env)
+        for job in sp.jobs:
+            tasks_rel = f"scripts/{name}.{job.job_index}.tasks"
+            files[tasks_rel] = tasks_file(plan, sp, job.job_index)
+            pattern = "%A" if job.is_array else "%j"
+            jobs.append(RenderedJob(
+                step=name, job_index=job.job_index, chunk=job.chunk,
+                name=job_name(plan.run_id, name, job.job_index),
+                script=f"{plan.run_dir}/{script_rel}", tasks=f"{plan.run_dir}/{tasks_rel}",
+                output=f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out", array=job.array_spec,
+                deps=list(job.deps), n_tasks=len(job.task_ids)))
+    files["plan.json"] = json.dumps(plan_json(plan, jobs), indent=2) + "\n"
+    files["plan.txt"] = plan_text(plan, jobs)
+    return RenderedRun(files, jobs, plan)
+
+
+def plan_json(plan: Plan, jobs: list[RenderedJob]) -> dict[str, Any]:
+    return {
+        "workflow": plan.workflow, "run_id": plan.run_id, "run_dir": plan.run_dir,
+        "max_array_size": plan.max_array_size,
+        "steps": [{"name": n, "elements": plan.steps[n].n_elements,
+                   "axes": {a: len(v) for a, v in plan.steps[n].axes.items()},
+                   "base_axes": plan.steps[n].base_axes,
+                   "group_axes": plan.steps[n].group_axes} for n in plan.order],
+        "jobs": [{"step": j.step, "job": j.job_index, "chunk": j.chunk, "name": j.name,
+                  "array": j.array, "tasks": j.n_tasks,
+                  "group": {k: _to_text(v) for k, v in
+                            plan.steps[j.step].jobs[j.job_index].group.items()},
+                  "after": [{"kind": k, "step": s, "job": i} for k, s, i in j.deps]}
+                 for j in jobs],
+        "sbatch_calls": len(jobs),
+    }
+
+
+def plan_text(plan: Plan, jobs: list[RenderedJob]) -> str:
+    out = [f"run {plan.run_id}: workflow {plan.workflow}, {len(plan.order)} steps, "
+           f"{len(jobs)} Slurm jobs (= sbatch calls), "
+           f"{sum(s.n_elements for s in plan.steps.values())} elements, "
+           f"MaxArraySize {plan.max_array_size}", f"run dir: {plan.run_dir}", ""]
+    for name in plan.order:
+        sp = plan.steps[name]
+        axes = " x ".join(f"{a}({len(v)})" for a, v in sp.axes.items()) or "no foreach"
+        out.append(f"step {name}: {sp.n_elements} element(s), {axes}; {len(sp.jobs)} job(s)")
+        for j in jobs:
+            if j.step != name:
+                continue
+            g = plan.steps[name].jobs[j.job_index].group
+            desc = [f"job {j.job_index}"]
+            if g:
+                desc.append("group " + ",".join(f"{k}={_to_text(v)}" for k, v in g.items()))
+            desc.append(f"chunk {j.chunk}")
+            desc.append(f"--array={j.array}" if j.array else "single job")
+            if j.deps:
+                desc.append("after " + " ".join(f"{k}:{s}[{i}]" for k, s, i in j.deps))
+            out.append("  " + "  ".join(desc))
+    return "\n".join(out) + "\n"

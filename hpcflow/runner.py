@@ -1,0 +1,80 @@
+"""The one seam between hpcflow and the machine: run a command, write a file.
+
+Nothing else in hpcflow imports subprocess (or, later, paramiko).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import RunnerError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Runner(Protocol):
+    def run(self, argv: list[str], *, timeout: float = 60.0, input: str | None = None) -> Result:
+        ...
+
+    def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None:
+        ...
+
+    def makedirs(self, path: str, mode: int = 0o750) -> None:
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        ...
+
+    def exists(self, path: str) -> bool:
+        ...
+
+
+class LocalRunner:
+    """Runs commands on this machine (the login node)."""
+
+    def run(self, argv: list[str], *, timeout: float = 60.0, input: str | None = None) -> Result:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                               input=input, check=False)
+        except FileNotFoundError as e:
+            raise RunnerError(f"{argv[0]}: command not found (is Slurm installed on this "
+                              "machine, or should the site config name a login host?)") from e
+        except subprocess.TimeoutExpired as e:
+            raise RunnerError(f"{' '.join(argv[:2])}: no answer within {timeout:.0f}s") from e
+        return Result(argv, p.returncode, p.stdout, p.stderr)
+
+    def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None:
+        p = Path(path)
+        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+        raw = data.encode() if isinstance(data, str) else data
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.write(fd, raw)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+
+    def makedirs(self, path: str, mode: int = 0o750) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+        os.chmod(path, mode)
+
+    def read_file(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def exists(self, path: str) -> bool:
+        return Path(path).exists()

@@ -1,0 +1,188 @@
+"""Slurm commands: pure functions that build argv lists and parse output. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SACCT_FIELDS = ["JobID", "JobIDRaw", "JobName", "State", "ExitCode", "Start", "End",
+                "NodeList", "Reason"]
+SQUEUE_FORMAT = "%i|%T|%r"
+
+
+def sbatch_argv(script: str, args: list[str], *, job_name: str, output: str,
+                array: str | None = None, dependency: str | None = None,
+                extra: list[str] | None = None) -> list[str]:
+    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={output}",
+            "--open-mode=append", "--kill-on-invalid-dep=yes"]
+    if array:
+        argv.append(f"--array={array}")
+    if dependency:
+        argv.append(f"--dependency={dependency}")
+    argv += extra or []
+    return argv + [script, *args]
+
+
+def parse_sbatch(stdout: str) -> str:
+    """``--parsable`` prints 'jobid' or 'jobid;cluster'."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = line.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise ValueError(f"unexpected sbatch output: {stdout.strip()!r}")
+    return job_id
+
+
+def dependency_string(deps: list[tuple[str, str]]) -> str | None:
+    """[(kind, jobid)] -> 'afterok:1:2,aftercorr:3' (comma = all must hold)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, job_id in deps:
+        by_kind.setdefault(kind, []).append(job_id)
+    return ",".join(f"{k}:{':'.join(ids)}" for k, ids in by_kind.items()) or None
+
+
+def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
+    return ["sacct", "-X", "-P", "-n", f"--format={','.join(SACCT_FIELDS)}",
+            f"--starttime={starttime}", "-j", ",".join(job_ids)]
+
+
+def squeue_argv(job_ids: list[str]) -> list[str]:
+    return ["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
+
+
+def scancel_argv(job_ids: list[str]) -> list[str]:
+    return ["scancel", *job_ids]
+
+
+SHOW_CONFIG_ARGV = ["scontrol", "show", "config"]
+
+
+@dataclass(frozen=True)
+class SacctRow:
+    job_id: str  # the array job id (before _), or the job id
+    task_id: int | None  # None for a non-array job
+    raw_id: str
+    name: str
+    state: str
+    exit_code: int | None
+    signal: int | None
+    start: str | None
+    end: str | None
+    node: str | None
+    reason: str
+
+
+_ARRAY = re.compile(r"^(\d+)_(\d+)$")
+_ARRAY_PENDING = re.compile(r"^(\d+)_\[(.+)\]$")
+
+
+def expand_array_ids(spec: str) -> list[int]:
+    """'0-99%4' or '1-3,7' or '0-10:2' -> task ids."""
+    spec = spec.split("%", 1)[0]
+    out: list[int] = []
+    for part in spec.split(","):
+        if not part:
+            continue
+        step = 1
+        if ":" in part:
+            part, s = part.split(":", 1)
+            step = int(s)
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1, step))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _time(v: str) -> str | None:
+    return None if v in ("", "Unknown", "None", "N/A") else v
+
+
+def parse_sacct(stdout: str) -> list[SacctRow]:
+    """Parse ``sacct -P -n --format=SACCT_FIELDS`` output. Fields are split from both ends,
+    so a job name containing '|' survives. Step rows (.batch, .extern, +het) are skipped."""
+    rows: list[SacctRow] = []
+    n = len(SACCT_FIELDS)
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) < n:
+            continue
+        if len(parts) > n:  # '|' inside JobName (3rd field)
+            extra = len(parts) - n
+            parts = parts[:2] + ["|".join(parts[2 : 3 + extra])] + parts[3 + extra :]
+        job, raw, name, state, exitc, start, end, node, reason = parts
+        if "." in job or "+" in job:
+            continue
+        code = sig = None
+        if ":" in exitc:
+            c, s = exitc.split(":", 1)
+            code, sig = (int(c) if c.isdigit() else None), (int(s) if s.isdigit() else None)
+        node_v = None if node in ("", "None assigned", "(null)") else node
+        common = dict(raw_id=raw, name=name, state=state, exit_code=code, signal=sig,
+                      start=_time(start), end=_time(end), node=node_v, reason=reason,
+                      )
+        m = _ARRAY.match(job)
+        if m:
+            rows.append(SacctRow(job_id=m.group(1), task_id=int(m.group(2)), **common))
+            continue
+        m = _ARRAY_PENDING.match(job)
+        if m:
+            for t in expand_array_ids(m.group(2)):
+                rows.append(SacctRow(job_id=m.group(1), task_id=t, **common))
+            continue
+        if job.isdigit():
+            rows.append(SacctRow(job_id=job, task_id=None, **common))
+    return rows
+
+
+@dataclass(frozen=True)
+class SqueueRow:
+    job_id: str
+    task_id: int | None
+    state: str
+    reason: str
+
+
+def parse_squeue(stdout: str) -> list[SqueueRow]:
+    rows: list[SqueueRow] = []
+    for line in stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 3:
+            continue
+        job, state, reason = parts
+        m = _ARRAY.match(job)
+        if m:
+            rows.append(SqueueRow(m.group(1), int(m.group(2)), state, reason))
+            continue
+        m = _ARRAY_PENDING.match(job)
+        if m:
+            rows.extend(SqueueRow(m.group(1), t, state, reason)
+                        for t in expand_array_ids(m.group(2)))
+            continue
+        if job.isdigit():
+            rows.append(SqueueRow(job, None, state, reason))
+    return rows
+
+
+def parse_show_config(stdout: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def max_array_size(config: dict[str, str]) -> int:
+    v = config.get("MaxArraySize", "1001")
+    return int(v) if v.isdigit() else 1001
+
+
+_TEMPORARY = ("Socket timed out", "Unable to contact slurm controller", "Resource temporarily",
+              "try again", "Slurm temporarily unable", "Connection refused")
+
+
+def is_temporary_error(stderr: str) -> bool:
+    return any(t.lower() in stderr.lower() for t in _TEMPORARY)

@@ -1,0 +1,95 @@
+"""Task and run states as data: an enum and explicit mapping tables."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskState(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    CANCELLED = "CANCELLED"
+    NODE_FAIL = "NODE_FAIL"
+    PREEMPTED = "PREEMPTED"
+    SKIPPED = "SKIPPED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class RunState(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.TIMEOUT,
+                      TaskState.OUT_OF_MEMORY, TaskState.CANCELLED, TaskState.NODE_FAIL,
+                      TaskState.SKIPPED, TaskState.UPSTREAM_FAILED})
+SUCCESS = frozenset({TaskState.COMPLETED, TaskState.SKIPPED})
+
+# Slurm's job state (sacct State, squeue %T, first word) -> task state. Anything not here is
+# UNKNOWN, which is never terminal and never success.
+SLURM_STATE: dict[str, TaskState] = {
+    "PENDING": TaskState.PENDING,
+    "CONFIGURING": TaskState.PENDING,
+    "REQUEUED": TaskState.PENDING,  # back in the queue for another attempt
+    "REQUEUE_FED": TaskState.PENDING,
+    "REQUEUE_HOLD": TaskState.PENDING,
+    "RESV_DEL_HOLD": TaskState.PENDING,
+    "RUNNING": TaskState.RUNNING,
+    "COMPLETING": TaskState.RUNNING,
+    "SUSPENDED": TaskState.RUNNING,  # stopped but holds its allocation; resumes
+    "STOPPED": TaskState.RUNNING,
+    "SIGNALING": TaskState.RUNNING,
+    "STAGE_OUT": TaskState.RUNNING,
+    "RESIZING": TaskState.RUNNING,
+    "COMPLETED": TaskState.COMPLETED,
+    "FAILED": TaskState.FAILED,
+    "BOOT_FAIL": TaskState.NODE_FAIL,
+    "NODE_FAIL": TaskState.NODE_FAIL,
+    "TIMEOUT": TaskState.TIMEOUT,
+    "DEADLINE": TaskState.TIMEOUT,
+    "OUT_OF_MEMORY": TaskState.OUT_OF_MEMORY,
+    "CANCELLED": TaskState.CANCELLED,
+    "REVOKED": TaskState.CANCELLED,
+    "PREEMPTED": TaskState.PREEMPTED,
+    "SPECIAL_EXIT": TaskState.FAILED,
+}
+
+DEPENDENCY_NEVER = "DependencyNeverSatisfied"
+
+
+def map_slurm_state(state: str, reason: str = "", started: bool = True) -> TaskState:
+    """Map sacct/squeue's State (e.g. 'CANCELLED by 1000') plus reason to a task state.
+
+    A job cancelled by Slurm itself because its dependency can never be met (we submit with
+    --kill-on-invalid-dep=yes) shows plain 'CANCELLED', no node ('None assigned'; its Start may
+    be set), reason 'Dependency...':
+    that is UPSTREAM_FAILED, not a user's cancel ('CANCELLED by <uid>').
+    """
+    word = state.split()[0].rstrip("+") if state.strip() else ""
+    mapped = SLURM_STATE.get(word, TaskState.UNKNOWN)
+    if mapped is TaskState.PENDING and reason.startswith(DEPENDENCY_NEVER):
+        return TaskState.UPSTREAM_FAILED
+    if (mapped is TaskState.CANCELLED and state.strip() == "CANCELLED" and not started
+            and reason.startswith("Dependency")):
+        return TaskState.UPSTREAM_FAILED
+    return mapped
+
+
+def run_state(task_states: list[TaskState], cancelled: bool = False) -> RunState:
+    if not task_states:
+        return RunState.PENDING
+    if all(s in TERMINAL for s in task_states):
+        if all(s in SUCCESS for s in task_states):
+            return RunState.COMPLETED
+        return RunState.CANCELLED if cancelled else RunState.FAILED
+    if all(s is TaskState.PENDING for s in task_states):
+        return RunState.PENDING
+    return RunState.RUNNING

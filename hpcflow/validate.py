@@ -1,0 +1,202 @@
+"""Load a workflow file and check everything the spec lists, reporting all problems at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import InvalidInput, Problem
+from .expand import parse_set, resolve_axes
+from .model import Resources, Step, Workflow
+from .pydantic_errors import problems_from
+from .site import Site
+from .units import parse_duration_s
+from .yamlsafe import Located, load_file
+
+
+@dataclass
+class Loaded:
+    """A workflow that passed validation, with its params and axis values resolved."""
+
+    workflow: Workflow
+    doc: Located
+    path: Path
+    params: dict[str, Any]
+    axes: dict[str, dict[str, list[Any]]]
+    order: list[str]  # topological
+
+
+def load_workflow(path: str | Path, sets: list[str] | None = None,
+                  site: Site | None = None) -> Loaded:
+    p = Path(path)
+    doc = load_file(p)
+    if not isinstance(doc.data, dict):
+        raise InvalidInput([Problem(str(p), 1, "a workflow file must be a YAML mapping")])
+    try:
+        wf = Workflow.model_validate(doc.data)
+    except ValidationError as e:
+        raise InvalidInput(problems_from(e, doc, Workflow)) from e
+    problems = check_graph(wf, doc)
+    order = [] if problems else topo_order(wf)
+    params = parse_set(sets or [], wf, doc)
+    axes = resolve_axes(wf, params, doc, p.resolve().parent)
+    problems += check_each(wf, doc, axes)
+    if site is not None:
+        problems += check_site(wf, doc, site)
+    if problems:
+        raise InvalidInput(problems)
+    return Loaded(wf, doc, p, params, axes, order)
+
+
+def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    names = {s.name for s in wf.steps}
+    for i, s in enumerate(wf.steps):
+        if s.name in seen:
+            problems.append(doc.problem(("steps", i, "name"),
+                                        f"duplicate step name {s.name!r} (first at step "
+                                        f"#{seen[s.name] + 1})"))
+        seen.setdefault(s.name, i)
+        for target in s.after:
+            if target == s.name:
+                problems.append(doc.problem(("steps", i, "after", target),
+                                            f"step {s.name!r} cannot come after itself"))
+            elif target not in names:
+                problems.append(doc.problem(("steps", i, "after", target),
+                                            f"step {s.name!r}: unknown step {target!r} in after"))
+        if isinstance(s.container, str) and s.container not in wf.containers:
+            problems.append(doc.problem(("steps", i, "container"),
+                                        f"step {s.name!r}: unknown container {s.container!r} "
+                                        f"(define it under containers:)"))
+        if s.when is not None:
+            problems.append(doc.problem(("steps", i, "when"),
+                                        f"step {s.name!r}: `when` conditions are not supported "
+                                        "yet in this version of hpcflow; remove it"))
+    if not problems:
+        cycle = find_cycle(wf)
+        if cycle:
+            i = next(k for k, s in enumerate(wf.steps) if s.name == cycle[0])
+            problems.append(doc.problem(("steps", i, "after"),
+                                        "cycle in after: " + " -> ".join(cycle)))
+    return problems
+
+
+def find_cycle(wf: Workflow) -> list[str] | None:
+    deps = {s.name: list(s.after) for s in wf.steps}
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        color[n] = 1
+        stack.append(n)
+        for m in deps.get(n, []):
+            if color.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m in deps and color.get(m) is None:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        color[n] = 2
+        return None
+
+    for s in wf.steps:
+        if color.get(s.name) is None:
+            found = visit(s.name)
+            if found:
+                return found
+    return None
+
+
+def topo_order(wf: Workflow) -> list[str]:
+    """Kahn's algorithm, ties broken by file order: deterministic."""
+    pending = {s.name: set(s.after) for s in wf.steps}
+    order: list[str] = []
+    while pending:
+        ready = [s.name for s in wf.steps if s.name in pending and not pending[s.name]]
+        for n in ready:
+            order.append(n)
+            del pending[n]
+        for deps in pending.values():
+            deps.difference_update(ready)
+    return order
+
+
+def check_each(wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]]) -> list[Problem]:
+    problems = []
+    for i, s in enumerate(wf.steps):
+        for up, kind in s.after.items():
+            if kind != "each" or up not in axes:
+                continue
+            shared = [a for a in axes.get(s.name, {}) if a in axes[up]]
+            where = ("steps", i, "after", up)
+            if not shared:
+                problems.append(doc.problem(where, f"step {s.name!r}: `each` on {up!r} needs an "
+                                            "axis shared by both steps' foreach (none is)"))
+                continue
+            for a in shared:
+                missing = [v for v in axes[s.name][a] if v not in set(axes[up][a])]
+                if missing:
+                    problems.append(doc.problem(where, f"step {s.name!r}: `each` on {up!r}: "
+                                                f"{a}={missing[0]!r} has no matching element "
+                                                f"in {up!r}"))
+    return problems
+
+
+def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resources:
+    """Step keys win over workflow defaults, which win over the site's defaults."""
+    merged: dict[str, Any] = {}
+    if site is not None:
+        merged.update({k: v for k, v in site.defaults.items() if v is not None})
+        if site.account:
+            merged.setdefault("account", site.account)
+    merged.update(wf.defaults.resources.model_dump(exclude_none=True))
+    merged.update(step.resources.model_dump(exclude_none=True))
+    if site is not None and not merged.get("partition"):
+        default = site.default_partition()
+        if default:
+            merged["partition"] = default
+    return Resources.model_validate(merged)
+
+
+def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
+    problems = []
+    for i, s in enumerate(wf.steps):
+        try:
+            r = effective_resources(wf, s, site)
+        except ValidationError as e:
+            problems.append(doc.problem(("steps", i, "resources"),
+                                        f"step {s.name!r}: site defaults invalid: {e}"))
+            continue
+        where = ("steps", i, "resources")
+        if not site.partitions:
+            continue
+        if r.partition and r.partition not in site.partitions:
+            problems.append(doc.problem(where + ("partition",),
+                                        f"step {s.name!r}: partition {r.partition!r} is not in "
+                                        f"site {site.name!r} ({', '.join(site.partitions)})"))
+            continue
+        part = site.partitions.get(r.partition or "")
+        if part is None:
+            continue
+        gpus = r.gpus or 0
+        if gpus and part.gpus == 0:
+            gpu_parts = [n for n, p in site.partitions.items() if p.gpus]
+            hint = f"; use partition: {gpu_parts[0]}" if gpu_parts else ""
+            problems.append(doc.problem(where + ("gpus",),
+                                        f"step {s.name!r}: asks for {gpus} GPU(s) but partition "
+                                        f"{r.partition!r} has no GPUs{hint}"))
+        elif gpus > part.gpus * (r.nodes or 1):
+            problems.append(doc.problem(where + ("gpus",),
+                                        f"step {s.name!r}: asks for {gpus} GPUs but partition "
+                                        f"{r.partition!r} has {part.gpus} per node"))
+        if r.time is not None and part.max_time is not None:
+            if parse_duration_s(r.time) > parse_duration_s(part.max_time):
+                problems.append(doc.problem(where + ("time",),
+                                            f"step {s.name!r}: time {r.time} is over partition "
+                                            f"{r.partition!r}'s limit of {part.max_time}"))
+    return problems
