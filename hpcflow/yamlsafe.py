@@ -71,6 +71,8 @@ def load_file(path: str | Path) -> Located:
 
 
 _STD = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {_STD + t for t in ("null", "bool", "int", "float", "str", "seq", "map",
+                                    "timestamp", "merge")}
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int],
@@ -81,7 +83,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Pa
                                     "document too large (aliases expand to over "
                                     f"{MAX_NODES} nodes)")])
     lines.setdefault(path, node.start_mark.line + 1)
-    if not node.tag.startswith(_STD):
+    if node.tag not in _ALLOWED_TAGS:
         raise InvalidInput([Problem(file, node.start_mark.line + 1,
                                     f"YAML tag {node.tag!r} is not allowed")])
     if isinstance(node, yaml.ScalarNode):

@@ -1,0 +1,128 @@
+"""sbatch/sacct/squeue/scontrol parsers and argv builders, on output captured from the lab
+cluster (tests/captured/, Slurm 22.05)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcflow.slurm import (dependency_string, expand_array_ids, is_temporary_error,
+                           max_array_size, parse_sacct, parse_sbatch, parse_show_config,
+                           parse_squeue, sacct_argv, sbatch_argv, squeue_argv)
+from hpcflow.states import RunState, TaskState, map_slurm_state, run_state
+
+CAP = Path(__file__).parent / "captured"
+
+
+def cap(name: str) -> str:
+    return (CAP / name).read_text()
+
+
+def test_sacct_mixed() -> None:
+    rows = {(r.job_id, r.task_id): r for r in parse_sacct(cap("sacct-mixed.txt"))}
+    piped = rows[("57", 0)]
+    assert piped.name == "name|with|pipes" and piped.state == "RUNNING" and piped.node == "vm"
+    # the pending remainder '57_[4-99%4]' expands to one row per task
+    assert all(rows[("57", t)].state == "PENDING" for t in range(4, 100))
+    assert ("57", 100) not in rows
+    assert sorted(t for (j, t) in rows if j == "58") == [1, 2, 3, 7]
+    assert rows[("59", None)].state == "CANCELLED by 0"
+    assert rows[("60", None)].exit_code == 7
+    assert (rows[("61", None)].exit_code, rows[("61", None)].signal) == (0, 9)
+    assert rows[("62", None)].end is None  # 'Unknown'
+
+
+def test_sacct_skips_steps() -> None:
+    rows = parse_sacct(cap("sacct-with-steps.txt"))
+    assert [(r.job_id, r.task_id) for r in rows] == [("60", None), ("61", None)]
+
+
+def test_sacct_het_job_rows_skipped() -> None:
+    text = "300+0|300|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n" \
+           "300+1|301|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
+    assert parse_sacct(text) == []
+
+
+def test_kill_on_invalid_dep_is_upstream_failed() -> None:
+    rows = [r for r in parse_sacct(cap("sacct-kill-invalid-dep.txt"))
+            if r.state.startswith("CANCELLED")]
+    assert rows, "capture holds the killed dependents"
+    for r in rows:
+        assert map_slurm_state(r.state, r.reason, started=r.node is not None) \
+            is TaskState.UPSTREAM_FAILED
+
+
+def test_user_cancel_is_cancelled() -> None:
+    r = next(r for r in parse_sacct(cap("sacct-mixed.txt")) if r.job_id == "59")
+    assert map_slurm_state(r.state, r.reason, started=r.node is not None) is TaskState.CANCELLED
+
+
+def test_squeue_array_and_never_satisfied() -> None:
+    rows = parse_squeue(cap("squeue-never-satisfied.txt"))
+    assert [(r.task_id, r.reason) for r in rows] == [(1, "DependencyNeverSatisfied"),
+                                                     (2, "DependencyNeverSatisfied")]
+    assert map_slurm_state("PENDING", rows[0].reason) is TaskState.UPSTREAM_FAILED
+    collapsed = parse_squeue(cap("squeue-collapsed.txt"))
+    assert len([r for r in collapsed if r.state == "PENDING"]) == 96
+    assert len(parse_squeue(cap("squeue-array.txt"))) == 100
+
+
+@pytest.mark.parametrize("spec,ids", [("0-99%4", list(range(100))), ("1-3,7", [1, 2, 3, 7]),
+                                      ("0-10:5", [0, 5, 10]), ("4", [4])])
+def test_expand_array_ids(spec: str, ids: list[int]) -> None:
+    assert expand_array_ids(spec) == ids
+
+
+def test_sbatch_output() -> None:
+    assert parse_sbatch(cap("sbatch-ok.stdout")) == "76"
+    assert parse_sbatch("1234;lab\n") == "1234"
+    with pytest.raises(ValueError):
+        parse_sbatch(cap("sbatch-refused.stdout"))
+    assert not is_temporary_error(cap("sbatch-refused.stderr"))
+    assert is_temporary_error("sbatch: error: Batch job submission failed: Socket timed out "
+                              "on send/recv operation")
+
+
+def test_show_config() -> None:
+    assert max_array_size(parse_show_config(cap("scontrol-show-config.txt"))) == 10001
+    assert max_array_size({}) == 1001
+
+
+STATE_TABLE = [
+    ("COMPLETED", "", TaskState.COMPLETED), ("FAILED", "", TaskState.FAILED),
+    ("TIMEOUT", "", TaskState.TIMEOUT), ("OUT_OF_MEMORY", "", TaskState.OUT_OF_MEMORY),
+    ("NODE_FAIL", "", TaskState.NODE_FAIL), ("BOOT_FAIL", "", TaskState.NODE_FAIL),
+    ("PREEMPTED", "", TaskState.PREEMPTED), ("CANCELLED by 1000", "", TaskState.CANCELLED),
+    ("REQUEUED", "", TaskState.PENDING), ("SUSPENDED", "", TaskState.RUNNING),
+    ("PENDING", "Priority", TaskState.PENDING), ("RUNNING", "None", TaskState.RUNNING),
+    ("PENDING", "DependencyNeverSatisfied", TaskState.UPSTREAM_FAILED),
+    ("SOMETHING_NEW", "", TaskState.UNKNOWN), ("", "", TaskState.UNKNOWN),
+]
+
+
+@pytest.mark.parametrize("state,reason,expected", STATE_TABLE)
+def test_state_table(state: str, reason: str, expected: TaskState) -> None:
+    assert map_slurm_state(state, reason) is expected
+
+
+def test_run_state() -> None:
+    T = TaskState
+    assert run_state([T.COMPLETED, T.SKIPPED]) is RunState.COMPLETED
+    assert run_state([T.COMPLETED, T.FAILED]) is RunState.FAILED
+    assert run_state([T.COMPLETED, T.UNKNOWN]) is RunState.RUNNING  # never success
+    assert run_state([T.PENDING, T.PENDING]) is RunState.PENDING
+    assert run_state([T.CANCELLED, T.COMPLETED], cancelled=True) is RunState.CANCELLED
+
+
+def test_argv_builders() -> None:
+    assert dependency_string([("afterok", "1"), ("aftercorr", "2"), ("afterok", "3")]) \
+        == "afterok:1:3,aftercorr:2"
+    assert dependency_string([]) is None
+    argv = sbatch_argv("/r/s.sh", ["/r/t"], job_name="hpcflow.r.a.0", output="/r/o",
+                       array="0-9%2", dependency="afterok:1")
+    assert argv == ["sbatch", "--parsable", "--job-name=hpcflow.r.a.0", "--output=/r/o",
+                    "--open-mode=append", "--kill-on-invalid-dep=yes", "--array=0-9%2",
+                    "--dependency=afterok:1", "/r/s.sh", "/r/t"]
+    assert sacct_argv(["5", "7"], "2026-11-21T00:00:00")[-2:] == ["-j", "5,7"]
+    assert "-r" in squeue_argv(["5"])
