@@ -31,16 +31,23 @@ def parse_set(pairs: list[str], workflow: Workflow, doc: Located) -> dict[str, A
             known = ", ".join(params) or "none"
             problems.append(Problem("--set", 0, f"unknown parameter {key!r} (known: {known})"))
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, dict) or value is None and raw.strip() not in ("null", "~"):
-            value = raw
-        params[key] = value
+        params[key] = _set_value(raw)
     if problems:
         raise InvalidInput(problems)
     return params
+
+
+def _set_value(raw: str) -> Any:
+    """Numbers, booleans and [lists] are read as YAML; anything else stays literal text
+    (so '#', quotes and ': ' in a value arrive as typed)."""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, (bool, int, float)) or (isinstance(value, list)
+                                                  and raw.lstrip().startswith("[")):
+        return value
+    return raw
 
 
 def _check_value(v: Any) -> Any:

@@ -153,3 +153,12 @@ def test_foreach_file_csv_column(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "3 elements" in res.output
     _, res = _validate(tmp_path, text.replace("event_id}", "nope}"))
     assert res.exit_code == 2 and "no column 'nope'" in res.stderr
+
+
+@pytest.mark.parametrize("raw,expected", [("5", 5), ("2.5", 2.5), ("true", True),
+                                          ("[A, B]", ["A", "B"]), ("x #", "x #"),
+                                          ("a: b", "a: b"), ("'q'", "'q'"), ("", "")])
+def test_set_value_parsing(raw: str, expected: object) -> None:
+    from hpcflow.expand import _set_value
+
+    assert _set_value(raw) == expected

@@ -14,7 +14,8 @@ row = next(csv.DictReader(open(os.path.join(a.hms, "peaks.csv"))))
 assert int(row["event"]) == a.event, (row, a.event)
 result = {"event": a.event, "unit": a.unit, "peak_cfs": float(row["peak_cfs"]),
           "stage_ft": round(float(row["peak_cfs"]) / 100, 2),
-          "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+          "gpus_on_node": os.environ.get("SLURM_GPUS_ON_NODE"),
+          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 with open(os.path.join(a.out, "result.json"), "w") as f:
     json.dump(result, f)
 print(json.dumps(result))
