@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -41,8 +40,10 @@ class Ctx:
         if not self.site_name:
             if not required:
                 return None
-            raise HpcflowError("no site given: use --site NAME|PATH or set HPCFLOW_SITE "
-                               "(`hpcflow sites list` shows the known ones)")
+            raise HpcflowError(
+                "no site given: use --site NAME|PATH or set HPCFLOW_SITE "
+                "(`hpcflow sites list` shows the known ones)"
+            )
         return load_site(self.site_name)
 
 
@@ -50,8 +51,10 @@ def runner_for(site: Any) -> Any:
     from .runner import LocalRunner
 
     if site is not None and site.login.host:
-        raise HpcflowError(f"site {site.name!r} names login host {site.login.host!r}: "
-                           "running over SSH is not available in this version")
+        raise HpcflowError(
+            f"site {site.name!r} names login host {site.login.host!r}: "
+            "running over SSH is not available in this version"
+        )
     return LocalRunner()
 
 
@@ -78,8 +81,12 @@ def emit_json(doc: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", envvar="HPCFLOW_DB", type=click.Path(dir_okay=False),
-              help="Tracker database (default $XDG_DATA_HOME/hpcflow/tracker.db).")
+@click.option(
+    "--db",
+    envvar="HPCFLOW_DB",
+    type=click.Path(dir_okay=False),
+    help="Tracker database (default $XDG_DATA_HOME/hpcflow/tracker.db).",
+)
 @click.option("--site", help="Site config name or path (env HPCFLOW_SITE).")
 @click.option("-v", "--verbose", count=True, help="More output.")
 @click.version_option(__version__, prog_name="hpcflow")
@@ -89,8 +96,13 @@ def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> 
     ctx.obj = Ctx(db, site, verbose)
 
 
-set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                          help="Override a workflow parameter (repeatable).")
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workflow parameter (repeatable).",
+)
 
 
 @main.command()
@@ -100,9 +112,8 @@ set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @handle_errors
 def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
     """Check WORKFLOW (and, with --site, what the site can provide)."""
-    from .validate import load_workflow
-
     from .expand import n_elements
+    from .validate import load_workflow
 
     loaded = load_workflow(workflow, list(sets), obj.site(required=False))
     total = sum(n_elements(a) for a in loaded.axes.values())
@@ -112,8 +123,14 @@ def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("workflow", type=click.Path())
 @set_option
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to write the scripts and the plan into.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write the scripts and the plan into.",
+)
 @click.pass_obj
 @handle_errors
 def render(obj: Ctx, workflow: str, sets: tuple[str, ...], out_dir: str) -> None:
@@ -141,8 +158,9 @@ def render(obj: Ctx, workflow: str, sets: tuple[str, ...], out_dir: str) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 @handle_errors
-def submit(obj: Ctx, workflow: str, sets: tuple[str, ...], label: str | None,
-           as_json: bool) -> None:
+def submit(
+    obj: Ctx, workflow: str, sets: tuple[str, ...], label: str | None, as_json: bool
+) -> None:
     """Compile, render and submit WORKFLOW; every job with its dependencies, all at once."""
     from .submit import submit as do_submit
     from .validate import load_workflow
@@ -157,8 +175,11 @@ def submit(obj: Ctx, workflow: str, sets: tuple[str, ...], label: str | None,
         click.echo(res.run_id)
         if obj.verbose:
             for j in res.jobs:
-                click.echo(f"  {j['step']} job {j['job']}: {j['slurm_job_id']}"
-                           + (f" --array={j['array']}" if j["array"] else ""), err=True)
+                click.echo(
+                    f"  {j['step']} job {j['job']}: {j['slurm_job_id']}"
+                    + (f" --array={j['array']}" if j["array"] else ""),
+                    err=True,
+                )
 
 
 def _site_for_run(run: Any) -> Any:
@@ -229,8 +250,14 @@ def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 @handle_errors
-def runs(obj: Ctx, state: str | None, workflow: str | None, namespace: str | None,
-         since: str | None, as_json: bool) -> None:
+def runs(
+    obj: Ctx,
+    state: str | None,
+    workflow: str | None,
+    namespace: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """List runs, newest first."""
     from .tracker import list_runs
 
@@ -242,10 +269,23 @@ def runs(obj: Ctx, state: str | None, workflow: str | None, namespace: str | Non
             raise HpcflowError(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
     rows = list_runs(obj.engine, state, workflow, namespace, since_dt)
     if as_json:
-        emit_json({"runs": [{"run_id": r.id, "workflow": r.workflow, "version": r.version,
-                             "namespace": r.namespace, "label": r.label, "state": r.state,
-                             "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                             "run_dir": r.run_dir} for r in rows]})
+        emit_json(
+            {
+                "runs": [
+                    {
+                        "run_id": r.id,
+                        "workflow": r.workflow,
+                        "version": r.version,
+                        "namespace": r.namespace,
+                        "label": r.label,
+                        "state": r.state,
+                        "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "run_dir": r.run_dir,
+                    }
+                    for r in rows
+                ]
+            }
+        )
         return
     from .progress import print_runs
 
@@ -301,19 +341,30 @@ def history(obj: Ctx, run: str, as_json: bool) -> None:
     from .tracker import history as do_history
 
     events = do_history(obj.engine, run)
-    rows = [{"time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "step": e.step, "index": e.index,
-             "old_state": e.old_state, "new_state": e.new_state,
-             "slurm_job_id": e.slurm_job_id, "exit_code": e.exit_code, "reason": e.reason}
-            for e in events]
+    rows = [
+        {
+            "time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "step": e.step,
+            "index": e.index,
+            "old_state": e.old_state,
+            "new_state": e.new_state,
+            "slurm_job_id": e.slurm_job_id,
+            "exit_code": e.exit_code,
+            "reason": e.reason,
+        }
+        for e in events
+    ]
     if as_json:
         emit_json({"run_id": run, "events": rows})
         return
     for e in rows:
         where = f"{e['step']}[{e['index']}]" if e["index"] is not None else (e["step"] or "run")
-        click.echo(f"{e['time']}  {where:<18} {e['old_state'] or '-':>15} -> "
-                   f"{e['new_state']:<15} {e['slurm_job_id'] or ''} "
-                   f"{'' if e['exit_code'] is None else 'exit ' + str(e['exit_code'])} "
-                   f"{e['reason'] or ''}".rstrip())
+        click.echo(
+            f"{e['time']}  {where:<18} {e['old_state'] or '-':>15} -> "
+            f"{e['new_state']:<15} {e['slurm_job_id'] or ''} "
+            f"{'' if e['exit_code'] is None else 'exit ' + str(e['exit_code'])} "
+            f"{e['reason'] or ''}".rstrip()
+        )
 
 
 @main.group()

@@ -113,8 +113,9 @@ def _components(loaded: Loaded) -> dict[str, list[str]]:
     return {n: groups[find(n)] for n in loaded.order}
 
 
-def compile_plan(loaded: Loaded, site: Site | None, max_array_size: int, run_id: str,
-                 run_dir: str) -> Plan:
+def compile_plan(
+    loaded: Loaded, site: Site | None, max_array_size: int, run_id: str, run_dir: str
+) -> Plan:
     wf = loaded.workflow
     steps_by = {s.name: s for s in wf.steps}
     comps = _components(loaded)
@@ -131,11 +132,14 @@ def compile_plan(loaded: Loaded, site: Site | None, max_array_size: int, run_id:
             base = [a for a in first if all(a in loaded.axes[o] for o in comp)]
             if len(comp) > 1 and not base:
                 i = next(k for k, s in enumerate(wf.steps) if s.name == name)
-                problems.append(loaded.doc.problem(
-                    ("steps", i, "after"),
-                    f"steps {', '.join(comp)} are chained with `each` but no foreach axis is "
-                    "common to all of them, so their arrays cannot line up; add the axis to "
-                    "every step of the chain or use ok/any instead of each"))
+                problems.append(
+                    loaded.doc.problem(
+                        ("steps", i, "after"),
+                        f"steps {', '.join(comp)} are chained with `each` but no foreach axis is "
+                        "common to all of them, so their arrays cannot line up; add the axis to "
+                        "every step of the chain or use ok/any instead of each",
+                    )
+                )
                 continue
             canon: dict[str, dict[Any, int]] = {}
             for a in base:
@@ -150,10 +154,18 @@ def compile_plan(loaded: Loaded, site: Site | None, max_array_size: int, run_id:
         group_axes = [a for a in axes if a not in base]
         retry = step.retry or wf.defaults.retry or Retry()
         throttle = step.throttle or wf.defaults.throttle
-        sp = StepPlan(name=name, position=pos, step=step, axes=axes, base_axes=base,
-                      group_axes=group_axes, n_elements=0,
-                      resources=effective_resources(wf, step, site), retry=retry,
-                      upstream_each=[u for u, k in step.after.items() if k == "each"])
+        sp = StepPlan(
+            name=name,
+            position=pos,
+            step=step,
+            axes=axes,
+            base_axes=base,
+            group_axes=group_axes,
+            n_elements=0,
+            resources=effective_resources(wf, step, site),
+            retry=retry,
+            upstream_each=[u for u, k in step.after.items() if k == "each"],
+        )
         if not step.foreach:
             sp.n_elements = 1
             sp.jobs = [JobPlan(name, 0, 0, {}, [0], [0], is_array=False)]
@@ -167,8 +179,14 @@ def compile_plan(loaded: Loaded, site: Site | None, max_array_size: int, run_id:
     return Plan(wf.name, run_id, run_dir, M, plans, list(loaded.order))
 
 
-def _layout(sp: StepPlan, base: list[str], canon: dict[str, dict[Any, int]], radix: list[int],
-            M: int, throttle: int | None) -> None:
+def _layout(
+    sp: StepPlan,
+    base: list[str],
+    canon: dict[str, dict[Any, int]],
+    radix: list[int],
+    M: int,
+    throttle: int | None,
+) -> None:
     names = list(sp.axes)
     base_pos = [names.index(a) for a in base]
     group_pos = [names.index(a) for a in sp.group_axes]
@@ -183,8 +201,14 @@ def _layout(sp: StepPlan, base: list[str], canon: dict[str, dict[Any, int]], rad
         key = (tuple(elem[g] for g in group_pos), chunk)
         job = jobs.get(key)
         if job is None:
-            job = JobPlan(sp.name, 0, chunk, dict(zip(sp.group_axes, key[0])), is_array=True,
-                          throttle=throttle)
+            job = JobPlan(
+                sp.name,
+                0,
+                chunk,
+                dict(zip(sp.group_axes, key[0])),
+                is_array=True,
+                throttle=throttle,
+            )
             jobs[key] = job
         job.task_ids.append(tid)
         job.elements.append(idx)
@@ -192,7 +216,7 @@ def _layout(sp: StepPlan, base: list[str], canon: dict[str, dict[Any, int]], rad
     sp.n_elements = n
     ordered = list(jobs.values())
     group_rank: dict[tuple[Any, ...], int] = {}
-    for (g, _c) in jobs:
+    for g, _c in jobs:
         group_rank.setdefault(g, len(group_rank))
     ordered.sort(key=lambda j: (group_rank[tuple(j.group.values())], j.chunk))
     for i, job in enumerate(ordered):

@@ -44,8 +44,9 @@ def _set_value(raw: str) -> Any:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         return raw
-    if isinstance(value, (bool, int, float)) or (isinstance(value, list)
-                                                  and raw.lstrip().startswith("[")):
+    if isinstance(value, (bool, int, float)) or (
+        isinstance(value, list) and raw.lstrip().startswith("[")
+    ):
         return value
     return raw
 
@@ -103,8 +104,9 @@ def _read_file(path: Path, column: str | None) -> list[Any]:
         return [row[column].strip() for row in reader if row.get(column, "").strip()]
 
 
-def resolve_axes(workflow: Workflow, params: dict[str, Any], doc: Located,
-                 base_dir: Path) -> dict[str, dict[str, list[Any]]]:
+def resolve_axes(
+    workflow: Workflow, params: dict[str, Any], doc: Located, base_dir: Path
+) -> dict[str, dict[str, list[Any]]]:
     """step -> axis -> values; every problem reported with its line."""
     out: dict[str, dict[str, list[Any]]] = {}
     problems = []
@@ -114,8 +116,11 @@ def resolve_axes(workflow: Workflow, params: dict[str, Any], doc: Located,
             try:
                 axes[axis] = axis_values(src, params, base_dir)
             except (ValueError, jinja2.TemplateError, OSError, csv.Error) as e:
-                problems.append(doc.problem(("steps", i, "foreach", axis),
-                                            f"step {step.name!r}: axis {axis!r}: {e}"))
+                problems.append(
+                    doc.problem(
+                        ("steps", i, "foreach", axis), f"step {step.name!r}: axis {axis!r}: {e}"
+                    )
+                )
         out[step.name] = axes
     if problems:
         raise InvalidInput(problems)

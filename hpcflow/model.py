@@ -124,7 +124,9 @@ class Step(Strict):
                 raise ValueError("foreach is empty: give at least one axis")
             for axis in v:
                 if not isinstance(axis, str) or not _match(IDENT, axis):
-                    raise ValueError(f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+                    raise ValueError(
+                        f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
+                    )
         return v
 
     @field_validator("env")

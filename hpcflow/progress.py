@@ -15,9 +15,19 @@ from .runner import Runner
 from .states import TERMINAL, TaskState
 
 ORDER = [s.value for s in TaskState]
-STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "dim", "FAILED": "red",
-         "TIMEOUT": "red", "OUT_OF_MEMORY": "red", "NODE_FAIL": "red", "CANCELLED": "yellow",
-         "UPSTREAM_FAILED": "magenta", "UNKNOWN": "bold red", "SKIPPED": "blue"}
+STYLE = {
+    "COMPLETED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "dim",
+    "FAILED": "red",
+    "TIMEOUT": "red",
+    "OUT_OF_MEMORY": "red",
+    "NODE_FAIL": "red",
+    "CANCELLED": "yellow",
+    "UPSTREAM_FAILED": "magenta",
+    "UNKNOWN": "bold red",
+    "SKIPPED": "blue",
+}
 
 
 def _console() -> Console:
@@ -30,10 +40,12 @@ def _counts(states: dict[str, int]) -> str:
 
 def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
     c = _console()
-    c.print(f"[bold]{doc['run_id']}[/]  workflow {doc['workflow']}"
-            f"{' ' + doc['version'] if doc.get('version') else ''}  "
-            f"state [bold]{doc['state']}[/]  submitted {doc['submitted_at']}  "
-            f"refreshed {doc['refreshed_at'] or 'never'}")
+    c.print(
+        f"[bold]{doc['run_id']}[/]  workflow {doc['workflow']}"
+        f"{' ' + doc['version'] if doc.get('version') else ''}  "
+        f"state [bold]{doc['state']}[/]  submitted {doc['submitted_at']}  "
+        f"refreshed {doc['refreshed_at'] or 'never'}"
+    )
     present = [s for s in ORDER if any(st["states"].get(s) for st in doc["steps"].values())]
     t = Table(show_edge=False)
     t.add_column("step")
@@ -44,15 +56,16 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
     for name, st in doc["steps"].items():
         jobs = st["slurm_jobs"]
         shown = ",".join(jobs[:4]) + (f",+{len(jobs) - 4}" if len(jobs) > 4 else "")
-        t.add_row(name, str(st["total"]), *[str(st["states"].get(s, "")) for s in present],
-                  shown)
+        t.add_row(name, str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown)
     c.print(t)
     if with_tasks:
         for name, st in doc["steps"].items():
             for task in st.get("tasks", []):
                 if task["state"] != "COMPLETED":
-                    c.print(f"  {name}[{task['index']}] {task['item']} {task['state']} "
-                            f"exit={task['exit_code']} job={task['slurm_job_id']}")
+                    c.print(
+                        f"  {name}[{task['index']}] {task['item']} {task['state']} "
+                        f"exit={task['exit_code']} job={task['slurm_job_id']}"
+                    )
 
 
 def print_runs(rows: list[Any]) -> None:
@@ -60,20 +73,37 @@ def print_runs(rows: list[Any]) -> None:
     for col in ("run", "workflow", "namespace", "state", "submitted (UTC)", "label"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.id, r.workflow, r.namespace or "", r.state,
-                  r.submitted_at.strftime("%Y-%m-%d %H:%M"), r.label or "")
+        t.add_row(
+            r.id,
+            r.workflow,
+            r.namespace or "",
+            r.state,
+            r.submitted_at.strftime("%Y-%m-%d %H:%M"),
+            r.label or "",
+        )
     _console().print(t)
 
 
-def watch(engine: Engine, runner: Runner, run_id: str, poll_seconds: int, interval: float,
-          timeout: float | None) -> int:
+def watch(
+    engine: Engine,
+    runner: Runner,
+    run_id: str,
+    poll_seconds: int,
+    interval: float,
+    timeout: float | None,
+) -> int:
     from .tracker import get_run, refresh, status_doc
 
     start = time.monotonic()
     c = _console()
-    progress = Progress(TextColumn("{task.description:<14}"), BarColumn(),
-                        TaskProgressColumn(), TextColumn("{task.fields[counts]}"),
-                        console=c, auto_refresh=False)
+    progress = Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=c,
+        auto_refresh=False,
+    )
     bars: dict[str, Any] = {}
     with Live(progress, console=c, refresh_per_second=4, transient=False) as live:
         while True:

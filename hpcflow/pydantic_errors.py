@@ -16,10 +16,13 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     path: list[Any] = []
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            path.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        if (
+            isinstance(cur, dict)
+            and part in cur
+            or isinstance(cur, list)
+            and isinstance(part, int)
+            and 0 <= part < len(cur)
+        ):
             path.append(part)
             cur = cur[part]
         elif isinstance(cur, (dict, list)):
@@ -61,8 +64,9 @@ def _known_fields(model: type[BaseModel], seen: set[type] | None = None) -> set[
     return names
 
 
-def problems_from(err: ValidationError, doc: Located,
-                  model: type[BaseModel] | None = None) -> list[Problem]:
+def problems_from(
+    err: ValidationError, doc: Located, model: type[BaseModel] | None = None
+) -> list[Problem]:
     known = sorted(_known_fields(model)) if model else []
     out: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()

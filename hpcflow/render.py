@@ -15,8 +15,14 @@ from .compiler import Plan, StepPlan, upstream_index
 from .errors import InvalidInput, Problem
 from .site import Site
 from .slurm import sbatch_argv
-from .templating import (RuntimeRef, as_shell_code, as_shell_word, namespace, render_segments,
-                         _to_text)
+from .templating import (
+    RuntimeRef,
+    _to_text,
+    as_shell_code,
+    as_shell_word,
+    namespace,
+    render_segments,
+)
 from .units import parse_duration_s, parse_mem_mb, slurm_time
 from .validate import Loaded
 
@@ -37,8 +43,14 @@ class RenderedJob:
     n_tasks: int
 
     def argv(self, dependency: str | None) -> list[str]:
-        return sbatch_argv(self.script, [self.tasks], job_name=self.name, output=self.output,
-                           array=self.array, dependency=dependency)
+        return sbatch_argv(
+            self.script,
+            [self.tasks],
+            job_name=self.name,
+            output=self.output,
+            array=self.array,
+            dependency=dependency,
+        )
 
 
 @dataclass
@@ -62,24 +74,40 @@ def _template_env(site: Site | None) -> jinja2.Environment:
         base = Path(site.source).parent if site.source.endswith((".yaml", ".yml")) else Path()
         dirs.append(str((base / site.expand(site.job_templates)).resolve()))
     dirs.append(str(resources_dir("job_templates")))
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(dirs),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def _check_directive(step: str, flag: str, value: str) -> str:
     text = str(value)
     if not text or any(ord(c) < 32 or c == "\x7f" for c in text):
-        raise InvalidInput([Problem(step, 0, f"step {step!r}: {flag} value {text!r} is empty or "
-                                    "contains a newline/control character")])
+        raise InvalidInput(
+            [
+                Problem(
+                    step,
+                    0,
+                    f"step {step!r}: {flag} value {text!r} is empty or "
+                    "contains a newline/control character",
+                )
+            ]
+        )
     return text
 
 
 def directives(sp: StepPlan, site: Site | None) -> list[str]:
     r = sp.resources
     flags: list[tuple[str, Any]] = []
-    for key, flag in (("partition", "--partition"), ("account", "--account"),
-                      ("qos", "--qos"), ("constraint", "--constraint")):
+    for key, flag in (
+        ("partition", "--partition"),
+        ("account", "--account"),
+        ("qos", "--qos"),
+        ("constraint", "--constraint"),
+    ):
         v = getattr(r, key)
         if v:
             flags.append((flag, v))
@@ -102,9 +130,9 @@ def directives(sp: StepPlan, site: Site | None) -> list[str]:
 
 def _waits(sp: StepPlan) -> list[int]:
     rt = sp.retry
-    b = 0 if rt.backoff in (0, "0", "0s") else parse_duration_s(rt.backoff)
+    b = 0.0 if rt.backoff in (0, "0", "0s") else float(parse_duration_s(rt.backoff))
     cap = parse_duration_s(rt.max_backoff) if rt.max_backoff not in (0, "0", "0s") else 0
-    out = []
+    out: list[int] = []
     for _ in range(rt.attempts - 1):
         out.append(int(min(b, cap) if cap else b))
         b = b * rt.factor
@@ -117,8 +145,14 @@ def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
     for u in sp.upstream_each:
         up = plan.steps[u]
         if all(a in sp.axes for a in up.axes):
-            ups[u] = namespace(f"upstream.{u}", {"task_dir": RuntimeRef(
-                f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR", f"upstream.{u}.task_dir")})
+            ups[u] = namespace(
+                f"upstream.{u}",
+                {
+                    "task_dir": RuntimeRef(
+                        f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR", f"upstream.{u}.task_dir"
+                    )
+                },
+            )
     return {
         "params": loaded.params,
         "run_id": plan.run_id,
@@ -139,8 +173,9 @@ def _step_problem(loaded: Loaded, sp: StepPlan, key: tuple[Any, ...], msg: str) 
     return loaded.doc.problem(("steps", i) + key, f"step {sp.name!r}: {msg}")
 
 
-def render_step_script(plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None,
-                       env: jinja2.Environment) -> str:
+def render_step_script(
+    plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, env: jinja2.Environment
+) -> str:
     ctx = _context(plan, loaded, sp)
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
@@ -176,8 +211,9 @@ def render_step_script(plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | No
     try:
         segs = render_segments(_load(env, name), tmpl_ctx, env)
     except jinja2.TemplateError as e:
-        raise InvalidInput([Problem(name, getattr(e, "lineno", 0) or 0,
-                                    f"job template: {e}")]) from e
+        raise InvalidInput(
+            [Problem(name, getattr(e, "lineno", 0) or 0, f"job template: {e}")]
+        ) from e
     return as_shell_code(segs)
 
 
@@ -196,11 +232,12 @@ def _item_of(sp: StepPlan, idx: int) -> dict[str, Any]:
     return dict(zip(sp.axes, reversed(out)))
 
 
-def tasks_file(plan: Plan, sp: StepPlan, job_index: int) -> str:
+def tasks_file(
+    plan: Plan, sp: StepPlan, job_index: int, quoted: dict[str, dict[Any, str]] | None = None
+) -> str:
     job = sp.jobs[job_index]
-    quoted = {a: {v: shlex.quote(_to_text(v)) for v in vals} for a, vals in sp.axes.items()}
-    ups = [plan.steps[u] for u in sp.upstream_each
-           if all(a in sp.axes for a in plan.steps[u].axes)]
+    quoted = quoted or quoted_values(sp)
+    ups = [plan.steps[u] for u in sp.upstream_each if all(a in sp.axes for a in plan.steps[u].axes)]
     lines = []
     for tid, idx in zip(job.task_ids, job.elements):
         item = _item_of(sp, idx)
@@ -209,10 +246,16 @@ def tasks_file(plan: Plan, sp: StepPlan, job_index: int) -> str:
         for up in ups:
             uidx = upstream_index(up, item)
             if uidx is not None:
-                parts.append(f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR="
-                             + shlex.quote(task_dir(plan.run_dir, up.name, uidx)))
+                parts.append(
+                    f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR="
+                    + shlex.quote(task_dir(plan.run_dir, up.name, uidx))
+                )
         lines.append(" ".join(parts))
     return "\n".join(lines) + "\n"
+
+
+def quoted_values(sp: StepPlan) -> dict[str, dict[Any, str]]:
+    return {a: {v: shlex.quote(_to_text(v)) for v in vals} for a, vals in sp.axes.items()}
 
 
 def job_name(run_id: str, step: str, job_index: int) -> str:
@@ -227,16 +270,25 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
         sp = plan.steps[name]
         script_rel = f"scripts/{name}.sh"
         files[script_rel] = render_step_script(plan, loaded, sp, site, env)
+        quoted = quoted_values(sp)
         for job in sp.jobs:
             tasks_rel = f"scripts/{name}.{job.job_index}.tasks"
-            files[tasks_rel] = tasks_file(plan, sp, job.job_index)
+            files[tasks_rel] = tasks_file(plan, sp, job.job_index, quoted)
             pattern = "%A" if job.is_array else "%j"
-            jobs.append(RenderedJob(
-                step=name, job_index=job.job_index, chunk=job.chunk,
-                name=job_name(plan.run_id, name, job.job_index),
-                script=f"{plan.run_dir}/{script_rel}", tasks=f"{plan.run_dir}/{tasks_rel}",
-                output=f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out", array=job.array_spec,
-                deps=list(job.deps), n_tasks=len(job.task_ids)))
+            jobs.append(
+                RenderedJob(
+                    step=name,
+                    job_index=job.job_index,
+                    chunk=job.chunk,
+                    name=job_name(plan.run_id, name, job.job_index),
+                    script=f"{plan.run_dir}/{script_rel}",
+                    tasks=f"{plan.run_dir}/{tasks_rel}",
+                    output=f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out",
+                    array=job.array_spec,
+                    deps=list(job.deps),
+                    n_tasks=len(job.task_ids),
+                )
+            )
     files["plan.json"] = json.dumps(plan_json(plan, jobs), indent=2) + "\n"
     files["plan.txt"] = plan_text(plan, jobs)
     return RenderedRun(files, jobs, plan)
@@ -244,27 +296,48 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
 
 def plan_json(plan: Plan, jobs: list[RenderedJob]) -> dict[str, Any]:
     return {
-        "workflow": plan.workflow, "run_id": plan.run_id, "run_dir": plan.run_dir,
+        "workflow": plan.workflow,
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
         "max_array_size": plan.max_array_size,
-        "steps": [{"name": n, "elements": plan.steps[n].n_elements,
-                   "axes": {a: len(v) for a, v in plan.steps[n].axes.items()},
-                   "base_axes": plan.steps[n].base_axes,
-                   "group_axes": plan.steps[n].group_axes} for n in plan.order],
-        "jobs": [{"step": j.step, "job": j.job_index, "chunk": j.chunk, "name": j.name,
-                  "array": j.array, "tasks": j.n_tasks,
-                  "group": {k: _to_text(v) for k, v in
-                            plan.steps[j.step].jobs[j.job_index].group.items()},
-                  "after": [{"kind": k, "step": s, "job": i} for k, s, i in j.deps]}
-                 for j in jobs],
+        "steps": [
+            {
+                "name": n,
+                "elements": plan.steps[n].n_elements,
+                "axes": {a: len(v) for a, v in plan.steps[n].axes.items()},
+                "base_axes": plan.steps[n].base_axes,
+                "group_axes": plan.steps[n].group_axes,
+            }
+            for n in plan.order
+        ],
+        "jobs": [
+            {
+                "step": j.step,
+                "job": j.job_index,
+                "chunk": j.chunk,
+                "name": j.name,
+                "array": j.array,
+                "tasks": j.n_tasks,
+                "group": {
+                    k: _to_text(v) for k, v in plan.steps[j.step].jobs[j.job_index].group.items()
+                },
+                "after": [{"kind": k, "step": s, "job": i} for k, s, i in j.deps],
+            }
+            for j in jobs
+        ],
         "sbatch_calls": len(jobs),
     }
 
 
 def plan_text(plan: Plan, jobs: list[RenderedJob]) -> str:
-    out = [f"run {plan.run_id}: workflow {plan.workflow}, {len(plan.order)} steps, "
-           f"{len(jobs)} Slurm jobs (= sbatch calls), "
-           f"{sum(s.n_elements for s in plan.steps.values())} elements, "
-           f"MaxArraySize {plan.max_array_size}", f"run dir: {plan.run_dir}", ""]
+    out = [
+        f"run {plan.run_id}: workflow {plan.workflow}, {len(plan.order)} steps, "
+        f"{len(jobs)} Slurm jobs (= sbatch calls), "
+        f"{sum(s.n_elements for s in plan.steps.values())} elements, "
+        f"MaxArraySize {plan.max_array_size}",
+        f"run dir: {plan.run_dir}",
+        "",
+    ]
     for name in plan.order:
         sp = plan.steps[name]
         axes = " x ".join(f"{a}({len(v)})" for a, v in sp.axes.items()) or "no foreach"

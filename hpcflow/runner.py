@@ -27,20 +27,17 @@ class Result:
 
 
 class Runner(Protocol):
-    def run(self, argv: list[str], *, timeout: float = 60.0, input: str | None = None) -> Result:
-        ...
+    def run(
+        self, argv: list[str], *, timeout: float = 60.0, input: str | None = None
+    ) -> Result: ...
 
-    def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None:
-        ...
+    def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None: ...
 
-    def makedirs(self, path: str, mode: int = 0o750) -> None:
-        ...
+    def makedirs(self, path: str, mode: int = 0o750) -> None: ...
 
-    def read_file(self, path: str) -> bytes:
-        ...
+    def read_file(self, path: str) -> bytes: ...
 
-    def exists(self, path: str) -> bool:
-        ...
+    def exists(self, path: str) -> bool: ...
 
 
 class LocalRunner:
@@ -48,11 +45,14 @@ class LocalRunner:
 
     def run(self, argv: list[str], *, timeout: float = 60.0, input: str | None = None) -> Result:
         try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                               input=input, check=False)
+            p = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, input=input, check=False
+            )
         except FileNotFoundError as e:
-            raise RunnerError(f"{argv[0]}: command not found (is Slurm installed on this "
-                              "machine, or should the site config name a login host?)") from e
+            raise RunnerError(
+                f"{argv[0]}: command not found (is Slurm installed on this "
+                "machine, or should the site config name a login host?)"
+            ) from e
         except subprocess.TimeoutExpired as e:
             raise RunnerError(f"{' '.join(argv[:2])}: no answer within {timeout:.0f}s") from e
         return Result(argv, p.returncode, p.stdout, p.stderr)

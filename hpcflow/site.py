@@ -59,7 +59,8 @@ class Lustre(Strict):
 
 class Containers(Strict):
     runtime: Literal["apptainer", "singularity", "charliecloud", "none"] = Field(
-        "apptainer", description="container runtime")
+        "apptainer", description="container runtime"
+    )
     image_cache: str = Field("{scratch}/images", description="where pulled images live")
     binds: list[str] = Field(default_factory=list, description="extra binds src[:dst[:opts]]")
     gpu_flag: str = Field("--nv", description="runtime flag for GPU steps")
@@ -76,8 +77,21 @@ class TrackerCfg(Strict):
         return v
 
 
-MANAGED_FLAGS = {"array", "dependency", "job-name", "J", "output", "o", "error", "e",
-                 "parsable", "wrap", "kill-on-invalid-dep", "chdir", "D"}
+MANAGED_FLAGS = {
+    "array",
+    "dependency",
+    "job-name",
+    "J",
+    "output",
+    "o",
+    "error",
+    "e",
+    "parsable",
+    "wrap",
+    "kill-on-invalid-dep",
+    "chdir",
+    "D",
+}
 
 
 class Site(Strict):
@@ -106,8 +120,10 @@ class Site(Strict):
                 raise ValueError(f"sbatch_extra entry {flag!r} contains a control character")
             name = flag.lstrip("-").split("=", 1)[0].split(" ", 1)[0]
             if not flag.startswith("-") or name in MANAGED_FLAGS:
-                raise ValueError(f"sbatch_extra entry {flag!r} is not allowed "
-                                 "(hpcflow manages it, or it is not a flag)")
+                raise ValueError(
+                    f"sbatch_extra entry {flag!r} is not allowed "
+                    "(hpcflow manages it, or it is not a flag)"
+                )
         return v
 
     # -- derived values ----------------------------------------------------------------
@@ -153,8 +169,16 @@ def find_site(name_or_path: str) -> Path:
             if cand.is_file():
                 return cand
     known = ", ".join(sorted(list_sites())) or "none"
-    raise InvalidInput([Problem(name_or_path, 1, f"no site config named {name_or_path!r} "
-                                f"(known: {known}; or give a path; see `hpcflow sites list`)")])
+    raise InvalidInput(
+        [
+            Problem(
+                name_or_path,
+                1,
+                f"no site config named {name_or_path!r} "
+                f"(known: {known}; or give a path; see `hpcflow sites list`)",
+            )
+        ]
+    )
 
 
 def list_sites() -> dict[str, Path]:

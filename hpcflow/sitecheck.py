@@ -26,14 +26,38 @@ def check_live(site: Site, runner: Runner) -> list[str]:
         live[name.rstrip("*")] = max(live.get(name.rstrip("*"), 0), int(m.group(1)) if m else 0)
     for name, p in site.partitions.items():
         if name not in live:
-            problems.append(str(Problem(site.source, 0, f"partition {name!r} does not exist "
-                                        f"on the cluster (it has {', '.join(live)})")))
+            problems.append(
+                str(
+                    Problem(
+                        site.source,
+                        0,
+                        f"partition {name!r} does not exist "
+                        f"on the cluster (it has {', '.join(live)})",
+                    )
+                )
+            )
         elif p.gpus > live[name]:
-            problems.append(str(Problem(site.source, 0, f"partition {name!r}: config says "
-                                        f"{p.gpus} GPUs per node, cluster has {live[name]}")))
+            problems.append(
+                str(
+                    Problem(
+                        site.source,
+                        0,
+                        f"partition {name!r}: config says "
+                        f"{p.gpus} GPUs per node, cluster has {live[name]}",
+                    )
+                )
+            )
     mas = max_array_size(parse_show_config(cfg.stdout))
     if site.limits.max_array_size and site.limits.max_array_size > mas:
-        problems.append(str(Problem(site.source, 0, f"limits.max_array_size "
-                                    f"{site.limits.max_array_size} is over the cluster's "
-                                    f"MaxArraySize {mas}")))
+        problems.append(
+            str(
+                Problem(
+                    site.source,
+                    0,
+                    f"limits.max_array_size "
+                    f"{site.limits.max_array_size} is over the cluster's "
+                    f"MaxArraySize {mas}",
+                )
+            )
+        )
     return problems

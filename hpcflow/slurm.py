@@ -5,16 +5,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SACCT_FIELDS = ["JobID", "JobIDRaw", "JobName", "State", "ExitCode", "Start", "End",
-                "NodeList", "Reason"]
+SACCT_FIELDS = [
+    "JobID",
+    "JobIDRaw",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "NodeList",
+    "Reason",
+]
 SQUEUE_FORMAT = "%i|%T|%r"
 
 
-def sbatch_argv(script: str, args: list[str], *, job_name: str, output: str,
-                array: str | None = None, dependency: str | None = None,
-                extra: list[str] | None = None) -> list[str]:
-    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={output}",
-            "--open-mode=append", "--kill-on-invalid-dep=yes"]
+def sbatch_argv(
+    script: str,
+    args: list[str],
+    *,
+    job_name: str,
+    output: str,
+    array: str | None = None,
+    dependency: str | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={job_name}",
+        f"--output={output}",
+        "--open-mode=append",
+        "--kill-on-invalid-dep=yes",
+    ]
     if array:
         argv.append(f"--array={array}")
     if dependency:
@@ -41,8 +63,16 @@ def dependency_string(deps: list[tuple[str, str]]) -> str | None:
 
 
 def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
-    return ["sacct", "-X", "-P", "-n", f"--format={','.join(SACCT_FIELDS)}",
-            f"--starttime={starttime}", "-j", ",".join(job_ids)]
+    return [
+        "sacct",
+        "-X",
+        "-P",
+        "-n",
+        f"--format={','.join(SACCT_FIELDS)}",
+        f"--starttime={starttime}",
+        "-j",
+        ",".join(job_ids),
+    ]
 
 
 def squeue_argv(job_ids: list[str]) -> list[str]:
@@ -119,21 +149,32 @@ def parse_sacct(stdout: str) -> list[SacctRow]:
         if ":" in exitc:
             c, s = exitc.split(":", 1)
             code, sig = (int(c) if c.isdigit() else None), (int(s) if s.isdigit() else None)
+        keys: list[tuple[str, int | None]]
+        if m := _ARRAY.match(job):
+            keys = [(m.group(1), int(m.group(2)))]
+        elif m := _ARRAY_PENDING.match(job):
+            keys = [(m.group(1), t) for t in expand_array_ids(m.group(2))]
+        elif job.isdigit():
+            keys = [(job, None)]
+        else:
+            continue
         node_v = None if node in ("", "None assigned", "(null)") else node
-        common = dict(raw_id=raw, name=name, state=state, exit_code=code, signal=sig,
-                      start=_time(start), end=_time(end), node=node_v, reason=reason,
-                      )
-        m = _ARRAY.match(job)
-        if m:
-            rows.append(SacctRow(job_id=m.group(1), task_id=int(m.group(2)), **common))
-            continue
-        m = _ARRAY_PENDING.match(job)
-        if m:
-            for t in expand_array_ids(m.group(2)):
-                rows.append(SacctRow(job_id=m.group(1), task_id=t, **common))
-            continue
-        if job.isdigit():
-            rows.append(SacctRow(job_id=job, task_id=None, **common))
+        rows.extend(
+            SacctRow(
+                job_id=j,
+                task_id=t,
+                raw_id=raw,
+                name=name,
+                state=state,
+                exit_code=code,
+                signal=sig,
+                start=_time(start),
+                end=_time(end),
+                node=node_v,
+                reason=reason,
+            )
+            for j, t in keys
+        )
     return rows
 
 
@@ -158,8 +199,9 @@ def parse_squeue(stdout: str) -> list[SqueueRow]:
             continue
         m = _ARRAY_PENDING.match(job)
         if m:
-            rows.extend(SqueueRow(m.group(1), t, state, reason)
-                        for t in expand_array_ids(m.group(2)))
+            rows.extend(
+                SqueueRow(m.group(1), t, state, reason) for t in expand_array_ids(m.group(2))
+            )
             continue
         if job.isdigit():
             rows.append(SqueueRow(job, None, state, reason))
@@ -180,8 +222,14 @@ def max_array_size(config: dict[str, str]) -> int:
     return int(v) if v.isdigit() else 1001
 
 
-_TEMPORARY = ("Socket timed out", "Unable to contact slurm controller", "Resource temporarily",
-              "try again", "Slurm temporarily unable", "Connection refused")
+_TEMPORARY = (
+    "Socket timed out",
+    "Unable to contact slurm controller",
+    "Resource temporarily",
+    "try again",
+    "Slurm temporarily unable",
+    "Connection refused",
+)
 
 
 def is_temporary_error(stderr: str) -> bool:

@@ -28,9 +28,18 @@ class RunState(str, Enum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.TIMEOUT,
-                      TaskState.OUT_OF_MEMORY, TaskState.CANCELLED, TaskState.NODE_FAIL,
-                      TaskState.SKIPPED, TaskState.UPSTREAM_FAILED})
+TERMINAL = frozenset(
+    {
+        TaskState.COMPLETED,
+        TaskState.FAILED,
+        TaskState.TIMEOUT,
+        TaskState.OUT_OF_MEMORY,
+        TaskState.CANCELLED,
+        TaskState.NODE_FAIL,
+        TaskState.SKIPPED,
+        TaskState.UPSTREAM_FAILED,
+    }
+)
 SUCCESS = frozenset({TaskState.COMPLETED, TaskState.SKIPPED})
 
 # Slurm's job state (sacct State, squeue %T, first word) -> task state. Anything not here is
@@ -77,8 +86,12 @@ def map_slurm_state(state: str, reason: str = "", started: bool = True) -> TaskS
     mapped = SLURM_STATE.get(word, TaskState.UNKNOWN)
     if mapped is TaskState.PENDING and reason.startswith(DEPENDENCY_NEVER):
         return TaskState.UPSTREAM_FAILED
-    if (mapped is TaskState.CANCELLED and state.strip() == "CANCELLED" and not started
-            and reason.startswith("Dependency")):
+    if (
+        mapped is TaskState.CANCELLED
+        and state.strip() == "CANCELLED"
+        and not started
+        and reason.startswith("Dependency")
+    ):
         return TaskState.UPSTREAM_FAILED
     return mapped
 

@@ -20,8 +20,14 @@ from .errors import RunnerError, SlurmError
 from .render import RenderedRun, _item_of, render_run
 from .runner import Runner
 from .site import Site
-from .slurm import (SHOW_CONFIG_ARGV, dependency_string, max_array_size, parse_sbatch,
-                    parse_show_config, scancel_argv)
+from .slurm import (
+    SHOW_CONFIG_ARGV,
+    dependency_string,
+    max_array_size,
+    parse_sbatch,
+    parse_show_config,
+    scancel_argv,
+)
 from .states import RunState, TaskState
 from .validate import Loaded
 
@@ -40,13 +46,14 @@ def site_max_array_size(site: Site, runner: Runner) -> int:
         return site.limits.max_array_size
     res = runner.run(SHOW_CONFIG_ARGV, timeout=30)
     if not res.ok:
-        raise SlurmError(f"`scontrol show config` failed: {res.stderr.strip() or res.stdout}; "
-                         "set limits.max_array_size in the site config")
+        raise SlurmError(
+            f"`scontrol show config` failed: {res.stderr.strip() or res.stdout}; "
+            "set limits.max_array_size in the site config"
+        )
     return max_array_size(parse_show_config(res.stdout))
 
 
-def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = None
-            ) -> RenderedRun:
+def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = None) -> RenderedRun:
     run_id = run_id or new_run_id(loaded.workflow.name)
     m = site_max_array_size(site, runner)
     plan = compile_plan(loaded, site, m, run_id, run_dir_for(site, loaded.workflow.name, run_id))
@@ -72,27 +79,48 @@ class Submitted:
     jobs: list[dict[str, Any]]
 
 
-def record_run(engine: Engine, rr: RenderedRun, loaded: Loaded, site: Site,
-               label: str | None) -> dict[tuple[str, int], int]:
+def record_run(
+    engine: Engine, rr: RenderedRun, loaded: Loaded, site: Site, label: str | None
+) -> dict[tuple[str, int], int]:
     """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
     plan, wf = rr.plan, loaded.workflow
     with session(engine) as s:
-        s.add(Run(id=plan.run_id, workflow=wf.name, version=wf.version, namespace=wf.namespace,
-                  label=label, site=site.source, state=RunState.PENDING.value,
-                  run_dir=plan.run_dir, workflow_path=str(loaded.path.resolve()),
-                  params_json=json.dumps(loaded.params, default=str)))
+        s.add(
+            Run(
+                id=plan.run_id,
+                workflow=wf.name,
+                version=wf.version,
+                namespace=wf.namespace,
+                label=label,
+                site=site.source,
+                state=RunState.PENDING.value,
+                run_dir=plan.run_dir,
+                workflow_path=str(loaded.path.resolve()),
+                params_json=json.dumps(loaded.params, default=str),
+            )
+        )
         s.flush()
-        s.add(Event(run_id=plan.run_id, new_state="SUBMITTING",
-                    reason=f"{len(rr.jobs)} jobs, "
-                           f"{sum(sp.n_elements for sp in plan.steps.values())} elements"))
+        s.add(
+            Event(
+                run_id=plan.run_id,
+                new_state="SUBMITTING",
+                reason=f"{len(rr.jobs)} jobs, "
+                f"{sum(sp.n_elements for sp in plan.steps.values())} elements",
+            )
+        )
         job_ids: dict[tuple[str, int], int] = {}
         for name in plan.order:
             sp = plan.steps[name]
-            s.add(StepRow(run_id=plan.run_id, name=name, position=sp.position,
-                          total=sp.n_elements))
+            s.add(StepRow(run_id=plan.run_id, name=name, position=sp.position, total=sp.n_elements))
         for rj in rr.jobs:
-            job = Job(run_id=plan.run_id, step=rj.step, job_index=rj.job_index, chunk=rj.chunk,
-                      name=rj.name, array=rj.array)
+            job = Job(
+                run_id=plan.run_id,
+                step=rj.step,
+                job_index=rj.job_index,
+                chunk=rj.chunk,
+                name=rj.name,
+                array=rj.array,
+            )
             s.add(job)
             s.flush()
             assert job.id is not None
@@ -103,18 +131,27 @@ def record_run(engine: Engine, rr: RenderedRun, loaded: Loaded, site: Site,
             for jp in sp.jobs:
                 jid = job_ids[(name, jp.job_index)]
                 for tid, idx in zip(jp.task_ids, jp.elements):
-                    rows.append({"run_id": plan.run_id, "step": name, "index": idx,
-                                 "job_id": jid, "task_id": tid if jp.is_array else None,
-                                 "item_json": json.dumps(_item_of(sp, idx), default=str),
-                                 "state": TaskState.PENDING.value, "attempts": 0})
+                    rows.append(
+                        {
+                            "run_id": plan.run_id,
+                            "step": name,
+                            "index": idx,
+                            "job_id": jid,
+                            "task_id": tid if jp.is_array else None,
+                            "item_json": json.dumps(_item_of(sp, idx), default=str),
+                            "state": TaskState.PENDING.value,
+                            "attempts": 0,
+                        }
+                    )
         if rows:
             s.execute(insert(Task), rows)  # type: ignore[arg-type]
         s.commit()
     return job_ids
 
 
-def submit(engine: Engine, runner: Runner, loaded: Loaded, site: Site,
-           label: str | None = None) -> Submitted:
+def submit(
+    engine: Engine, runner: Runner, loaded: Loaded, site: Site, label: str | None = None
+) -> Submitted:
     rr = prepare(loaded, site, runner)
     write_run_dir(rr, runner)
     job_ids = record_run(engine, rr, loaded, site, label)
@@ -128,15 +165,19 @@ def submit(engine: Engine, runner: Runner, loaded: Loaded, site: Site,
             res = runner.run(argv, timeout=120)
         except RunnerError as e:
             _abort(engine, runner, run_id, slurm_ids, str(e))
-            raise SlurmError(f"submitting step {rj.step!r} job {rj.job_index} failed: {e}; "
-                             "already submitted jobs were cancelled") from e
+            raise SlurmError(
+                f"submitting step {rj.step!r} job {rj.job_index} failed: {e}; "
+                "already submitted jobs were cancelled"
+            ) from e
         if not res.ok:
             msg = (res.stderr or res.stdout).strip()
             _abort(engine, runner, run_id, slurm_ids, msg)
-            raise SlurmError(f"Slurm refused step {rj.step!r} job {rj.job_index}: {msg}\n"
-                             f"  command: {shlex.join(argv)}\n"
-                             f"  run {run_id}: the {len(slurm_ids)} job(s) already submitted "
-                             "were cancelled; the run is recorded as CANCELLED")
+            raise SlurmError(
+                f"Slurm refused step {rj.step!r} job {rj.job_index}: {msg}\n"
+                f"  command: {shlex.join(argv)}\n"
+                f"  run {run_id}: the {len(slurm_ids)} job(s) already submitted "
+                "were cancelled; the run is recorded as CANCELLED"
+            )
         sid = parse_sbatch(res.stdout)
         slurm_ids[(rj.step, rj.job_index)] = sid
         with session(engine) as s:
@@ -144,21 +185,41 @@ def submit(engine: Engine, runner: Runner, loaded: Loaded, site: Site,
             assert job is not None
             job.slurm_job_id, job.dependency, job.status = sid, dep, "SUBMITTED"
             s.add(job)
-            s.add(Event(run_id=run_id, step=rj.step, new_state="SUBMITTED", slurm_job_id=sid,
-                        reason=f"job {rj.job_index}" + (f" --array={rj.array}" if rj.array
-                                                         else "")))
+            s.add(
+                Event(
+                    run_id=run_id,
+                    step=rj.step,
+                    new_state="SUBMITTED",
+                    slurm_job_id=sid,
+                    reason=f"job {rj.job_index}" + (f" --array={rj.array}" if rj.array else ""),
+                )
+            )
             s.commit()
-        out.append({"step": rj.step, "chunk": rj.chunk, "job": rj.job_index,
-                    "slurm_job_id": sid, "array": rj.array})
+        out.append(
+            {
+                "step": rj.step,
+                "chunk": rj.chunk,
+                "job": rj.job_index,
+                "slurm_job_id": sid,
+                "array": rj.array,
+            }
+        )
     with session(engine) as s:
-        s.add(Event(run_id=run_id, old_state="SUBMITTING", new_state=RunState.PENDING.value,
-                    reason="all jobs submitted"))
+        s.add(
+            Event(
+                run_id=run_id,
+                old_state="SUBMITTING",
+                new_state=RunState.PENDING.value,
+                reason="all jobs submitted",
+            )
+        )
         s.commit()
     return Submitted(run_id, rr.plan.run_dir, out)
 
 
-def _abort(engine: Engine, runner: Runner, run_id: str, slurm_ids: dict[tuple[str, int], str],
-           message: str) -> None:
+def _abort(
+    engine: Engine, runner: Runner, run_id: str, slurm_ids: dict[tuple[str, int], str], message: str
+) -> None:
     if slurm_ids:
         runner.run(scancel_argv(list(slurm_ids.values())), timeout=60)
     with session(engine) as s:
@@ -173,6 +234,12 @@ def _abort(engine: Engine, runner: Runner, run_id: str, slurm_ids: dict[tuple[st
         for t in s.exec(select(Task).where(Task.run_id == run_id)).all():
             t.state, t.reason = TaskState.CANCELLED.value, "submission aborted"
             s.add(t)
-        s.add(Event(run_id=run_id, old_state="SUBMITTING", new_state=RunState.CANCELLED.value,
-                    reason=f"submission aborted: {message}"))
+        s.add(
+            Event(
+                run_id=run_id,
+                old_state="SUBMITTING",
+                new_state=RunState.CANCELLED.value,
+                reason=f"submission aborted: {message}",
+            )
+        )
         s.commit()

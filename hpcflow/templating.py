@@ -34,7 +34,8 @@ class RuntimeRef:
     def _refuse(self, *_: Any) -> Any:
         raise jinja2.TemplateError(
             f"{self.label} is only known when the element runs: use it as "
-            f"{{{{ {self.label} }}}} in the command, not inside a Jinja expression")
+            f"{{{{ {self.label} }}}} in the command, not inside a Jinja expression"
+        )
 
     __str__ = __bool__ = __eq__ = __lt__ = __gt__ = __add__ = __radd__ = _refuse  # type: ignore
     __hash__ = object.__hash__
@@ -95,8 +96,9 @@ class _Collector:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
     env.filters["raw"] = _raw
     return env
 
@@ -105,8 +107,9 @@ _ENV = _env()
 _NATIVE = NativeEnvironment(undefined=jinja2.StrictUndefined)
 
 
-def render_segments(source: str, context: dict[str, Any],
-                    base: jinja2.Environment | None = None) -> list[tuple[str, Any]]:
+def render_segments(
+    source: str, context: dict[str, Any], base: jinja2.Environment | None = None
+) -> list[tuple[str, Any]]:
     """Render ``source``; returns [(kind, value)] with kind lit|val|raw|ref."""
     if _MARK in source:
         raise jinja2.TemplateError("template contains a NUL character")
@@ -169,8 +172,9 @@ def as_shell_word(segments: list[tuple[str, Any]]) -> str:
 
 def render_text(source: str, context: dict[str, Any]) -> str:
     """Plain rendering (no quoting), for file names and plan text."""
-    return "".join(_to_text(v) if k != "ref" else f"${{{v.var}}}"
-                   for k, v in render_segments(source, context))
+    return "".join(
+        _to_text(v) if k != "ref" else f"${{{v.var}}}" for k, v in render_segments(source, context)
+    )
 
 
 def render_native(source: Any, context: dict[str, Any]) -> Any:

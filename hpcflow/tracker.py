@@ -37,22 +37,34 @@ def active_runs(engine: Engine) -> list[Run]:
         return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
 
 
-def refresh(engine: Engine, runner: Runner, runs: list[Run], poll_seconds: int,
-            force: bool = False) -> list[str]:
+def refresh(
+    engine: Engine, runner: Runner, runs: list[Run], poll_seconds: int, force: bool = False
+) -> list[str]:
     """Refresh the given runs with one sacct call (plus one squeue when something is pending).
     Runs refreshed less than ``poll_seconds`` ago are left alone unless ``force``."""
     now = utcnow()
-    due = [r for r in runs if r.state in ACTIVE and (force or r.refreshed_at is None or
-           (now - r.refreshed_at).total_seconds() >= poll_seconds)]
+    due = [
+        r
+        for r in runs
+        if r.state in ACTIVE
+        and (
+            force
+            or r.refreshed_at is None
+            or (now - r.refreshed_at).total_seconds() >= poll_seconds
+        )
+    ]
     if not due:
         return []
     ids = [r.id for r in due]
     with session(engine) as s:
-        jobs = s.exec(select(Job).where(col(Job.run_id).in_(ids),
-                                        col(Job.slurm_job_id).is_not(None))).all()
-        tasks = s.exec(select(Task).where(col(Task.run_id).in_(ids),
-                                          col(Task.state).not_in([t.value for t in TERMINAL]))
-                       ).all()
+        jobs = s.exec(
+            select(Job).where(col(Job.run_id).in_(ids), col(Job.slurm_job_id).is_not(None))
+        ).all()
+        tasks = s.exec(
+            select(Task).where(
+                col(Task.run_id).in_(ids), col(Task.state).not_in([t.value for t in TERMINAL])
+            )
+        ).all()
     slurm_ids = sorted({j.slurm_job_id for j in jobs if j.slurm_job_id}, key=int)
     if not slurm_ids:
         return []
@@ -62,14 +74,14 @@ def refresh(engine: Engine, runner: Runner, runs: list[Run], poll_seconds: int,
         raise SlurmError(f"sacct failed: {(res.stderr or res.stdout).strip()}")
     by_key = {(r.job_id, r.task_id): r for r in parse_sacct(res.stdout)}
     job_slurm = {j.id: j.slurm_job_id for j in jobs}
-    pending_jobs = set()
+    pending_jobs: set[str] = set()
     updates: list[dict[str, Any]] = []
     events: list[Event] = []
     observed: dict[int, tuple[TaskState, Any]] = {}
     for t in tasks:
         sid = job_slurm.get(t.job_id)
         row = by_key.get((sid, t.task_id)) if sid else None
-        if row is None:
+        if row is None or sid is None:
             continue
         st = map_slurm_state(row.state, row.reason, started=row.node is not None)
         observed[t.id] = (st, row)  # type: ignore[index]
@@ -88,32 +100,62 @@ def refresh(engine: Engine, runner: Runner, runs: list[Run], poll_seconds: int,
         if st is TaskState.PENDING:
             st = map_slurm_state(row.state, reasons.get((sid, t.task_id), row.reason))
         attempts = max(t.attempts, 1) if row.start else t.attempts
-        new = {"state": st.value, "exit_code": row.exit_code if st in TERMINAL else None,
-               "start": row.start, "end": row.end, "node": row.node, "attempts": attempts}
-        old = {"state": t.state, "exit_code": t.exit_code, "start": t.start, "end": t.end,
-               "node": t.node, "attempts": t.attempts}
+        new = {
+            "state": st.value,
+            "exit_code": row.exit_code if st in TERMINAL else None,
+            "start": row.start,
+            "end": row.end,
+            "node": row.node,
+            "attempts": attempts,
+        }
+        old = {
+            "state": t.state,
+            "exit_code": t.exit_code,
+            "start": t.start,
+            "end": t.end,
+            "node": t.node,
+            "attempts": t.attempts,
+        }
         if new != old:
             updates.append({"_id": t.id, **new})
         if st.value != t.state:
             display = f"{sid}_{t.task_id}" if t.task_id is not None else sid
-            events.append(Event(run_id=t.run_id, step=t.step, index=t.index, old_state=t.state,
-                                new_state=st.value, slurm_job_id=display,
-                                exit_code=new["exit_code"], reason=row.reason or None))
+            events.append(
+                Event(
+                    run_id=t.run_id,
+                    step=t.step,
+                    index=t.index,
+                    old_state=t.state,
+                    new_state=st.value,
+                    slurm_job_id=display,
+                    exit_code=new["exit_code"],
+                    reason=row.reason or None,
+                )
+            )
     changed_runs = []
     with session(engine) as s:
         if updates:
-            stmt = (update(Task).where(Task.id == bindparam("_id"))  # type: ignore[arg-type]
-                    .values(state=bindparam("state"), exit_code=bindparam("exit_code"),
-                            start=bindparam("start"), end=bindparam("end"),
-                            node=bindparam("node"), attempts=bindparam("attempts")))
+            stmt = (
+                update(Task)
+                .where(Task.id == bindparam("_id"))  # type: ignore[arg-type]
+                .values(
+                    state=bindparam("state"),
+                    exit_code=bindparam("exit_code"),
+                    start=bindparam("start"),
+                    end=bindparam("end"),
+                    node=bindparam("node"),
+                    attempts=bindparam("attempts"),
+                )
+            )
             s.connection().execute(stmt, updates)
         for e in events:
             s.add(e)
         for r in due:
             run = s.get(Run, r.id)
             assert run is not None
-            states = [TaskState(x) for x in s.exec(select(Task.state).where(
-                Task.run_id == r.id)).all()]
+            states = [
+                TaskState(x) for x in s.exec(select(Task.state).where(Task.run_id == r.id)).all()
+            ]
             new_state = run_state(states, run.cancelled).value
             if new_state != run.state:
                 s.add(Event(run_id=run.id, old_state=run.state, new_state=new_state))
@@ -130,17 +172,26 @@ def refresh(engine: Engine, runner: Runner, runs: list[Run], poll_seconds: int,
 def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[str, Any]:
     run = get_run(engine, run_id)
     with session(engine) as s:
-        steps = s.exec(select(StepRow).where(StepRow.run_id == run.id)
-                       .order_by(col(StepRow.position))).all()
+        steps = s.exec(
+            select(StepRow).where(StepRow.run_id == run.id).order_by(col(StepRow.position))
+        ).all()
         jobs = s.exec(select(Job).where(Job.run_id == run.id).order_by(col(Job.id))).all()
-        tasks = s.exec(select(Task).where(Task.run_id == run.id)
-                       .order_by(col(Task.step), col(Task.index))).all()
+        tasks = s.exec(
+            select(Task).where(Task.run_id == run.id).order_by(col(Task.step), col(Task.index))
+        ).all()
     job_sid = {j.id: j.slurm_job_id for j in jobs}
     doc: dict[str, Any] = {
-        "run_id": run.id, "workflow": run.workflow, "version": run.version,
-        "namespace": run.namespace, "label": run.label, "site": run.site, "state": run.state,
-        "run_dir": run.run_dir, "submitted_at": _iso(run.submitted_at),
-        "refreshed_at": _iso(run.refreshed_at), "finished_at": _iso(run.finished_at),
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "namespace": run.namespace,
+        "label": run.label,
+        "site": run.site,
+        "state": run.state,
+        "run_dir": run.run_dir,
+        "submitted_at": _iso(run.submitted_at),
+        "refreshed_at": _iso(run.refreshed_at),
+        "finished_at": _iso(run.finished_at),
         "steps": {},
     }
     by_step: dict[str, list[Task]] = {}
@@ -149,17 +200,29 @@ def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[st
     for st in steps:
         ts = by_step.get(st.name, [])
         entry: dict[str, Any] = {
-            "total": st.total, "states": dict(Counter(t.state for t in ts)),
+            "total": st.total,
+            "states": dict(Counter(t.state for t in ts)),
             "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
         }
         if with_tasks:
-            entry["tasks"] = [{
-                "index": t.index, "item": json.loads(t.item_json), "state": t.state,
-                "exit_code": t.exit_code,
-                "slurm_job_id": (f"{job_sid[t.job_id]}_{t.task_id}" if t.task_id is not None
-                                 else job_sid[t.job_id]),
-                "attempts": t.attempts, "start": t.start, "end": t.end, "node": t.node,
-            } for t in ts]
+            entry["tasks"] = [
+                {
+                    "index": t.index,
+                    "item": json.loads(t.item_json),
+                    "state": t.state,
+                    "exit_code": t.exit_code,
+                    "slurm_job_id": (
+                        f"{job_sid[t.job_id]}_{t.task_id}"
+                        if t.task_id is not None
+                        else job_sid[t.job_id]
+                    ),
+                    "attempts": t.attempts,
+                    "start": t.start,
+                    "end": t.end,
+                    "node": t.node,
+                }
+                for t in ts
+            ]
         doc["steps"][st.name] = entry
     return doc
 
@@ -168,8 +231,13 @@ def _iso(dt: Any) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
 
 
-def list_runs(engine: Engine, state: str | None = None, workflow: str | None = None,
-              namespace: str | None = None, since: Any = None) -> list[Run]:
+def list_runs(
+    engine: Engine,
+    state: str | None = None,
+    workflow: str | None = None,
+    namespace: str | None = None,
+    since: Any = None,
+) -> list[Run]:
     with session(engine) as s:
         q = select(Run)
         if state:
@@ -190,8 +258,9 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         if step:
             names = {x.name for x in s.exec(select(StepRow).where(StepRow.run_id == run.id))}
             if step not in names:
-                raise NotFound(f"run {run.id} has no step {step!r} (steps: "
-                               f"{', '.join(sorted(names))})")
+                raise NotFound(
+                    f"run {run.id} has no step {step!r} (steps: {', '.join(sorted(names))})"
+                )
             q = q.where(Job.step == step)
         ids = [j.slurm_job_id for j in s.exec(q).all() if j.slurm_job_id]
     if ids:
@@ -199,25 +268,36 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         if not res.ok:
             raise SlurmError(f"scancel failed: {(res.stderr or res.stdout).strip()}")
     with session(engine) as s:
-        q2 = select(Task).where(Task.run_id == run.id,
-                                col(Task.state).not_in([t.value for t in TERMINAL]))
+        q2 = select(Task).where(
+            Task.run_id == run.id, col(Task.state).not_in([t.value for t in TERMINAL])
+        )
         if step:
             q2 = q2.where(Task.step == step)
         for t in s.exec(q2).all():
-            s.add(Event(run_id=run.id, step=t.step, index=t.index, old_state=t.state,
-                        new_state=TaskState.CANCELLED.value, reason="hpcflow cancel"))
+            s.add(
+                Event(
+                    run_id=run.id,
+                    step=t.step,
+                    index=t.index,
+                    old_state=t.state,
+                    new_state=TaskState.CANCELLED.value,
+                    reason="hpcflow cancel",
+                )
+            )
             t.state = TaskState.CANCELLED.value
             s.add(t)
         r = s.get(Run, run.id)
         assert r is not None
         if not step:
             r.cancelled = True
-        states = [TaskState(x) for x in s.exec(select(Task.state).where(
-            Task.run_id == run.id)).all()]
+        states = [
+            TaskState(x) for x in s.exec(select(Task.state).where(Task.run_id == run.id)).all()
+        ]
         new_state = run_state(states, r.cancelled).value
         if new_state != r.state:
-            s.add(Event(run_id=r.id, old_state=r.state, new_state=new_state,
-                        reason="hpcflow cancel"))
+            s.add(
+                Event(run_id=r.id, old_state=r.state, new_state=new_state, reason="hpcflow cancel")
+            )
             r.state = new_state
             if new_state not in ACTIVE:
                 r.finished_at = utcnow()
@@ -229,5 +309,8 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
 def history(engine: Engine, run_id: str) -> list[Event]:
     run = get_run(engine, run_id)
     with session(engine) as s:
-        return list(s.exec(select(Event).where(Event.run_id == run.id)
-                           .order_by(col(Event.time), col(Event.id))).all())
+        return list(
+            s.exec(
+                select(Event).where(Event.run_id == run.id).order_by(col(Event.time), col(Event.id))
+            ).all()
+        )

@@ -29,8 +29,9 @@ class Loaded:
     order: list[str]  # topological
 
 
-def load_workflow(path: str | Path, sets: list[str] | None = None,
-                  site: Site | None = None) -> Loaded:
+def load_workflow(
+    path: str | Path, sets: list[str] | None = None, site: Site | None = None
+) -> Loaded:
     p = Path(path)
     doc = load_file(p)
     if not isinstance(doc.data, dict):
@@ -57,31 +58,50 @@ def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
     names = {s.name for s in wf.steps}
     for i, s in enumerate(wf.steps):
         if s.name in seen:
-            problems.append(doc.problem(("steps", i, "name"),
-                                        f"duplicate step name {s.name!r} (first at step "
-                                        f"#{seen[s.name] + 1})"))
+            problems.append(
+                doc.problem(
+                    ("steps", i, "name"),
+                    f"duplicate step name {s.name!r} (first at step #{seen[s.name] + 1})",
+                )
+            )
         seen.setdefault(s.name, i)
         for target in s.after:
             if target == s.name:
-                problems.append(doc.problem(("steps", i, "after", target),
-                                            f"step {s.name!r} cannot come after itself"))
+                problems.append(
+                    doc.problem(
+                        ("steps", i, "after", target), f"step {s.name!r} cannot come after itself"
+                    )
+                )
             elif target not in names:
-                problems.append(doc.problem(("steps", i, "after", target),
-                                            f"step {s.name!r}: unknown step {target!r} in after"))
+                problems.append(
+                    doc.problem(
+                        ("steps", i, "after", target),
+                        f"step {s.name!r}: unknown step {target!r} in after",
+                    )
+                )
         if isinstance(s.container, str) and s.container not in wf.containers:
-            problems.append(doc.problem(("steps", i, "container"),
-                                        f"step {s.name!r}: unknown container {s.container!r} "
-                                        f"(define it under containers:)"))
+            problems.append(
+                doc.problem(
+                    ("steps", i, "container"),
+                    f"step {s.name!r}: unknown container {s.container!r} "
+                    f"(define it under containers:)",
+                )
+            )
         if s.when is not None:
-            problems.append(doc.problem(("steps", i, "when"),
-                                        f"step {s.name!r}: `when` conditions are not supported "
-                                        "yet in this version of hpcflow; remove it"))
+            problems.append(
+                doc.problem(
+                    ("steps", i, "when"),
+                    f"step {s.name!r}: `when` conditions are not supported "
+                    "yet in this version of hpcflow; remove it",
+                )
+            )
     if not problems:
         cycle = find_cycle(wf)
         if cycle:
             i = next(k for k, s in enumerate(wf.steps) if s.name == cycle[0])
-            problems.append(doc.problem(("steps", i, "after"),
-                                        "cycle in after: " + " -> ".join(cycle)))
+            problems.append(
+                doc.problem(("steps", i, "after"), "cycle in after: " + " -> ".join(cycle))
+            )
     return problems
 
 
@@ -95,7 +115,7 @@ def find_cycle(wf: Workflow) -> list[str] | None:
         stack.append(n)
         for m in deps.get(n, []):
             if color.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m in deps and color.get(m) is None:
                 found = visit(m)
                 if found:
@@ -135,15 +155,26 @@ def check_each(wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]]
             shared = [a for a in axes.get(s.name, {}) if a in axes[up]]
             where = ("steps", i, "after", up)
             if not shared:
-                problems.append(doc.problem(where, f"step {s.name!r}: `each` on {up!r} needs an "
-                                            "axis shared by both steps' foreach (none is)"))
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"step {s.name!r}: `each` on {up!r} needs an "
+                        "axis shared by both steps' foreach (none is)",
+                    )
+                )
                 continue
             for a in shared:
-                missing = [v for v in axes[s.name][a] if v not in set(axes[up][a])]
+                up_values = set(axes[up][a])
+                missing = [v for v in axes[s.name][a] if v not in up_values]
                 if missing:
-                    problems.append(doc.problem(where, f"step {s.name!r}: `each` on {up!r}: "
-                                                f"{a}={missing[0]!r} has no matching element "
-                                                f"in {up!r}"))
+                    problems.append(
+                        doc.problem(
+                            where,
+                            f"step {s.name!r}: `each` on {up!r}: "
+                            f"{a}={missing[0]!r} has no matching element "
+                            f"in {up!r}",
+                        )
+                    )
     return problems
 
 
@@ -169,16 +200,23 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
         try:
             r = effective_resources(wf, s, site)
         except ValidationError as e:
-            problems.append(doc.problem(("steps", i, "resources"),
-                                        f"step {s.name!r}: site defaults invalid: {e}"))
+            problems.append(
+                doc.problem(
+                    ("steps", i, "resources"), f"step {s.name!r}: site defaults invalid: {e}"
+                )
+            )
             continue
         where = ("steps", i, "resources")
         if not site.partitions:
             continue
         if r.partition and r.partition not in site.partitions:
-            problems.append(doc.problem(where + ("partition",),
-                                        f"step {s.name!r}: partition {r.partition!r} is not in "
-                                        f"site {site.name!r} ({', '.join(site.partitions)})"))
+            problems.append(
+                doc.problem(
+                    where + ("partition",),
+                    f"step {s.name!r}: partition {r.partition!r} is not in "
+                    f"site {site.name!r} ({', '.join(site.partitions)})",
+                )
+            )
             continue
         part = site.partitions.get(r.partition or "")
         if part is None:
@@ -187,16 +225,32 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
         if gpus and part.gpus == 0:
             gpu_parts = [n for n, p in site.partitions.items() if p.gpus]
             hint = f"; use partition: {gpu_parts[0]}" if gpu_parts else ""
-            problems.append(doc.problem(where + ("gpus",),
-                                        f"step {s.name!r}: asks for {gpus} GPU(s) but partition "
-                                        f"{r.partition!r} has no GPUs{hint}"))
+            problems.append(
+                doc.problem(
+                    where + ("gpus",),
+                    f"step {s.name!r}: asks for {gpus} GPU(s) but partition "
+                    f"{r.partition!r} has no GPUs{hint}",
+                )
+            )
         elif gpus > part.gpus * (r.nodes or 1):
-            problems.append(doc.problem(where + ("gpus",),
-                                        f"step {s.name!r}: asks for {gpus} GPUs but partition "
-                                        f"{r.partition!r} has {part.gpus} per node"))
-        if r.time is not None and part.max_time is not None:
-            if parse_duration_s(r.time) > parse_duration_s(part.max_time):
-                problems.append(doc.problem(where + ("time",),
-                                            f"step {s.name!r}: time {r.time} is over partition "
-                                            f"{r.partition!r}'s limit of {part.max_time}"))
+            problems.append(
+                doc.problem(
+                    where + ("gpus",),
+                    f"step {s.name!r}: asks for {gpus} GPUs but partition "
+                    f"{r.partition!r} has {part.gpus} per node",
+                )
+            )
+        too_long = (
+            r.time is not None
+            and part.max_time is not None
+            and parse_duration_s(r.time) > parse_duration_s(part.max_time)
+        )
+        if too_long:
+            problems.append(
+                doc.problem(
+                    where + ("time",),
+                    f"step {s.name!r}: time {r.time} is over partition "
+                    f"{r.partition!r}'s limit of {part.max_time}",
+                )
+            )
     return problems

@@ -71,42 +71,66 @@ def load_file(path: str | Path) -> Located:
 
 
 _STD = "tag:yaml.org,2002:"
-_ALLOWED_TAGS = {_STD + t for t in ("null", "bool", "int", "float", "str", "seq", "map",
-                                    "timestamp", "merge")}
+_ALLOWED_TAGS = {
+    _STD + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "timestamp", "merge")
+}
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int],
-           file: str, budget: list[int]) -> Any:
+def _build(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    file: str,
+    budget: list[int],
+) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
-        raise InvalidInput([Problem(file, node.start_mark.line + 1,
-                                    "document too large (aliases expand to over "
-                                    f"{MAX_NODES} nodes)")])
+        raise InvalidInput(
+            [
+                Problem(
+                    file,
+                    node.start_mark.line + 1,
+                    f"document too large (aliases expand to over {MAX_NODES} nodes)",
+                )
+            ]
+        )
     lines.setdefault(path, node.start_mark.line + 1)
     if node.tag not in _ALLOWED_TAGS:
-        raise InvalidInput([Problem(file, node.start_mark.line + 1,
-                                    f"YAML tag {node.tag!r} is not allowed")])
+        raise InvalidInput(
+            [Problem(file, node.start_mark.line + 1, f"YAML tag {node.tag!r} is not allowed")]
+        )
     if isinstance(node, yaml.ScalarNode):
         try:
             return loader.construct_object(node, deep=True)
         except yaml.YAMLError as e:
             raise InvalidInput([Problem(file, node.start_mark.line + 1, f"YAML: {e}")]) from e
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, n, path + (i,), lines, file, budget)
-                for i, n in enumerate(node.value)]
+        return [
+            _build(loader, n, path + (i,), lines, file, budget) for i, n in enumerate(node.value)
+        ]
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
             if knode.tag == _STD + "merge":
-                raise InvalidInput([Problem(file, knode.start_mark.line + 1,
-                                            "YAML merge keys (<<) are not supported")])
+                raise InvalidInput(
+                    [
+                        Problem(
+                            file,
+                            knode.start_mark.line + 1,
+                            "YAML merge keys (<<) are not supported",
+                        )
+                    ]
+                )
             key = _build(loader, knode, path + ("<key>",), lines, file, budget)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise InvalidInput([Problem(file, knode.start_mark.line + 1,
-                                            "mapping keys must be plain scalars")])
+                raise InvalidInput(
+                    [Problem(file, knode.start_mark.line + 1, "mapping keys must be plain scalars")]
+                )
             if key in out:
-                raise InvalidInput([Problem(file, knode.start_mark.line + 1,
-                                            f"duplicate key {key!r}")])
+                raise InvalidInput(
+                    [Problem(file, knode.start_mark.line + 1, f"duplicate key {key!r}")]
+                )
             lines[path + (key,)] = knode.start_mark.line + 1
             out[key] = _build(loader, vnode, path + (key,), lines, file, budget)
         lines.pop(path + ("<key>",), None)

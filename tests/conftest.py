@@ -38,11 +38,18 @@ def hpcflow(tmp_path: Path):
     env.pop("HPCFLOW_SITE", None)
 
     def run(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-        p = subprocess.run([sys.executable, "-m", "hpcflow", *args], env=env,
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, "-m", "hpcflow", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and p.returncode != 0:
-            raise AssertionError(f"hpcflow {' '.join(args)} -> {p.returncode}\n"
-                                 f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+            raise AssertionError(
+                f"hpcflow {' '.join(args)} -> {p.returncode}\n"
+                f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+            )
         return p
 
     return run
@@ -55,5 +62,7 @@ def slurm() -> None:
         pytest.fail("Slurm is not installed: run `tests/cluster/slurm-lab up` as root first")
     p = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.strip():
-        pytest.fail(f"the lab cluster is not up ({p.stderr.strip()}): "
-                    "run `tests/cluster/slurm-lab up` as root first")
+        pytest.fail(
+            f"the lab cluster is not up ({p.stderr.strip()}): "
+            "run `tests/cluster/slurm-lab up` as root first"
+        )

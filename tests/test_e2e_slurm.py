@@ -33,28 +33,51 @@ def submit(hpcflow, site: Path, wf: Path, *sets: str) -> dict:
 def test_sst_example_completes(slurm, hpcflow, repo: Path, site_file: Path) -> None:
     sub = submit(hpcflow, site_file, repo / "examples/sst/workflow.yaml")
     assert [(j["step"], j["array"]) for j in sub["jobs"]] == [
-        ("sample", None), ("hms", "0-5%4"), ("ras", "0-5"), ("ras", "0-5"), ("summarize", None)]
+        ("sample", None),
+        ("hms", "0-5%4"),
+        ("ras", "0-5"),
+        ("ras", "0-5"),
+        ("summarize", None),
+    ]
     w = hpcflow("watch", sub["run_id"], "--timeout", "300", "--interval", "1")
     assert w.returncode == 0, w.stdout + w.stderr
     doc = status(hpcflow, sub["run_id"])
     assert doc["state"] == "COMPLETED"
-    assert counts(doc) == {"sample": {"COMPLETED": 1}, "hms": {"COMPLETED": 6},
-                           "ras": {"COMPLETED": 12}, "summarize": {"COMPLETED": 1}}
+    assert counts(doc) == {
+        "sample": {"COMPLETED": 1},
+        "hms": {"COMPLETED": 6},
+        "ras": {"COMPLETED": 12},
+        "summarize": {"COMPLETED": 1},
+    }
     summary = json.loads((Path(sub["run_dir"]) / "summary.json").read_text())
     assert summary["ras_results"] == 12 and summary["events_complete"] == [1, 2, 3, 4, 5, 6]
     # GPU requests land on the gpu partition with a GPU allocated
     ras_ids = doc["steps"]["ras"]["slurm_jobs"]
-    out = subprocess.run(["sacct", "-X", "-P", "-n", "--format=JobID,Partition,AllocTRES",
-                          "-j", ",".join(ras_ids)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "--format=JobID,Partition,AllocTRES", "-j", ",".join(ras_ids)],
+        capture_output=True,
+        text=True,
+    ).stdout
     rows = [ln.split("|") for ln in out.splitlines() if ln]
     assert len(rows) == 12 and all(r[1] == "gpu" and "gres/gpu=1" in r[2] for r in rows), out
-    hms_rows = subprocess.run(["sacct", "-X", "-P", "-n", "--format=Partition", "-j",
-                               doc["steps"]["hms"]["slurm_jobs"][0]],
-                              capture_output=True, text=True).stdout.split()
+    hms_rows = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "-P",
+            "-n",
+            "--format=Partition",
+            "-j",
+            doc["steps"]["hms"]["slurm_jobs"][0],
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert set(hms_rows) == {"debug"}
     for t in doc["steps"]["ras"]["tasks"]:
-        res = json.loads(Path(sub["run_dir"], "steps/ras/0", str(t["index"]),
-                              "result.json").read_text())
+        res = json.loads(
+            Path(sub["run_dir"], "steps/ras/0", str(t["index"]), "result.json").read_text()
+        )
         assert res["gpus_on_node"] == "1"
         assert (res["event"], res["unit"]) == (t["item"]["event"], t["item"]["unit"])
     log = hpcflow("logs", sub["run_id"], "hms", "2", check=True).stdout
@@ -67,14 +90,17 @@ def test_sst_example_failure_isolation(slurm, hpcflow, repo: Path, site_file: Pa
     assert w.returncode == 1, w.stdout + w.stderr
     doc = status(hpcflow, sub["run_id"])
     assert doc["state"] == "FAILED"
-    assert counts(doc) == {"sample": {"COMPLETED": 1},
-                           "hms": {"COMPLETED": 5, "FAILED": 1},
-                           "ras": {"COMPLETED": 10, "UPSTREAM_FAILED": 2},
-                           "summarize": {"COMPLETED": 1}}
+    assert counts(doc) == {
+        "sample": {"COMPLETED": 1},
+        "hms": {"COMPLETED": 5, "FAILED": 1},
+        "ras": {"COMPLETED": 10, "UPSTREAM_FAILED": 2},
+        "summarize": {"COMPLETED": 1},
+    }
     failed = [t for t in doc["steps"]["hms"]["tasks"] if t["state"] == "FAILED"]
     assert [(t["item"], t["exit_code"]) for t in failed] == [({"event": 3}, 1)]
-    upstream_failed = [t["item"] for t in doc["steps"]["ras"]["tasks"]
-                       if t["state"] == "UPSTREAM_FAILED"]
+    upstream_failed = [
+        t["item"] for t in doc["steps"]["ras"]["tasks"] if t["state"] == "UPSTREAM_FAILED"
+    ]
     assert upstream_failed == [{"event": 3, "unit": "A"}, {"event": 3, "unit": "B"}]
     summary = json.loads((Path(sub["run_dir"]) / "summary.json").read_text())
     assert summary["events_complete"] == [1, 2, 4, 5, 6]
@@ -82,8 +108,7 @@ def test_sst_example_failure_isolation(slurm, hpcflow, repo: Path, site_file: Pa
     assert "simulated HMS failure" in err
     hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)
     assert hist["events"][-1]["new_state"] == "FAILED"
-    assert any(e["new_state"] == "UPSTREAM_FAILED" and e["step"] == "ras"
-               for e in hist["events"])
+    assert any(e["new_state"] == "UPSTREAM_FAILED" and e["step"] == "ras" for e in hist["events"])
 
 
 CHAIN = """\
@@ -157,27 +182,33 @@ def test_refused_midway_cancels_and_records(slurm, hpcflow, tmp_path: Path) -> N
     doc["partitions"]["ghost"] = {"gpus": 0, "max_time": "1d"}  # not on the cluster
     site.write_text(yaml.safe_dump(doc))
     wf = tmp_path / "wf.yaml"
-    wf.write_text("name: ref\nsteps:\n  - {name: a, run: sleep 30}\n"
-                  "  - {name: b, run: 'true', after: [a], resources: {partition: ghost}}\n")
+    wf.write_text(
+        "name: ref\nsteps:\n  - {name: a, run: sleep 30}\n"
+        "  - {name: b, run: 'true', after: [a], resources: {partition: ghost}}\n"
+    )
     p = hpcflow("--site", str(site), "submit", str(wf))
     assert p.returncode == 3, p.stdout + p.stderr
     assert "Invalid partition name specified" in p.stderr
     assert "Traceback" not in p.stderr
     runs = json.loads(hpcflow("runs", "--json", check=True).stdout)["runs"]
     assert len(runs) == 1 and runs[0]["state"] == "CANCELLED"
-    doc = json.loads(hpcflow("status", runs[0]["run_id"], "--json", "--no-refresh",
-                             check=True).stdout)
+    doc = json.loads(
+        hpcflow("status", runs[0]["run_id"], "--json", "--no-refresh", check=True).stdout
+    )
     (a_job,) = doc["steps"]["a"]["slurm_jobs"]
     assert doc["steps"]["b"]["slurm_jobs"] == []
-    state = subprocess.run(["sacct", "-X", "-n", "-P", "--format=State", "-j", a_job],
-                           capture_output=True, text=True).stdout.strip()
+    state = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--format=State", "-j", a_job], capture_output=True, text=True
+    ).stdout.strip()
     assert state.startswith("CANCELLED"), state
 
 
 def test_cancel(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
     wf = tmp_path / "wf.yaml"
-    wf.write_text("name: slow\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 4]}}\n"
-                  "    run: sleep 300\n  - {name: b, run: 'true', after: [a]}\n")
+    wf.write_text(
+        "name: slow\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 4]}}\n"
+        "    run: sleep 300\n  - {name: b, run: 'true', after: [a]}\n"
+    )
     sub = submit(hpcflow, site_file, wf)
     out = hpcflow("cancel", sub["run_id"], check=True).stdout
     assert "cancelled 2 Slurm job(s)" in out
@@ -189,24 +220,27 @@ def test_cancel(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
     assert q.stdout.strip() == ""
 
 
-def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path,
-                                           site_file: Path) -> None:
+def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
     """Two active runs refresh with one sacct call (counted with a PATH shim)."""
     wf = tmp_path / "wf.yaml"
-    wf.write_text("name: two\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 3]}}\n"
-                  "    run: sleep 2\n")
+    wf.write_text(
+        "name: two\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 3]}}\n    run: sleep 2\n"
+    )
     r1 = submit(hpcflow, site_file, wf)["run_id"]
     r2 = submit(hpcflow, site_file, wf)["run_id"]
     shim = tmp_path / "shim"
     shim.mkdir()
     log = tmp_path / "calls.log"
     real = subprocess.run(["which", "sacct"], capture_output=True, text=True).stdout.strip()
-    (shim / "sacct").write_text(f"#!/bin/sh\necho sacct >> {log}\nexec {real} \"$@\"\n")
+    (shim / "sacct").write_text(f'#!/bin/sh\necho sacct >> {log}\nexec {real} "$@"\n')
     (shim / "sacct").chmod(0o755)
     env_path = f"{shim}:{os.environ['PATH']}"
-    p = subprocess.run(["python", "-m", "hpcflow", "status", "--json"], capture_output=True,
-                       text=True, env=dict(os.environ, PATH=env_path,
-                                           HPCFLOW_DB=str(tmp_path / "db" / "tracker.db")))
+    p = subprocess.run(
+        ["python", "-m", "hpcflow", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=env_path, HPCFLOW_DB=str(tmp_path / "db" / "tracker.db")),
+    )
     assert p.returncode == 0, p.stderr
     assert {d["run_id"] for d in json.loads(p.stdout)["runs"]} == {r1, r2}
     assert log.read_text().count("sacct") == 1

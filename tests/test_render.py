@@ -18,12 +18,18 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HPCFLOW_UPDATE_GOLDEN") == "1"
 
 
-def render(repo: Path, wf: Path, sets: list[str] | None = None, site: str = "lab",
-           max_array: int = 1001):
+def render(
+    repo: Path, wf: Path, sets: list[str] | None = None, site: str = "lab", max_array: int = 1001
+):
     s = load_site(str(repo / "site_configs" / f"{site}.yaml"))
     loaded = load_workflow(wf, sets, s)
-    plan = compile_plan(loaded, s, max_array, "sst-20261122-0153-3f9c",
-                        "/scratch/hpcflow/sst/sst-20261122-0153-3f9c")
+    plan = compile_plan(
+        loaded,
+        s,
+        max_array,
+        "sst-20261122-0153-3f9c",
+        "/scratch/hpcflow/sst/sst-20261122-0153-3f9c",
+    )
     return render_run(plan, loaded, s)
 
 
@@ -34,8 +40,10 @@ def bash_n(text: str, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("name", ["sample.sh", "hms.sh", "ras.sh", "summarize.sh",
-                                  "hms.0.tasks", "ras.1.tasks", "plan.txt"])
+@pytest.mark.parametrize(
+    "name",
+    ["sample.sh", "hms.sh", "ras.sh", "summarize.sh", "hms.0.tasks", "ras.1.tasks", "plan.txt"],
+)
 def test_golden(repo: Path, name: str, tmp_path: Path) -> None:
     rr = render(repo, repo / "examples/sst/workflow.yaml", ["fail_event=3"])
     key = "plan.txt" if name == "plan.txt" else f"scripts/{name}"
@@ -59,13 +67,12 @@ def test_every_script_passes_bash_n(repo: Path, tmp_path: Path) -> None:
 
 def wf_with(tmp_path: Path, run: str, params: str = "p: hello", extra: str = "") -> Path:
     wf = tmp_path / "wf.yaml"
-    wf.write_text(f"name: t\nparams: {{{params}}}\nsteps:\n  - name: a\n{extra}"
-                  f"    run: {run}\n")
+    wf.write_text(f"name: t\nparams: {{{params}}}\nsteps:\n  - name: a\n{extra}    run: {run}\n")
     return wf
 
 
 def test_param_is_quoted(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "echo {{ params.p }}", params="p: \"x'; touch /tmp/PWNED #\"")
+    wf = wf_with(tmp_path, "echo {{ params.p }}", params='p: "x\'; touch /tmp/PWNED #"')
     script = render(repo, wf).files["scripts/a.sh"]
     assert "echo 'x'\"'\"'; touch /tmp/PWNED #'" in script
 
@@ -82,24 +89,32 @@ def test_undefined_variable_is_an_error(repo: Path, tmp_path: Path) -> None:
 
 
 def test_item_in_jinja_logic_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "\"{% if item.e == 1 %}x{% endif %}\"",
-                 extra="    foreach: {e: {range: [1, 2]}}\n")
+    wf = wf_with(
+        tmp_path, '"{% if item.e == 1 %}x{% endif %}"', extra="    foreach: {e: {range: [1, 2]}}\n"
+    )
     with pytest.raises(InvalidInput, match="item.e is only known when the element runs"):
         render(repo, wf)
 
 
 def test_env_values_are_one_word(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "echo", extra="    foreach: {e: {values: ['a b']}}\n"
-                 "    env: {GREETING: 'hello $USER `id` {{ item.e }}'}\n")
+    wf = wf_with(
+        tmp_path,
+        "echo",
+        extra="    foreach: {e: {values: ['a b']}}\n"
+        "    env: {GREETING: 'hello $USER `id` {{ item.e }}'}\n",
+    )
     script = render(repo, wf).files["scripts/a.sh"]
     assert 'export GREETING="hello \\$USER \\`id\\` ${HPCFLOW_ITEM_e}"' in script
 
 
-@pytest.mark.parametrize("field,value", [("partition", "'gpu\\n#SBATCH --uid=0'"),
-                                         ("constraint", "'a\\rb'"), ("qos", "'x\\x00'")])
-def test_sbatch_values_cannot_smuggle_directives(repo: Path, tmp_path: Path, field: str,
-                                                 value: str) -> None:
-    wf = wf_with(tmp_path, "x", extra=f"    resources: {{{field}: \"{value[1:-1]}\"}}\n")
+@pytest.mark.parametrize(
+    "field,value",
+    [("partition", "'gpu\\n#SBATCH --uid=0'"), ("constraint", "'a\\rb'"), ("qos", "'x\\x00'")],
+)
+def test_sbatch_values_cannot_smuggle_directives(
+    repo: Path, tmp_path: Path, field: str, value: str
+) -> None:
+    wf = wf_with(tmp_path, "x", extra=f'    resources: {{{field}: "{value[1:-1]}"}}\n')
     with pytest.raises(InvalidInput, match="newline/control character"):
         s = load_site(str(repo / "site_configs" / "lab.yaml"))
         s.partitions.clear()  # so the partition name is not rejected for being unknown
@@ -108,21 +123,27 @@ def test_sbatch_values_cannot_smuggle_directives(repo: Path, tmp_path: Path, fie
 
 
 def test_item_value_with_newline_is_refused(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "x", extra="    foreach: {e: {values: [\"a\\nb\"]}}\n")
+    wf = wf_with(tmp_path, "x", extra='    foreach: {e: {values: ["a\\nb"]}}\n')
     with pytest.raises(InvalidInput, match="control character"):
         render(repo, wf)
 
 
 def test_tasks_file_quotes_item_values(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "x", extra="    foreach: {e: {values: [\"$(reboot)\", \"it's\"]}}\n")
+    wf = wf_with(tmp_path, "x", extra='    foreach: {e: {values: ["$(reboot)", "it\'s"]}}\n')
     tasks = render(repo, wf).files["scripts/a.0.tasks"]
-    assert tasks == ("0\texport HPCFLOW_INDEX=0 HPCFLOW_ITEM_e='$(reboot)'\n"
-                     "1\texport HPCFLOW_INDEX=1 HPCFLOW_ITEM_e='it'\"'\"'s'\n")
+    assert tasks == (
+        "0\texport HPCFLOW_INDEX=0 HPCFLOW_ITEM_e='$(reboot)'\n"
+        "1\texport HPCFLOW_INDEX=1 HPCFLOW_ITEM_e='it'\"'\"'s'\n"
+    )
 
 
 def test_retry_waits_rendered(repo: Path, tmp_path: Path) -> None:
-    wf = wf_with(tmp_path, "x", extra="    retry: {attempts: 4, backoff: 30s, factor: 3, "
-                 "max_backoff: 2m, exit_codes: [1, 75], never: [2]}\n")
+    wf = wf_with(
+        tmp_path,
+        "x",
+        extra="    retry: {attempts: 4, backoff: 30s, factor: 3, "
+        "max_backoff: 2m, exit_codes: [1, 75], never: [2]}\n",
+    )
     script = render(repo, wf).files["scripts/a.sh"]
     assert "hpcflow_waits=(30 90 120)\nhpcflow_attempts=4\n" in script
     assert "hpcflow_retry_on='1 75'\nhpcflow_never=2\n" in script
@@ -131,11 +152,11 @@ def test_retry_waits_rendered(repo: Path, tmp_path: Path) -> None:
 def test_site_template_directory_overrides(repo: Path, tmp_path: Path) -> None:
     tdir = tmp_path / "templates"
     tdir.mkdir()
-    (tdir / "default.sh.j2").write_text("#!/bin/bash\n{{ directives | raw }}\n# site {{ step }}\n"
-                                        "{{ run | raw }}\n")
+    (tdir / "default.sh.j2").write_text(
+        "#!/bin/bash\n{{ directives | raw }}\n# site {{ step }}\n{{ run | raw }}\n"
+    )
     site = tmp_path / "mysite.yaml"
-    site.write_text((repo / "site_configs/lab.yaml").read_text()
-                    + "job_templates: templates\n")
+    site.write_text((repo / "site_configs/lab.yaml").read_text() + "job_templates: templates\n")
     s = load_site(str(site))
     wf = wf_with(tmp_path, "echo hi")
     loaded = load_workflow(wf, None, s)

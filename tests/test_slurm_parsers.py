@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from hpcflow.slurm import (dependency_string, expand_array_ids, is_temporary_error,
-                           max_array_size, parse_sacct, parse_sbatch, parse_show_config,
-                           parse_squeue, sacct_argv, sbatch_argv, squeue_argv)
+from hpcflow.slurm import (
+    dependency_string,
+    expand_array_ids,
+    is_temporary_error,
+    max_array_size,
+    parse_sacct,
+    parse_sbatch,
+    parse_show_config,
+    parse_squeue,
+    sacct_argv,
+    sbatch_argv,
+    squeue_argv,
+)
 from hpcflow.states import RunState, TaskState, map_slurm_state, run_state
 
 CAP = Path(__file__).parent / "captured"
@@ -39,18 +49,23 @@ def test_sacct_skips_steps() -> None:
 
 
 def test_sacct_het_job_rows_skipped() -> None:
-    text = "300+0|300|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n" \
-           "300+1|301|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
+    text = (
+        "300+0|300|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
+        "300+1|301|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
+    )
     assert parse_sacct(text) == []
 
 
 def test_kill_on_invalid_dep_is_upstream_failed() -> None:
-    rows = [r for r in parse_sacct(cap("sacct-kill-invalid-dep.txt"))
-            if r.state.startswith("CANCELLED")]
+    rows = [
+        r for r in parse_sacct(cap("sacct-kill-invalid-dep.txt")) if r.state.startswith("CANCELLED")
+    ]
     assert rows, "capture holds the killed dependents"
     for r in rows:
-        assert map_slurm_state(r.state, r.reason, started=r.node is not None) \
+        assert (
+            map_slurm_state(r.state, r.reason, started=r.node is not None)
             is TaskState.UPSTREAM_FAILED
+        )
 
 
 def test_user_cancel_is_cancelled() -> None:
@@ -60,16 +75,20 @@ def test_user_cancel_is_cancelled() -> None:
 
 def test_squeue_array_and_never_satisfied() -> None:
     rows = parse_squeue(cap("squeue-never-satisfied.txt"))
-    assert [(r.task_id, r.reason) for r in rows] == [(1, "DependencyNeverSatisfied"),
-                                                     (2, "DependencyNeverSatisfied")]
+    assert [(r.task_id, r.reason) for r in rows] == [
+        (1, "DependencyNeverSatisfied"),
+        (2, "DependencyNeverSatisfied"),
+    ]
     assert map_slurm_state("PENDING", rows[0].reason) is TaskState.UPSTREAM_FAILED
     collapsed = parse_squeue(cap("squeue-collapsed.txt"))
     assert len([r for r in collapsed if r.state == "PENDING"]) == 96
     assert len(parse_squeue(cap("squeue-array.txt"))) == 100
 
 
-@pytest.mark.parametrize("spec,ids", [("0-99%4", list(range(100))), ("1-3,7", [1, 2, 3, 7]),
-                                      ("0-10:5", [0, 5, 10]), ("4", [4])])
+@pytest.mark.parametrize(
+    "spec,ids",
+    [("0-99%4", list(range(100))), ("1-3,7", [1, 2, 3, 7]), ("0-10:5", [0, 5, 10]), ("4", [4])],
+)
 def test_expand_array_ids(spec: str, ids: list[int]) -> None:
     assert expand_array_ids(spec) == ids
 
@@ -80,8 +99,9 @@ def test_sbatch_output() -> None:
     with pytest.raises(ValueError):
         parse_sbatch(cap("sbatch-refused.stdout"))
     assert not is_temporary_error(cap("sbatch-refused.stderr"))
-    assert is_temporary_error("sbatch: error: Batch job submission failed: Socket timed out "
-                              "on send/recv operation")
+    assert is_temporary_error(
+        "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+    )
 
 
 def test_show_config() -> None:
@@ -90,14 +110,21 @@ def test_show_config() -> None:
 
 
 STATE_TABLE = [
-    ("COMPLETED", "", TaskState.COMPLETED), ("FAILED", "", TaskState.FAILED),
-    ("TIMEOUT", "", TaskState.TIMEOUT), ("OUT_OF_MEMORY", "", TaskState.OUT_OF_MEMORY),
-    ("NODE_FAIL", "", TaskState.NODE_FAIL), ("BOOT_FAIL", "", TaskState.NODE_FAIL),
-    ("PREEMPTED", "", TaskState.PREEMPTED), ("CANCELLED by 1000", "", TaskState.CANCELLED),
-    ("REQUEUED", "", TaskState.PENDING), ("SUSPENDED", "", TaskState.RUNNING),
-    ("PENDING", "Priority", TaskState.PENDING), ("RUNNING", "None", TaskState.RUNNING),
+    ("COMPLETED", "", TaskState.COMPLETED),
+    ("FAILED", "", TaskState.FAILED),
+    ("TIMEOUT", "", TaskState.TIMEOUT),
+    ("OUT_OF_MEMORY", "", TaskState.OUT_OF_MEMORY),
+    ("NODE_FAIL", "", TaskState.NODE_FAIL),
+    ("BOOT_FAIL", "", TaskState.NODE_FAIL),
+    ("PREEMPTED", "", TaskState.PREEMPTED),
+    ("CANCELLED by 1000", "", TaskState.CANCELLED),
+    ("REQUEUED", "", TaskState.PENDING),
+    ("SUSPENDED", "", TaskState.RUNNING),
+    ("PENDING", "Priority", TaskState.PENDING),
+    ("RUNNING", "None", TaskState.RUNNING),
     ("PENDING", "DependencyNeverSatisfied", TaskState.UPSTREAM_FAILED),
-    ("SOMETHING_NEW", "", TaskState.UNKNOWN), ("", "", TaskState.UNKNOWN),
+    ("SOMETHING_NEW", "", TaskState.UNKNOWN),
+    ("", "", TaskState.UNKNOWN),
 ]
 
 
@@ -116,13 +143,30 @@ def test_run_state() -> None:
 
 
 def test_argv_builders() -> None:
-    assert dependency_string([("afterok", "1"), ("aftercorr", "2"), ("afterok", "3")]) \
+    assert (
+        dependency_string([("afterok", "1"), ("aftercorr", "2"), ("afterok", "3")])
         == "afterok:1:3,aftercorr:2"
+    )
     assert dependency_string([]) is None
-    argv = sbatch_argv("/r/s.sh", ["/r/t"], job_name="hpcflow.r.a.0", output="/r/o",
-                       array="0-9%2", dependency="afterok:1")
-    assert argv == ["sbatch", "--parsable", "--job-name=hpcflow.r.a.0", "--output=/r/o",
-                    "--open-mode=append", "--kill-on-invalid-dep=yes", "--array=0-9%2",
-                    "--dependency=afterok:1", "/r/s.sh", "/r/t"]
+    argv = sbatch_argv(
+        "/r/s.sh",
+        ["/r/t"],
+        job_name="hpcflow.r.a.0",
+        output="/r/o",
+        array="0-9%2",
+        dependency="afterok:1",
+    )
+    assert argv == [
+        "sbatch",
+        "--parsable",
+        "--job-name=hpcflow.r.a.0",
+        "--output=/r/o",
+        "--open-mode=append",
+        "--kill-on-invalid-dep=yes",
+        "--array=0-9%2",
+        "--dependency=afterok:1",
+        "/r/s.sh",
+        "/r/t",
+    ]
     assert sacct_argv(["5", "7"], "2026-11-21T00:00:00")[-2:] == ["-j", "5,7"]
     assert "-r" in squeue_argv(["5"])

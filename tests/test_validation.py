@@ -30,32 +30,64 @@ steps:
 CASES = [
     ("name: demo\nsteps: [\n", 3, "YAML syntax"),
     ("name: Demo!\nsteps:\n  - {name: a, run: x}\n", 1, "name"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    rum: y\n", 5,
-     "unknown key 'rum' in step 'a'"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n  - name: a\n    run: y\n", 5,
-     "duplicate step name 'a'"),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    rum: y\n",
+        5,
+        "unknown key 'rum' in step 'a'",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n  - name: a\n    run: y\n",
+        5,
+        "duplicate step name 'a'",
+    ),
     ("name: demo\nsteps:\n  - name: a\n    run: x\n    after: [zz]\n", 5, "unknown step 'zz'"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    after: [b]\n  - name: b\n    run: y\n"
-     "    after: [a]\n", 5, "cycle in after: a -> b -> a"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach: {e: {values: [1]}}\n"
-     "  - name: b\n    run: y\n    after: {a: each}\n    foreach: {u: {values: [1]}}\n", 8,
-     "needs an axis shared"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    resources: {mem: 6Q}\n", 5,
-     "bad memory size '6Q'"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    resources:\n      time: soon\n", 6,
-     "bad duration 'soon'"),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    after: [b]\n  - name: b\n    run: y\n"
+        "    after: [a]\n",
+        5,
+        "cycle in after: a -> b -> a",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    foreach: {e: {values: [1]}}\n"
+        "  - name: b\n    run: y\n    after: {a: each}\n    foreach: {u: {values: [1]}}\n",
+        8,
+        "needs an axis shared",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    resources: {mem: 6Q}\n",
+        5,
+        "bad memory size '6Q'",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    resources:\n      time: soon\n",
+        6,
+        "bad duration 'soon'",
+    ),
     ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach: {}\n", 5, "foreach is empty"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n      e: {range: [3, 1]}\n",
-     6, "axis 'e': foreach axis is empty"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n      e: {file: nope.csv}\n",
-     6, "not found"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n"
-     "      e: {range: [1, 2], values: [3]}\n", 6, "exactly one of range, values, file"),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n      e: {range: [3, 1]}\n",
+        6,
+        "axis 'e': foreach axis is empty",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n      e: {file: nope.csv}\n",
+        6,
+        "not found",
+    ),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n"
+        "      e: {range: [1, 2], values: [3]}\n",
+        6,
+        "exactly one of range, values, file",
+    ),
     ("name: demo\nsteps:\n  - name: '../../etc'\n    run: x\n", 3, "name"),
     ("name: demo\nx: !!python/object:os.system {}\nsteps: []\n", 2, "not allowed"),
     ("name: demo\nname: again\nsteps: []\n", 2, "duplicate key 'name'"),
-    ("name: demo\nsteps:\n  - name: a\n    run: x\n    container: nope\n", 5,
-     "unknown container 'nope'"),
+    (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    container: nope\n",
+        5,
+        "unknown container 'nope'",
+    ),
 ]
 
 
@@ -72,8 +104,9 @@ def test_valid_workflow_exits_0(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text,line,fragment", CASES)
-def test_problem_reported_with_file_and_line(tmp_path: Path, text: str, line: int,
-                                             fragment: str) -> None:
+def test_problem_reported_with_file_and_line(
+    tmp_path: Path, text: str, line: int, fragment: str
+) -> None:
     wf, res = _validate(tmp_path, text)
     assert res.exit_code == 2, res.output
     assert f"{wf}:{line}: " in res.stderr, res.stderr
@@ -105,8 +138,9 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 def test_billion_laughs_is_bounded(tmp_path: Path) -> None:
     lol = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 9):
-        lol.append(f"{chr(97 + i)}: &{chr(97 + i)} " + "[" + ", ".join([f"*{chr(96 + i)}"] * 10)
-                   + "]")
+        lol.append(
+            f"{chr(97 + i)}: &{chr(97 + i)} " + "[" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]"
+        )
     wf, res = _validate(tmp_path, "\n".join(lol) + "\nname: demo\nsteps: []\n")
     assert res.exit_code == 2
     assert "document too large" in res.stderr
@@ -123,12 +157,15 @@ def test_set_changes_element_count(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "20 elements" in res.output
 
 
-@pytest.mark.parametrize("resources,fragment", [
-    ("{gpus: 1}", "has no GPUs; use partition: gpu"),
-    ("{gpus: 3, partition: gpu}", "asks for 3 GPUs but partition 'gpu' has 2 per node"),
-    ("{time: 2d}", "time 2d is over partition 'debug''s limit of 1d"),
-    ("{partition: bigmem}", "partition 'bigmem' is not in site 'lab'"),
-])
+@pytest.mark.parametrize(
+    "resources,fragment",
+    [
+        ("{gpus: 1}", "has no GPUs; use partition: gpu"),
+        ("{gpus: 3, partition: gpu}", "asks for 3 GPUs but partition 'gpu' has 2 per node"),
+        ("{time: 2d}", "time 2d is over partition 'debug''s limit of 1d"),
+        ("{partition: bigmem}", "partition 'bigmem' is not in site 'lab'"),
+    ],
+)
 def test_site_limits(tmp_path: Path, site_file: Path, resources: str, fragment: str) -> None:
     text = f"name: demo\nsteps:\n  - name: a\n    run: x\n    resources: {resources}\n"
     wf, res = _validate(tmp_path, text)
@@ -147,17 +184,29 @@ def test_gpu_step_valid_on_gpu_partition(tmp_path: Path, site_file: Path) -> Non
 
 def test_foreach_file_csv_column(tmp_path: Path) -> None:
     (tmp_path / "storms.csv").write_text("event_id,name\n7,a\n9,b\n11,c\n")
-    text = ("name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n"
-            "      e: {file: storms.csv, column: event_id}\n")
+    text = (
+        "name: demo\nsteps:\n  - name: a\n    run: x\n    foreach:\n"
+        "      e: {file: storms.csv, column: event_id}\n"
+    )
     _, res = _validate(tmp_path, text)
     assert res.exit_code == 0 and "3 elements" in res.output
     _, res = _validate(tmp_path, text.replace("event_id}", "nope}"))
     assert res.exit_code == 2 and "no column 'nope'" in res.stderr
 
 
-@pytest.mark.parametrize("raw,expected", [("5", 5), ("2.5", 2.5), ("true", True),
-                                          ("[A, B]", ["A", "B"]), ("x #", "x #"),
-                                          ("a: b", "a: b"), ("'q'", "'q'"), ("", "")])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("5", 5),
+        ("2.5", 2.5),
+        ("true", True),
+        ("[A, B]", ["A", "B"]),
+        ("x #", "x #"),
+        ("a: b", "a: b"),
+        ("'q'", "'q'"),
+        ("", ""),
+    ],
+)
 def test_set_value_parsing(raw: str, expected: object) -> None:
     from hpcflow.expand import _set_value
 

@@ -1,0 +1,185 @@
+"""hpcflow benchmarks: prints figures, asserts nothing.
+
+python benchmarks/bench.py compile          # compile+render for 100 / 10,000 / 100,000 elements
+python benchmarks/bench.py chain [--n 200]  # lab cluster: 3-step `each` chain, arrays vs
+                                            # one sbatch per element (needs slurm-lab up)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hpcflow.compiler import compile_plan  # noqa: E402
+from hpcflow.render import render_run  # noqa: E402
+from hpcflow.site import load_site  # noqa: E402
+from hpcflow.validate import load_workflow  # noqa: E402
+
+FFRD = """\
+name: bench
+params: {n: 10}
+steps:
+  - {name: sample, run: 'python3 sample.py --out {{ run_dir }}/storms.csv'}
+  - name: hms
+    after: [sample]
+    foreach: {event: {range: [1, "{{ params.n }}"]}}
+    run: hms-run --event {{ item.event }} --out {{ task_dir }}
+  - name: ras
+    after: {hms: each}
+    foreach:
+      event: {range: [1, "{{ params.n }}"]}
+      unit: {values: [A, B]}
+    run: ras-run --event {{ item.event }} --unit {{ item.unit }} --hms {{ upstream.hms.task_dir }}
+  - {name: summarize, after: {ras: any}, run: 'python3 summarize.py {{ run_dir }}'}
+"""
+
+
+def bench_compile() -> None:
+    site = load_site(str(REPO / "site_configs/lab.yaml"))
+    print(
+        f"{'elements':>9} {'events':>7} {'compile s':>10} {'render s':>9} {'sbatch calls':>13}"
+        f" {'tasks MB':>9} {'peak MB':>8}"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        wf = Path(d) / "wf.yaml"
+        wf.write_text(FFRD)
+        for total in (100, 10_000, 100_000):
+            n = total // 3  # hms n + ras 2n = 3n elements
+            t0 = time.perf_counter()
+            loaded = load_workflow(wf, [f"n={n}"], site)
+            plan = compile_plan(loaded, site, 1001, "bench-run", "/scratch/bench-run")
+            t1 = time.perf_counter()
+            rr = render_run(plan, loaded, site)
+            t2 = time.perf_counter()
+            tracemalloc.start()  # second pass for memory: tracemalloc slows the first
+            loaded = load_workflow(wf, [f"n={n}"], site)
+            render_run(compile_plan(loaded, site, 1001, "b", "/s/b"), loaded, site)
+            peak = tracemalloc.get_traced_memory()[1] / 1e6
+            tracemalloc.stop()
+            size = sum(len(v) for k, v in rr.files.items() if k.endswith(".tasks")) / 1e6
+            elements = sum(s.n_elements for s in plan.steps.values())
+            print(
+                f"{elements:>9} {n:>7} {t1 - t0:>10.3f} {t2 - t1:>9.3f} {len(rr.jobs):>13}"
+                f" {size:>9.2f} {peak:>8.1f}"
+            )
+
+
+CHAIN = """\
+name: chain
+params: {n: 200}
+steps:
+  - {name: a, foreach: {e: {range: [1, "{{ params.n }}"]}}, run: 'true'}
+  - {name: b, foreach: {e: {range: [1, "{{ params.n }}"]}}, after: {a: each}, run: 'true'}
+  - {name: c, foreach: {e: {range: [1, "{{ params.n }}"]}}, after: {b: each}, run: 'true'}
+"""
+
+
+def _wait(job_ids: list[str], timeout: float = 1800) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(job_ids)], capture_output=True, text=True
+        ).stdout
+        if not out.strip():
+            return
+        time.sleep(0.5)
+    raise SystemExit("timed out waiting for jobs")
+
+
+def bench_chain(n: int) -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        dp = Path(d)
+        site = dp / "site.yaml"
+        site.write_text(
+            (REPO / "site_configs/lab.yaml")
+            .read_text()
+            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
+        )
+        wf = dp / "chain.yaml"
+        wf.write_text(CHAIN)
+        env_db = {"HPCFLOW_DB": str(dp / "tracker.db")}
+        import os
+
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hpcflow",
+                "--site",
+                str(site),
+                "submit",
+                str(wf),
+                "--set",
+                f"n={n}",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env_db},
+            check=True,
+        )
+        t_submit = time.perf_counter() - t0
+        sub = json.loads(p.stdout)
+        _wait([j["slurm_job_id"] for j in sub["jobs"]])
+        t_arrays = time.perf_counter() - t0
+        calls_arrays = len(sub["jobs"])
+
+        # the same DAG, one sbatch per element, afterok on the matching upstream element
+        t0 = time.perf_counter()
+        ids: list[str] = []
+        prev: list[str | None] = [None] * n
+        for _step in "abc":
+            cur: list[str | None] = []
+            for i in range(n):
+                argv = [
+                    "sbatch",
+                    "--parsable",
+                    "-o",
+                    "/dev/null",
+                    "--mem=256M",
+                    "--kill-on-invalid-dep=yes",
+                    "--wrap",
+                    "true",
+                ]
+                if prev[i]:
+                    argv.insert(1, f"--dependency=afterok:{prev[i]}")
+                jid = (
+                    subprocess.run(argv, capture_output=True, text=True, check=True)
+                    .stdout.strip()
+                    .split(";")[0]
+                )
+                cur.append(jid)
+                ids.append(jid)
+            prev = cur
+        t_submit_single = time.perf_counter() - t0
+        _wait(ids)
+        t_single = time.perf_counter() - t0
+    print(f"3-step `each` chain, {n} elements per step, lab cluster (16 slots on 2 cores)")
+    print(f"{'':<28}{'sbatch calls':>13}{'submit s':>10}{'submit->finished s':>20}")
+    print(f"{'hpcflow (arrays+aftercorr)':<28}{calls_arrays:>13}{t_submit:>10.2f}{t_arrays:>20.1f}")
+    print(f"{'one sbatch per element':<28}{3 * n:>13}{t_submit_single:>10.2f}{t_single:>20.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["compile", "chain", "all"])
+    ap.add_argument("--n", type=int, default=200)
+    a = ap.parse_args()
+    if a.what in ("compile", "all"):
+        bench_compile()
+    if a.what in ("chain", "all"):
+        bench_chain(a.n)
+
+
+if __name__ == "__main__":
+    main()
