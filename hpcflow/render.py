@@ -179,10 +179,17 @@ def render_step_script(
     ctx = _context(plan, loaded, sp)
     container = sp.step.container or loaded.workflow.defaults.container
     if container is not None:
-        raise InvalidInput([_step_problem(
-            loaded, sp, ("container",),
-            "running steps in containers is not supported by this version of hpcflow; "
-            "remove `container:` to run the step on the host")])
+        raise InvalidInput(
+            [
+                _step_problem(
+                    loaded,
+                    sp,
+                    ("container",),
+                    "running steps in containers is not supported by this version of hpcflow; "
+                    "remove `container:` to run the step on the host",
+                )
+            ]
+        )
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
     except jinja2.TemplateError as e:
