@@ -122,5 +122,7 @@ def watch(
                 c.print(f"watch: timed out after {timeout:.0f}s; run {run_id} is {doc['state']}")
                 return 124
             time.sleep(interval)
+    if not c.is_terminal:
+        c.line()  # Live leaves the cursor at the end of the last bar when not on a terminal
     c.print(f"run {run_id}: [bold]{doc['state']}[/]")
     return 0 if doc["state"] == "COMPLETED" else 1

@@ -246,3 +246,59 @@ def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_
     assert log.read_text().count("sacct") == 1
     hpcflow("cancel", r1)
     hpcflow("cancel", r2)
+
+
+RETRY = """\
+name: retry
+steps:
+  - name: flaky
+    foreach: {i: {values: [1, 2]}}
+    retry: {attempts: 3, backoff: 1s, factor: 1, exit_codes: [75]}
+    run: |
+      n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count
+      # element 1 fails twice with a retryable code, then succeeds;
+      # element 2 fails with a code that is not in exit_codes: no retry
+      if [ {{ item.i }} = 1 ] && [ $n -lt 2 ]; then exit 75; fi
+      if [ {{ item.i }} = 2 ]; then exit 3; fi
+"""
+
+
+def test_in_job_retry_with_backoff(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
+    wf = tmp_path / "retry.yaml"
+    wf.write_text(RETRY)
+    sub = submit(hpcflow, site_file, wf)
+    w = hpcflow("watch", sub["run_id"], "--timeout", "300", "--interval", "1")
+    assert w.returncode == 1, w.stdout + w.stderr
+    doc = status(hpcflow, sub["run_id"])
+    tasks = {t["item"]["i"]: t for t in doc["steps"]["flaky"]["tasks"]}
+    assert (tasks[1]["state"], tasks[2]["state"]) == ("COMPLETED", "FAILED")
+    assert tasks[2]["exit_code"] == 3
+    base = Path(sub["run_dir"], "steps/flaky/0")
+    assert (base / "0/count").read_text().strip() == "3"
+    assert (base / "1/count").read_text().strip() == "1"
+    r0 = json.loads((base / "0/.hpcflow/result.json").read_text())
+    assert (r0["exit_code"], r0["attempts"]) == (0, 3)
+    err = hpcflow("logs", sub["run_id"], "flaky", "0", "--stderr", check=True).stdout
+    assert err.count("exit code 75; retrying in 1s") == 2
+    assert hpcflow("logs", sub["run_id"], "flaky", "7").returncode == 1
+    runs = json.loads(
+        hpcflow("runs", "--workflow", "retry", "--state", "failed", "--json", check=True).stdout
+    )["runs"]
+    assert [r["run_id"] for r in runs] == [sub["run_id"]]
+    assert json.loads(hpcflow("runs", "--workflow", "nope", "--json").stdout)["runs"] == []
+
+
+def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> None:
+    import yaml
+
+    assert hpcflow("sites", "check", "lab").returncode == 0
+    site = write_site(tmp_path / "bad.yaml", tmp_path / "s", max_array_size=20000)
+    doc = yaml.safe_load(site.read_text())
+    doc["partitions"]["gpu"]["gpus"] = 4
+    doc["partitions"]["bigmem"] = {"gpus": 0}
+    site.write_text(yaml.safe_dump(doc))
+    p = hpcflow("sites", "check", str(site))
+    assert p.returncode == 2
+    assert "partition 'bigmem' does not exist on the cluster" in p.stderr
+    assert "partition 'gpu': config says 4 GPUs per node, cluster has 2" in p.stderr
+    assert "max_array_size 20000 is over the cluster's MaxArraySize 10001" in p.stderr
