@@ -210,6 +210,8 @@ def test_cancel(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
         "    run: sleep 300\n  - {name: b, run: 'true', after: [a]}\n"
     )
     sub = submit(hpcflow, site_file, wf)
+    w = hpcflow("watch", sub["run_id"][:-2], "--timeout", "2", "--interval", "1")  # prefix
+    assert w.returncode == 124 and "timed out after 2s" in w.stdout, w.stdout + w.stderr
     out = hpcflow("cancel", sub["run_id"], check=True).stdout
     assert "cancelled 2 Slurm job(s)" in out
     doc = status(hpcflow, sub["run_id"])
