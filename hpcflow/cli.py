@@ -189,14 +189,25 @@ def _site_for_run(run: Any) -> Any:
 
 
 def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
-    from .tracker import refresh
+    from .refresh import refresh
+    from .submit import resume_incomplete
+    from .units import parse_duration_s
 
     by_site: dict[str, list[Any]] = {}
     for r in runs:
         by_site.setdefault(r.site, []).append(r)
     for runs_ in by_site.values():
         site = _site_for_run(runs_[0])
-        refresh(obj.engine, runner_for(site), runs_, site.poll_seconds(), force)
+        runner = runner_for(site)
+        resume_incomplete(obj.engine, runner, site, [r.id for r in runs_])
+        refresh(
+            obj.engine,
+            runner_for(site),
+            runs_,
+            site.poll_seconds(),
+            parse_duration_s(site.tracker.lost_after),
+            force,
+        )
 
 
 @main.command()
@@ -239,7 +250,7 @@ def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> 
     r = get_run(obj.engine, run)
     site = _site_for_run(r)
     step = interval if interval is not None else max(float(site.poll_seconds()), 2.0)
-    sys.exit(do_watch(obj.engine, runner_for(site), r.id, site.poll_seconds(), step, timeout))
+    sys.exit(do_watch(obj.engine, runner_for(site), r.id, site, step, timeout))
 
 
 @main.command()

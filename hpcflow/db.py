@@ -9,13 +9,44 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from .errors import TrackerError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Ordered migrations: version -> SQL run to reach it from the one before. A new database is
+# created at SCHEMA_VERSION directly by create_all.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            "ALTER TABLE job ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE job ADD COLUMN submitted_at DATETIME",
+            "ALTER TABLE job ADD COLUMN extra_json VARCHAR NOT NULL DEFAULT '[]'",
+            "ALTER TABLE job ADD COLUMN script VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN tasks VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN output VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN deps_json VARCHAR NOT NULL DEFAULT '[]'",
+        ],
+    ),
+]
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "lustre",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "fuse.sshfs",
+    "9p",
+    "panfs",
+    "wekafs",
+}
 
 
 def utcnow() -> datetime:
@@ -60,6 +91,13 @@ class Job(SQLModel, table=True):
     array: str | None = Field(default=None, description="--array spec")
     dependency: str | None = Field(default=None, description="--dependency given")
     status: str = Field(default="PLANNED", description="PLANNED | SUBMITTED | NOT_SUBMITTED")
+    attempt: int = Field(default=0, description="0 = first submission, n = n-th retry")
+    submitted_at: datetime | None = Field(default=None, description="when sbatch answered")
+    extra_json: str = Field(default="[]", description="extra sbatch flags (retry overrides)")
+    script: str = Field(default="", description="the step's script in the run directory")
+    tasks: str = Field(default="", description="this job's tasks file")
+    output: str = Field(default="", description="Slurm --output pattern")
+    deps_json: str = Field(default="[]", description="[[kind, job row id], ...] upstream")
 
 
 class Task(SQLModel, table=True):
@@ -110,6 +148,11 @@ def _check_perms(path: Path) -> None:
 
 def open_db(path: str | Path | None = None) -> Engine:
     p = Path(path).expanduser() if path else default_db_path()
+    warning = network_fs_warning(p)
+    if warning:
+        import sys
+
+        print(f"hpcflow: warning: {warning}", file=sys.stderr)
     new_dir = not p.parent.exists()
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if new_dir:
@@ -122,19 +165,76 @@ def open_db(path: str | Path | None = None) -> Engine:
 
     @sa_event.listens_for(engine, "connect")
     def _pragmas(conn: Any, _rec: Any) -> None:
+        conn.isolation_level = None  # we issue BEGIN ourselves
         cur = conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    @sa_event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Take the write lock at the start of every transaction: two writers then queue on
+        # busy_timeout instead of failing with "database is locked" on lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     try:
-        SQLModel.metadata.create_all(engine)
-        with engine.begin() as c:
-            c.execute(text(f"PRAGMA user_version={SCHEMA_VERSION}"))
+        migrate(engine)
     except Exception as e:  # sqlite3.DatabaseError and friends
         raise TrackerError(f"{p}: cannot open the tracker database: {e}") from e
     return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version found."""
+    with engine.begin() as c:
+        found = c.exec_driver_sql("PRAGMA user_version").scalar() or 0
+        has_tables = c.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='run'"
+        ).scalar()
+        if not has_tables:
+            SQLModel.metadata.create_all(c)
+        else:
+            if found > SCHEMA_VERSION:
+                raise TrackerError(
+                    f"database schema {found} is newer than this hpcflow "
+                    f"({SCHEMA_VERSION}); upgrade hpcflow"
+                )
+            for version, statements in MIGRATIONS:
+                if version > max(found, 1):
+                    for sql in statements:
+                        c.exec_driver_sql(sql)
+        c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return int(found)
+
+
+def filesystem_type(path: str | Path, mounts: str | None = None) -> str | None:
+    """The type of the filesystem holding ``path`` (longest mount point in /proc/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+            best, kind = mnt, parts[2]
+    return kind
+
+
+def network_fs_warning(path: str | Path) -> str | None:
+    kind = filesystem_type(Path(path).parent)
+    if kind in NETWORK_FS:
+        return (
+            f"the tracker database {path} is on a {kind} filesystem, where SQLite locking "
+            "is unsafe; put it on a local disk (--db or HPCFLOW_DB)"
+        )
+    return None
 
 
 def session(engine: Engine) -> Session:

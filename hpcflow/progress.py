@@ -46,6 +46,8 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
         f"state [bold]{doc['state']}[/]  submitted {doc['submitted_at']}  "
         f"refreshed {doc['refreshed_at'] or 'never'}"
     )
+    if doc.get("degraded"):
+        c.print(f"[bold yellow]degraded:[/] {doc['degraded']}")
     present = [s for s in ORDER if any(st["states"].get(s) for st in doc["steps"].values())]
     t = Table(show_edge=False)
     t.add_column("step")
@@ -88,11 +90,16 @@ def watch(
     engine: Engine,
     runner: Runner,
     run_id: str,
-    poll_seconds: int,
+    site: Any,
     interval: float,
     timeout: float | None,
 ) -> int:
-    from .tracker import get_run, refresh, status_doc
+    from .refresh import refresh
+    from .submit import resume_incomplete
+    from .tracker import get_run, status_doc
+    from .units import parse_duration_s
+
+    lost_after = parse_duration_s(site.tracker.lost_after)
 
     start = time.monotonic()
     c = _console()
@@ -108,7 +115,8 @@ def watch(
     with Live(progress, console=c, refresh_per_second=4, transient=False) as live:
         while True:
             run = get_run(engine, run_id)
-            refresh(engine, runner, [run], poll_seconds)
+            resume_incomplete(engine, runner, site, [run.id])
+            refresh(engine, runner, [run], site.poll_seconds(), lost_after)
             doc = status_doc(engine, run_id)
             for name, st in doc["steps"].items():
                 done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)

@@ -35,6 +35,8 @@ class Runner(Protocol):
 
     def makedirs(self, path: str, mode: int = 0o750) -> None: ...
 
+    def append_file(self, path: str, data: str) -> None: ...
+
     def read_file(self, path: str) -> bytes: ...
 
     def exists(self, path: str) -> bool: ...
@@ -68,6 +70,13 @@ class LocalRunner:
             os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, p)
+
+    def append_file(self, path: str, data: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            os.write(fd, data.encode())
+        finally:
+            os.close(fd)
 
     def makedirs(self, path: str, mode: int = 0o750) -> None:
         os.makedirs(path, mode=mode, exist_ok=True)

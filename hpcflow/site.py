@@ -68,6 +68,14 @@ class Containers(Strict):
 
 class TrackerCfg(Strict):
     poll_interval: str | int = Field("30s", description="min time between Slurm queries")
+    lost_after: str | int = Field("5m", description="grace before an unseen job is LOST")
+    submit_timeout: str | int = Field("60s", description="how long one sbatch may take")
+
+    @field_validator("lost_after", "submit_timeout")
+    @classmethod
+    def _d(cls, v: Any) -> Any:
+        parse_duration_s(v)
+        return v
 
     @field_validator("poll_interval")
     @classmethod

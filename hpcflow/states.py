@@ -18,6 +18,8 @@ class TaskState(str, Enum):
     SKIPPED = "SKIPPED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     UNKNOWN = "UNKNOWN"
+    LOST = "LOST"  # submitted, but neither sacct nor squeue knows it after the grace period
+    RESOLVED = "RESOLVED"  # marked done by a person (`hpcflow resolve`)
 
 
 class RunState(str, Enum):
@@ -36,11 +38,56 @@ TERMINAL = frozenset(
         TaskState.OUT_OF_MEMORY,
         TaskState.CANCELLED,
         TaskState.NODE_FAIL,
+        TaskState.PREEMPTED,
         TaskState.SKIPPED,
         TaskState.UPSTREAM_FAILED,
+        TaskState.LOST,
+        TaskState.RESOLVED,
     }
 )
-SUCCESS = frozenset({TaskState.COMPLETED, TaskState.SKIPPED})
+SUCCESS = frozenset({TaskState.COMPLETED, TaskState.SKIPPED, TaskState.RESOLVED})
+# Failures that `hpcflow retry` resubmits by default.
+RETRYABLE = frozenset(
+    {
+        TaskState.FAILED,
+        TaskState.TIMEOUT,
+        TaskState.OUT_OF_MEMORY,
+        TaskState.NODE_FAIL,
+        TaskState.PREEMPTED,
+        TaskState.LOST,
+        TaskState.CANCELLED,
+    }
+)
+# States hpcflow decided itself: what Slurm later says about the old job does not change them.
+OWNED = frozenset({TaskState.RESOLVED, TaskState.LOST})
+
+_ACTIVE = frozenset({TaskState.PENDING, TaskState.RUNNING})
+_ENDS = TERMINAL | {TaskState.UNKNOWN}
+# Task transitions observed from Slurm (refresh). Terminal -> PENDING/RUNNING is a requeue
+# (Slurm runs the same job again: NODE_FAIL or PREEMPTED with --requeue, `scontrol requeue`).
+SLURM_MOVES: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset(_ENDS | {TaskState.RUNNING}) - OWNED,
+    TaskState.RUNNING: frozenset(_ENDS | {TaskState.PENDING}) - OWNED,
+    TaskState.UNKNOWN: frozenset(_ENDS | _ACTIVE) - OWNED,
+    **{t: frozenset(_ACTIVE | _ENDS) - {t} - OWNED for t in TERMINAL - OWNED},
+    **{t: frozenset() for t in OWNED},
+}
+# Transitions hpcflow makes itself: action -> the states it may start from.
+HPCFLOW_MOVES: dict[str, frozenset[TaskState]] = {
+    "retry": frozenset(RETRYABLE | {TaskState.UPSTREAM_FAILED, TaskState.COMPLETED}),
+    "resolve": frozenset(TERMINAL - SUCCESS),
+    "cancel": frozenset(_ACTIVE | {TaskState.UNKNOWN}),
+    "lost": frozenset(_ACTIVE | {TaskState.UNKNOWN}),
+}
+
+
+def slurm_move_allowed(old: TaskState, new: TaskState) -> bool:
+    return old == new or new in SLURM_MOVES.get(old, frozenset())
+
+
+def is_requeue(old: TaskState, new: TaskState) -> bool:
+    return old in TERMINAL and new in _ACTIVE
+
 
 # Slurm's job state (sacct State, squeue %T, first word) -> task state. Anything not here is
 # UNKNOWN, which is never terminal and never success.

@@ -1,35 +1,48 @@
-"""Submit a run: write its directory, then one sbatch per job in topological order, each
-recorded in the tracker before the next. A refusal cancels what was already submitted."""
+"""Submit a run: write its directory, record every job, then one sbatch per job in topological
+order, each recorded before the next. Submission works from the database alone, so a run whose
+submitter died (kill -9, lost login session) is resumed by the next command, adopting by job name
+what Slurm already has instead of submitting it twice."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import random
 import secrets
 import shlex
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from .compiler import compile_plan
-from .db import Event, Job, Run, StepRow, Task, session, utcnow
+from .db import Job, Run, StepRow, Task, session, utcnow
 from .errors import RunnerError, SlurmError
+from .events import EventLog
 from .render import RenderedRun, _item_of, render_run
 from .runner import Runner
 from .site import Site
 from .slurm import (
     SHOW_CONFIG_ARGV,
     dependency_string,
+    is_temporary_error,
     max_array_size,
     parse_sbatch,
     parse_show_config,
+    sbatch_argv,
     scancel_argv,
 )
 from .states import RunState, TaskState
+from .units import parse_duration_s
 from .validate import Loaded
+
+TEMPORARY_TRIES = 5
 
 
 def new_run_id(workflow: str, now: datetime | None = None) -> str:
@@ -72,6 +85,35 @@ def write_run_dir(rr: RenderedRun, runner: Runner) -> None:
         runner.write_file(f"{base}/{rel}", content, 0o750 if rel.endswith(".sh") else 0o640)
 
 
+# -- the per-run submit lock: held while a process submits; free means nobody is -------------
+def _lock_file(engine: Engine, run_id: str) -> str:
+    d = Path(engine.url.database or ".").parent / "locks"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return str(d / f"{run_id}.submit.lock")
+
+
+class RunLock:
+    def __init__(self, engine: Engine, run_id: str):
+        self.path = _lock_file(engine, run_id)
+        self.fd = -1
+
+    def acquire(self, wait: bool = True) -> bool:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
 @dataclass
 class Submitted:
     run_id: str
@@ -81,9 +123,10 @@ class Submitted:
 
 def record_run(
     engine: Engine, rr: RenderedRun, loaded: Loaded, site: Site, label: str | None
-) -> dict[tuple[str, int], int]:
+) -> EventLog:
     """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
     plan, wf = rr.plan, loaded.workflow
+    log = EventLog()
     with session(engine) as s:
         s.add(
             Run(
@@ -100,19 +143,19 @@ def record_run(
             )
         )
         s.flush()
-        s.add(
-            Event(
-                run_id=plan.run_id,
-                new_state="SUBMITTING",
-                reason=f"{len(rr.jobs)} jobs, "
-                f"{sum(sp.n_elements for sp in plan.steps.values())} elements",
-            )
+        n = sum(sp.n_elements for sp in plan.steps.values())
+        log.add(
+            s,
+            run_id=plan.run_id,
+            new_state="SUBMITTING",
+            reason=f"{len(rr.jobs)} jobs, {n} elements",
         )
-        job_ids: dict[tuple[str, int], int] = {}
         for name in plan.order:
             sp = plan.steps[name]
             s.add(StepRow(run_id=plan.run_id, name=name, position=sp.position, total=sp.n_elements))
+        row_ids: dict[tuple[str, int], int] = {}
         for rj in rr.jobs:
+            deps = [[k, row_ids[(st, i)]] for k, st, i in rj.deps]
             job = Job(
                 run_id=plan.run_id,
                 step=rj.step,
@@ -120,16 +163,20 @@ def record_run(
                 chunk=rj.chunk,
                 name=rj.name,
                 array=rj.array,
+                script=rj.script,
+                tasks=rj.tasks,
+                output=rj.output,
+                deps_json=json.dumps(deps),
             )
             s.add(job)
             s.flush()
             assert job.id is not None
-            job_ids[(rj.step, rj.job_index)] = job.id
+            row_ids[(rj.step, rj.job_index)] = job.id
         rows = []
         for name in plan.order:
             sp = plan.steps[name]
             for jp in sp.jobs:
-                jid = job_ids[(name, jp.job_index)]
+                jid = row_ids[(name, jp.job_index)]
                 for tid, idx in zip(jp.task_ids, jp.elements):
                     rows.append(
                         {
@@ -141,12 +188,13 @@ def record_run(
                             "item_json": json.dumps(_item_of(sp, idx), default=str),
                             "state": TaskState.PENDING.value,
                             "attempts": 0,
+                            "reason": None,
                         }
                     )
         if rows:
             s.execute(insert(Task), rows)  # type: ignore[arg-type]
         s.commit()
-    return job_ids
+    return log
 
 
 def submit(
@@ -154,92 +202,207 @@ def submit(
 ) -> Submitted:
     rr = prepare(loaded, site, runner)
     write_run_dir(rr, runner)
-    job_ids = record_run(engine, rr, loaded, site, label)
-    slurm_ids: dict[tuple[str, int], str] = {}
+    lock = RunLock(engine, rr.plan.run_id)
+    lock.acquire()  # before the run is visible: nobody may think its submitter is dead
+    try:
+        record_run(engine, rr, loaded, site, label).publish(
+            runner, {rr.plan.run_id: rr.plan.run_dir}
+        )
+        jobs = submit_planned(engine, runner, rr.plan.run_id, site)
+    finally:
+        lock.release()
+    return Submitted(rr.plan.run_id, rr.plan.run_dir, jobs)
+
+
+def submit_planned(
+    engine: Engine, runner: Runner, run_id: str, site: Site, adopt: bool = False
+) -> list[dict[str, Any]]:
+    """sbatch every PLANNED job of the run in order. With ``adopt``, first look each job up
+    by name and record it instead of submitting when Slurm already has it."""
+    with session(engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))))
+    by_row = {j.id: j for j in jobs}
+    since = run.submitted_at - timedelta(minutes=5)
     out: list[dict[str, Any]] = []
-    run_id = rr.plan.run_id
-    for rj in rr.jobs:
-        dep = dependency_string([(k, slurm_ids[(s, i)]) for k, s, i in rj.deps])
-        argv = rj.argv(dep)
+    for job in jobs:
+        if job.status != "PLANNED":
+            continue
+        dep_pairs = [(k, by_row[r].slurm_job_id) for k, r in json.loads(job.deps_json)]
+        dep = dependency_string([(k, sid) for k, sid in dep_pairs if sid])
+        argv = sbatch_argv(
+            job.script,
+            [job.tasks],
+            job_name=job.name,
+            output=job.output,
+            array=job.array,
+            dependency=dep,
+            extra=json.loads(job.extra_json),
+        )
         try:
-            res = runner.run(argv, timeout=120)
-        except RunnerError as e:
-            _abort(engine, runner, run_id, slurm_ids, str(e))
+            sid = find_by_name(runner, job.name, since) if adopt else None
+            how = "adopted by job name" if sid else "submitted"
+            sid = sid or sbatch_one(runner, argv, job.name, site, since)
+        except SlurmError as e:
+            abort(engine, runner, run_id, str(e))
             raise SlurmError(
-                f"submitting step {rj.step!r} job {rj.job_index} failed: {e}; "
-                "already submitted jobs were cancelled"
+                f"{e}\n  command: {shlex.join(argv)}\n  run {run_id}: the jobs "
+                "already submitted were cancelled; the run is recorded as "
+                "CANCELLED"
             ) from e
-        if not res.ok:
-            msg = (res.stderr or res.stdout).strip()
-            _abort(engine, runner, run_id, slurm_ids, msg)
-            raise SlurmError(
-                f"Slurm refused step {rj.step!r} job {rj.job_index}: {msg}\n"
-                f"  command: {shlex.join(argv)}\n"
-                f"  run {run_id}: the {len(slurm_ids)} job(s) already submitted "
-                "were cancelled; the run is recorded as CANCELLED"
-            )
-        sid = parse_sbatch(res.stdout)
-        slurm_ids[(rj.step, rj.job_index)] = sid
+        job.slurm_job_id, job.dependency, job.status = sid, dep, "SUBMITTED"
+        job.submitted_at = utcnow()
+        log = EventLog()
         with session(engine) as s:
-            job = s.get(Job, job_ids[(rj.step, rj.job_index)])
-            assert job is not None
-            job.slurm_job_id, job.dependency, job.status = sid, dep, "SUBMITTED"
             s.add(job)
-            s.add(
-                Event(
-                    run_id=run_id,
-                    step=rj.step,
-                    new_state="SUBMITTED",
-                    slurm_job_id=sid,
-                    reason=f"job {rj.job_index}" + (f" --array={rj.array}" if rj.array else ""),
-                )
+            log.add(
+                s,
+                run_id=run_id,
+                step=job.step,
+                new_state="SUBMITTED",
+                slurm_job_id=sid,
+                reason=f"job {job.job_index} {how}"
+                + (f" --array={job.array}" if job.array else ""),
             )
             s.commit()
+        log.publish(runner, {run_id: run.run_dir})
         out.append(
             {
-                "step": rj.step,
-                "chunk": rj.chunk,
-                "job": rj.job_index,
+                "step": job.step,
+                "chunk": job.chunk,
+                "job": job.job_index,
                 "slurm_job_id": sid,
-                "array": rj.array,
+                "array": job.array,
             }
         )
+    log = EventLog()
     with session(engine) as s:
-        s.add(
-            Event(
-                run_id=run_id,
-                old_state="SUBMITTING",
-                new_state=RunState.PENDING.value,
-                reason="all jobs submitted",
-            )
+        log.add(
+            s,
+            run_id=run_id,
+            old_state="SUBMITTING",
+            new_state=RunState.PENDING.value,
+            reason="all jobs submitted" + (" (resumed)" if adopt else ""),
         )
         s.commit()
-    return Submitted(run_id, rr.plan.run_dir, out)
+    log.publish(runner, {run_id: run.run_dir})
+    return out
 
 
-def _abort(
-    engine: Engine, runner: Runner, run_id: str, slurm_ids: dict[tuple[str, int], str], message: str
-) -> None:
-    if slurm_ids:
-        runner.run(scancel_argv(list(slurm_ids.values())), timeout=60)
+def sbatch_one(runner: Runner, argv: list[str], name: str, site: Site, since: datetime) -> str:
+    """Run sbatch. Temporary refusals are retried with backoff and jitter; a timeout (slurmctld
+    not answering) is reconciled by job name, so the job exists exactly once."""
+    timeout = parse_duration_s(site.tracker.submit_timeout)
+    delay = 1.0
+    for attempt in range(1, TEMPORARY_TRIES + 1):
+        try:
+            res = runner.run(argv, timeout=timeout)
+        except RunnerError as e:
+            sid = _wait_for_name(runner, name, since, timeout)
+            if sid:
+                return sid
+            if attempt == TEMPORARY_TRIES:
+                raise SlurmError(f"sbatch for {name} did not answer: {e}") from e
+            continue
+        if res.ok:
+            return parse_sbatch(res.stdout)
+        msg = (res.stderr or res.stdout).strip()
+        if not is_temporary_error(msg) or attempt == TEMPORARY_TRIES:
+            raise SlurmError(f"Slurm refused job {name}: {msg}")
+        time.sleep(delay + random.uniform(0, delay))
+        delay = min(delay * 2, 30)
+    raise SlurmError(f"Slurm refused job {name}")  # pragma: no cover - loop always returns
+
+
+def find_by_name(runner: Runner, name: str, since: datetime) -> str | None:
+    """The job id Slurm has under this exact name (squeue, then sacct), or None."""
+    q = runner.run(["squeue", "-h", "-o", "%F", "--name", name], timeout=60)
+    ids = {x.strip() for x in q.stdout.split()} if q.ok else set()
+    if not ids:
+        a = runner.run(
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "--format=JobID,JobName",
+                "--name",
+                name,
+                f"--starttime={since.strftime('%Y-%m-%dT%H:%M:%S')}",
+            ],
+            timeout=60,
+        )
+        if a.ok:
+            ids = {
+                line.split("|")[0].split("_")[0]
+                for line in a.stdout.splitlines()
+                if line.split("|")[-1] == name
+            }
+    if len(ids) > 1:
+        raise SlurmError(
+            f"Slurm has {len(ids)} jobs named {name} ({', '.join(sorted(ids))}); "
+            "cancel the extra ones by hand"
+        )
+    return ids.pop() if ids else None
+
+
+def _wait_for_name(runner: Runner, name: str, since: datetime, timeout: float) -> str | None:
+    deadline = time.monotonic() + max(timeout, 30)
+    while time.monotonic() < deadline:
+        try:
+            return find_by_name(runner, name, since)
+        except RunnerError:
+            time.sleep(2)
+    return None
+
+
+def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
+    with session(engine) as s:
+        jobs = list(s.exec(select(Job).where(Job.run_id == run_id)))
+    submitted = [j.slurm_job_id for j in jobs if j.slurm_job_id]
+    if submitted:
+        runner.run(scancel_argv(submitted), timeout=60)
+    log = EventLog()
     with session(engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
         run.state, run.cancelled, run.finished_at = RunState.CANCELLED.value, True, utcnow()
         s.add(run)
-        for job in s.exec(select(Job).where(Job.run_id == run_id)).all():
+        for job in jobs:
             if job.status == "PLANNED":
                 job.status = "NOT_SUBMITTED"
                 s.add(job)
         for t in s.exec(select(Task).where(Task.run_id == run_id)).all():
             t.state, t.reason = TaskState.CANCELLED.value, "submission aborted"
             s.add(t)
-        s.add(
-            Event(
-                run_id=run_id,
-                old_state="SUBMITTING",
-                new_state=RunState.CANCELLED.value,
-                reason=f"submission aborted: {message}",
-            )
+        log.add(
+            s,
+            run_id=run_id,
+            old_state="SUBMITTING",
+            new_state=RunState.CANCELLED.value,
+            reason=f"submission aborted: {message}",
         )
         s.commit()
+    log.publish(runner, {run_id: run.run_dir})
+
+
+def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[str]) -> list[str]:
+    """Runs with PLANNED jobs whose submitter is gone: adopt by name, submit the rest."""
+    resumed = []
+    for run_id in run_ids:
+        with session(engine) as s:
+            planned = s.exec(
+                select(Job).where(Job.run_id == run_id, Job.status == "PLANNED")
+            ).first()
+        if planned is None:
+            continue
+        lock = RunLock(engine, run_id)
+        if not lock.acquire(wait=False):
+            continue  # its submitter is alive and working
+        try:
+            submit_planned(engine, runner, run_id, site, adopt=True)
+            resumed.append(run_id)
+        finally:
+            lock.release()
+    return resumed

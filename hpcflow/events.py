@@ -1,0 +1,53 @@
+"""Run events: rows in the tracker and JSON lines in the run directory (events.jsonl)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from sqlmodel import Session
+
+from .db import Event
+from .runner import Runner
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    return {
+        "time": e.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if e.time else None,
+        "run_id": e.run_id,
+        "step": e.step,
+        "index": e.index,
+        "old_state": e.old_state,
+        "new_state": e.new_state,
+        "slurm_job_id": e.slurm_job_id,
+        "exit_code": e.exit_code,
+        "reason": e.reason,
+    }
+
+
+class EventLog:
+    """Collects events during a transaction; ``publish`` appends them to each run's
+    events.jsonl once the transaction has committed (the database is the source of truth)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def add(self, s: Session, **fields: Any) -> Event:
+        e = Event(**fields)
+        s.add(e)
+        self.events.append(e)
+        return e
+
+    def publish(self, runner: Runner, run_dirs: dict[str, str]) -> None:
+        by_run: dict[str, list[str]] = {}
+        for e in self.events:
+            by_run.setdefault(e.run_id, []).append(json.dumps(event_json(e)))
+        for run_id, lines in by_run.items():
+            d = run_dirs.get(run_id)
+            if not d:
+                continue
+            # a cleaned run directory loses nothing: the database has every event
+            with contextlib.suppress(OSError):
+                runner.append_file(f"{d}/events.jsonl", "\n".join(lines) + "\n")
+        self.events.clear()
