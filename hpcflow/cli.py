@@ -189,6 +189,7 @@ def _site_for_run(run: Any) -> Any:
 
 
 def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
+    from .recovery import escalate
     from .refresh import refresh
     from .submit import resume_incomplete
     from .units import parse_duration_s
@@ -202,12 +203,14 @@ def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
         resume_incomplete(obj.engine, runner, site, [r.id for r in runs_])
         refresh(
             obj.engine,
-            runner_for(site),
+            runner,
             runs_,
             site.poll_seconds(),
             parse_duration_s(site.tracker.lost_after),
             force,
         )
+        for r in runs_:
+            escalate(obj.engine, runner, site, r.id)
 
 
 @main.command()
@@ -340,6 +343,93 @@ def cancel(obj: Ctx, run: str, step: str | None) -> None:
     r = get_run(obj.engine, run)
     ids = do_cancel(obj.engine, runner_for(_site_for_run(r)), r.id, step)
     click.echo(f"cancelled {len(ids)} Slurm job(s) of {r.id}" + (f" step {step}" if step else ""))
+
+
+@main.command()
+@click.argument("run")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    help="Only this step (repeatable); also re-runs "
+    "its already-completed elements that depend on what is retried.",
+)
+@click.option(
+    "--index",
+    "indices",
+    multiple=True,
+    type=int,
+    help="Only this element index of --step (repeatable).",
+)
+@click.option(
+    "--mem-factor",
+    type=click.FloatRange(min=1.0, min_open=True),
+    help="Multiply the memory of the resubmitted jobs.",
+)
+@click.option(
+    "--time-factor",
+    type=click.FloatRange(min=1.0, min_open=True),
+    help="Multiply the time limit of the resubmitted jobs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+@handle_errors
+def retry(
+    obj: Ctx,
+    run: str,
+    steps: tuple[str, ...],
+    indices: tuple[int, ...],
+    mem_factor: float | None,
+    time_factor: float | None,
+    as_json: bool,
+) -> None:
+    """Resubmit RUN's failed, timed-out, out-of-memory, node-failed elements only, and the
+    dependents their failure cancelled, with dependencies on the new jobs."""
+    from .recovery import retry as do_retry
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    _refresh(obj, [r], force=True)
+    site = _site_for_run(r)
+    res = do_retry(
+        obj.engine,
+        runner_for(site),
+        site,
+        r.id,
+        list(steps),
+        list(indices),
+        mem_factor,
+        time_factor,
+    )
+    if as_json:
+        emit_json(
+            {"run_id": r.id, "resubmitted": res.tasks, "by_step": res.by_step, "jobs": res.jobs}
+        )
+    elif not res.tasks:
+        click.echo(f"{r.id}: nothing to retry")
+    else:
+        steps_txt = ", ".join(f"{k} {v}" for k, v in res.by_step.items())
+        click.echo(
+            f"{r.id}: resubmitted {res.tasks} element(s) ({steps_txt}) in {len(res.jobs)} job(s)"
+        )
+
+
+@main.command()
+@click.argument("run")
+@click.argument("step")
+@click.argument("index", type=int)
+@click.pass_obj
+@handle_errors
+def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
+    """Mark element INDEX of STEP resolved by hand and release the dependents it blocked."""
+    from .recovery import resolve as do_resolve
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    _refresh(obj, [r], force=True)
+    site = _site_for_run(r)
+    res = do_resolve(obj.engine, runner_for(site), site, r.id, step, index)
+    click.echo(f"{r.id}: {step}[{index}] RESOLVED; released {res.tasks} dependent element(s)")
 
 
 @main.command()

@@ -29,6 +29,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE job ADD COLUMN tasks VARCHAR NOT NULL DEFAULT ''",
             "ALTER TABLE job ADD COLUMN output VARCHAR NOT NULL DEFAULT ''",
             "ALTER TABLE job ADD COLUMN deps_json VARCHAR NOT NULL DEFAULT '[]'",
+            "ALTER TABLE job ADD COLUMN retry_of INTEGER",
+            "ALTER TABLE step ADD COLUMN policy_json VARCHAR NOT NULL DEFAULT '{}'",
         ],
     ),
 ]
@@ -78,6 +80,7 @@ class StepRow(SQLModel, table=True):
     name: str
     position: int
     total: int = Field(description="number of elements")
+    policy_json: str = Field(default="{}", description="retry escalation (on_oom, on_timeout)")
 
 
 class Job(SQLModel, table=True):
@@ -98,6 +101,7 @@ class Job(SQLModel, table=True):
     tasks: str = Field(default="", description="this job's tasks file")
     output: str = Field(default="", description="Slurm --output pattern")
     deps_json: str = Field(default="[]", description="[[kind, job row id], ...] upstream")
+    retry_of: int | None = Field(default=None, description="the first-attempt job it retries")
 
 
 class Task(SQLModel, table=True):

@@ -46,6 +46,14 @@ class Resources(Strict):
         return v
 
 
+class OnOom(Strict):
+    mem_factor: float = Field(2.0, gt=1.0, description="multiply --mem by this on resubmission")
+
+
+class OnTimeout(Strict):
+    time_factor: float = Field(1.5, gt=1.0, description="multiply --time by this")
+
+
 class Retry(Strict):
     attempts: int = Field(1, ge=1, le=100, description="total tries of the command in the job")
     backoff: str | int = Field(0, description="wait before the 2nd try (duration)")
@@ -53,6 +61,8 @@ class Retry(Strict):
     max_backoff: str | int = Field("10m", description="cap on the wait between tries")
     exit_codes: list[int] | None = Field(None, description="retry only these exit codes")
     never: list[int] = Field(default_factory=list, description="exit codes never retried")
+    on_oom: OnOom | None = Field(None, description="resubmit OUT_OF_MEMORY elements, more mem")
+    on_timeout: OnTimeout | None = Field(None, description="resubmit TIMEOUT elements, more time")
 
     @field_validator("backoff", "max_backoff")
     @classmethod

@@ -27,6 +27,8 @@ STYLE = {
     "UPSTREAM_FAILED": "magenta",
     "UNKNOWN": "bold red",
     "SKIPPED": "blue",
+    "RESOLVED": "blue",
+    "LOST": "bold red",
 }
 
 
@@ -35,7 +37,12 @@ def _console() -> Console:
 
 
 def _counts(states: dict[str, int]) -> str:
-    return "  ".join(f"[{STYLE.get(k, '')}]{k} {states[k]}[/]" for k in ORDER if states.get(k))
+    parts = []
+    for k in ORDER:
+        if states.get(k):
+            style = STYLE.get(k)
+            parts.append(f"[{style}]{k} {states[k]}[/]" if style else f"{k} {states[k]}")
+    return "  ".join(parts)
 
 
 def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:

@@ -125,10 +125,16 @@ def _refresh_locked(
     res = runner.run(sacct_argv(slurm_ids, start.strftime("%Y-%m-%dT%H:%M:%S")), timeout=120)
     out.sacct_calls = 1
     seen: dict[tuple[str, int | None], Observation] = {}
+    with_dep = {j.slurm_job_id for j in jobs.values() if j.dependency}
     if res.ok:
         for row in parse_sacct(res.stdout):
             seen[(row.job_id, row.task_id)] = Observation(
-                map_slurm_state(row.state, row.reason, started=row.node is not None),
+                map_slurm_state(
+                    row.state,
+                    row.reason,
+                    started=row.node is not None,
+                    has_dependency=row.job_id in with_dep,
+                ),
                 row.exit_code,
                 row.start,
                 row.end,
@@ -179,6 +185,10 @@ def _refresh_locked(
                     continue  # cannot confirm anything: leave it
                 o = Observation(
                     TaskState.LOST, reason=f"not in sacct or squeue {age:.0f}s after submission"
+                )
+            if o.state is TaskState.UPSTREAM_FAILED and only_notok(job.dependency):
+                o = Observation(
+                    TaskState.SKIPPED, reason="compensation not needed: upstream succeeded"
                 )
             _apply(t, o, sid, updates, log, s)
         if updates:
@@ -269,6 +279,13 @@ def _apply(
             exit_code=row["exit_code"],
             reason=reason.strip("; ") or None,
         )
+
+
+def only_notok(dependency: str | None) -> bool:
+    """A job whose every dependency is afternotok (a compensation step): Slurm cancels it when
+    the upstream succeeded, which means it was not needed."""
+    parts = [p for p in (dependency or "").split(",") if p]
+    return bool(parts) and all(p.startswith("afternotok:") for p in parts)
 
 
 def derive_run_state(s: Any, run: Run) -> str:

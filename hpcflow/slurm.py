@@ -132,6 +132,7 @@ def parse_sacct(stdout: str) -> list[SacctRow]:
     """Parse ``sacct -P -n --format=SACCT_FIELDS`` output. Fields are split from both ends,
     so a job name containing '|' survives. Step rows (.batch, .extern, +het) are skipped."""
     rows: list[SacctRow] = []
+    leftovers: list[SacctRow] = []  # from 'A_[...]' records
     n = len(SACCT_FIELDS)
     for line in stdout.splitlines():
         if not line.strip():
@@ -150,16 +151,20 @@ def parse_sacct(stdout: str) -> list[SacctRow]:
             c, s = exitc.split(":", 1)
             code, sig = (int(c) if c.isdigit() else None), (int(s) if s.isdigit() else None)
         keys: list[tuple[str, int | None]]
+        target = rows
         if m := _ARRAY.match(job):
             keys = [(m.group(1), int(m.group(2)))]
         elif m := _ARRAY_PENDING.match(job):
+            # The array's meta record. It keeps the *original* range in its name even after
+            # some tasks were split off into their own 'A_i' rows, which then win.
             keys = [(m.group(1), t) for t in expand_array_ids(m.group(2))]
+            target = leftovers
         elif job.isdigit():
             keys = [(job, None)]
         else:
             continue
         node_v = None if node in ("", "None assigned", "(null)") else node
-        rows.extend(
+        target.extend(
             SacctRow(
                 job_id=j,
                 task_id=t,
@@ -175,6 +180,8 @@ def parse_sacct(stdout: str) -> list[SacctRow]:
             )
             for j, t in keys
         )
+    explicit = {(r.job_id, r.task_id) for r in rows}
+    rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
     return rows
 
 

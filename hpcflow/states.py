@@ -121,13 +121,15 @@ SLURM_STATE: dict[str, TaskState] = {
 DEPENDENCY_NEVER = "DependencyNeverSatisfied"
 
 
-def map_slurm_state(state: str, reason: str = "", started: bool = True) -> TaskState:
+def map_slurm_state(
+    state: str, reason: str = "", started: bool = True, has_dependency: bool = False
+) -> TaskState:
     """Map sacct/squeue's State (e.g. 'CANCELLED by 1000') plus reason to a task state.
 
     A job cancelled by Slurm itself because its dependency can never be met (we submit with
-    --kill-on-invalid-dep=yes) shows plain 'CANCELLED', no node ('None assigned'; its Start may
-    be set), reason 'Dependency...':
-    that is UPSTREAM_FAILED, not a user's cancel ('CANCELLED by <uid>').
+    --kill-on-invalid-dep=yes) shows plain 'CANCELLED' (no 'by <uid>'), never ran (NodeList
+    'None assigned'; Start may still be set) and its Reason is 'Dependency' or 'None': that is
+    UPSTREAM_FAILED, not a user's cancel.
     """
     word = state.split()[0].rstrip("+") if state.strip() else ""
     mapped = SLURM_STATE.get(word, TaskState.UNKNOWN)
@@ -137,7 +139,7 @@ def map_slurm_state(state: str, reason: str = "", started: bool = True) -> TaskS
         mapped is TaskState.CANCELLED
         and state.strip() == "CANCELLED"
         and not started
-        and reason.startswith("Dependency")
+        and (has_dependency or reason.startswith("Dependency"))
     ):
         return TaskState.UPSTREAM_FAILED
     return mapped

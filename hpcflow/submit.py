@@ -152,7 +152,20 @@ def record_run(
         )
         for name in plan.order:
             sp = plan.steps[name]
-            s.add(StepRow(run_id=plan.run_id, name=name, position=sp.position, total=sp.n_elements))
+            policy = {
+                "attempts": sp.retry.attempts,
+                "on_oom": sp.retry.on_oom.model_dump() if sp.retry.on_oom else None,
+                "on_timeout": sp.retry.on_timeout.model_dump() if sp.retry.on_timeout else None,
+            }
+            s.add(
+                StepRow(
+                    run_id=plan.run_id,
+                    name=name,
+                    position=sp.position,
+                    total=sp.n_elements,
+                    policy_json=json.dumps(policy),
+                )
+            )
         row_ids: dict[tuple[str, int], int] = {}
         for rj in rr.jobs:
             deps = [[k, row_ids[(st, i)]] for k, st, i in rj.deps]

@@ -170,3 +170,26 @@ def test_argv_builders() -> None:
     ]
     assert sacct_argv(["5", "7"], "2026-11-21T00:00:00")[-2:] == ["-j", "5,7"]
     assert "-r" in squeue_argv(["5"])
+
+
+def test_meta_record_does_not_override_split_tasks() -> None:
+    """After b_0 and b_1 ran, sacct still shows the killed remainder as '498_[0-2]'."""
+    rows = {(r.job_id, r.task_id): r for r in parse_sacct(cap("sacct-meta-record-after-split.txt"))}
+    assert rows[("498", 0)].state == rows[("498", 1)].state == "COMPLETED"
+    killed = rows[("498", 2)]
+    assert killed.state == "CANCELLED" and killed.reason == "None"
+    assert (
+        map_slurm_state(
+            killed.state, killed.reason, started=killed.node is not None, has_dependency=True
+        )
+        is TaskState.UPSTREAM_FAILED
+    )
+    fan_in = rows[("499", None)]
+    assert (
+        map_slurm_state(fan_in.state, fan_in.reason, started=False, has_dependency=True)
+        is TaskState.UPSTREAM_FAILED
+    )
+    assert (
+        map_slurm_state("CANCELLED by 0", "None", started=False, has_dependency=True)
+        is TaskState.CANCELLED
+    )
