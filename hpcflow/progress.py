@@ -101,6 +101,7 @@ def watch(
     interval: float,
     timeout: float | None,
 ) -> int:
+    from .recovery import escalate
     from .refresh import refresh
     from .submit import resume_incomplete
     from .tracker import get_run, status_doc
@@ -124,6 +125,7 @@ def watch(
             run = get_run(engine, run_id)
             resume_incomplete(engine, runner, site, [run.id])
             refresh(engine, runner, [run], site.poll_seconds(), lost_after)
+            escalate(engine, runner, site, run.id)
             doc = status_doc(engine, run_id)
             for name, st in doc["steps"].items():
                 done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)

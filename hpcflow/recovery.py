@@ -24,6 +24,7 @@ from .compiler import compress_ids
 from .db import Job, Run, StepRow, Task, session
 from .errors import HpcflowError, NotFound
 from .events import EventLog
+from .refresh import escalatable
 from .runner import Runner
 from .site import Site
 from .states import HPCFLOW_MOVES, RETRYABLE, TaskState
@@ -350,30 +351,17 @@ def resolve(
 
 def escalate(engine: Engine, runner: Runner, site: Site, run_id: str) -> Resubmitted:
     """Apply steps' `retry.on_oom` / `retry.on_timeout` to elements that ran out of memory or
-    time, while they have attempts left."""
+    time, while they have attempts left (attempts = times Slurm started the element)."""
     total = Resubmitted()
     with session(engine) as s:
-        policy = {
-            r.name: json.loads(r.policy_json)
-            for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
-        }
-        tasks = list(s.exec(select(Task).where(Task.run_id == run_id)))
-    for state, key, factor_key in (
-        (TaskState.OUT_OF_MEMORY, "on_oom", "mem_factor"),
-        (TaskState.TIMEOUT, "on_timeout", "time_factor"),
-    ):
-        seeds = [
-            t
-            for t in tasks
-            if t.state == state.value
-            and policy.get(t.step, {}).get(key)
-            and t.attempts < policy[t.step].get("attempts", 1)
-        ]
+        todo = escalatable(s, run_id)
+    for key, pairs in todo.items():
         by_factor: dict[float, list[int]] = defaultdict(list)
-        for t in seeds:
-            by_factor[policy[t.step][key][factor_key]].append(t.id)  # type: ignore[arg-type]
+        for t, factor in pairs:
+            by_factor[factor].append(t.id)  # type: ignore[arg-type]
         for factor, ids in by_factor.items():
             kw = {"mem_factor": factor} if key == "on_oom" else {"time_factor": factor}
+            what = "mem_factor" if key == "on_oom" else "time_factor"
             r = resubmit(
                 engine,
                 runner,
@@ -382,7 +370,7 @@ def escalate(engine: Engine, runner: Runner, site: Site, run_id: str) -> Resubmi
                 ids,
                 [],
                 set(),
-                f"automatic {key}: {factor_key} {factor}",
+                f"automatic {key}: {what} {factor}",
                 **kw,
             )
             total.tasks += r.tasks

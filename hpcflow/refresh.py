@@ -9,6 +9,7 @@ and the run is marked degraded until sacct answers again.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from .db import Job, Run, Task, session, utcnow
+from .db import Job, Run, StepRow, Task, session, utcnow
 from .events import EventLog
 from .runner import Runner
 from .slurm import parse_sacct, parse_squeue, sacct_argv, squeue_argv
@@ -36,6 +37,9 @@ from .states import (
 )
 
 ACTIVE = (RunState.PENDING.value, RunState.RUNNING.value)
+# sacct may lag slurmctld: a job it shows NODE_FAIL or PREEMPTED may already be requeued, which
+# squeue (slurmctld itself) shows as PENDING; PENDING rows need squeue for their reason.
+MAYBE_REQUEUED = frozenset({TaskState.PENDING, TaskState.NODE_FAIL, TaskState.PREEMPTED})
 
 
 @contextmanager
@@ -129,13 +133,15 @@ def _refresh_locked(
     if res.ok:
         for row in parse_sacct(res.stdout):
             seen[(row.job_id, row.task_id)] = Observation(
-                map_slurm_state(
+                TaskState.OUT_OF_MEMORY
+                if row.oom_evidence
+                else map_slurm_state(
                     row.state,
                     row.reason,
                     started=row.node is not None,
                     has_dependency=row.job_id in with_dep,
                 ),
-                row.exit_code,
+                128 + row.signal if row.signal else row.exit_code,
                 row.start,
                 row.end,
                 row.node,
@@ -154,7 +160,7 @@ def _refresh_locked(
         if sid is None:
             continue
         o = seen.get((sid, t.task_id))
-        if o is None or o.state is TaskState.PENDING:
+        if o is None or o.state in MAYBE_REQUEUED:
             need_q.add(sid)
     queued: dict[tuple[str, int | None], tuple[str, str]] = {}
     if need_q:
@@ -175,7 +181,7 @@ def _refresh_locked(
             if key in queued:
                 qstate, qreason = queued[key]
                 qo = Observation(map_slurm_state(qstate, qreason), reason=qreason)
-                if o is None or o.state is TaskState.PENDING:
+                if o is None or o.state in MAYBE_REQUEUED:
                     o = Observation(
                         qo.state, None, o.start if o else None, None, o.node if o else None, qreason
                     )
@@ -288,8 +294,32 @@ def only_notok(dependency: str | None) -> bool:
     return bool(parts) and all(p.startswith("afternotok:") for p in parts)
 
 
+ESCALATIONS = (
+    (TaskState.OUT_OF_MEMORY, "on_oom", "mem_factor"),
+    (TaskState.TIMEOUT, "on_timeout", "time_factor"),
+)
+
+
+def escalatable(s: Any, run_id: str) -> dict[str, list[tuple[Task, float]]]:
+    """Tasks a step's retry.on_oom / retry.on_timeout will resubmit: key -> [(task, factor)]."""
+    policy = {
+        r.name: json.loads(r.policy_json)
+        for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
+    }
+    out: dict[str, list[tuple[Task, float]]] = {}
+    states = [st.value for st, _, _ in ESCALATIONS]
+    for t in s.exec(select(Task).where(Task.run_id == run_id, col(Task.state).in_(states))):
+        p = policy.get(t.step, {})
+        for st, key, factor in ESCALATIONS:
+            if t.state == st.value and p.get(key) and t.attempts < p.get("attempts", 1):
+                out.setdefault(key, []).append((t, float(p[key][factor])))
+    return out
+
+
 def derive_run_state(s: Any, run: Run) -> str:
     states = [TaskState(x) for x in s.exec(select(Task.state).where(Task.run_id == run.id))]
     if s.exec(select(Job).where(Job.run_id == run.id, Job.status == "PLANNED")).first():
         return run.state  # submission not finished: leave it to the submitter / reconcile
+    if escalatable(s, run.id):
+        return RunState.RUNNING.value  # some elements are about to be resubmitted
     return run_state(states, run.cancelled).value

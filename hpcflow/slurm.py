@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# JobName is the only free-text field; it stays third so a '|' in it can be rejoined.
 SACCT_FIELDS = [
     "JobID",
     "JobIDRaw",
@@ -15,6 +16,8 @@ SACCT_FIELDS = [
     "End",
     "NodeList",
     "Reason",
+    "MaxRSS",
+    "ReqMem",
 ]
 SQUEUE_FORMAT = "%i|%T|%r"
 
@@ -63,9 +66,9 @@ def dependency_string(deps: list[tuple[str, str]]) -> str | None:
 
 
 def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
+    """One call for every job: allocations plus their steps (the steps carry MaxRSS)."""
     return [
         "sacct",
-        "-X",
         "-P",
         "-n",
         f"--format={','.join(SACCT_FIELDS)}",
@@ -99,6 +102,19 @@ class SacctRow:
     end: str | None
     node: str | None
     reason: str
+    max_rss_mb: int | None = None  # largest MaxRSS of the job's steps
+    req_mem_mb: int | None = None
+
+    @property
+    def oom_evidence(self) -> bool:
+        """Killed by SIGKILL after a step's RSS reached the requested memory: what
+        JobAcctGatherParams=OverMemoryKill does where no cgroup reports OUT_OF_MEMORY."""
+        return (
+            self.signal == 9
+            and self.max_rss_mb is not None
+            and self.req_mem_mb is not None
+            and self.max_rss_mb >= 0.95 * self.req_mem_mb
+        )
 
 
 _ARRAY = re.compile(r"^(\d+)_(\d+)$")
@@ -128,60 +144,94 @@ def _time(v: str) -> str | None:
     return None if v in ("", "Unknown", "None", "N/A") else v
 
 
-def parse_sacct(stdout: str) -> list[SacctRow]:
-    """Parse ``sacct -P -n --format=SACCT_FIELDS`` output. Fields are split from both ends,
-    so a job name containing '|' survives. Step rows (.batch, .extern, +het) are skipped."""
+def _mb(v: str) -> int | None:
+    v = v.strip().rstrip("cn")
+    if not v or v in ("0", "Unknown"):
+        return None
+    from .units import parse_mem_mb
+
+    try:
+        return parse_mem_mb(v)
+    except ValueError:
+        return None
+
+
+def _keys(job: str) -> tuple[list[tuple[str, int | None]], bool]:
+    """'5' / '5_3' / '5_[0-9%2]' -> ([(job, task)...], is_meta_record)."""
+    if m := _ARRAY.match(job):
+        return [(m.group(1), int(m.group(2)))], False
+    if m := _ARRAY_PENDING.match(job):
+        return [(m.group(1), t) for t in expand_array_ids(m.group(2))], True
+    if job.isdigit():
+        return [(job, None)], False
+    return [], False
+
+
+def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
+    """Parse ``sacct -P -n --format=<fields>`` output (default SACCT_FIELDS), one row per
+    job or array task. A '|' inside JobName is rejoined. Step rows (.batch, .extern) only
+    contribute MaxRSS; het-job components (+N) are skipped."""
+    fields = fields or SACCT_FIELDS
+    n, name_at = len(fields), fields.index("JobName")
     rows: list[SacctRow] = []
-    leftovers: list[SacctRow] = []  # from 'A_[...]' records
-    n = len(SACCT_FIELDS)
+    leftovers: list[SacctRow] = []  # from 'A_[...]' meta records
+    rss: dict[tuple[str, int | None], int] = {}
     for line in stdout.splitlines():
         if not line.strip():
             continue
         parts = line.split("|")
         if len(parts) < n:
             continue
-        if len(parts) > n:  # '|' inside JobName (3rd field)
+        if len(parts) > n:
             extra = len(parts) - n
-            parts = parts[:2] + ["|".join(parts[2 : 3 + extra])] + parts[3 + extra :]
-        job, raw, name, state, exitc, start, end, node, reason = parts
-        if "." in job or "+" in job:
+            parts = (
+                parts[:name_at]
+                + ["|".join(parts[name_at : name_at + 1 + extra])]
+                + parts[name_at + 1 + extra :]
+            )
+        f = dict(zip(fields, parts))
+        job = f["JobID"]
+        if "+" in job:
             continue
+        if "." in job:
+            keys, _ = _keys(job.split(".", 1)[0])
+            mb = _mb(f.get("MaxRSS", ""))
+            for k in keys:
+                if mb is not None:
+                    rss[k] = max(rss.get(k, 0), mb)
+            continue
+        keys, meta = _keys(job)
         code = sig = None
+        exitc = f["ExitCode"]
         if ":" in exitc:
-            c, s = exitc.split(":", 1)
-            code, sig = (int(c) if c.isdigit() else None), (int(s) if s.isdigit() else None)
-        keys: list[tuple[str, int | None]]
-        target = rows
-        if m := _ARRAY.match(job):
-            keys = [(m.group(1), int(m.group(2)))]
-        elif m := _ARRAY_PENDING.match(job):
-            # The array's meta record. It keeps the *original* range in its name even after
-            # some tasks were split off into their own 'A_i' rows, which then win.
-            keys = [(m.group(1), t) for t in expand_array_ids(m.group(2))]
-            target = leftovers
-        elif job.isdigit():
-            keys = [(job, None)]
-        else:
-            continue
+            c, s_ = exitc.split(":", 1)
+            code, sig = (int(c) if c.isdigit() else None), (int(s_) if s_.isdigit() else None)
+        node = f["NodeList"]
         node_v = None if node in ("", "None assigned", "(null)") else node
+        target = leftovers if meta else rows
         target.extend(
             SacctRow(
                 job_id=j,
                 task_id=t,
-                raw_id=raw,
-                name=name,
-                state=state,
+                raw_id=f["JobIDRaw"],
+                name=f["JobName"],
+                state=f["State"],
                 exit_code=code,
                 signal=sig,
-                start=_time(start),
-                end=_time(end),
+                start=_time(f["Start"]),
+                end=_time(f["End"]),
                 node=node_v,
-                reason=reason,
+                reason=f["Reason"],
+                req_mem_mb=_mb(f.get("ReqMem", "")),
             )
             for j, t in keys
         )
     explicit = {(r.job_id, r.task_id) for r in rows}
     rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
+    if rss:
+        from dataclasses import replace
+
+        rows = [replace(r, max_rss_mb=rss.get((r.job_id, r.task_id))) for r in rows]
     return rows
 
 

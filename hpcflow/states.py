@@ -86,7 +86,10 @@ def slurm_move_allowed(old: TaskState, new: TaskState) -> bool:
 
 
 def is_requeue(old: TaskState, new: TaskState) -> bool:
-    return old in TERMINAL and new in _ACTIVE
+    """Slurm put a started or finished job back in the queue (or ran it again)."""
+    return (new is TaskState.PENDING and old not in (TaskState.PENDING, TaskState.UNKNOWN)) or (
+        old in TERMINAL and new is TaskState.RUNNING
+    )
 
 
 # Slurm's job state (sacct State, squeue %T, first word) -> task state. Anything not here is

@@ -23,6 +23,18 @@ from hpcflow.slurm import (
 from hpcflow.states import RunState, TaskState, map_slurm_state, run_state
 
 CAP = Path(__file__).parent / "captured"
+# the --format of the captures made before MaxRSS/ReqMem were added
+FIELDS_V1 = [
+    "JobID",
+    "JobIDRaw",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "NodeList",
+    "Reason",
+]
 
 
 def cap(name: str) -> str:
@@ -30,7 +42,7 @@ def cap(name: str) -> str:
 
 
 def test_sacct_mixed() -> None:
-    rows = {(r.job_id, r.task_id): r for r in parse_sacct(cap("sacct-mixed.txt"))}
+    rows = {(r.job_id, r.task_id): r for r in parse_sacct(cap("sacct-mixed.txt"), FIELDS_V1)}
     piped = rows[("57", 0)]
     assert piped.name == "name|with|pipes" and piped.state == "RUNNING" and piped.node == "vm"
     # the pending remainder '57_[4-99%4]' expands to one row per task
@@ -44,7 +56,7 @@ def test_sacct_mixed() -> None:
 
 
 def test_sacct_skips_steps() -> None:
-    rows = parse_sacct(cap("sacct-with-steps.txt"))
+    rows = parse_sacct(cap("sacct-with-steps.txt"), FIELDS_V1)
     assert [(r.job_id, r.task_id) for r in rows] == [("60", None), ("61", None)]
 
 
@@ -53,12 +65,14 @@ def test_sacct_het_job_rows_skipped() -> None:
         "300+0|300|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
         "300+1|301|het|COMPLETED|0:0|2026-11-22T01:00:00|2026-11-22T01:00:01|vm|None\n"
     )
-    assert parse_sacct(text) == []
+    assert parse_sacct(text, FIELDS_V1) == []
 
 
 def test_kill_on_invalid_dep_is_upstream_failed() -> None:
     rows = [
-        r for r in parse_sacct(cap("sacct-kill-invalid-dep.txt")) if r.state.startswith("CANCELLED")
+        r
+        for r in parse_sacct(cap("sacct-kill-invalid-dep.txt"), FIELDS_V1)
+        if r.state.startswith("CANCELLED")
     ]
     assert rows, "capture holds the killed dependents"
     for r in rows:
@@ -69,7 +83,7 @@ def test_kill_on_invalid_dep_is_upstream_failed() -> None:
 
 
 def test_user_cancel_is_cancelled() -> None:
-    r = next(r for r in parse_sacct(cap("sacct-mixed.txt")) if r.job_id == "59")
+    r = next(r for r in parse_sacct(cap("sacct-mixed.txt"), FIELDS_V1) if r.job_id == "59")
     assert map_slurm_state(r.state, r.reason, started=r.node is not None) is TaskState.CANCELLED
 
 
@@ -174,7 +188,10 @@ def test_argv_builders() -> None:
 
 def test_meta_record_does_not_override_split_tasks() -> None:
     """After b_0 and b_1 ran, sacct still shows the killed remainder as '498_[0-2]'."""
-    rows = {(r.job_id, r.task_id): r for r in parse_sacct(cap("sacct-meta-record-after-split.txt"))}
+    rows = {
+        (r.job_id, r.task_id): r
+        for r in parse_sacct(cap("sacct-meta-record-after-split.txt"), FIELDS_V1)
+    }
     assert rows[("498", 0)].state == rows[("498", 1)].state == "COMPLETED"
     killed = rows[("498", 2)]
     assert killed.state == "CANCELLED" and killed.reason == "None"
@@ -193,3 +210,14 @@ def test_meta_record_does_not_override_split_tasks() -> None:
         map_slurm_state("CANCELLED by 0", "None", started=False, has_dependency=True)
         is TaskState.CANCELLED
     )
+
+
+def test_over_memory_kill_is_out_of_memory() -> None:
+    """Without cgroups, OverMemoryKill SIGKILLs the job and sacct says FAILED 0:9; the batch
+    step's MaxRSS over ReqMem is the evidence (captured with the current SACCT_FIELDS)."""
+    (row,) = parse_sacct(cap("sacct-overmemorykill.txt"))
+    assert (row.state, row.signal, row.req_mem_mb) == ("FAILED", 9, 100)
+    assert row.max_rss_mb is not None and row.max_rss_mb > 600
+    assert row.oom_evidence
+    (plain,) = parse_sacct(cap("sacct-overmemorykill.txt").replace("629344K", "1000K"))
+    assert not plain.oom_evidence

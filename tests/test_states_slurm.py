@@ -1,0 +1,152 @@
+"""Every terminal state on the real lab cluster, each matching what sacct says, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import write_site
+from .test_e2e_slurm import status, submit
+
+pytestmark = pytest.mark.slurm
+
+STATES = """\
+name: states
+steps:
+  - {name: ok, run: 'true'}
+  - {name: fail, run: exit 3}
+  - name: signal
+    run: kill -9 $$   # $$ is the batch script itself: Slurm sees signal 9
+  - name: timeout
+    resources: {time: 1m}
+    run: sleep 600
+  - name: oom
+    resources: {mem: 100M}
+    retry: {attempts: 2, on_oom: {mem_factor: 8}}
+    run: python3 -c "import time; x = bytearray(600 * 1024 * 1024); time.sleep(3)"
+  - name: sleeper
+    run: sleep 600
+"""
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--format=JobID,State", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if line)
+
+
+def test_terminal_states(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
+    wf = tmp_path / "states.yaml"
+    wf.write_text(STATES)
+    sub = submit(hpcflow, site_file, wf)
+    time.sleep(3)
+    assert (
+        "cancelled 1 Slurm job(s)"
+        in hpcflow("cancel", sub["run_id"], "--step", "sleeper", check=True).stdout
+    )
+    w = hpcflow("watch", sub["run_id"], "--timeout", "240", "--interval", "2")
+    assert w.returncode == 1, w.stdout + w.stderr
+    doc = status(hpcflow, sub["run_id"])
+    tasks = {name: st["tasks"][0] for name, st in doc["steps"].items()}
+    assert {n: t["state"] for n, t in tasks.items()} == {
+        "ok": "COMPLETED",
+        "fail": "FAILED",
+        "signal": "FAILED",
+        "timeout": "TIMEOUT",
+        "oom": "COMPLETED",
+        "sleeper": "CANCELLED",
+    }
+    assert (tasks["fail"]["exit_code"], tasks["signal"]["exit_code"]) == (3, 137)
+    # the OOM element ran out of memory once, was escalated with 8x memory, then completed
+    hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)["events"]
+    oom = [
+        (e["old_state"], e["new_state"], e["reason"])
+        for e in hist
+        if e["step"] == "oom" and e["index"] is not None
+    ]
+    assert ("RUNNING", "OUT_OF_MEMORY") in [(a, b) for a, b, _ in oom] or (
+        "PENDING",
+        "OUT_OF_MEMORY",
+    ) in [(a, b) for a, b, _ in oom]
+    assert any(r == "automatic on_oom: mem_factor 8.0" for _, _, r in oom)
+    assert tasks["oom"]["attempts"] == 2
+    new_job = tasks["oom"]["slurm_job_id"]
+    req = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--format=ReqMem", "-j", new_job],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert req == "800M"
+    # nothing lost: every element's state matches what sacct says of its current job
+    slurm = sacct_states([t["slurm_job_id"] for t in tasks.values()])
+    expect = {
+        "COMPLETED": "COMPLETED",
+        "FAILED": "FAILED",
+        "TIMEOUT": "TIMEOUT",
+        "CANCELLED": "CANCELLED",
+    }
+    for name, t in tasks.items():
+        assert slurm[t["slurm_job_id"]].split()[0] == expect[t["state"]], (name, slurm)
+
+
+@pytest.fixture
+def node_back():
+    yield
+    node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+
+
+def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> None:
+    """Node goes down under two running jobs: the requeueable one is requeued by Slurm and
+    completes on its second attempt; the --no-requeue one ends NODE_FAIL."""
+    node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
+    plain = write_site(tmp_path / "plain.yaml", tmp_path / "s1", max_array_size=1001)
+    norq = write_site(tmp_path / "norq.yaml", tmp_path / "s2", max_array_size=1001)
+    doc = yaml.safe_load(norq.read_text())
+    doc["sbatch_extra"] = ["--no-requeue"]
+    norq.write_text(yaml.safe_dump(doc))
+    wf = tmp_path / "nf.yaml"
+    wf.write_text(
+        "name: nf\nsteps:\n  - name: work\n    run: |\n"
+        "      if [ ! -e first ]; then touch first; sleep 600; fi\n"
+    )
+    a = submit(hpcflow, plain, wf)
+    b = submit(hpcflow, norq, wf)
+    for _ in range(60):
+        running = sacct_states([a["jobs"][0]["slurm_job_id"], b["jobs"][0]["slurm_job_id"]])
+        if list(running.values()) == ["RUNNING", "RUNNING"]:
+            break
+        time.sleep(0.5)
+    hpcflow("status", a["run_id"], check=True)  # the tracker has seen them running
+    hpcflow("status", b["run_id"], check=True)
+    subprocess.run(
+        ["scontrol", "update", f"nodename={node}", "state=down", "reason=hpcflow-test"], check=True
+    )
+    for _ in range(60):  # ReturnToService=2 may bring it back by itself; else resume it
+        time.sleep(1)
+        subprocess.run(
+            ["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True
+        )
+        state = subprocess.run(
+            ["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True
+        ).stdout.strip()
+        if state in ("idle", "mixed", "allocated"):
+            break
+    else:
+        pytest.fail(f"the node did not come back ({state})")
+    assert hpcflow("watch", b["run_id"], "--timeout", "120", "--interval", "1").returncode == 1
+    assert hpcflow("watch", a["run_id"], "--timeout", "180", "--interval", "1").returncode == 0
+    ta = status(hpcflow, a["run_id"])["steps"]["work"]["tasks"][0]
+    tb = status(hpcflow, b["run_id"])["steps"]["work"]["tasks"][0]
+    assert (ta["state"], tb["state"]) == ("COMPLETED", "NODE_FAIL")
+    assert ta["attempts"] == 2  # the requeue counted as an attempt
+    hist = json.loads(hpcflow("history", a["run_id"], "--json", check=True).stdout)["events"]
+    assert any("requeued by Slurm" in (e["reason"] or "") for e in hist), hist
