@@ -1,0 +1,258 @@
+"""Slurm degraded, hpcflow killed, processes racing: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, write_site
+from .test_e2e_slurm import counts, status, submit
+
+pytestmark = pytest.mark.slurm
+LAB = str(REPO / "tests/cluster/slurm-lab")
+
+
+def wait_until(pred, timeout: float = 120, step: float = 0.5) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+def sacct_ok() -> bool:
+    return subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True).returncode == 0
+
+
+def jobs_named(name: str) -> list[str]:
+    """Every Slurm job with this name: squeue (slurmctld) and sacct (slurmdbd, may lag)."""
+    q = subprocess.run(
+        ["squeue", "-h", "-o", "%F", "--name", name], capture_output=True, text=True
+    ).stdout.split()
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--format=JobID,JobName", "--name", name, "-S", "now-1hour"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sorted(set(q) | {ln.split("|")[0].split("_")[0] for ln in out.splitlines() if ln})
+
+
+def db_jobs(db: Path, run_id: str) -> list[tuple[str, str | None, str]]:
+    with sqlite3.connect(db) as c:
+        return list(
+            c.execute("select name, slurm_job_id, status from job where run_id=?", (run_id,))
+        )
+
+
+@pytest.fixture
+def lab_restored():
+    yield
+    subprocess.run(["pkill", "-CONT", "-x", "slurmctld"])
+    subprocess.run(["bash", LAB, "up"], capture_output=True)
+
+
+def test_slurmdbd_down_then_back(
+    slurm, hpcflow, tmp_path: Path, site_file: Path, lab_restored
+) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: dbd\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 3]}}\n    run: sleep 6\n"
+    )
+    sub = submit(hpcflow, site_file, wf)
+    subprocess.run(["pkill", "-x", "slurmdbd"], check=True)
+    wait_until(lambda: not sacct_ok(), 30)
+    wait_until(lambda: counts(status(hpcflow, sub["run_id"]))["a"].get("RUNNING") == 3, 60)
+    doc = status(hpcflow, sub["run_id"])
+    assert doc["degraded"] and "squeue only" in doc["degraded"]
+    text = hpcflow("status", sub["run_id"], check=True).stdout
+    assert "degraded:" in text
+    ids = [j["slurm_job_id"] for j in sub["jobs"]]
+    wait_until(
+        lambda: (
+            not subprocess.run(
+                ["squeue", "-h", "-j", ",".join(ids)], capture_output=True, text=True
+            ).stdout.strip()
+        ),
+        60,
+    )
+    time.sleep(1.5)
+    doc = status(hpcflow, sub["run_id"])  # finished, but nothing can confirm how
+    assert counts(doc)["a"] == {"RUNNING": 3} and doc["state"] == "RUNNING"
+    subprocess.run(["bash", LAB, "up"], check=True, capture_output=True)
+    wait_until(sacct_ok, 60)
+    wait_until(lambda: status(hpcflow, sub["run_id"])["state"] == "COMPLETED", 120, 2)
+    doc = status(hpcflow, sub["run_id"])
+    assert counts(doc)["a"] == {"COMPLETED": 3} and doc["degraded"] is None
+    hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)["events"]
+    assert [e["new_state"] for e in hist if e["new_state"] in ("DEGRADED", "RECOVERED")] == [
+        "DEGRADED",
+        "RECOVERED",
+    ]
+
+
+def test_slurmctld_paused_during_submit(slurm, tmp_path: Path, lab_restored) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    doc = yaml.safe_load(site.read_text())
+    doc["tracker"]["submit_timeout"] = "3s"
+    site.write_text(yaml.safe_dump(doc))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: pause\nsteps:\n  - {name: a, run: 'true'}\n"
+        "  - {name: b, after: [a], foreach: {i: {range: [1, 3]}}, run: 'true'}\n"
+        "  - {name: c, after: {b: any}, run: 'true'}\n"
+    )
+    db = tmp_path / "db" / "t.db"
+    env = dict(os.environ, HPCFLOW_DB=str(db))
+    subprocess.run(["pkill", "-STOP", "-x", "slurmctld"], check=True)
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(8)
+    finally:
+        subprocess.run(["pkill", "-CONT", "-x", "slurmctld"], check=True)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    sub = json.loads(out)
+    assert len(sub["jobs"]) == 3
+    for name, sid, st in db_jobs(db, sub["run_id"]):
+        assert st == "SUBMITTED"
+        wait_until(lambda n=name: len(jobs_named(n)) >= 1, 60)
+        assert jobs_named(name) == [sid], name  # exactly one Slurm job, the recorded one
+
+
+def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: k9\nsteps:\n"
+        + "".join(
+            f"  - {{name: s{i}, run: 'true'{f', after: [s{i - 1}]' if i else ''}}}\n"
+            for i in range(5)
+        )
+    )
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True).stdout.strip()
+    (shim / "sbatch").write_text(f'#!/bin/sh\nsleep 1\nexec {real} "$@"\n')
+    (shim / "sbatch").chmod(0o755)
+    db = tmp_path / "db" / "t.db"
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: db.exists() and any(s == "SUBMITTED" for _, _, s in _all_jobs(db)), 60, 0.05)
+    time.sleep(0.5)  # inside the next sbatch (the shim sleeps): it will submit without us
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    (run_id,) = {r for (r,) in sqlite3.connect(db).execute("select id from run")}
+    before = db_jobs(db, run_id)
+    assert any(st == "PLANNED" for _, _, st in before), before
+    time.sleep(2)  # let the orphaned sbatch finish
+    env.pop("PATH")
+    env["PATH"] = os.environ["PATH"]
+    r = subprocess.run(
+        [sys.executable, "-m", "hpcflow", "status", run_id], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    after = db_jobs(db, run_id)
+    assert all(st == "SUBMITTED" for _, _, st in after), after
+    for name, sid, _ in after:
+        assert jobs_named(name) == [sid], name
+    hist = subprocess.run(
+        [sys.executable, "-m", "hpcflow", "history", run_id, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "adopted by job name" in hist or "(resumed)" in hist
+    w = subprocess.run(
+        [sys.executable, "-m", "hpcflow", "watch", run_id, "--timeout", "120", "--interval", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert w.returncode == 0, w.stdout + w.stderr
+
+
+def _all_jobs(db: Path) -> list[tuple[str, str | None, str]]:
+    try:
+        with sqlite3.connect(db) as c:
+            return list(c.execute("select name, slurm_job_id, status from job"))
+    except sqlite3.Error:
+        return []
+
+
+def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    doc = yaml.safe_load(site.read_text())
+    doc["tracker"]["poll_interval"] = "30s"
+    site.write_text(yaml.safe_dump(doc))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: conc\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 20]}}\n    run: 'true'\n"
+    )
+    sub = submit(hpcflow, site, wf)
+    db = tmp_path / "db" / "tracker.db"
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    calls = tmp_path / "sacct-calls"
+    real = subprocess.run(["which", "sacct"], capture_output=True, text=True).stdout.strip()
+    (shim / "sacct").write_text(f'#!/bin/sh\necho x >> {calls}\nsleep 2\nexec {real} "$@"\n')
+    (shim / "sacct").chmod(0o755)
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "hpcflow", "status", sub["run_id"], "--json"]
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(calls.exists, 30, 0.05)
+    victim.send_signal(signal.SIGKILL)  # in the middle of a refresh
+    victim.wait()
+    assert sqlite3.connect(db).execute("pragma integrity_check").fetchone() == ("ok",)
+    calls.unlink()
+    ids = ",".join(j["slurm_job_id"] for j in sub["jobs"])
+    wait_until(
+        lambda: (
+            not subprocess.run(
+                ["squeue", "-h", "-j", ids], capture_output=True, text=True
+            ).stdout.strip()
+        ),
+        60,
+    )
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "hpcflow", "retry", sub["run_id"]],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+        assert "locked" not in err
+    # the first process to take the refresh lock asks sacct and finds the run COMPLETED; the
+    # others wait on the lock, then find it fresh (poll interval 30s) or finished: one call
+    assert calls.read_text().count("x") == 1
+    doc = json.loads(results[0][0])
+    assert doc["state"] == "COMPLETED" and doc["steps"]["a"]["states"] == {"COMPLETED": 20}
