@@ -26,6 +26,7 @@ from .events import EventLog
 from .runner import Runner
 from .slurm import parse_sacct, parse_squeue, sacct_argv, squeue_argv
 from .states import (
+    HPCFLOW_MOVES,
     OWNED,
     TERMINAL,
     RunState,
@@ -241,7 +242,10 @@ def _apply(
 ) -> None:
     old = TaskState(t.state)
     new = o.state
-    if not slurm_move_allowed(old, new):
+    allowed = (
+        old in HPCFLOW_MOVES["lost"] if new is TaskState.LOST else slurm_move_allowed(old, new)
+    )
+    if not allowed:
         return
     attempts = t.attempts
     started = o.start is not None and o.node is not None

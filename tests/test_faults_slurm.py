@@ -256,3 +256,45 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
     assert calls.read_text().count("x") == 1
     doc = json.loads(results[0][0])
     assert doc["state"] == "COMPLETED" and doc["steps"]["a"]["states"] == {"COMPLETED": 20}
+
+
+def test_job_known_to_neither_sacct_nor_squeue_becomes_lost(slurm, hpcflow, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    doc = yaml.safe_load(site.read_text())
+    doc["tracker"]["lost_after"] = "20s"
+    site.write_text(yaml.safe_dump(doc))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: lost\nsteps:\n  - {name: a, run: 'true'}\n  - {name: b, run: 'true'}\n")
+    sub = submit(hpcflow, site, wf)
+    a_id, b_id = (j["slurm_job_id"] for j in sub["jobs"])
+    # right after submission, before the grace period, nothing is LOST
+    assert counts(status(hpcflow, sub["run_id"]))["a"] in (
+        {"PENDING": 1},
+        {"RUNNING": 1},
+        {"COMPLETED": 1},
+    )
+    # make job `a` vanish: finished, purged by slurmctld (MinJobAge), then its accounting
+    # row removed (after the purge, so no late completion message re-creates it)
+    wait_until(
+        lambda: subprocess.run(["squeue", "-h", "-j", a_id], capture_output=True).returncode != 0,
+        90,
+        1,
+    )
+    with sqlite3.connect(tmp_path / "db" / "tracker.db") as c:  # as if never refreshed
+        c.execute("update task set state='PENDING' where step='a'")
+        c.execute("update run set state='PENDING', refreshed_at=NULL")
+    subprocess.run(
+        ["mariadb", "slurm_acct_db", "-e", f"delete from lab_job_table where id_job={int(a_id)}"],
+        check=True,
+    )
+    assert (
+        subprocess.run(
+            ["sacct", "-X", "-n", "-j", a_id], capture_output=True, text=True
+        ).stdout.strip()
+        == ""
+    )
+    doc = status(hpcflow, sub["run_id"])
+    assert counts(doc) == {"a": {"LOST": 1}, "b": {"COMPLETED": 1}}
+    assert doc["state"] == "FAILED"
+    hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)["events"]
+    assert any(e["new_state"] == "LOST" and "not in sacct or squeue" in e["reason"] for e in hist)

@@ -221,3 +221,11 @@ def test_over_memory_kill_is_out_of_memory() -> None:
     assert row.oom_evidence
     (plain,) = parse_sacct(cap("sacct-overmemorykill.txt").replace("629344K", "1000K"))
     assert not plain.oom_evidence
+
+
+def test_sparse_pending_array_and_het_job() -> None:
+    """'685_[1-3,7]' (held sparse array) expands to its four tasks; het-job components
+    '688+0'/'688+1' are not hpcflow jobs and are skipped."""
+    rows = parse_sacct(cap("sacct-sparse-and-het.txt"))
+    assert [(r.job_id, r.task_id) for r in rows] == [("685", 1), ("685", 2), ("685", 3), ("685", 7)]
+    assert {r.reason for r in rows} == {"JobHeldUser"} and rows[0].req_mem_mb == 256
