@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .runner import Runner
 from .states import TERMINAL, TaskState
+from .units import human_duration
 
 ORDER = [s.value for s in TaskState]
 STYLE = {
@@ -93,6 +95,18 @@ def print_runs(rows: list[Any]) -> None:
     _console().print(t)
 
 
+def pace(done: int, total: int, submitted_at: str | None, now: float | None = None) -> str:
+    """'12.0/min ETA 3m20s' from the elements finished since submission."""
+    if not submitted_at or done == 0:
+        return ""
+    start = datetime.strptime(submitted_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    elapsed = max((now or time.time()) - start.timestamp(), 1.0)
+    per_min = done / elapsed * 60
+    if done >= total:
+        return f"{per_min:.1f}/min"
+    return f"{per_min:.1f}/min ETA {human_duration((total - done) / per_min * 60)}"
+
+
 def watch(
     engine: Engine,
     runner: Runner,
@@ -115,6 +129,7 @@ def watch(
         TextColumn("{task.description:<14}"),
         BarColumn(),
         TaskProgressColumn(),
+        TextColumn("{task.fields[pace]:>22}"),
         TextColumn("{task.fields[counts]}"),
         console=c,
         auto_refresh=False,
@@ -130,8 +145,13 @@ def watch(
             for name, st in doc["steps"].items():
                 done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)
                 if name not in bars:
-                    bars[name] = progress.add_task(name, total=st["total"], counts="")
-                progress.update(bars[name], completed=done, counts=_counts(st["states"]))
+                    bars[name] = progress.add_task(name, total=st["total"], counts="", pace="")
+                progress.update(
+                    bars[name],
+                    completed=done,
+                    counts=_counts(st["states"]),
+                    pace=pace(done, st["total"], doc["submitted_at"]),
+                )
             live.refresh()
             if doc["state"] not in ("PENDING", "RUNNING"):
                 break

@@ -69,3 +69,14 @@ def test_sites_list_and_show() -> None:
     assert res.exit_code == 0 and res.output.startswith("lab\t")
     res = CliRunner().invoke(main, ["sites", "show", "lab"])
     assert '"max_time": "1d"' in res.output
+
+
+def test_watch_pace() -> None:
+    from datetime import datetime, timezone
+
+    from hpcflow.progress import pace
+
+    t0 = datetime(2026, 11, 22, 1, 0, 0, tzinfo=timezone.utc).timestamp()
+    assert pace(0, 10, "2026-11-22T01:00:00Z", t0 + 60) == ""
+    assert pace(5, 20, "2026-11-22T01:00:00Z", t0 + 60) == "5.0/min ETA 3m00s"
+    assert pace(20, 20, "2026-11-22T01:00:00Z", t0 + 120) == "10.0/min"
