@@ -175,6 +175,7 @@ def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
     after = db_jobs(db, run_id)
     assert all(st == "SUBMITTED" for _, _, st in after), after
     for name, sid, _ in after:
+        wait_until(lambda n=name: jobs_named(n), 60)  # sacct may lag a just-finished job
         assert jobs_named(name) == [sid], name
     hist = subprocess.run(
         [sys.executable, "-m", "hpcflow", "history", run_id, "--json"],
