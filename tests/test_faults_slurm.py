@@ -299,3 +299,66 @@ def test_job_known_to_neither_sacct_nor_squeue_becomes_lost(slurm, hpcflow, tmp_
     assert doc["state"] == "FAILED"
     hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)["events"]
     assert any(e["new_state"] == "LOST" and "not in sacct or squeue" in e["reason"] for e in hist)
+
+
+def test_qos_limit_refusal_is_reported_not_retried(slurm, tmp_path: Path) -> None:
+    """QOS lab-tiny allows 2 submitted jobs per user: the 3rd sbatch is refused with
+    QOSMaxSubmitJobPerUserLimit, which is reported at once (no retry storm), and the two jobs
+    already submitted are cancelled."""
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: qos\ndefaults: {resources: {qos: lab-tiny}}\nsteps:\n"
+        "  - {name: a, run: sleep 30}\n  - {name: b, run: sleep 30}\n"
+        "  - {name: c, run: sleep 30}\n"
+    )
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    calls = tmp_path / "sbatch-calls"
+    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True).stdout.strip()
+    (shim / "sbatch").write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
+    (shim / "sbatch").chmod(0o755)
+    db = tmp_path / "db" / "t.db"
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 3, p.stderr
+    assert "QOSMaxSubmitJobPerUserLimit" in p.stderr and "Traceback" not in p.stderr
+    assert calls.read_text().count("x") == 3 and time.monotonic() - t0 < 20
+    (run_id,) = {r for (r,) in sqlite3.connect(db).execute("select id from run")}
+    jobs = db_jobs(db, run_id)
+    assert [st for _, _, st in jobs] == ["SUBMITTED", "SUBMITTED", "NOT_SUBMITTED"]
+    for _, sid, _ in jobs[:2]:
+        wait_until(
+            lambda s=sid: subprocess.run(
+                ["sacct", "-X", "-n", "-P", "--format=State", "-j", s],
+                capture_output=True,
+                text=True,
+            ).stdout.startswith("CANCELLED"),
+            30,
+        )
+
+
+def test_suspended_counts_as_running(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: susp\nsteps:\n  - {name: a, run: sleep 4}\n")
+    sub = submit(hpcflow, site_file, wf)
+    sid = sub["jobs"][0]["slurm_job_id"]
+    wait_until(lambda: counts(status(hpcflow, sub["run_id"]))["a"] == {"RUNNING": 1}, 30)
+    subprocess.run(["scontrol", "suspend", sid], check=True)
+    time.sleep(1.5)
+    assert (
+        subprocess.run(
+            ["squeue", "-h", "-o", "%T", "-j", sid], capture_output=True, text=True
+        ).stdout.strip()
+        == "SUSPENDED"
+    )
+    doc = status(hpcflow, sub["run_id"])
+    assert counts(doc)["a"] == {"RUNNING": 1} and doc["state"] == "RUNNING"
+    subprocess.run(["scontrol", "resume", sid], check=True)
+    assert hpcflow("watch", sub["run_id"], "--timeout", "60", "--interval", "1").returncode == 0
