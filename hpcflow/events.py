@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from .db import Event
+from .db import Event, Run, utcnow
 from .runner import Runner
+from .states import RunState, run_move_allowed
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -51,3 +52,20 @@ class EventLog:
             with contextlib.suppress(OSError):
                 runner.append_file(f"{d}/events.jsonl", "\n".join(lines) + "\n")
         self.events.clear()
+
+
+def move_run(
+    s: Session, log: EventLog, run: Run, new: str, action: str, reason: str | None = None
+) -> bool:
+    """Change a run's state if RUN_MOVES allows it for this action; log it. True if moved."""
+    old = RunState(run.state)
+    target = RunState(new)
+    if old is target or not run_move_allowed(action, old, target):
+        return False
+    log.add(s, run_id=run.id, old_state=old.value, new_state=target.value, reason=reason)
+    run.state = target.value
+    run.finished_at = (
+        utcnow() if target in (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED) else None
+    )
+    s.add(run)
+    return True

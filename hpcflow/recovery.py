@@ -23,7 +23,7 @@ from sqlmodel import select
 from .compiler import compress_ids
 from .db import Job, Run, StepRow, Task, session
 from .errors import HpcflowError, NotFound
-from .events import EventLog
+from .events import EventLog, move_run
 from .refresh import escalatable
 from .runner import Runner
 from .site import Site
@@ -244,9 +244,9 @@ def resubmit(
                         s.add(t)
                         out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
                     out.tasks += len(ts)
-            log.add(s, run_id=run_id, old_state=run.state, new_state="SUBMITTING", reason=reason)
-            run.state, run.cancelled, run.finished_at = "PENDING", False, None
-            s.add(run)
+            run.cancelled = False
+            move_run(s, log, run, "PENDING", "reopen", reason)
+            log.add(s, run_id=run_id, new_state="SUBMITTING", reason=reason)
             s.commit()
             run_dir = run.run_dir
         log.publish(runner, {run_id: run_dir})

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from .db import Job, Run, StepRow, Task, session, utcnow
-from .events import EventLog
+from .events import EventLog, move_run
 from .runner import Runner
 from .slurm import parse_sacct, parse_squeue, sacct_argv, squeue_argv
 from .states import (
@@ -131,8 +131,11 @@ def _refresh_locked(
     out.sacct_calls = 1
     seen: dict[tuple[str, int | None], Observation] = {}
     with_dep = {j.slurm_job_id for j in jobs.values() if j.dependency}
+    local_now = datetime.now()  # sacct prints the cluster's local time
     if res.ok:
         for row in parse_sacct(res.stdout):
+            if row.killed_without_step_data(local_now):
+                continue  # OOM or not is not known yet: leave the element as it was
             seen[(row.job_id, row.task_id)] = Observation(
                 TaskState.OUT_OF_MEMORY
                 if row.oom_evidence
@@ -216,12 +219,7 @@ def _refresh_locked(
         for r in due:
             run = s.get(Run, r.id)
             assert run is not None
-            new_state = derive_run_state(s, run)
-            if new_state != run.state:
-                log.add(s, run_id=run.id, old_state=run.state, new_state=new_state)
-                run.state = new_state
-                if new_state not in ACTIVE:
-                    run.finished_at = utcnow()
+            if move_run(s, log, run, derive_run_state(s, run), "derive"):
                 out.runs.append(run.id)
             if run.degraded != out.degraded:
                 log.add(

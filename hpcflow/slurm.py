@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 # JobName is the only free-text field; it stays third so a '|' in it can be rejoined.
 SACCT_FIELDS = [
@@ -104,6 +105,18 @@ class SacctRow:
     reason: str
     max_rss_mb: int | None = None  # largest MaxRSS of the job's steps
     req_mem_mb: int | None = None
+    has_steps: bool = False  # sacct already lists a step (.batch) of this job
+
+    def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
+        """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
+        memory: not confirmed for a while after the end."""
+        if self.signal != 9 or self.has_steps or not self.end:
+            return False
+        try:
+            ended = datetime.strptime(self.end, "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return False
+        return (now - ended).total_seconds() < grace_s
 
     @property
     def oom_evidence(self) -> bool:
@@ -176,6 +189,7 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
     rows: list[SacctRow] = []
     leftovers: list[SacctRow] = []  # from 'A_[...]' meta records
     rss: dict[tuple[str, int | None], int] = {}
+    stepped: set[tuple[str, int | None]] = set()
     for line in stdout.splitlines():
         if not line.strip():
             continue
@@ -196,6 +210,7 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
         if "." in job:
             keys, _ = _keys(job.split(".", 1)[0])
             mb = _mb(f.get("MaxRSS", ""))
+            stepped.update(keys)
             for k in keys:
                 if mb is not None:
                     rss[k] = max(rss.get(k, 0), mb)
@@ -228,10 +243,15 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
         )
     explicit = {(r.job_id, r.task_id) for r in rows}
     rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
-    if rss:
-        from dataclasses import replace
-
-        rows = [replace(r, max_rss_mb=rss.get((r.job_id, r.task_id))) for r in rows]
+    if stepped:
+        rows = [
+            replace(
+                r,
+                max_rss_mb=rss.get((r.job_id, r.task_id)),
+                has_steps=(r.job_id, r.task_id) in stepped,
+            )
+            for r in rows
+        ]
     return rows
 
 

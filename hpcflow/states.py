@@ -148,6 +148,26 @@ def map_slurm_state(
     return mapped
 
 
+_RUN_TERMINAL = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED})
+# Run transitions. Derived ones (from task states) move between any states except out of a
+# terminal one; only hpcflow's actions reopen a run: retry/resolve/escalation resubmit
+# elements ("reopen"), and a refused submission cancels it ("abort").
+RUN_MOVES: dict[str, dict[RunState, frozenset[RunState]]] = {
+    "derive": {
+        RunState.PENDING: frozenset(RunState) - {RunState.PENDING},
+        RunState.RUNNING: frozenset(RunState) - {RunState.RUNNING, RunState.PENDING},
+        **{t: frozenset() for t in _RUN_TERMINAL},
+    },
+    "reopen": {st: frozenset({RunState.PENDING}) for st in RunState},
+    "abort": {RunState.PENDING: frozenset({RunState.CANCELLED})},
+    "cancel": {st: frozenset(_RUN_TERMINAL) for st in (RunState.PENDING, RunState.RUNNING)},
+}
+
+
+def run_move_allowed(action: str, old: RunState, new: RunState) -> bool:
+    return new in RUN_MOVES[action].get(old, frozenset())
+
+
 def run_state(task_states: list[TaskState], cancelled: bool = False) -> RunState:
     if not task_states:
         return RunState.PENDING

@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from .compiler import compile_plan
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .errors import RunnerError, SlurmError
-from .events import EventLog
+from .events import EventLog, move_run
 from .render import RenderedRun, _item_of, render_run
 from .runner import Runner
 from .site import Site
@@ -39,7 +39,7 @@ from .slurm import (
     sbatch_argv,
     scancel_argv,
 )
-from .states import RunState, TaskState
+from .states import TERMINAL, RunState, TaskState
 from .units import parse_duration_s
 from .validate import Loaded
 
@@ -420,31 +420,43 @@ def _cancel_duplicates(runner: Runner, name: str, since: datetime, keep: str) ->
 
 
 def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
+    """Slurm refused a job: cancel the run's unfinished work (the jobs of this submission and
+    anything still queued) and record it. Elements that already finished keep their state,
+    so a refused `retry` loses nothing."""
     with session(engine) as s:
-        jobs = list(s.exec(select(Job).where(Job.run_id == run_id)))
-    submitted = [j.slurm_job_id for j in jobs if j.slurm_job_id]
-    if submitted:
-        runner.run(scancel_argv(submitted), timeout=60)
+        jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
+        open_tasks = [
+            t
+            for t in s.exec(select(Task).where(Task.run_id == run_id))
+            if TaskState(t.state) not in TERMINAL
+        ]
+    live = sorted(
+        {jobs[t.job_id].slurm_job_id for t in open_tasks if jobs[t.job_id].slurm_job_id}, key=int
+    )  # type: ignore[arg-type]
+    if live:
+        runner.run(scancel_argv(live), timeout=60)  # type: ignore[arg-type]
     log = EventLog()
     with session(engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
-        run.state, run.cancelled, run.finished_at = RunState.CANCELLED.value, True, utcnow()
-        s.add(run)
-        for job in jobs:
+        run.cancelled = True
+        for job in jobs.values():
             if job.status == "PLANNED":
                 job.status = "NOT_SUBMITTED"
                 s.add(job)
-        for t in s.exec(select(Task).where(Task.run_id == run_id)).all():
+        for t in open_tasks:
+            log.add(
+                s,
+                run_id=run_id,
+                step=t.step,
+                index=t.index,
+                old_state=t.state,
+                new_state=TaskState.CANCELLED.value,
+                reason="submission aborted",
+            )
             t.state, t.reason = TaskState.CANCELLED.value, "submission aborted"
             s.add(t)
-        log.add(
-            s,
-            run_id=run_id,
-            old_state="SUBMITTING",
-            new_state=RunState.CANCELLED.value,
-            reason=f"submission aborted: {message}",
-        )
+        move_run(s, log, run, RunState.CANCELLED.value, "abort", f"submission aborted: {message}")
         s.commit()
     log.publish(runner, {run_id: run.run_dir})
 

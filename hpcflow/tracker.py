@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from .db import Event, Job, Run, StepRow, Task, session, utcnow
+from .db import Event, Job, Run, StepRow, Task, session
 from .errors import NotFound, SlurmError
-from .events import EventLog
+from .events import EventLog, move_run
 from .refresh import ACTIVE, derive_run_state
 from .runner import Runner
 from .slurm import scancel_argv
@@ -157,12 +157,9 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         assert r is not None
         if not step:
             r.cancelled = True
-        new_state = derive_run_state(s, r)
-        if new_state != r.state:
-            log.add(s, run_id=r.id, old_state=r.state, new_state=new_state, reason="hpcflow cancel")
-            r.state = new_state
-            if new_state not in ACTIVE:
-                r.finished_at = utcnow()
+        move_run(
+            s, log, r, derive_run_state(s, r), "cancel" if not step else "derive", "hpcflow cancel"
+        )
         s.add(r)
         s.commit()
     log.publish(runner, {run.id: run.run_dir})

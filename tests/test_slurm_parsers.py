@@ -229,3 +229,17 @@ def test_sparse_pending_array_and_het_job() -> None:
     rows = parse_sacct(cap("sacct-sparse-and-het.txt"))
     assert [(r.job_id, r.task_id) for r in rows] == [("685", 1), ("685", 2), ("685", 3), ("685", 7)]
     assert {r.reason for r in rows} == {"JobHeldUser"} and rows[0].req_mem_mb == 256
+
+
+def test_sigkill_without_step_data_is_not_confirmed() -> None:
+    from datetime import datetime
+
+    text = cap("sacct-overmemorykill.txt")
+    main_only = "\n".join(ln for ln in text.splitlines() if ".batch" not in ln) + "\n"
+    (row,) = parse_sacct(main_only)
+    assert not row.has_steps and not row.oom_evidence
+    ended = datetime.strptime(row.end or "", "%Y-%m-%dT%H:%M:%S")
+    assert row.killed_without_step_data(ended.replace(second=ended.second))
+    assert not row.killed_without_step_data(datetime(2030, 1, 1))  # long after: final
+    (full,) = parse_sacct(text)
+    assert full.has_steps and not full.killed_without_step_data(ended)
