@@ -439,22 +439,11 @@ def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
 @handle_errors
 def history(obj: Ctx, run: str, as_json: bool) -> None:
     """The run's event log, oldest first."""
+    from .events import event_json
     from .tracker import history as do_history
 
     events = do_history(obj.engine, run)
-    rows = [
-        {
-            "time": e.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "step": e.step,
-            "index": e.index,
-            "old_state": e.old_state,
-            "new_state": e.new_state,
-            "slurm_job_id": e.slurm_job_id,
-            "exit_code": e.exit_code,
-            "reason": e.reason,
-        }
-        for e in events
-    ]
+    rows = [event_json(e) for e in events]
     if as_json:
         emit_json({"run_id": run, "events": rows})
         return

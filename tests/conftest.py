@@ -66,3 +66,15 @@ def slurm() -> None:
             f"the lab cluster is not up ({p.stderr.strip()}): "
             "run `tests/cluster/slurm-lab up` as root first"
         )
+
+
+def path_shim(tmp_path: Path, command: str, before: str) -> str:
+    """A PATH whose ``command`` runs ``before`` (shell) and then the real command; for counting
+    or slowing real Slurm calls. Returns the PATH value to use."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    real = shutil.which(command)
+    assert real, command
+    (shim / command).write_text(f'#!/bin/sh\n{before}\nexec {real} "$@"\n')
+    (shim / command).chmod(0o755)
+    return f"{shim}:{os.environ['PATH']}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_site
+from .conftest import path_shim, write_site
 
 pytestmark = pytest.mark.slurm
 
@@ -230,13 +230,8 @@ def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_
     )
     r1 = submit(hpcflow, site_file, wf)["run_id"]
     r2 = submit(hpcflow, site_file, wf)["run_id"]
-    shim = tmp_path / "shim"
-    shim.mkdir()
     log = tmp_path / "calls.log"
-    real = subprocess.run(["which", "sacct"], capture_output=True, text=True).stdout.strip()
-    (shim / "sacct").write_text(f'#!/bin/sh\necho sacct >> {log}\nexec {real} "$@"\n')
-    (shim / "sacct").chmod(0o755)
-    env_path = f"{shim}:{os.environ['PATH']}"
+    env_path = path_shim(tmp_path, "sacct", f"echo sacct >> {log}")
     p = subprocess.run(
         ["python", "-m", "hpcflow", "status", "--json"],
         capture_output=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, write_site
+from .conftest import REPO, path_shim, write_site
 from .test_e2e_slurm import counts, status, submit
 
 pytestmark = pytest.mark.slurm
@@ -145,13 +145,9 @@ def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
             for i in range(5)
         )
     )
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True).stdout.strip()
-    (shim / "sbatch").write_text(f'#!/bin/sh\nsleep 1\nexec {real} "$@"\n')
-    (shim / "sbatch").chmod(0o755)
+    slow = path_shim(tmp_path, "sbatch", "sleep 1")
     db = tmp_path / "db" / "t.db"
-    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=slow)
     p = subprocess.Popen(
         [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf)],
         env=env,
@@ -212,13 +208,9 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
     )
     sub = submit(hpcflow, site, wf)
     db = tmp_path / "db" / "tracker.db"
-    shim = tmp_path / "shim"
-    shim.mkdir()
     calls = tmp_path / "sacct-calls"
-    real = subprocess.run(["which", "sacct"], capture_output=True, text=True).stdout.strip()
-    (shim / "sacct").write_text(f'#!/bin/sh\necho x >> {calls}\nsleep 2\nexec {real} "$@"\n')
-    (shim / "sacct").chmod(0o755)
-    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    counted = path_shim(tmp_path, "sacct", f"echo x >> {calls}\nsleep 2")
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=counted)
     cmd = [sys.executable, "-m", "hpcflow", "status", sub["run_id"], "--json"]
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(calls.exists, 30, 0.05)
@@ -235,26 +227,25 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
         ),
         60,
     )
-    procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(4)
-    ]
-    procs.append(
-        subprocess.Popen(
-            [sys.executable, "-m", "hpcflow", "retry", sub["run_id"]],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    )
-    results = [p.communicate(timeout=120) for p in procs]
-    for p, (_out, err) in zip(procs, results):
-        assert p.returncode == 0, err
-        assert "locked" not in err
-    # the first process to take the refresh lock asks sacct and finds the run COMPLETED; the
-    # others wait on the lock, then find it fresh (poll interval 30s) or finished: one call
+
+    def run_all(commands: list[list[str]]) -> list[tuple[str, str]]:
+        procs = [
+            subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c in commands
+        ]
+        results = [p.communicate(timeout=120) for p in procs]
+        for p, (_out, err) in zip(procs, results):
+            assert p.returncode == 0, err
+            assert "locked" not in err
+        return results
+
+    # five concurrent `status`: the first to take the refresh lock asks sacct; the others wait
+    # on the lock, then find the run refreshed within the poll interval (30s): one call
+    results = run_all([cmd] * 5)
     assert calls.read_text().count("x") == 1
+    # status and retry racing (retry forces its own refresh and writes): no "database is locked"
+    retry = [sys.executable, "-m", "hpcflow", "retry", sub["run_id"]]
+    run_all([cmd, retry, cmd, retry, cmd])
     doc = json.loads(results[0][0])
     assert doc["state"] == "COMPLETED" and doc["steps"]["a"]["states"] == {"COMPLETED": 20}
 
@@ -312,14 +303,10 @@ def test_qos_limit_refusal_is_reported_not_retried(slurm, tmp_path: Path) -> Non
         "  - {name: a, run: sleep 30}\n  - {name: b, run: sleep 30}\n"
         "  - {name: c, run: sleep 30}\n"
     )
-    shim = tmp_path / "shim"
-    shim.mkdir()
     calls = tmp_path / "sbatch-calls"
-    real = subprocess.run(["which", "sbatch"], capture_output=True, text=True).stdout.strip()
-    (shim / "sbatch").write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
-    (shim / "sbatch").chmod(0o755)
+    counted = path_shim(tmp_path, "sbatch", f"echo x >> {calls}")
     db = tmp_path / "db" / "t.db"
-    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=f"{shim}:{os.environ['PATH']}")
+    env = dict(os.environ, HPCFLOW_DB=str(db), PATH=counted)
     t0 = time.monotonic()
     p = subprocess.run(
         [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf)],
