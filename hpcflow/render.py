@@ -12,6 +12,7 @@ import jinja2
 
 from . import __version__, resources_dir
 from .compiler import Plan, StepPlan, upstream_index
+from .containers import Bind, is_remote, launch
 from .errors import InvalidInput, Problem
 from .site import Site
 from .slurm import sbatch_argv
@@ -177,19 +178,6 @@ def render_step_script(
     plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, env: jinja2.Environment
 ) -> str:
     ctx = _context(plan, loaded, sp)
-    container = sp.step.container or loaded.workflow.defaults.container
-    if container is not None:
-        raise InvalidInput(
-            [
-                _step_problem(
-                    loaded,
-                    sp,
-                    ("container",),
-                    "running steps in containers is not supported by this version of hpcflow; "
-                    "remove `container:` to run the step on the host",
-                )
-            ]
-        )
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
     except jinja2.TemplateError as e:
@@ -214,7 +202,7 @@ def render_step_script(
         "modules": [m.split() for m in (site.modules if site else [])],
         "site_env": site_env,
         "step_env": step_env,
-        "run": run,
+        "run": container_body(plan, loaded, sp, site, run, merged, site_env),
         "waits": [str(w) for w in _waits(sp)],
         "attempts": str(rt.attempts),
         "retry_on": " ".join(str(c) for c in rt.exit_codes) if rt.exit_codes else "",
@@ -228,6 +216,71 @@ def render_step_script(
             [Problem(name, getattr(e, "lineno", 0) or 0, f"job template: {e}")]
         ) from e
     return as_shell_code(segs)
+
+
+def container_body(
+    plan: Plan,
+    loaded: Loaded,
+    sp: StepPlan,
+    site: Site | None,
+    run: str,
+    step_env: dict[str, Any],
+    site_env: list[tuple[str, str]],
+) -> str:
+    """The body of the script's run function: the command itself on the host, or the
+    container launch running it with /bin/sh -c."""
+    wf = loaded.workflow
+    name_or_spec = sp.step.container or wf.defaults.container
+    runtime = site.containers.runtime if site else "none"
+    if name_or_spec is None or runtime == "none":
+        return run
+    spec = wf.containers[name_or_spec] if isinstance(name_or_spec, str) else name_or_spec
+    image = spec.image
+    if is_remote(image):
+        raise InvalidInput(
+            [
+                _step_problem(
+                    loaded,
+                    sp,
+                    ("container",),
+                    f"image {image!r} is remote: pulling images is not supported by this "
+                    "version of hpcflow; pull it yourself to a .sif file or an image "
+                    "directory and give its path",
+                )
+            ]
+        )
+    wf_dir = str(loaded.path.resolve().parent)
+    if not image.startswith("/"):
+        image = f"{wf_dir}/{image}"
+    assert site is not None
+    binds = [Bind(plan.run_dir, plan.run_dir), Bind(wf_dir, wf_dir, "ro")]
+    binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
+    names = [
+        "HPCFLOW_RUN_ID",
+        "HPCFLOW_RUN_DIR",
+        "HPCFLOW_STEP",
+        "HPCFLOW_WORKFLOW_DIR",
+        "HPCFLOW_INDEX",
+        "HPCFLOW_TASK_DIR",
+    ]
+    names += [f"HPCFLOW_ITEM_{a}" for a in sp.axes]
+    names += [
+        f"HPCFLOW_UPSTREAM_{plan.steps[u].position}_TASK_DIR"
+        for u in sp.upstream_each
+        if all(a in sp.axes for a in plan.steps[u].axes)
+    ]
+    names += [k for k, _ in site_env] + [str(k) for k in step_env]
+    la = launch(
+        runtime,
+        image,
+        binds=binds,
+        env_names=names,
+        workdir_var="HPCFLOW_TASK_DIR",
+        gpu=bool(sp.resources.gpus),
+        gpu_flag=site.containers.gpu_flag,
+    )
+    code = "set -e\n" + run
+    return "\n".join([*la.prelude, " ".join([*la.argv, "/bin/sh", "-c", shlex.quote(code)])])
 
 
 def _load(env: jinja2.Environment, name: str) -> str:

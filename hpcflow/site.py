@@ -65,6 +65,15 @@ class Containers(Strict):
     binds: list[str] = Field(default_factory=list, description="extra binds src[:dst[:opts]]")
     gpu_flag: str = Field("--nv", description="runtime flag for GPU steps")
 
+    @field_validator("binds")
+    @classmethod
+    def _binds(cls, v: list[str]) -> list[str]:
+        from .containers import Bind
+
+        for b in v:
+            Bind.parse(b)
+        return v
+
 
 class TrackerCfg(Strict):
     poll_interval: str | int = Field("30s", description="min time between Slurm queries")

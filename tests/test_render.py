@@ -164,11 +164,15 @@ def test_site_template_directory_overrides(repo: Path, tmp_path: Path) -> None:
     assert "# site a\necho hi\n" in rr.files["scripts/a.sh"]
 
 
-def test_container_steps_are_refused_not_run_on_host(repo: Path, tmp_path: Path) -> None:
+def test_remote_images_are_refused_clearly(repo: Path, tmp_path: Path) -> None:
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: t\ncontainers:\n  hms: {image: docker://x/hms:1}\nsteps:\n"
         "  - name: a\n    container: hms\n    run: x\n"
     )
-    with pytest.raises(InvalidInput, match=r"wf.yaml:6: step 'a': running steps in containers"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"wf.yaml:6: step 'a': image 'docker://x/hms:1' is "
+        "remote: pulling images is not supported",
+    ):
         render(repo, wf)
