@@ -434,6 +434,21 @@ def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
 
 @main.command()
 @click.argument("run")
+@click.option("--force", is_flag=True, help="Even if the run is still active.")
+@click.pass_obj
+@handle_errors
+def clean(obj: Ctx, run: str, force: bool) -> None:
+    """Remove RUN's directory from scratch (the tracker keeps its record and history)."""
+    from .clean import clean as do_clean
+    from .tracker import get_run
+
+    r = get_run(obj.engine, run)
+    site = _site_for_run(r)
+    click.echo(f"removed {do_clean(obj.engine, runner_for(site), site, r, force)}")
+
+
+@main.command()
+@click.argument("run")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 @handle_errors

@@ -5,6 +5,7 @@ Nothing else in hpcflow imports subprocess (or, later, paramiko).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ class Runner(Protocol):
     def makedirs(self, path: str, mode: int = 0o750) -> None: ...
 
     def append_file(self, path: str, data: str) -> None: ...
+
+    def makedirs_many(self, paths: list[str], mode: int = 0o750) -> None: ...
+
+    def remove_tree(self, path: str) -> None: ...
 
     def read_file(self, path: str) -> bytes: ...
 
@@ -77,6 +82,19 @@ class LocalRunner:
             os.write(fd, data.encode())
         finally:
             os.close(fd)
+
+    def makedirs_many(self, paths: list[str], mode: int = 0o750) -> None:
+        """Create many leaf directories whose parents exist (no chmod: umask only narrows)."""
+        for path in paths:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, mode)
+
+    def remove_tree(self, path: str) -> None:
+        import shutil
+
+        if os.path.islink(path):
+            raise RunnerError(f"{path} is a symbolic link; refusing to remove it")
+        shutil.rmtree(path)
 
     def makedirs(self, path: str, mode: int = 0o750) -> None:
         os.makedirs(path, mode=mode, exist_ok=True)

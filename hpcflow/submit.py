@@ -26,7 +26,7 @@ from .compiler import compile_plan
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .errors import RunnerError, SlurmError
 from .events import EventLog, move_run
-from .render import RenderedRun, _item_of, render_run
+from .render import SHARD, RenderedRun, _item_of, render_run
 from .runner import Runner
 from .site import Site
 from .slurm import (
@@ -80,8 +80,15 @@ def write_run_dir(rr: RenderedRun, runner: Runner) -> None:
     for sub in ("scripts", "logs", "steps"):
         runner.makedirs(f"{base}/{sub}", 0o750)
     for name in rr.plan.order:
-        runner.makedirs(f"{base}/logs/{name}", 0o750)
-        runner.makedirs(f"{base}/steps/{name}", 0o750)
+        sp = rr.plan.steps[name]
+        shards = range((sp.n_elements - 1) // SHARD + 1)
+        for sub in ("logs", "steps"):
+            runner.makedirs(f"{base}/{sub}/{name}", 0o750)
+            runner.makedirs_many([f"{base}/{sub}/{name}/{k}" for k in shards], 0o750)
+        # every element's directory exists before any job starts (no mkdir storm on Lustre)
+        runner.makedirs_many(
+            [f"{base}/steps/{name}/{i // SHARD}/{i}" for i in range(sp.n_elements)], 0o750
+        )
     for rel, content in rr.files.items():
         runner.write_file(f"{base}/{rel}", content, 0o750 if rel.endswith(".sh") else 0o640)
 

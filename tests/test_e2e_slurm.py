@@ -299,3 +299,46 @@ def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> Non
     assert "partition 'bigmem' does not exist on the cluster" in p.stderr
     assert "partition 'gpu': config says 4 GPUs per node, cluster has 2" in p.stderr
     assert "max_array_size 20000 is over the cluster's MaxArraySize 10001" in p.stderr
+
+
+def test_element_dirs_exist_before_jobs_and_clean(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: dirs\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 1500]}}\n"
+        "    throttle: 1\n    run: 'true'\n  - {name: b, after: [a], run: 'true'}\n"
+    )
+    sub = submit(hpcflow, site_file, wf)
+    run_dir = Path(sub["run_dir"])
+    # before the jobs run: every element directory, sharded by 1000, mode 0750
+    assert sorted(p.name for p in (run_dir / "steps/a").iterdir()) == ["0", "1"]
+    assert len(list((run_dir / "steps/a/0").iterdir())) == 1000
+    assert len(list((run_dir / "steps/a/1").iterdir())) == 500
+    assert (run_dir / "steps/a/1/1499").is_dir() and (run_dir / "steps/b/0/0").is_dir()
+    for d in (run_dir, run_dir / "steps/a/1/1499", run_dir / "logs/a/1"):
+        assert d.stat().st_mode & 0o777 == 0o750, d
+    refused = hpcflow("clean", sub["run_id"])
+    assert refused.returncode == 1 and "cancel it first" in refused.stderr
+    hpcflow("cancel", sub["run_id"], check=True)
+    out = hpcflow("clean", sub["run_id"], check=True).stdout
+    assert out.strip() == f"removed {run_dir}" and not run_dir.exists()
+    assert (tmp_path / "scratch").is_dir()  # nothing outside the run directory
+
+
+def test_clean_refuses_a_directory_outside_scratch(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    import sqlite3
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: esc\nsteps:\n  - {name: a, run: 'true'}\n")
+    sub = submit(hpcflow, site_file, wf)
+    assert hpcflow("watch", sub["run_id"], "--timeout", "60").returncode == 0
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    with sqlite3.connect(tmp_path / "db" / "tracker.db") as c:  # a tampered record
+        c.execute("update run set run_dir=?", (f"{sub['run_dir']}/../../../../precious",))
+    p = hpcflow("clean", sub["run_id"])
+    assert p.returncode == 1 and "not removing it" in p.stderr
+    assert victim.is_dir()
