@@ -182,13 +182,13 @@ def submit(
                 )
 
 
-def _site_for_run(run: Any) -> Any:
+def site_for_run(run: Any) -> Any:
     from .site import load_site
 
     return load_site(run.site)
 
 
-def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
+def refresh_runs(obj: Ctx, runs: list[Any], force: bool = False) -> None:
     from .recovery import escalate
     from .refresh import refresh
     from .submit import resume_incomplete
@@ -198,7 +198,7 @@ def _refresh(obj: Ctx, runs: list[Any], force: bool = False) -> None:
     for r in runs:
         by_site.setdefault(r.site, []).append(r)
     for runs_ in by_site.values():
-        site = _site_for_run(runs_[0])
+        site = site_for_run(runs_[0])
         runner = runner_for(site)
         resume_incomplete(obj.engine, runner, site, [r.id for r in runs_])
         refresh(
@@ -226,7 +226,7 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
 
     runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
     if not no_refresh:
-        _refresh(obj, runs)
+        refresh_runs(obj, runs)
     docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
     if as_json:
         emit_json(docs[0] if run else {"runs": docs})
@@ -251,7 +251,7 @@ def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> 
     from .tracker import get_run
 
     r = get_run(obj.engine, run)
-    site = _site_for_run(r)
+    site = site_for_run(r)
     step = interval if interval is not None else max(float(site.poll_seconds()), 2.0)
     sys.exit(do_watch(obj.engine, runner_for(site), r.id, site, step, timeout))
 
@@ -321,155 +321,13 @@ def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | No
 
     r = get_run(obj.engine, run)
     path = log_path(r.run_dir, step, index, "err" if stderr else "out")
-    runner = runner_for(_site_for_run(r))
+    runner = runner_for(site_for_run(r))
     if not runner.exists(path):
         raise NotFound(f"no log at {path} (has element {index} of {step!r} started?)")
     text = runner.read_file(path).decode(errors="replace")
     if tail is not None:
         text = "\n".join(text.splitlines()[-tail:]) + "\n"
     click.echo(text, nl=False)
-
-
-@main.command()
-@click.argument("run")
-@click.option("--step", help="Cancel only this step's jobs.")
-@click.pass_obj
-@handle_errors
-def cancel(obj: Ctx, run: str, step: str | None) -> None:
-    """scancel RUN's jobs (or one step's) and record them CANCELLED."""
-    from .tracker import cancel as do_cancel
-    from .tracker import get_run
-
-    r = get_run(obj.engine, run)
-    ids = do_cancel(obj.engine, runner_for(_site_for_run(r)), r.id, step)
-    click.echo(f"cancelled {len(ids)} Slurm job(s) of {r.id}" + (f" step {step}" if step else ""))
-
-
-@main.command()
-@click.argument("run")
-@click.option(
-    "--step",
-    "steps",
-    multiple=True,
-    help="Only this step (repeatable); also re-runs "
-    "its already-completed elements that depend on what is retried.",
-)
-@click.option(
-    "--index",
-    "indices",
-    multiple=True,
-    type=int,
-    help="Only this element index of --step (repeatable).",
-)
-@click.option(
-    "--mem-factor",
-    type=click.FloatRange(min=1.0, min_open=True),
-    help="Multiply the memory of the resubmitted jobs.",
-)
-@click.option(
-    "--time-factor",
-    type=click.FloatRange(min=1.0, min_open=True),
-    help="Multiply the time limit of the resubmitted jobs.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.pass_obj
-@handle_errors
-def retry(
-    obj: Ctx,
-    run: str,
-    steps: tuple[str, ...],
-    indices: tuple[int, ...],
-    mem_factor: float | None,
-    time_factor: float | None,
-    as_json: bool,
-) -> None:
-    """Resubmit RUN's failed, timed-out, out-of-memory, node-failed elements only, and the
-    dependents their failure cancelled, with dependencies on the new jobs."""
-    from .recovery import retry as do_retry
-    from .tracker import get_run
-
-    r = get_run(obj.engine, run)
-    _refresh(obj, [r], force=True)
-    site = _site_for_run(r)
-    res = do_retry(
-        obj.engine,
-        runner_for(site),
-        site,
-        r.id,
-        list(steps),
-        list(indices),
-        mem_factor,
-        time_factor,
-    )
-    if as_json:
-        emit_json(
-            {"run_id": r.id, "resubmitted": res.tasks, "by_step": res.by_step, "jobs": res.jobs}
-        )
-    elif not res.tasks:
-        click.echo(f"{r.id}: nothing to retry")
-    else:
-        steps_txt = ", ".join(f"{k} {v}" for k, v in res.by_step.items())
-        click.echo(
-            f"{r.id}: resubmitted {res.tasks} element(s) ({steps_txt}) in {len(res.jobs)} job(s)"
-        )
-
-
-@main.command()
-@click.argument("run")
-@click.argument("step")
-@click.argument("index", type=int)
-@click.pass_obj
-@handle_errors
-def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
-    """Mark element INDEX of STEP resolved by hand and release the dependents it blocked."""
-    from .recovery import resolve as do_resolve
-    from .tracker import get_run
-
-    r = get_run(obj.engine, run)
-    _refresh(obj, [r], force=True)
-    site = _site_for_run(r)
-    res = do_resolve(obj.engine, runner_for(site), site, r.id, step, index)
-    click.echo(f"{r.id}: {step}[{index}] RESOLVED; released {res.tasks} dependent element(s)")
-
-
-@main.command()
-@click.argument("run")
-@click.option("--force", is_flag=True, help="Even if the run is still active.")
-@click.pass_obj
-@handle_errors
-def clean(obj: Ctx, run: str, force: bool) -> None:
-    """Remove RUN's directory from scratch (the tracker keeps its record and history)."""
-    from .clean import clean as do_clean
-    from .tracker import get_run
-
-    r = get_run(obj.engine, run)
-    site = _site_for_run(r)
-    click.echo(f"removed {do_clean(obj.engine, runner_for(site), site, r, force)}")
-
-
-@main.command()
-@click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.pass_obj
-@handle_errors
-def history(obj: Ctx, run: str, as_json: bool) -> None:
-    """The run's event log, oldest first."""
-    from .events import event_json
-    from .tracker import history as do_history
-
-    events = do_history(obj.engine, run)
-    rows = [event_json(e) for e in events]
-    if as_json:
-        emit_json({"run_id": run, "events": rows})
-        return
-    for e in rows:
-        where = f"{e['step']}[{e['index']}]" if e["index"] is not None else (e["step"] or "run")
-        click.echo(
-            f"{e['time']}  {where:<18} {e['old_state'] or '-':>15} -> "
-            f"{e['new_state']:<15} {e['slurm_job_id'] or ''} "
-            f"{'' if e['exit_code'] is None else 'exit ' + str(e['exit_code'])} "
-            f"{e['reason'] or ''}".rstrip()
-        )
 
 
 @main.group()
@@ -515,6 +373,9 @@ def sites_check(name: str) -> None:
         sys.exit(2)
     click.echo(f"{site.source}: ok")
 
+
+# commands that change runs after submission live in cli_recovery; importing it registers them
+from . import cli_recovery  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -8,11 +8,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import secrets
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,26 +22,22 @@ from sqlmodel import col, select
 
 from .compiler import compile_plan
 from .db import Job, Run, StepRow, Task, session, utcnow
-from .errors import RunnerError, SlurmError
+from .errors import SlurmError
 from .events import EventLog, move_run
 from .render import SHARD, RenderedRun, _item_of, render_run
 from .runner import Runner
+from .sbatch import cancel_duplicates, sbatch_one, settle_by_name
 from .site import Site
 from .slurm import (
     SHOW_CONFIG_ARGV,
     dependency_string,
-    is_temporary_error,
     max_array_size,
-    parse_sbatch,
     parse_show_config,
     sbatch_argv,
     scancel_argv,
 )
 from .states import TERMINAL, RunState, TaskState
-from .units import parse_duration_s
 from .validate import Loaded
-
-TEMPORARY_TRIES = 5
 
 
 def new_run_id(workflow: str, now: datetime | None = None) -> str:
@@ -262,14 +256,14 @@ def submit_planned(
             extra=json.loads(job.extra_json),
         )
         # resuming after the submitter died: its last sbatch may have created the job, or may
-        # still be on its way; _settle waits for a responsive slurmctld to say so twice
-        sid = _settle(runner, job.name, since, 3) if adopt else None
+        # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
+        sid = settle_by_name(runner, job.name, since, 3) if adopt else None
         how = "adopted by job name" if sid else "submitted"
         try:
             if sid is None:
                 sid = sbatch_one(runner, argv, job.name, site, since)
                 if adopt:
-                    _cancel_duplicates(runner, job.name, since, sid)
+                    cancel_duplicates(runner, job.name, since, sid)
         except SlurmError as e:
             abort(engine, runner, run_id, str(e))
             raise SlurmError(
@@ -314,116 +308,6 @@ def submit_planned(
         s.commit()
     log.publish(runner, {run_id: run.run_dir})
     return out
-
-
-def sbatch_one(runner: Runner, argv: list[str], name: str, site: Site, since: datetime) -> str:
-    """Run sbatch. Temporary refusals are retried with backoff and jitter. A timeout (slurmctld
-    not answering) leaves it unknown whether the job exists: hpcflow then asks Slurm by job
-    name until slurmctld answers, adopts the job if it exists, submits again only when Slurm
-    twice says there is none, and afterwards cancels any duplicate under that name."""
-    timeout = parse_duration_s(site.tracker.submit_timeout)
-    delay = 1.0
-    uncertain = False
-    for attempt in range(1, TEMPORARY_TRIES + 1):
-        try:
-            res = runner.run(argv, timeout=timeout)
-        except RunnerError as e:
-            uncertain = True
-            found = _settle(runner, name, since, timeout)
-            if found:
-                return found
-            if attempt == TEMPORARY_TRIES:
-                raise SlurmError(f"sbatch for {name} did not answer: {e}") from e
-            continue
-        if res.ok:
-            sid = parse_sbatch(res.stdout)
-            if uncertain:
-                _cancel_duplicates(runner, name, since, sid)
-            return sid
-        msg = (res.stderr or res.stdout).strip()
-        if not is_temporary_error(msg) or attempt == TEMPORARY_TRIES:
-            raise SlurmError(f"Slurm refused job {name}: {msg}")
-        time.sleep(delay + random.uniform(0, delay))
-        delay = min(delay * 2, 30)
-    raise SlurmError(f"Slurm refused job {name}")  # pragma: no cover - loop always returns
-
-
-def ids_by_name(runner: Runner, name: str, since: datetime) -> set[str] | None:
-    """Job ids Slurm has under this exact name (squeue, then sacct); None when slurmctld does
-    not answer, which is not the same as "no such job"."""
-    try:
-        # -t all: a job that already finished is still in slurmctld for MinJobAge, while
-        # sacct (fed by slurmdbd) may not have it yet
-        q = runner.run(["squeue", "-h", "-t", "all", "-o", "%F", "--name", name], timeout=30)
-    except RunnerError:
-        return None
-    if not q.ok:
-        return None
-    ids = set(q.stdout.split())
-    try:
-        a = runner.run(
-            [
-                "sacct",
-                "-X",
-                "-n",
-                "-P",
-                "--format=JobID,JobName",
-                "--name",
-                name,
-                f"--starttime={since.strftime('%Y-%m-%dT%H:%M:%S')}",
-            ],
-            timeout=30,
-        )
-    except RunnerError:
-        a = None
-    if a is not None and a.ok:
-        ids |= {
-            line.split("|")[0].split("_")[0]
-            for line in a.stdout.splitlines()
-            if line.split("|")[-1] == name
-        }
-    return ids
-
-
-def find_by_name(runner: Runner, name: str, since: datetime) -> str | None:
-    ids = ids_by_name(runner, name, since)
-    if not ids:
-        return None
-    if len(ids) > 1:
-        raise SlurmError(
-            f"Slurm has {len(ids)} jobs named {name} ({', '.join(sorted(ids))}); "
-            "cancel the extra ones by hand"
-        )
-    return ids.pop()
-
-
-def _settle(runner: Runner, name: str, since: datetime, timeout: float) -> str | None:
-    """After an sbatch timeout: the job id if Slurm has it; None once Slurm, answering, has
-    said twice (a few seconds apart) that it has none. Waits while slurmctld is silent."""
-    deadline = time.monotonic() + max(10 * timeout, 300)
-    absent = 0
-    while time.monotonic() < deadline:
-        ids = ids_by_name(runner, name, since)
-        if ids:
-            return min(ids, key=int)
-        if ids is not None:
-            absent += 1
-            if absent >= 2:
-                return None
-        time.sleep(3)
-    raise SlurmError(
-        f"Slurm did not answer for {max(10 * timeout, 300):.0f}s while hpcflow "
-        f"was checking whether job {name} exists; run `hpcflow status` later to "
-        "reconcile"
-    )
-
-
-def _cancel_duplicates(runner: Runner, name: str, since: datetime, keep: str) -> None:
-    time.sleep(2)
-    ids = ids_by_name(runner, name, since) or set()
-    extra = sorted(ids - {keep}, key=int)
-    if extra:
-        runner.run(scancel_argv(extra), timeout=60)
 
 
 def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:

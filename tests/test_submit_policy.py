@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcflow import submit as submit_mod
+from hpcflow import sbatch as submit_mod
 from hpcflow.errors import SlurmError
 from hpcflow.runner import Result
 from hpcflow.site import load_site
