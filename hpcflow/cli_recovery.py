@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Ctx, refresh_runs, site_for_run, emit_json, handle_errors, main, runner_for
+from .cli import Ctx, emit_json, handle_errors, main, refresh_runs, runner_for, site_for_run
 
 
 @main.command()
