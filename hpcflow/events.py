@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from .db import Event, Run, utcnow
+from .db import Event, Run, Task, utcnow
 from .runner import Runner
-from .states import RunState, run_move_allowed
+from .states import HPCFLOW_MOVES, RunState, TaskState, run_move_allowed
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -69,3 +69,26 @@ def move_run(
     )
     s.add(run)
     return True
+
+
+def move_task(
+    s: Session, log: EventLog, task: Task, new: TaskState, action: str, reason: str
+) -> None:
+    """A transition hpcflow makes itself (retry, resolve, cancel): allowed only from the states
+    HPCFLOW_MOVES lists for the action; logged; the task's reason set."""
+    old = TaskState(task.state)
+    if old not in HPCFLOW_MOVES[action]:
+        raise ValueError(
+            f"{task.step}[{task.index}]: {action} cannot move {old.value} to {new.value}"
+        )
+    log.add(
+        s,
+        run_id=task.run_id,
+        step=task.step,
+        index=task.index,
+        old_state=old.value,
+        new_state=new.value,
+        reason=reason,
+    )
+    task.state, task.reason = new.value, reason
+    s.add(task)

@@ -12,7 +12,7 @@ import jinja2
 import yaml
 
 from .errors import InvalidInput, Problem
-from .model import AxisSource, Step, Workflow
+from .model import AxisSource, Workflow
 from .templating import render_native
 from .yamlsafe import Located
 
@@ -137,7 +137,3 @@ def n_elements(axes: dict[str, list[Any]]) -> int:
     for v in axes.values():
         n *= len(v)
     return n
-
-
-def step_by_name(workflow: Workflow) -> dict[str, Step]:
-    return {s.name: s for s in workflow.steps}

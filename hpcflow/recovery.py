@@ -23,7 +23,7 @@ from sqlmodel import select
 from .compiler import compress_ids
 from .db import Job, Run, StepRow, Task, session
 from .errors import HpcflowError, NotFound
-from .events import EventLog, move_run
+from .events import EventLog, move_run, move_task
 from .refresh import escalatable
 from .runner import Runner
 from .site import Site
@@ -229,17 +229,9 @@ def resubmit(
                     s.flush()
                     for t in ts:
                         new_of[t.id] = job  # type: ignore[index]
-                        log.add(
-                            s,
-                            run_id=run_id,
-                            step=t.step,
-                            index=t.index,
-                            old_state=t.state,
-                            new_state=TaskState.PENDING.value,
-                            reason=reason,
-                        )
+                        move_task(s, log, t, TaskState.PENDING, "retry", reason)
                         t.job_id = job.id  # type: ignore[assignment]
-                        t.state, t.exit_code, t.reason = TaskState.PENDING.value, None, reason
+                        t.exit_code = None
                         t.start = t.end = t.node = None
                         s.add(t)
                         out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
@@ -320,17 +312,7 @@ def resolve(
             raise HpcflowError(
                 f"{step}[{index}] is {t.state}; only a failed element can be resolved"
             )
-        log.add(
-            s,
-            run_id=run_id,
-            step=step,
-            index=index,
-            old_state=t.state,
-            new_state=TaskState.RESOLVED.value,
-            reason="hpcflow resolve",
-        )
-        t.state, t.reason = TaskState.RESOLVED.value, "resolved by hand"
-        s.add(t)
+        move_task(s, log, t, TaskState.RESOLVED, "resolve", "hpcflow resolve")
         run = s.get(Run, run_id)
         assert run is not None
         s.commit()

@@ -73,7 +73,6 @@ class Observation:
 class Refreshed:
     runs: list[str] = field(default_factory=list)
     degraded: str | None = None
-    sacct_calls: int = 0
 
 
 def refresh(
@@ -128,7 +127,6 @@ def _refresh_locked(
         return
     start = min(r.submitted_at for r in due) - timedelta(days=1)
     res = runner.run(sacct_argv(slurm_ids, start.strftime("%Y-%m-%dT%H:%M:%S")), timeout=120)
-    out.sacct_calls = 1
     seen: dict[tuple[str, int | None], Observation] = {}
     with_dep = {j.slurm_job_id for j in jobs.values() if j.dependency}
     local_now = datetime.now()  # sacct prints the cluster's local time

@@ -15,7 +15,6 @@ from .compiler import Plan, StepPlan, upstream_index
 from .containers import Bind, is_remote, launch
 from .errors import InvalidInput, Problem
 from .site import Site
-from .slurm import sbatch_argv
 from .templating import (
     RuntimeRef,
     _to_text,
@@ -42,16 +41,6 @@ class RenderedJob:
     array: str | None
     deps: list[tuple[str, str, int]]
     n_tasks: int
-
-    def argv(self, dependency: str | None) -> list[str]:
-        return sbatch_argv(
-            self.script,
-            [self.tasks],
-            job_name=self.name,
-            output=self.output,
-            array=self.array,
-            dependency=dependency,
-        )
 
 
 @dataclass

@@ -85,18 +85,6 @@ def ids_by_name(runner: Runner, name: str, since: datetime) -> set[str] | None:
     return ids
 
 
-def find_by_name(runner: Runner, name: str, since: datetime) -> str | None:
-    ids = ids_by_name(runner, name, since)
-    if not ids:
-        return None
-    if len(ids) > 1:
-        raise SlurmError(
-            f"Slurm has {len(ids)} jobs named {name} ({', '.join(sorted(ids))}); "
-            "cancel the extra ones by hand"
-        )
-    return ids.pop()
-
-
 def settle_by_name(runner: Runner, name: str, since: datetime, timeout: float) -> str | None:
     """After an sbatch timeout: the job id if Slurm has it; None once Slurm, answering, has
     said twice (a few seconds apart) that it has none. Waits while slurmctld is silent."""

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from .compiler import compile_plan
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .errors import SlurmError
-from .events import EventLog, move_run
+from .events import EventLog, move_run, move_task
 from .render import SHARD, RenderedRun, _item_of, render_run
 from .runner import Runner
 from .sbatch import cancel_duplicates, sbatch_one, settle_by_name
@@ -336,17 +336,7 @@ def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
                 job.status = "NOT_SUBMITTED"
                 s.add(job)
         for t in open_tasks:
-            log.add(
-                s,
-                run_id=run_id,
-                step=t.step,
-                index=t.index,
-                old_state=t.state,
-                new_state=TaskState.CANCELLED.value,
-                reason="submission aborted",
-            )
-            t.state, t.reason = TaskState.CANCELLED.value, "submission aborted"
-            s.add(t)
+            move_task(s, log, t, TaskState.CANCELLED, "cancel", "submission aborted")
         move_run(s, log, run, RunState.CANCELLED.value, "abort", f"submission aborted: {message}")
         s.commit()
     log.publish(runner, {run_id: run.run_dir})

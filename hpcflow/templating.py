@@ -170,13 +170,6 @@ def as_shell_word(segments: list[tuple[str, Any]]) -> str:
     return '"' + "".join(out) + '"'
 
 
-def render_text(source: str, context: dict[str, Any]) -> str:
-    """Plain rendering (no quoting), for file names and plan text."""
-    return "".join(
-        _to_text(v) if k != "ref" else f"${{{v.var}}}" for k, v in render_segments(source, context)
-    )
-
-
 def render_native(source: Any, context: dict[str, Any]) -> Any:
     """Evaluate ``"{{ params.n }}"`` to a native value (int, list, ...); non-strings pass."""
     if not isinstance(source, str) or "{" not in source:

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from .db import Event, Job, Run, StepRow, Task, session
 from .errors import NotFound, SlurmError
-from .events import EventLog, move_run
+from .events import EventLog, move_run, move_task
 from .refresh import ACTIVE, derive_run_state
 from .runner import Runner
 from .slurm import scancel_argv
@@ -142,17 +142,7 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         if step:
             q2 = q2.where(Task.step == step)
         for t in s.exec(q2).all():
-            log.add(
-                s,
-                run_id=run.id,
-                step=t.step,
-                index=t.index,
-                old_state=t.state,
-                new_state=TaskState.CANCELLED.value,
-                reason="hpcflow cancel",
-            )
-            t.state = TaskState.CANCELLED.value
-            s.add(t)
+            move_task(s, log, t, TaskState.CANCELLED, "cancel", "hpcflow cancel")
         r = s.get(Run, run.id)
         assert r is not None
         if not step:
