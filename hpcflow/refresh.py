@@ -187,6 +187,10 @@ def _refresh_locked(
                     o = Observation(
                         qo.state, None, o.start if o else None, None, o.node if o else None, qreason
                     )
+            elif o is not None and o.state is TaskState.PENDING and t.state != "PENDING":
+                # sacct (slurmdbd) lags slurmctld: a job it still shows PENDING after we saw it
+                # start is a requeue only if slurmctld, in squeue, says so
+                continue
             if o is None:
                 age = (now - (job.submitted_at or now)).total_seconds()
                 if out.degraded or age < lost_after or TaskState(t.state) in TERMINAL:
