@@ -227,7 +227,10 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
     runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
     if not no_refresh:
         refresh_runs(obj, runs)
-    docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
+    docs = [
+        status_doc(obj.engine, r.id, tasks, runner_for(site_for_run(r)) if tasks else None)
+        for r in runs
+    ]
     if as_json:
         emit_json(docs[0] if run else {"runs": docs})
         return
@@ -316,7 +319,7 @@ def runs(
 @handle_errors
 def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
     """Print the log of one element (INDEX, default 0) of STEP in RUN."""
-    from .render import log_path
+    from .paths import log_path
     from .tracker import get_run
 
     r = get_run(obj.engine, run)

@@ -22,6 +22,14 @@ class Bind:
     src: str
     dst: str
     opts: str = ""  # "ro" or "rw" (apptainer/singularity); charliecloud binds have no options
+    runtime: bool = False  # src is "${VAR}/suffix", expanded by the job script at run time
+
+    def word(self, spec: str) -> str:
+        """The bind as one shell word: quoted, with a run-time source left to expand."""
+        if not self.runtime:
+            return shlex.quote(spec)
+        rest = spec[len(self.src) :]
+        return f'"{self.src}"' + shlex.quote(rest)
 
     @classmethod
     def parse(cls, spec: str) -> Bind:
@@ -78,7 +86,7 @@ def launch(
         argv = [runtime, "exec", "--cleanenv"]
         for b in binds:
             spec = f"{b.src}:{b.dst}" + (f":{b.opts}" if b.opts else "")
-            argv += ["--bind", q(spec)]
+            argv += ["--bind", b.word(spec)]
         argv += ["--pwd", _ref(workdir_var)]
         if gpu and gpu_flag:
             argv.append(q(gpu_flag))
@@ -90,7 +98,7 @@ def launch(
         argv = ["ch-run", "--unset-env='*'", "--env-no-expand"]
         argv += [f"--set-env={n}={_ref(n)}" for n in env_names]
         for b in binds:
-            argv += ["-b", q(f"{b.src}:{b.dst}")]
+            argv += ["-b", b.word(f"{b.src}:{b.dst}")]
         argv += ["-c", _ref(workdir_var), q(image), "--"]
         return Launch(prelude, argv)
     raise ValueError(f"unknown container runtime {runtime!r} (one of {', '.join(RUNTIMES)})")

@@ -76,6 +76,39 @@ class Container(Strict):
     image: str = Field(..., min_length=1, description="docker://, oras://, library://, .sif, dir")
 
 
+class Ffrd(Strict):
+    """Run a USACE Cloud Compute style plugin container (docs/ffrd.md)."""
+
+    payload: str | None = Field(
+        None,
+        description="payload file (relative to the workflow), placed at "
+        "$FSB_ROOT_PATH/$CC_PAYLOAD_ID/payload",
+    )
+    payload_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="default: the step name"
+    )
+    event: str | int | None = Field(
+        None, description="CC_EVENT_IDENTIFIER/NUMBER (template); default item.event, else index+1"
+    )
+    config: str | None = Field(
+        None, description="JSON config file (relative to the workflow); {ENV::X} substituted"
+    )
+    config_via: Literal["argv", "stdin", "file"] = Field(
+        "argv", description="give the config as the first argument, on stdin, or as a file only"
+    )
+    writable: list[str] = Field(
+        default_factory=list, description="paths inside the image that must be writable"
+    )
+
+    @field_validator("writable")
+    @classmethod
+    def _writable(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/") or ".." in p.split("/") or any(c in p for c in ":,\n\0 "):
+                raise ValueError(f"writable path {p!r} must be absolute, without .. : , or spaces")
+        return v
+
+
 class AxisSource(Strict):
     range: list[int | str] | None = Field(None, description="[start, stop, stride?] inclusive")
     values: list[Any] | str | None = Field(None, description="explicit values, or a template")
@@ -122,7 +155,13 @@ class Step(Strict):
     resources: Resources = Field(default_factory=Resources, description="Slurm resources")
     throttle: int | None = Field(None, ge=1, description="max running elements (%N)")
     retry: Retry | None = Field(None, description="in-job retry policy")
-    when: str | None = Field(None, description="condition evaluated when the element starts")
+    when: str | None = Field(
+        None, description="condition evaluated when the element starts, or `always`"
+    )
+    outputs: list[str] = Field(
+        default_factory=list, description="globs (relative to task_dir) copied to results"
+    )
+    ffrd: Ffrd | None = Field(None, description="FFRD / Cloud Compute plugin mode")
 
     _norm_after = field_validator("after", mode="before")(_after_as_mapping)
 
@@ -137,6 +176,17 @@ class Step(Strict):
                     raise ValueError(
                         f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
                     )
+        return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, v: list[str]) -> list[str]:
+        for g in v:
+            parts = g.split("/")
+            if not g or g.startswith("/") or ".." in parts or any(ord(c) < 32 for c in g):
+                raise ValueError(
+                    f"output glob {g!r} must be relative to the element's directory, without .."
+                )
         return v
 
     @field_validator("env")
@@ -159,6 +209,9 @@ class Workflow(Strict):
     containers: dict[str, Container] = Field(default_factory=dict, description="named images")
     defaults: StepDefaults = Field(default_factory=StepDefaults, description="step defaults")
     steps: list[Step] = Field(..., min_length=1, description="the steps, a DAG via after")
+    cleanup: Literal["on_success", "always", "never"] = Field(
+        "never", description="remove the run's scratch when the run ends (a final job)"
+    )
 
     @field_validator("version", mode="before")
     @classmethod

@@ -67,16 +67,20 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
     for name, st in doc["steps"].items():
         jobs = st["slurm_jobs"]
         shown = ",".join(jobs[:4]) + (f",+{len(jobs) - 4}" if len(jobs) > 4 else "")
-        t.add_row(name, str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown)
+        label = f"{name} ({st['role']})" if st.get("role") else name
+        t.add_row(label, str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown)
     c.print(t)
     if with_tasks:
         for name, st in doc["steps"].items():
             for task in st.get("tasks", []):
                 if task["state"] != "COMPLETED":
+                    why = f"  {task['reason']}" if task.get("reason") else ""
                     c.print(
                         f"  {name}[{task['index']}] {task['item']} {task['state']} "
-                        f"exit={task['exit_code']} job={task['slurm_job_id']}"
+                        f"exit={task['exit_code']} job={task['slurm_job_id']}{why}"
                     )
+                if task.get("outputs"):
+                    c.print(f"  {name}[{task['index']}] outputs {task['outputs']}")
 
 
 def print_runs(rows: list[Any]) -> None:

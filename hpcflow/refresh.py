@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .events import EventLog, move_run
+from .paths import task_dir
 from .runner import Runner
 from .slurm import parse_sacct, parse_squeue, sacct_argv, squeue_argv
 from .states import (
@@ -172,7 +173,13 @@ def _refresh_locked(
     log = EventLog()
     now = utcnow()
     updates: list[dict[str, Any]] = []
+    run_dirs = {r.id: r.run_dir for r in due}
     with session(engine) as s:
+        skippable = {
+            (r.run_id, r.name)
+            for r in s.exec(select(StepRow).where(col(StepRow.run_id).in_(ids))).all()
+            if json.loads(r.policy_json).get("may_skip")
+        }
         for t in tasks:
             job = jobs.get(t.job_id)
             if job is None or job.slurm_job_id is None:
@@ -202,6 +209,12 @@ def _refresh_locked(
                 o = Observation(
                     TaskState.SKIPPED, reason="compensation not needed: upstream succeeded"
                 )
+            if o.state is TaskState.COMPLETED and (t.run_id, t.step) in skippable:
+                if t.state == TaskState.SKIPPED.value:
+                    continue  # Slurm says COMPLETED; the element's wrapper said why: skipped
+                why = skip_marker(runner, run_dirs[t.run_id], t.step, t.index)
+                if why is not None:
+                    o = Observation(TaskState.SKIPPED, 0, o.start, o.end, o.node, why)
             _apply(t, o, sid, updates, log, s)
         if updates:
             stmt = (
@@ -289,6 +302,16 @@ def _apply(
             exit_code=row["exit_code"],
             reason=reason.strip("; ") or None,
         )
+
+
+def skip_marker(runner: Runner, run_dir: str, step: str, index: int) -> str | None:
+    """Why the element skipped itself (its wrapper exits 0 and leaves .hpcflow/skipped), or
+    None if it ran."""
+    try:
+        text = runner.read_file(f"{task_dir(run_dir, step, index)}/.hpcflow/skipped")
+    except OSError:
+        return None
+    return "skipped: " + (text.decode(errors="replace").strip() or "when: false")
 
 
 def only_notok(dependency: str | None) -> bool:

@@ -13,7 +13,18 @@ import jinja2
 from . import __version__, resources_dir
 from .compiler import Plan, StepPlan, upstream_index
 from .containers import Bind, is_remote, launch
+from .dataflow import (
+    ALWAYS,
+    fan_in_upstreams,
+    jobtool_source,
+    manifest_spec,
+    read_workflow_file,
+    results_dir,
+    single_match_upstreams,
+    when_spec,
+)
 from .errors import InvalidInput, Problem
+from .paths import SHARD, task_dir
 from .site import Site
 from .templating import (
     RuntimeRef,
@@ -25,8 +36,6 @@ from .templating import (
 )
 from .units import parse_duration_s, parse_mem_mb, slurm_time
 from .validate import Loaded
-
-SHARD = 1000
 
 
 @dataclass
@@ -48,14 +57,6 @@ class RenderedRun:
     files: dict[str, str]  # path relative to run_dir -> content
     jobs: list[RenderedJob]
     plan: Plan
-
-
-def task_dir(run_dir: str, step: str, index: int) -> str:
-    return f"{run_dir}/steps/{step}/{index // SHARD}/{index}"
-
-
-def log_path(run_dir: str, step: str, index: int, stream: str = "out") -> str:
-    return f"{run_dir}/logs/{step}/{index // SHARD}/{index}.{stream}"
 
 
 def _template_env(site: Site | None) -> jinja2.Environment:
@@ -131,18 +132,10 @@ def _waits(sp: StepPlan) -> list[int]:
 
 def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
     items = {a: RuntimeRef(f"HPCFLOW_ITEM_{a}", f"item.{a}") for a in sp.axes}
-    ups = {}
-    for u in sp.upstream_each:
-        up = plan.steps[u]
-        if all(a in sp.axes for a in up.axes):
-            ups[u] = namespace(
-                f"upstream.{u}",
-                {
-                    "task_dir": RuntimeRef(
-                        f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR", f"upstream.{u}.task_dir"
-                    )
-                },
-            )
+    ups = {
+        u: namespace(f"upstream.{u}", {"task_dir": RuntimeRef(var, f"upstream.{u}.task_dir")})
+        for u, var, _ in single_ups(plan, loaded, sp)
+    }
     return {
         "params": loaded.params,
         "run_id": plan.run_id,
@@ -158,20 +151,44 @@ def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
     }
 
 
+def single_ups(plan: Plan, loaded: Loaded, sp: StepPlan) -> list[tuple[str, str, str | None]]:
+    """(upstream, variable holding its matching element's task_dir, constant value or None
+    when the value comes from the tasks file)."""
+    out = []
+    for u in single_match_upstreams(sp.step, loaded.axes):
+        up = plan.steps[u]
+        var = f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR"
+        const = None if up.axes else task_dir(plan.run_dir, u, 0)
+        out.append((u, var, const))
+    return out
+
+
 def _step_problem(loaded: Loaded, sp: StepPlan, key: tuple[Any, ...], msg: str) -> Problem:
     i = next(k for k, s in enumerate(loaded.workflow.steps) if s.name == sp.name)
     return loaded.doc.problem(("steps", i) + key, f"step {sp.name!r}: {msg}")
 
 
 def render_step_script(
-    plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, env: jinja2.Environment
+    plan: Plan,
+    loaded: Loaded,
+    sp: StepPlan,
+    site: Site | None,
+    env: jinja2.Environment,
+    files: dict[str, str],
 ) -> str:
+    """The step's sbatch script; spec files the script reads go into ``files``."""
     ctx = _context(plan, loaded, sp)
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
     except jinja2.TemplateError as e:
         raise InvalidInput([_step_problem(loaded, sp, ("run",), f"run: {e}")]) from e
-    step_env = []
+    extra = dataflow_context(plan, loaded, sp, site, files)
+    ffrd_env = ffrd_environment(plan, loaded, sp, ctx, files)
+    if sp.step.ffrd and sp.step.ffrd.config and sp.step.ffrd.config_via == "argv":
+        run += ' "$(cat "$HPCFLOW_FFRD_CONFIG")"'
+    elif sp.step.ffrd and sp.step.ffrd.config and sp.step.ffrd.config_via == "stdin":
+        run += ' <"$HPCFLOW_FFRD_CONFIG"'
+    step_env = list(ffrd_env)
     merged = {**loaded.workflow.defaults.env, **sp.step.env}
     for k, v in merged.items():
         try:
@@ -191,11 +208,12 @@ def render_step_script(
         "modules": [m.split() for m in (site.modules if site else [])],
         "site_env": site_env,
         "step_env": step_env,
-        "run": container_body(plan, loaded, sp, site, run, merged, site_env),
+        "run": container_body(plan, loaded, sp, site, run, [k for k, _ in step_env], site_env),
         "waits": [str(w) for w in _waits(sp)],
         "attempts": str(rt.attempts),
         "retry_on": " ".join(str(c) for c in rt.exit_codes) if rt.exit_codes else "",
         "never": " ".join(str(c) for c in rt.never),
+        **extra,
     }
     name = "default.sh.j2"
     try:
@@ -207,13 +225,90 @@ def render_step_script(
     return as_shell_code(segs)
 
 
+def dataflow_context(
+    plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, files: dict[str, str]
+) -> dict[str, Any]:
+    """Template values (and spec files) for skips, when:, manifests, outputs, FFRD."""
+    step = sp.step
+    scripts = f"{plan.run_dir}/scripts"
+    singles = single_ups(plan, loaded, sp)
+    always = step.when is not None and step.when.strip() == ALWAYS
+    out: dict[str, Any] = {
+        "python": site.python if site else "python3",
+        "upstream_consts": [(var, shlex.quote(c)) for _, var, c in singles if c is not None],
+        "skip_checks": []
+        if always
+        else [(var, u) for u, var, _ in singles if step.after[u] == "each"],
+        "when_spec": "",
+        "manifest_spec": "",
+        "outputs_spec": "",
+        "ffrd_config": "",
+        "ffrd_dirs": [str(n) for n in range(len(step.ffrd.writable))] if step.ffrd else [],
+    }
+    if step.when is not None and not always:
+        spec = when_spec(step, loaded.params, sp.axes, {u: var for u, var, _ in singles})
+        files[f"scripts/{sp.name}.when.json"] = json.dumps(spec, default=str) + "\n"
+        out["when_spec"] = f"{scripts}/{sp.name}.when.json"
+    fan_in = fan_in_upstreams(step, loaded.axes)
+    if fan_in:
+        spec = manifest_spec(plan.run_dir, SHARD, fan_in, loaded.axes)
+        files[f"scripts/{sp.name}.manifest.json"] = json.dumps(spec, default=str) + "\n"
+        out["manifest_spec"] = f"{scripts}/{sp.name}.manifest.json"
+    if step.outputs and site and site.paths.results:
+        root = site.expand(site.paths.results)
+        spec = {
+            "globs": step.outputs,
+            "results": results_dir(root, plan.workflow, plan.run_id, sp.name),
+            "shard": SHARD,
+        }
+        files[f"scripts/{sp.name}.outputs.json"] = json.dumps(spec) + "\n"
+        out["outputs_spec"] = f"{scripts}/{sp.name}.outputs.json"
+    if step.ffrd and step.ffrd.config:
+        wf_dir = loaded.path.resolve().parent
+        files[f"scripts/{sp.name}.ffrd-config.json"] = read_workflow_file(wf_dir, step.ffrd.config)
+        out["ffrd_config"] = f"{scripts}/{sp.name}.ffrd-config.json"
+    return out
+
+
+def ffrd_environment(
+    plan: Plan, loaded: Loaded, sp: StepPlan, ctx: dict[str, Any], files: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Cloud Compute plugin variables: event, payload id, FS data store on the run's scratch."""
+    f = sp.step.ffrd
+    if f is None:
+        return []
+    pid = f.payload_id or sp.name
+    if f.payload:
+        wf_dir = loaded.path.resolve().parent
+        files[f"ffrd/{pid}/payload"] = read_workflow_file(wf_dir, f.payload)
+    if f.event is not None:
+        try:
+            event = as_shell_word(render_segments(_to_text(f.event), ctx))
+        except jinja2.TemplateError as e:
+            raise InvalidInput([_step_problem(loaded, sp, ("ffrd", "event"), str(e))]) from e
+    elif "event" in sp.axes:
+        event = '"$HPCFLOW_ITEM_event"'
+    else:
+        event = '"$((HPCFLOW_INDEX + 1))"'
+    root = '"$HPCFLOW_RUN_DIR/ffrd"'
+    return [
+        ("CC_EVENT_IDENTIFIER", event),
+        ("CC_EVENT_NUMBER", '"$CC_EVENT_IDENTIFIER"'),
+        ("CC_PAYLOAD_ID", shlex.quote(pid)),
+        ("CC_MANIFEST_ID", shlex.quote(sp.name)),
+        ("CC_STORE_TYPE", "FS"),
+        ("FSB_ROOT_PATH", root),
+        ("CC_ROOT", root),
+    ]
+
+
 def container_body(
     plan: Plan,
     loaded: Loaded,
     sp: StepPlan,
     site: Site | None,
     run: str,
-    step_env: dict[str, Any],
+    step_env: list[str],
     site_env: list[tuple[str, str]],
 ) -> str:
     """The body of the script's run function: the command itself on the host, or the
@@ -244,6 +339,11 @@ def container_body(
     assert site is not None
     binds = [Bind(plan.run_dir, plan.run_dir), Bind(wf_dir, wf_dir, "ro")]
     binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
+    if sp.step.ffrd:
+        binds += [
+            Bind(f"${{HPCFLOW_TASK_DIR}}/.ffrd/{n}", path, runtime=True)
+            for n, path in enumerate(sp.step.ffrd.writable)
+        ]
     names = [
         "HPCFLOW_RUN_ID",
         "HPCFLOW_RUN_DIR",
@@ -253,12 +353,10 @@ def container_body(
         "HPCFLOW_TASK_DIR",
     ]
     names += [f"HPCFLOW_ITEM_{a}" for a in sp.axes]
-    names += [
-        f"HPCFLOW_UPSTREAM_{plan.steps[u].position}_TASK_DIR"
-        for u in sp.upstream_each
-        if all(a in sp.axes for a in plan.steps[u].axes)
-    ]
-    names += [k for k, _ in site_env] + [str(k) for k in step_env]
+    names += [var for _, var, _ in single_ups(plan, loaded, sp)]
+    names += ["HPCFLOW_MANIFEST"] if fan_in_upstreams(sp.step, loaded.axes) else []
+    names += ["HPCFLOW_FFRD_CONFIG"] if sp.step.ffrd and sp.step.ffrd.config else []
+    names += [k for k, _ in site_env] + list(step_env)
     la = launch(
         runtime,
         image,
@@ -324,7 +422,7 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
     for name in plan.order:
         sp = plan.steps[name]
         script_rel = f"scripts/{name}.sh"
-        files[script_rel] = render_step_script(plan, loaded, sp, site, env)
+        files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
         quoted = quoted_values(sp)
         for job in sp.jobs:
             tasks_rel = f"scripts/{name}.{job.job_index}.tasks"
@@ -344,6 +442,7 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
                     n_tasks=len(job.task_ids),
                 )
             )
+    files["scripts/hpcflow_job.py"] = jobtool_source()
     files["plan.json"] = json.dumps(plan_json(plan, jobs), indent=2) + "\n"
     files["plan.txt"] = plan_text(plan, jobs)
     return RenderedRun(files, jobs, plan)

@@ -128,6 +128,11 @@ class Site(Strict):
     tracker: TrackerCfg = Field(default_factory=TrackerCfg, description="tracker settings")
     job_templates: str | None = Field(None, description="directory of the site's own templates")
     defaults: dict[str, Any] = Field(default_factory=dict, description="resources defaults")
+    python: str = Field(
+        "python3",
+        min_length=1,
+        description="python (3.7+) on compute nodes, for when/outputs/manifests/FFRD configs",
+    )
 
     @field_validator("sbatch_extra")
     @classmethod

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from .compiler import compile_plan
+from .dataflow import may_skip, step_role
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .errors import SlurmError
 from .events import EventLog, move_run, move_task
@@ -152,9 +153,12 @@ def record_run(
             new_state="SUBMITTING",
             reason=f"{len(rr.jobs)} jobs, {n} elements",
         )
+        skippers = may_skip(wf, loaded.order, loaded.axes)
         for name in plan.order:
             sp = plan.steps[name]
             policy = {
+                "may_skip": name in skippers,
+                "role": step_role(sp.step),
                 "attempts": sp.retry.attempts,
                 "on_oom": sp.retry.on_oom.model_dump() if sp.retry.on_oom else None,
                 "on_timeout": sp.retry.on_timeout.model_dump() if sp.retry.on_timeout else None,

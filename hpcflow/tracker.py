@@ -12,10 +12,11 @@ from sqlmodel import col, select
 from .db import Event, Job, Run, StepRow, Task, session
 from .errors import NotFound, SlurmError
 from .events import EventLog, move_run, move_task
+from .paths import task_dir
 from .refresh import ACTIVE, derive_run_state
 from .runner import Runner
 from .slurm import scancel_argv
-from .states import HPCFLOW_MOVES, TaskState
+from .states import HPCFLOW_MOVES, TERMINAL, TaskState
 
 
 def get_run(engine: Engine, run_id: str) -> Run:
@@ -35,7 +36,11 @@ def active_runs(engine: Engine) -> list[Run]:
         return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
 
 
-def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[str, Any]:
+def status_doc(
+    engine: Engine, run_id: str, with_tasks: bool = False, runner: Runner | None = None
+) -> dict[str, Any]:
+    """The run at a glance. With tasks and a runner, finished elements are enriched with what
+    their wrapper recorded (.hpcflow/result.json) and what they wrote (outputs.json)."""
     run = get_run(engine, run_id)
     with session(engine) as s:
         steps = s.exec(
@@ -66,7 +71,9 @@ def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[st
         by_step.setdefault(t.step, []).append(t)
     for st in steps:
         ts = by_step.get(st.name, [])
+        role = json.loads(st.policy_json).get("role")
         entry: dict[str, Any] = {
+            "role": role,
             "total": st.total,
             "states": dict(Counter(t.state for t in ts)),
             "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
@@ -87,11 +94,28 @@ def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[st
                     "start": t.start,
                     "end": t.end,
                     "node": t.node,
+                    "reason": t.reason,
                 }
                 for t in ts
             ]
+            if runner is not None:
+                for t, row in zip(ts, entry["tasks"]):
+                    if TaskState(t.state) in TERMINAL:
+                        row.update(element_files(runner, run.run_dir, t.step, t.index))
         doc["steps"][st.name] = entry
     return doc
+
+
+def element_files(runner: Runner, run_dir: str, step: str, index: int) -> dict[str, Any]:
+    """result (start, end, exit code, in-job attempts) and outputs of one element, if any."""
+    d = task_dir(run_dir, step, index)
+    out: dict[str, Any] = {"task_dir": d}
+    for key, rel in (("result", ".hpcflow/result.json"), ("outputs", "outputs.json")):
+        try:
+            out[key] = json.loads(runner.read_file(f"{d}/{rel}"))
+        except (OSError, ValueError):
+            out[key] = None
+    return out
 
 
 def _iso(dt: Any) -> str | None:

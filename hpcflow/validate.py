@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .dataflow import CLEANUP_STEP, check_when
 from .errors import InvalidInput, Problem
 from .expand import parse_set, resolve_axes
 from .model import Resources, Step, Workflow
@@ -45,6 +46,9 @@ def load_workflow(
     params = parse_set(sets or [], wf, doc)
     axes = resolve_axes(wf, params, doc, p.resolve().parent)
     problems += check_each(wf, doc, axes)
+    if not problems:
+        problems += check_when(wf, doc, axes, params)
+        problems += check_files(wf, doc, p.resolve().parent)
     if site is not None:
         problems += check_site(wf, doc, site)
     if problems:
@@ -87,12 +91,11 @@ def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
                     f"(define it under containers:)",
                 )
             )
-        if s.when is not None:
+        if s.name == CLEANUP_STEP:
             problems.append(
                 doc.problem(
-                    ("steps", i, "when"),
-                    f"step {s.name!r}: `when` conditions are not supported "
-                    "yet in this version of hpcflow; remove it",
+                    ("steps", i, "name"),
+                    f"step name {s.name!r} is reserved for hpcflow's cleanup job; rename it",
                 )
             )
     if not problems:
@@ -178,6 +181,33 @@ def check_each(wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]]
     return problems
 
 
+def check_files(wf: Workflow, doc: Located, wf_dir: Path) -> list[Problem]:
+    """FFRD payload and config files exist; argv/stdin configs need a one-line run."""
+    problems = []
+    for i, s in enumerate(wf.steps):
+        if s.ffrd is None:
+            continue
+        for key in ("payload", "config"):
+            rel = getattr(s.ffrd, key)
+            if rel is not None and not (wf_dir / rel).is_file():
+                problems.append(
+                    doc.problem(
+                        ("steps", i, "ffrd", key),
+                        f"step {s.name!r}: ffrd {key} file {rel!r} not found "
+                        f"(paths are relative to {wf_dir})",
+                    )
+                )
+        if s.ffrd.config and s.ffrd.config_via != "file" and "\n" in s.run.strip():
+            problems.append(
+                doc.problem(
+                    ("steps", i, "run"),
+                    f"step {s.name!r}: with ffrd config_via {s.ffrd.config_via}, run must be "
+                    "one command line (hpcflow adds the config to it)",
+                )
+            )
+    return problems
+
+
 def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resources:
     """Step keys win over workflow defaults, which win over the site's defaults."""
     merged: dict[str, Any] = {}
@@ -197,6 +227,14 @@ def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resource
 def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
     problems = []
     for i, s in enumerate(wf.steps):
+        if s.outputs and not site.paths.results:
+            problems.append(
+                doc.problem(
+                    ("steps", i, "outputs"),
+                    f"step {s.name!r}: outputs are copied to the site's results directory, "
+                    f"but site {site.name!r} has no paths.results; set it in {site.source}",
+                )
+            )
         try:
             r = effective_resources(wf, s, site)
         except ValidationError as e:

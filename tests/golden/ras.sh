@@ -29,6 +29,31 @@ export HPCFLOW_TASK_DIR="$HPCFLOW_RUN_DIR/steps/$HPCFLOW_STEP/$hpcflow_shard/$HP
 hpcflow_logs="$HPCFLOW_RUN_DIR/logs/$HPCFLOW_STEP/$hpcflow_shard"
 mkdir -p "$HPCFLOW_TASK_DIR/.hpcflow" "$hpcflow_logs" || exit 98
 exec >>"$hpcflow_logs/$HPCFLOW_INDEX.out" 2>>"$hpcflow_logs/$HPCFLOW_INDEX.err"
+rm -f "$HPCFLOW_TASK_DIR/.hpcflow/skipped" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
+hpcflow_tool=(python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py")
+hpcflow_start=$(date +%s)
+hpcflow_result() { # STATE EXIT_CODE ATTEMPTS: what status --tasks, manifests and when: read
+  printf '{"index": %d, "state": "%s", "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s"}\n' \
+    "$HPCFLOW_INDEX" "$1" "$2" "$3" "$hpcflow_start" "$(date +%s)" \
+    "${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}" \
+    >"$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" &&
+    mv -f "$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
+}
+hpcflow_fail() { # EXIT_CODE MESSAGE: hpcflow itself could not run the element
+  echo "hpcflow: $2" >&2
+  hpcflow_result FAILED "$1" 0
+  exit "$1"
+}
+hpcflow_skip=
+if [[ -z $hpcflow_skip && -e $HPCFLOW_UPSTREAM_1_TASK_DIR/.hpcflow/skipped ]]; then
+  hpcflow_skip="upstream hms element was skipped"
+fi
+if [[ -n $hpcflow_skip ]]; then
+  echo "hpcflow: $(date -Iseconds) SKIPPED: $hpcflow_skip" >&2
+  printf '%s\n' "$hpcflow_skip" >"$HPCFLOW_TASK_DIR/.hpcflow/skipped"
+  hpcflow_result SKIPPED 0 0
+  exit 0
+fi
 
 hpcflow_run() {
   cd "$HPCFLOW_TASK_DIR" || return 98
@@ -42,7 +67,6 @@ hpcflow_attempts=1
 hpcflow_retry_on=''
 hpcflow_never=''
 hpcflow_attempt=1
-hpcflow_start=$(date +%s)
 while :; do
   echo "hpcflow: $(date -Iseconds) ${SLURM_JOB_ID:-?} index $HPCFLOW_INDEX attempt $hpcflow_attempt on $(hostname)" >&2
   (hpcflow_run)
@@ -56,9 +80,6 @@ while :; do
   sleep "$hpcflow_wait"
   hpcflow_attempt=$((hpcflow_attempt + 1))
 done
-printf '{"index": %d, "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s"}\n' \
-  "$HPCFLOW_INDEX" "$hpcflow_rc" "$hpcflow_attempt" "$hpcflow_start" "$(date +%s)" \
-  "${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}" \
-  >"$HPCFLOW_TASK_DIR/.hpcflow/result.json"
+hpcflow_result "$( ((hpcflow_rc == 0)) && echo COMPLETED || echo FAILED)" "$hpcflow_rc" "$hpcflow_attempt"
 echo "hpcflow: $(date -Iseconds) exit code $hpcflow_rc after $hpcflow_attempt attempt(s)" >&2
 exit "$hpcflow_rc"
