@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .dataflow import CLEANUP_STEP
 from .errors import InvalidInput
-from .model import Resources, Retry, Step
+from .model import AfterKind, Resources, Retry, Step
 from .site import Site
 from .validate import Loaded, effective_resources
 
@@ -174,9 +175,38 @@ def compile_plan(
         plans[name] = sp
     if problems:
         raise InvalidInput(problems)
-    for name in loaded.order:
+    order = list(loaded.order)
+    if wf.cleanup != "never":
+        plans[CLEANUP_STEP] = cleanup_step(loaded, site, plans, len(order))
+        order.append(CLEANUP_STEP)
+    for name in order:
         _link(plans[name], plans)
-    return Plan(wf.name, run_id, run_dir, M, plans, list(loaded.order))
+    return Plan(wf.name, run_id, run_dir, M, plans, order)
+
+
+def cleanup_step(
+    loaded: Loaded, site: Site | None, plans: dict[str, StepPlan], position: int
+) -> StepPlan:
+    """The final job that removes the run's scratch. on_success: afterok on every job except
+    compensation steps (which only run on failure), so Slurm runs it only if all succeeded;
+    always: afterany on every job."""
+    wf = loaded.workflow
+    after: dict[str, AfterKind]
+    if wf.cleanup == "always":
+        after = {n: "any" for n in plans}
+    else:
+        after = {n: "ok" for n, p in plans.items() if "notok" not in p.step.after.values()}
+    step = Step.model_construct(name=CLEANUP_STEP, run=":", after=after)
+    res = Resources(
+        cpus=1,
+        mem="256M",
+        time="30m",
+        partition=site.default_partition() if site else None,
+        account=site.account if site else None,
+    )
+    sp = StepPlan(CLEANUP_STEP, position, step, {}, [], [], 1, res, Retry())
+    sp.jobs = [JobPlan(CLEANUP_STEP, 0, 0, {}, [0], [0], is_array=False)]
+    return sp
 
 
 def _layout(

@@ -15,6 +15,7 @@ from .compiler import Plan, StepPlan, upstream_index
 from .containers import Bind, is_remote, launch
 from .dataflow import (
     ALWAYS,
+    CLEANUP_STEP,
     fan_in_upstreams,
     jobtool_source,
     manifest_spec,
@@ -302,6 +303,19 @@ def ffrd_environment(
     ]
 
 
+def render_cleanup(
+    plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, env: jinja2.Environment
+) -> str:
+    ctx = {
+        "directives": "\n".join(directives(sp, site)),
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
+        "parent": plan.run_dir.rsplit("/", 1)[0],
+        "policy": loaded.workflow.cleanup,
+    }
+    return as_shell_code(render_segments(_load(env, "cleanup.sh.j2"), ctx, env))
+
+
 def container_body(
     plan: Plan,
     loaded: Loaded,
@@ -422,7 +436,10 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
     for name in plan.order:
         sp = plan.steps[name]
         script_rel = f"scripts/{name}.sh"
-        files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
+        if name == CLEANUP_STEP:
+            files[script_rel] = render_cleanup(plan, loaded, sp, site, env)
+        else:
+            files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
         quoted = quoted_values(sp)
         for job in sp.jobs:
             tasks_rel = f"scripts/{name}.{job.job_index}.tasks"

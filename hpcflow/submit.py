@@ -23,9 +23,10 @@ from sqlmodel import col, select
 from .compiler import compile_plan
 from .dataflow import may_skip, step_role
 from .db import Job, Run, StepRow, Task, session, utcnow
-from .errors import SlurmError
+from .errors import RunnerError, SlurmError
 from .events import EventLog, move_run, move_task
-from .render import SHARD, RenderedRun, _item_of, render_run
+from .paths import SHARD
+from .render import RenderedRun, _item_of, render_run
 from .runner import Runner
 from .sbatch import cancel_duplicates, sbatch_one, settle_by_name
 from .site import Site
@@ -69,9 +70,12 @@ def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = Non
     return render_run(plan, loaded, site)
 
 
-def write_run_dir(rr: RenderedRun, runner: Runner) -> None:
+def write_run_dir(rr: RenderedRun, runner: Runner, stripe_count: int | None = None) -> list[str]:
+    """Create the run directory, every element's directory and the rendered files. Returns
+    notes for the event log (e.g. striping skipped)."""
     base = rr.plan.run_dir
     runner.makedirs(base, 0o750)
+    notes = stripe(runner, base, stripe_count)
     for sub in ("scripts", "logs", "steps"):
         runner.makedirs(f"{base}/{sub}", 0o750)
     for name in rr.plan.order:
@@ -84,8 +88,26 @@ def write_run_dir(rr: RenderedRun, runner: Runner) -> None:
         runner.makedirs_many(
             [f"{base}/steps/{name}/{i // SHARD}/{i}" for i in range(sp.n_elements)], 0o750
         )
+    for parent in sorted({rel.rsplit("/", 1)[0] for rel in rr.files if "/" in rel}):
+        runner.makedirs(f"{base}/{parent}", 0o750)
     for rel, content in rr.files.items():
         runner.write_file(f"{base}/{rel}", content, 0o750 if rel.endswith(".sh") else 0o640)
+    return notes
+
+
+def stripe(runner: Runner, run_dir: str, count: int | None) -> list[str]:
+    """`lfs setstripe -c N` on the (still empty) run directory, so every file created under it
+    inherits the layout. Skipped, with a note, when the site sets no count or lfs is missing."""
+    if not count:
+        return []
+    try:
+        res = runner.run(["lfs", "setstripe", "-c", str(count), run_dir], timeout=60)
+    except RunnerError as e:
+        return [f"lustre.stripe_count={count} not applied: {e}"]
+    if not res.ok:
+        why = (res.stderr or res.stdout).strip().splitlines() or [f"exit {res.returncode}"]
+        return [f"lustre.stripe_count={count} not applied: lfs setstripe: {why[-1]}"]
+    return [f"lfs setstripe -c {count} {run_dir}"]
 
 
 # -- the per-run submit lock: held while a process submits; free means nobody is -------------
@@ -125,7 +147,12 @@ class Submitted:
 
 
 def record_run(
-    engine: Engine, rr: RenderedRun, loaded: Loaded, site: Site, label: str | None
+    engine: Engine,
+    rr: RenderedRun,
+    loaded: Loaded,
+    site: Site,
+    label: str | None,
+    notes: list[str] | None = None,
 ) -> EventLog:
     """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
     plan, wf = rr.plan, loaded.workflow
@@ -153,6 +180,8 @@ def record_run(
             new_state="SUBMITTING",
             reason=f"{len(rr.jobs)} jobs, {n} elements",
         )
+        for note in notes or []:
+            log.add(s, run_id=plan.run_id, new_state="NOTE", reason=note)
         skippers = may_skip(wf, loaded.order, loaded.axes)
         for name in plan.order:
             sp = plan.steps[name]
@@ -220,11 +249,11 @@ def submit(
     engine: Engine, runner: Runner, loaded: Loaded, site: Site, label: str | None = None
 ) -> Submitted:
     rr = prepare(loaded, site, runner)
-    write_run_dir(rr, runner)
+    notes = write_run_dir(rr, runner, site.lustre.stripe_count)
     lock = RunLock(engine, rr.plan.run_id)
     lock.acquire()  # before the run is visible: nobody may think its submitter is dead
     try:
-        record_run(engine, rr, loaded, site, label).publish(
+        record_run(engine, rr, loaded, site, label, notes).publish(
             runner, {rr.plan.run_id: rr.plan.run_dir}
         )
         jobs = submit_planned(engine, runner, rr.plan.run_id, site)

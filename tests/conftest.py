@@ -37,10 +37,12 @@ def hpcflow(tmp_path: Path):
     env = dict(os.environ, HPCFLOW_DB=str(tmp_path / "db" / "tracker.db"))
     env.pop("HPCFLOW_SITE", None)
 
-    def run(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, check: bool = False, timeout: float = 300, extra_env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         p = subprocess.run(
             [sys.executable, "-m", "hpcflow", *args],
-            env=env,
+            env={**env, **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

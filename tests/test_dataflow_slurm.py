@@ -5,6 +5,7 @@ match leaves the element's directory), compensation steps, status --tasks enrich
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -111,9 +112,83 @@ def test_conditions_skips_manifest_outputs(slurm, hpcflow, tmp_path: Path) -> No
     leak = steps["leak"]["tasks"][0]
     assert leak["exit_code"] == 93
     assert not (res / "leak/0/0/stolen.txt").exists()
-    assert "stolen.txt leaves the element's directory" in Path(
-        sub["run_dir"], "logs/leak/0/0.err"
-    ).read_text()
+    assert (
+        "stolen.txt leaves the element's directory"
+        in Path(sub["run_dir"], "logs/leak/0/0.err").read_text()
+    )
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     outside = [p for p in written if not p.startswith(("scratch/", "results/", "db/"))]
     assert outside == ["flow.yaml", "site.yaml"]
+
+
+def _site_with(tmp_path: Path, **changes: object) -> Path:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    doc = yaml.safe_load(site.read_text())
+    for key, value in changes.items():
+        section, field = key.split("__")
+        doc.setdefault(section, {})[field] = value
+    site.write_text(yaml.safe_dump(doc))
+    return site
+
+
+CLEANUP = """
+name: tidy
+cleanup: {policy}
+steps:
+  - name: work
+    foreach: {{i: {{range: [1, 3]}}}}
+    run: echo data > data.txt; test {{{{ item.i }}}} -ne {fail}
+"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "fail", "removed", "cleanup_state"),
+    [
+        ("on_success", 0, True, "COMPLETED"),
+        ("on_success", 2, False, "UPSTREAM_FAILED"),
+        ("always", 2, True, "COMPLETED"),
+    ],
+)
+def test_cleanup_job(
+    slurm, hpcflow, tmp_path: Path, policy: str, fail: int, removed: bool, cleanup_state: str
+) -> None:
+    site = _site_with(tmp_path)
+    wf = tmp_path / "tidy.yaml"
+    wf.write_text(CLEANUP.format(policy=policy, fail=fail))
+    sub = submit(hpcflow, site, wf)
+    assert [j["step"] for j in sub["jobs"]] == ["work", "hpcflow-cleanup"]
+    w = hpcflow("watch", sub["run_id"], "--timeout", "120", "--interval", "1")
+    assert w.returncode == (0 if fail == 0 else 1), w.stdout + w.stderr
+    doc = status(hpcflow, sub["run_id"])
+    assert counts(doc)["hpcflow-cleanup"] == {cleanup_state: 1}
+    assert doc["steps"]["hpcflow-cleanup"]["role"] == "cleanup"
+    assert Path(sub["run_dir"]).exists() is not removed
+    # nothing but the run directory went: its parent and the rest of scratch are intact
+    assert Path(sub["run_dir"]).parent.is_dir()
+
+
+def test_lustre_striping(slurm, hpcflow, tmp_path: Path) -> None:
+    """With lustre.stripe_count set, `lfs setstripe -c N RUN_DIR` is run on the empty run
+    directory; without lfs (as here) the run goes ahead with a note in its history. lfs is a
+    recording stand-in: this machine has no Lustre."""
+    site = _site_with(tmp_path, lustre__stripe_count=4)
+    wf = tmp_path / "one.yaml"
+    wf.write_text("name: one\nsteps:\n  - name: a\n    run: 'true'\n")
+    sub = submit(hpcflow, site, wf)
+    hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)
+    notes = [e["reason"] for e in hist["events"] if e["new_state"] == "NOTE"]
+    assert len(notes) == 1 and notes[0].startswith(
+        "lustre.stripe_count=4 not applied: lfs: command not found"
+    ), notes
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "lfs-calls"
+    (fake / "lfs").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (fake / "lfs").chmod(0o755)
+    args = ["--site", str(site), "submit", str(wf), "--json"]
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    sub2 = json.loads(hpcflow(*args, check=True, extra_env=env).stdout)
+    assert calls.read_text() == f"setstripe -c 4 {sub2['run_dir']}\n"
+    hist = json.loads(hpcflow("history", sub2["run_id"], "--json", check=True).stdout)
+    notes = [e["reason"] for e in hist["events"] if e["new_state"] == "NOTE"]
+    assert notes == [f"lfs setstripe -c 4 {sub2['run_dir']}"]
