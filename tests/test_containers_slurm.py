@@ -100,3 +100,77 @@ def test_charliecloud_steps_run_in_the_image(slurm, hpcflow, tmp_path: Path) -> 
         e, u = t["item"]["event"], t["item"]["unit"]
         assert (d / "result").read_text() == f"{u} {e},{e * 100}\n"
         assert (d / "cwd").read_text().strip() == str(d)
+
+
+PLUGIN = """#!/bin/sh
+# Cloud Compute plugin stand-in: no arguments; event and payload from the environment
+set -e
+payload="$FSB_ROOT_PATH/$CC_PAYLOAD_ID/payload"
+echo "event=$CC_EVENT_IDENTIFIER number=$CC_EVENT_NUMBER store=$CC_STORE_TYPE" > /sim/model/run.txt
+cat "$payload" > /sim/model/payload-copy
+mkdir -p "$FSB_ROOT_PATH/out/$CC_EVENT_IDENTIFIER"
+cp /sim/model/run.txt "$FSB_ROOT_PATH/out/$CC_EVENT_IDENTIFIER/run.txt"
+"""
+
+FFRD_WF = """\
+name: ffrd
+containers:
+  plug: {image: img}
+steps:
+  - name: hms
+    container: plug
+    foreach: {event: {range: [1, 3]}}
+    ffrd: {payload: payload.json, writable: [/sim/model]}
+    run: /app/plugin
+  - name: conform
+    container: plug
+    after: {hms: each}
+    foreach: {event: {range: [1, 3]}}
+    ffrd: {config: action.json}
+    run: /app/action
+  - name: report
+    container: plug
+    after: {hms: any}
+    ffrd: {config: action.json, config_via: stdin, event: 42}
+    run: /app/stdin-action
+"""
+
+
+def test_ffrd_plugins(slurm, hpcflow, tmp_path: Path) -> None:
+    """Cloud Compute style plugins in real containers: CC_* variables, the payload at
+    $FSB_ROOT_PATH/$CC_PAYLOAD_ID/payload on the run's scratch, a writable path bound into a
+    read-only image, and JSON configs given as argv[1] and on stdin with {ENV::X} filled in."""
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    img = busybox_image(tmp_path / "img")
+    (img / "sim/model").mkdir(parents=True)
+    (img / "app").mkdir()
+    scripts = {
+        "plugin": PLUGIN,
+        "action": '#!/bin/sh\nprintf "%s" "$1" > config-seen.json\n',
+        "stdin-action": "#!/bin/sh\ncat > config-seen.json\n",
+    }
+    for name, text in scripts.items():
+        (img / "app" / name).write_text(text)
+        (img / "app" / name).chmod(0o755)
+    (tmp_path / "payload.json").write_text('{"model": "trinity"}\n')
+    (tmp_path / "action.json").write_text(
+        '{"event": "{ENV::CC_EVENT_IDENTIFIER}", "store": "{ENV::FSB_ROOT_PATH}"}\n'
+    )
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(FFRD_WF)
+    args = ["--site", str(site), "submit", str(wf), "--json"]
+    sub = json.loads(hpcflow(*args, check=True).stdout)
+    w = hpcflow("watch", sub["run_id"], "--timeout", "180", "--interval", "1")
+    assert w.returncode == 0, w.stdout + w.stderr
+    run_dir = Path(sub["run_dir"])
+    assert (run_dir / "ffrd/hms/payload").read_text() == '{"model": "trinity"}\n'
+    for i in range(3):
+        e = i + 1
+        model = run_dir / "steps/hms/0" / str(i) / ".ffrd/0"
+        assert (model / "run.txt").read_text() == f"event={e} number={e} store=FS\n"
+        assert (model / "payload-copy").read_text() == '{"model": "trinity"}\n'
+        assert (run_dir / f"ffrd/out/{e}/run.txt").exists()
+        seen = json.loads((run_dir / "steps/conform/0" / str(i) / "config-seen.json").read_text())
+        assert seen == {"event": str(e), "store": str(run_dir / "ffrd")}
+    seen = json.loads((run_dir / "steps/report/0/0/config-seen.json").read_text())
+    assert seen["event"] == "42"
