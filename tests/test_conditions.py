@@ -1,0 +1,190 @@
+"""The `when:` expression language (hpcflow/jobtool.py) and its compile-time checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hpcflow import jobtool
+from hpcflow.cli import main
+
+ENV = {"item.event": 4, "item.unit": "A", "params.thr": 3, "params.units": ["A", "B"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("item.event > 3", True),
+        ("item.event > 3 and item.unit == 'B'", False),
+        ("item.event > 3 and not item.unit == 'B'", True),
+        ("item.unit in params.units", True),
+        ("item.unit not in ['A']", False),
+        ("item.event >= params.thr or false", True),
+        ("(item.event < 2 or item.event > 10) and true", False),
+        ('"A" == item.unit', True),
+        ("item.event != 4.0", False),
+        ("null == null", True),
+        ("'x' in 'xyz'", True),
+    ],
+)
+def test_evaluate(text: str, expected: bool) -> None:
+    assert jobtool.evaluate(jobtool.parse(text), ENV.__getitem__) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "empty"),
+        ("item.event >", "ends too early"),
+        ("a == 1 == 2", "chained comparison"),
+        ("(a == 1", "ends too early"),
+        ("a b", "unexpected 'b'"),
+        ("f(1)", "unexpected '('"),
+        ("1 + 2", "unexpected '+"),
+        ("__import__('os')", "unexpected '('"),
+        ("a; rm -rf /", "unexpected ';"),
+    ],
+)
+def test_parse_errors(text: str, fragment: str) -> None:
+    with pytest.raises(jobtool.ExprError, match=fragment.replace("(", r"\(").replace("+", r"\+")):
+        jobtool.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("item.event < 'x'", "both must be numbers or strings"),
+        ("item.event and true", "is not true or false"),
+        ("item.event in 5", "needs a list or a string"),
+        ("true < false", "both must be numbers or strings"),
+    ],
+)
+def test_evaluation_errors(text: str, fragment: str) -> None:
+    with pytest.raises(jobtool.ExprError, match=fragment):
+        jobtool.evaluate(jobtool.parse(text), ENV.__getitem__)
+
+
+def test_runtime_reads_upstream_outputs_and_state(tmp_path: Path) -> None:
+    """The job-side tool, run as the job script runs it: a separate python, stdlib only."""
+    up = tmp_path / "up"
+    (up / ".hpcflow").mkdir(parents=True)
+    (up / ".hpcflow/result.json").write_text('{"state": "COMPLETED", "exit_code": 0}')
+    (up / "outputs.json").write_text('{"peak": {"cfs": 1200}}')
+    tool = tmp_path / "hpcflow_job.py"
+    tool.write_text(Path(jobtool.__file__).read_text())
+    env = dict(os.environ, HPCFLOW_ITEM_event="7", HPCFLOW_INDEX="6", UP=str(up))
+
+    def when(text: str) -> tuple[int, str]:
+        spec = {
+            "text": text,
+            "ast": jobtool.parse(text),
+            "params": {"min": 1000},
+            "axes": {"event": "int"},
+            "upstreams": {"hms": "UP"},
+        }
+        (tmp_path / "when.json").write_text(json.dumps(spec))
+        p = subprocess.run(
+            [sys.executable, "-I", str(tool), "when", str(tmp_path / "when.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        return p.returncode, p.stderr
+
+    assert when("upstream.hms.outputs.peak.cfs > params.min and item.event == 7")[0] == 0
+    assert when("upstream.hms.state == 'FAILED'")[0] == 1
+    assert when("index == 6 and upstream.hms.exit_code == 0")[0] == 0
+    rc, err = when("upstream.hms.outputs.volume > 1")
+    assert rc == 2 and "has no 'volume'" in err
+
+
+WF = """\
+name: demo
+params: {thr: 3}
+steps:
+  - name: a
+    foreach: {event: {range: [1, 3]}}
+    run: x
+  - name: b
+    after: {a: each}
+    foreach: {event: {range: [1, 3]}}
+    when: {when}
+    run: y
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "fragment"),
+    [
+        ("item.evnt > 1", "item.evnt: the step has no such axis (axes: event)"),
+        ("params.nope == 1", "params.nope: no such parameter (params: thr)"),
+        ("upstream.zz.state == 'X'", "needs a step this one depends on"),
+        ("upstream.a.stat == 1", "use upstream.a.state, .exit_code or .outputs.<key>"),
+        ("'item.event > 1 >'", "when: chained comparison at column 16: use and"),
+        ("os.system == 1", "unknown name 'os.system'"),
+    ],
+)
+def test_when_validation(tmp_path: Path, when: str, fragment: str) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF.replace("{when}", when))
+    r = CliRunner().invoke(main, ["validate", str(wf)])
+    assert r.exit_code == 2, r.output
+    assert f"{wf}:10: step 'b': when: " in r.output and fragment in r.output, r.output
+
+
+def test_when_always_and_valid_conditions_pass(tmp_path: Path) -> None:
+    for when in ("always", "upstream.a.outputs.peak >= params.thr and item.event in [1, 2]"):
+        wf = tmp_path / "wf.yaml"
+        wf.write_text(WF.replace("{when}", json.dumps(when)))
+        r = CliRunner().invoke(main, ["validate", str(wf)])
+        assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    ("step", "line", "fragment"),
+    [
+        ("outputs: ['../x']", 4, "must be relative to the element's directory"),
+        ("outputs: ['/etc/*']", 4, "must be relative to the element's directory"),
+        ("outputs: ['a/../../b']", 4, "must be relative"),
+        ("ffrd: {writable: [sim]}", 4, "must be absolute"),
+        ("ffrd: {writable: ['/a:/b']}", 4, "must be absolute"),
+        ("ffrd: {payload: missing.json}", 4, "ffrd payload file 'missing.json' not found"),
+        ("ffrd: {config_via: email}", 4, "config_via"),
+    ],
+)
+def test_outputs_and_ffrd_validation(tmp_path: Path, step: str, line: int, fragment: str) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(f"name: demo\nsteps:\n  - name: a\n    {step}\n    run: x\n")
+    r = CliRunner().invoke(main, ["validate", str(wf)])
+    assert r.exit_code == 2, r.output
+    assert f"{wf}:{line}:" in r.output and fragment in r.output, r.output
+
+
+def test_reserved_cleanup_name(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: demo\nsteps:\n  - name: hpcflow-cleanup\n    run: x\n")
+    r = CliRunner().invoke(main, ["validate", str(wf)])
+    assert r.exit_code == 2 and "reserved for hpcflow's cleanup job" in r.output, r.output
+
+
+def test_outputs_need_a_results_directory(tmp_path: Path, site_file: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        textwrap.dedent("""\
+        name: demo
+        steps:
+          - name: a
+            outputs: ['*.csv']
+            run: x
+        """)
+    )
+    r = CliRunner().invoke(main, ["--site", str(site_file), "validate", str(wf)])
+    assert r.exit_code == 2 and "has no paths.results" in r.output, r.output
