@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .dataflow import CLEANUP_STEP
+from .dataflow import CLEANUP_STEP, PULL_STEP
 from .errors import InvalidInput
+from .images import remote_images
 from .model import AfterKind, Resources, Retry, Step
 from .site import Site
 from .validate import Loaded, effective_resources
@@ -57,6 +58,7 @@ class StepPlan:
     retry: Retry
     jobs: list[JobPlan] = field(default_factory=list)
     upstream_each: list[str] = field(default_factory=list)
+    extra_after: dict[str, str] = field(default_factory=dict)  # e.g. the image pull job
 
     @cached_property
     def value_index(self) -> dict[str, dict[Any, int]]:
@@ -71,6 +73,7 @@ class Plan:
     max_array_size: int
     steps: dict[str, StepPlan]
     order: list[str]
+    pull_images: list[str] = field(default_factory=list)  # pulled by the hpcflow-pull job
 
     @property
     def jobs(self) -> list[JobPlan]:
@@ -176,12 +179,53 @@ def compile_plan(
     if problems:
         raise InvalidInput(problems)
     order = list(loaded.order)
+    pulls = images_to_pull(loaded, site)
+    if pulls:
+        plans[PULL_STEP] = pull_step(site, pulls)
+        order.insert(0, PULL_STEP)
+        for name in loaded.order:
+            if step_image(loaded, steps_by[name]) in pulls:
+                plans[name].extra_after[PULL_STEP] = "ok"
     if wf.cleanup != "never":
         plans[CLEANUP_STEP] = cleanup_step(loaded, site, plans, len(order))
         order.append(CLEANUP_STEP)
     for name in order:
         _link(plans[name], plans)
-    return Plan(wf.name, run_id, run_dir, M, plans, order)
+    return Plan(wf.name, run_id, run_dir, M, plans, order, pulls)
+
+
+def step_image(loaded: Loaded, step: Step) -> str | None:
+    spec = step.container or loaded.workflow.defaults.container
+    if spec is None:
+        return None
+    return (loaded.workflow.containers[spec] if isinstance(spec, str) else spec).image
+
+
+def images_to_pull(loaded: Loaded, site: Site | None) -> list[str]:
+    """Remote images used by container steps, when this site pulls them in a job."""
+    if site is None or site.containers.runtime == "none" or site.containers.pull != "job":
+        return []
+    used = [step_image(loaded, s) for s in loaded.workflow.steps]
+    return remote_images([i for i in used if i])
+
+
+def _small_job(site: Site | None, time: str) -> Resources:
+    return Resources(
+        cpus=1,
+        mem="1G",
+        time=time,
+        partition=site.default_partition() if site else None,
+        account=site.account if site else None,
+    )
+
+
+def pull_step(site: Site | None, images: list[str]) -> StepPlan:
+    """One job that pulls every remote image into the site's image cache; container steps
+    depend on it (afterok). Position -1: listed first, never an `upstream` of anything."""
+    step = Step.model_construct(name=PULL_STEP, run=":", after={})
+    sp = StepPlan(PULL_STEP, -1, step, {}, [], [], 1, _small_job(site, "1h"), Retry())
+    sp.jobs = [JobPlan(PULL_STEP, 0, 0, {}, [0], [0], is_array=False)]
+    return sp
 
 
 def cleanup_step(
@@ -197,14 +241,7 @@ def cleanup_step(
     else:
         after = {n: "ok" for n, p in plans.items() if "notok" not in p.step.after.values()}
     step = Step.model_construct(name=CLEANUP_STEP, run=":", after=after)
-    res = Resources(
-        cpus=1,
-        mem="256M",
-        time="30m",
-        partition=site.default_partition() if site else None,
-        account=site.account if site else None,
-    )
-    sp = StepPlan(CLEANUP_STEP, position, step, {}, [], [], 1, res, Retry())
+    sp = StepPlan(CLEANUP_STEP, position, step, {}, [], [], 1, _small_job(site, "30m"), Retry())
     sp.jobs = [JobPlan(CLEANUP_STEP, 0, 0, {}, [0], [0], is_array=False)]
     return sp
 
@@ -261,7 +298,7 @@ def _layout(
 def _link(sp: StepPlan, plans: dict[str, StepPlan]) -> None:
     for job in sp.jobs:
         deps: list[tuple[str, str, int]] = []
-        for up, kind in sp.step.after.items():
+        for up, kind in {**sp.step.after, **sp.extra_after}.items():
             upp = plans[up]
             if kind == "each":
                 for uj in upp.jobs:

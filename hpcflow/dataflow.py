@@ -13,6 +13,8 @@ from .model import Step, Workflow
 from .yamlsafe import Located
 
 CLEANUP_STEP = "hpcflow-cleanup"
+PULL_STEP = "hpcflow-pull"
+RESERVED_STEPS = (CLEANUP_STEP, PULL_STEP)
 ALWAYS = "always"
 UPSTREAM_FIELDS = ("state", "exit_code", "outputs")
 
@@ -159,6 +161,8 @@ def step_role(step: Step) -> str | None:
     """How status shows a step: a compensation step runs only when its upstream failed."""
     if step.name == CLEANUP_STEP:
         return "cleanup"
+    if step.name == PULL_STEP:
+        return "image pull"
     kinds = set(step.after.values())
     if kinds == {"notok"}:
         return "compensation for " + ", ".join(step.after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from .containers import Bind, is_remote, launch
 from .dataflow import (
     ALWAYS,
     CLEANUP_STEP,
+    PULL_STEP,
     fan_in_upstreams,
     jobtool_source,
     manifest_spec,
@@ -25,6 +27,7 @@ from .dataflow import (
     when_spec,
 )
 from .errors import InvalidInput, Problem
+from .images import SECRET_NAMES, cache_path, check_ref, pull_script
 from .paths import SHARD, task_dir
 from .site import Site
 from .templating import (
@@ -303,6 +306,35 @@ def ffrd_environment(
     ]
 
 
+def image_path(loaded: Loaded, sp: StepPlan, site: Site, image: str) -> str:
+    """Where the step's image is on the cluster: pulled images in the site's cache, local
+    ones relative to the workflow file."""
+    if is_remote(image):
+        problem = check_ref(image, site.containers.runtime)
+        if problem:
+            raise InvalidInput([_step_problem(loaded, sp, ("container",), problem)])
+        return cache_path(site.expand(site.containers.image_cache), image, site.containers.runtime)
+    if image.startswith("/"):
+        return image
+    return f"{loaded.path.resolve().parent}/{image}"
+
+
+def render_pull(plan: Plan, sp: StepPlan, site: Site, env: jinja2.Environment) -> str:
+    runtime = site.containers.runtime
+    cache = site.expand(site.containers.image_cache)
+    images = [(ref, cache_path(cache, ref, runtime)) for ref in plan.pull_images]
+    ctx = {
+        "directives": "\n".join(directives(sp, site)),
+        "hpcflow_version": __version__,
+        "run_id": plan.run_id,
+        "credentials_file": os.path.expanduser(site.containers.credentials or ""),
+        "secret_names": "|".join(SECRET_NAMES),
+        "pull_script": pull_script(runtime),
+        "images": images,
+    }
+    return as_shell_code(render_segments(_load(env, "pull.sh.j2"), ctx, env))
+
+
 def render_cleanup(
     plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, env: jinja2.Environment
 ) -> str:
@@ -333,23 +365,9 @@ def container_body(
     if name_or_spec is None or runtime == "none":
         return run
     spec = wf.containers[name_or_spec] if isinstance(name_or_spec, str) else name_or_spec
-    image = spec.image
-    if is_remote(image):
-        raise InvalidInput(
-            [
-                _step_problem(
-                    loaded,
-                    sp,
-                    ("container",),
-                    f"image {image!r} is remote: pulling images is not supported by this "
-                    "version of hpcflow; pull it yourself to a .sif file or an image "
-                    "directory and give its path",
-                )
-            ]
-        )
+    assert site is not None
+    image = image_path(loaded, sp, site, spec.image)
     wf_dir = str(loaded.path.resolve().parent)
-    if not image.startswith("/"):
-        image = f"{wf_dir}/{image}"
     assert site is not None
     binds = [Bind(plan.run_dir, plan.run_dir), Bind(wf_dir, wf_dir, "ro")]
     binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
@@ -438,6 +456,9 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
         script_rel = f"scripts/{name}.sh"
         if name == CLEANUP_STEP:
             files[script_rel] = render_cleanup(plan, loaded, sp, site, env)
+        elif name == PULL_STEP:
+            assert site is not None
+            files[script_rel] = render_pull(plan, sp, site, env)
         else:
             files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
         quoted = quoted_values(sp)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import RunnerError
+from .images import SECRET_NAMES
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,16 @@ class Result:
 
 class Runner(Protocol):
     def run(
-        self, argv: list[str], *, timeout: float = 60.0, input: str | None = None
-    ) -> Result: ...
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 60.0,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        """Run argv. The command's environment never holds registry credentials
+        (images.SECRET_NAMES) unless ``env`` passes them: only the image pull gets them."""
+        ...
 
     def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None: ...
 
@@ -50,10 +59,25 @@ class Runner(Protocol):
 class LocalRunner:
     """Runs commands on this machine (the login node)."""
 
-    def run(self, argv: list[str], *, timeout: float = 60.0, input: str | None = None) -> Result:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 60.0,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        child = {k: v for k, v in os.environ.items() if k not in SECRET_NAMES}
+        child.update(env or {})
         try:
             p = subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, input=input, check=False
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
+                check=False,
+                env=child,
             )
         except FileNotFoundError as e:
             raise RunnerError(

@@ -16,7 +16,14 @@ from .units import parse_duration_s
 TEMPORARY_TRIES = 5
 
 
-def sbatch_one(runner: Runner, argv: list[str], name: str, site: Site, since: datetime) -> str:
+def sbatch_one(
+    runner: Runner,
+    argv: list[str],
+    name: str,
+    site: Site,
+    since: datetime,
+    env: dict[str, str] | None = None,
+) -> str:
     """Run sbatch. Temporary refusals are retried with backoff and jitter. A timeout (slurmctld
     not answering) leaves it unknown whether the job exists: hpcflow then asks Slurm by job
     name until slurmctld answers, adopts the job if it exists, submits again only when Slurm
@@ -26,7 +33,7 @@ def sbatch_one(runner: Runner, argv: list[str], name: str, site: Site, since: da
     uncertain = False
     for attempt in range(1, TEMPORARY_TRIES + 1):
         try:
-            res = runner.run(argv, timeout=timeout)
+            res = runner.run(argv, timeout=timeout, env=env)
         except RunnerError as e:
             uncertain = True
             found = settle_by_name(runner, name, since, timeout)

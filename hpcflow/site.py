@@ -64,6 +64,12 @@ class Containers(Strict):
     image_cache: str = Field("{scratch}/images", description="where pulled images live")
     binds: list[str] = Field(default_factory=list, description="extra binds src[:dst[:opts]]")
     gpu_flag: str = Field("--nv", description="runtime flag for GPU steps")
+    pull: Literal["job", "login"] = Field(
+        "job", description="pull remote images in a job the steps depend on, or on the login node"
+    )
+    credentials: str | None = Field(
+        None, description="registry credentials file (mode 0600): NAME=value lines"
+    )
 
     @field_validator("binds")
     @classmethod

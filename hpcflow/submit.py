@@ -20,11 +20,12 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from .compiler import compile_plan
-from .dataflow import may_skip, step_role
+from .compiler import compile_plan, step_image
+from .dataflow import PULL_STEP, may_skip, step_role
 from .db import Job, Run, StepRow, Task, session, utcnow
-from .errors import RunnerError, SlurmError
+from .errors import HpcflowError, RunnerError, SlurmError
 from .events import EventLog, move_run, move_task
+from .images import cache_path, credentials_from_env, pull_script, read_credentials, remote_images
 from .paths import SHARD
 from .render import RenderedRun, _item_of, render_run
 from .runner import Runner
@@ -245,11 +246,53 @@ def record_run(
     return log
 
 
+def job_env(step: str, site: Site) -> dict[str, str] | None:
+    """Registry credentials from hpcflow's environment go to the image pull job's sbatch
+    only (sbatch passes its environment to the job); a credentials file, if the site names
+    one, is read by the job itself instead."""
+    if step == PULL_STEP and not site.containers.credentials:
+        return credentials_from_env()
+    return None
+
+
+def pull_on_login(rr: RenderedRun, loaded: Loaded, site: Site, runner: Runner) -> list[str]:
+    """containers.pull: login: pull remote images here, before any job is submitted."""
+    if site.containers.pull != "login" or site.containers.runtime == "none":
+        return []
+    refs = remote_images([i for s in loaded.workflow.steps if (i := step_image(loaded, s))])
+    creds = (
+        read_credentials(site.containers.credentials)
+        if site.containers.credentials
+        else credentials_from_env()
+    )
+    runtime = site.containers.runtime
+    cache = site.expand(site.containers.image_cache)
+    notes = []
+    for ref in refs:
+        dest = cache_path(cache, ref, runtime)
+        res = runner.run(
+            ["bash", "-c", pull_script(runtime), "hpcflow-pull", ref, dest],
+            timeout=3600,
+            env=creds,
+        )
+        if not res.ok:
+            tail = (res.stderr or res.stdout).strip().splitlines()[-5:]
+            raise HpcflowError(
+                f"pulling {ref} on the login node failed (exit {res.returncode}); nothing was "
+                "submitted:\n  " + "\n  ".join(tail)
+            )
+        notes.append(res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ref)
+    return notes
+
+
 def submit(
     engine: Engine, runner: Runner, loaded: Loaded, site: Site, label: str | None = None
 ) -> Submitted:
+    if site.containers.credentials:
+        read_credentials(site.containers.credentials)  # refuse a readable file before anything
     rr = prepare(loaded, site, runner)
     notes = write_run_dir(rr, runner, site.lustre.stripe_count)
+    notes += pull_on_login(rr, loaded, site, runner)
     lock = RunLock(engine, rr.plan.run_id)
     lock.acquire()  # before the run is visible: nobody may think its submitter is dead
     try:
@@ -294,7 +337,7 @@ def submit_planned(
         how = "adopted by job name" if sid else "submitted"
         try:
             if sid is None:
-                sid = sbatch_one(runner, argv, job.name, site, since)
+                sid = sbatch_one(runner, argv, job.name, site, since, job_env(job.step, site))
                 if adopt:
                     cancel_duplicates(runner, job.name, since, sid)
         except SlurmError as e:

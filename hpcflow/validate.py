@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .dataflow import CLEANUP_STEP, check_when
+from .dataflow import RESERVED_STEPS, check_when
 from .errors import InvalidInput, Problem
 from .expand import parse_set, resolve_axes
 from .model import Resources, Step, Workflow
@@ -91,11 +91,11 @@ def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
                     f"(define it under containers:)",
                 )
             )
-        if s.name == CLEANUP_STEP:
+        if s.name in RESERVED_STEPS:
             problems.append(
                 doc.problem(
                     ("steps", i, "name"),
-                    f"step name {s.name!r} is reserved for hpcflow's cleanup job; rename it",
+                    f"step name {s.name!r} is reserved for hpcflow's own jobs; rename it",
                 )
             )
     if not problems:

@@ -172,7 +172,7 @@ def test_reserved_cleanup_name(tmp_path: Path) -> None:
     wf = tmp_path / "wf.yaml"
     wf.write_text("name: demo\nsteps:\n  - name: hpcflow-cleanup\n    run: x\n")
     r = CliRunner().invoke(main, ["validate", str(wf)])
-    assert r.exit_code == 2 and "reserved for hpcflow's cleanup job" in r.output, r.output
+    assert r.exit_code == 2 and "reserved for hpcflow's own jobs" in r.output, r.output
 
 
 def test_outputs_need_a_results_directory(tmp_path: Path, site_file: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hpcflow.compiler import compile_plan
 from hpcflow.errors import InvalidInput
@@ -164,15 +166,66 @@ def test_site_template_directory_overrides(repo: Path, tmp_path: Path) -> None:
     assert "# site a\necho hi\n" in rr.files["scripts/a.sh"]
 
 
-def test_remote_images_are_refused_clearly(repo: Path, tmp_path: Path) -> None:
+REMOTE_WF = (
+    "name: t\ncontainers:\n  hms: {image: IMAGE}\nsteps:\n"
+    "  - name: a\n    container: hms\n    foreach: {e: {range: [1, 50]}}\n    run: x\n"
+    "  - name: b\n    after: [a]\n    run: y\n"
+)
+
+
+def _site(repo: Path, tmp_path: Path, **containers: object):
+    doc = yaml.safe_load((repo / "site_configs/lab.yaml").read_text())
+    doc["containers"].update(containers)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_site(str(path))
+
+
+@pytest.mark.parametrize("runtime", ["apptainer", "singularity", "charliecloud"])
+def test_remote_image_pulled_once_by_a_job_the_steps_depend_on(
+    repo: Path, tmp_path: Path, runtime: str
+) -> None:
+    site = _site(repo, tmp_path, runtime=runtime, image_cache="/cache/images")
     wf = tmp_path / "wf.yaml"
-    wf.write_text(
-        "name: t\ncontainers:\n  hms: {image: docker://x/hms:1}\nsteps:\n"
-        "  - name: a\n    container: hms\n    run: x\n"
-    )
+    wf.write_text(REMOTE_WF.replace("IMAGE", "docker://ghcr.io/usace/hms-runner:v1.0.3"))
+    loaded = load_workflow(wf, None, site)
+    plan = compile_plan(loaded, site, 1001, "t-1", "/scratch/hpcflow/t/t-1")
+    rr = render_run(plan, loaded, site)
+    assert [(j.step, j.array, j.deps) for j in rr.jobs] == [
+        ("hpcflow-pull", None, []),
+        ("a", "0-49", [("afterok", "hpcflow-pull", 0)]),
+        ("b", None, [("afterok", "a", 0)]),  # b runs on the host: it does not wait for images
+    ]
+    ext = ".img" if runtime == "charliecloud" else ".sif"
+    dest = f"/cache/images/hms-runner_v1.0.3-{hashlib.sha256(b'docker://ghcr.io/usace/hms-runner:v1.0.3').hexdigest()[:12]}{ext}"
+    pull = rr.files["scripts/hpcflow-pull.sh"]
+    assert pull.count("hpcflow_pull docker://ghcr.io/usace/hms-runner:v1.0.3 " + dest) == 1
+    if runtime == "charliecloud":
+        assert 'ch-convert -i ch-image -o dir "${ref#docker://}" "$tmp"' in pull
+    else:
+        assert f'{runtime} pull --disable-cache "$tmp" "$ref"' in pull
+    assert f" {dest} " in rr.files["scripts/a.sh"]  # the launch uses the cached image
+    for name in ("hpcflow-pull.sh", "a.sh"):
+        p = subprocess.run(["bash", "-n"], input=rr.files[f"scripts/{name}"], text=True)
+        assert p.returncode == 0, name
+
+
+def test_charliecloud_pulls_docker_references_only(repo: Path, tmp_path: Path) -> None:
+    site = _site(repo, tmp_path, runtime="charliecloud")
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(REMOTE_WF.replace("IMAGE", "oras://x/hms:1"))
+    loaded = load_workflow(wf, None, site)
+    plan = compile_plan(loaded, site, 1001, "t-1", "/scratch/hpcflow/t/t-1")
     with pytest.raises(
-        InvalidInput,
-        match=r"wf.yaml:6: step 'a': image 'docker://x/hms:1' is "
-        "remote: pulling images is not supported",
+        InvalidInput, match=r"wf.yaml:6: step 'a': Charliecloud pulls docker:// references only"
     ):
-        render(repo, wf)
+        render_run(plan, loaded, site)
+
+
+def test_login_pull_mode_has_no_pull_job(repo: Path, tmp_path: Path) -> None:
+    site = _site(repo, tmp_path, runtime="apptainer", pull="login")
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(REMOTE_WF.replace("IMAGE", "docker://x/hms:1"))
+    loaded = load_workflow(wf, None, site)
+    plan = compile_plan(loaded, site, 1001, "t-1", "/scratch/hpcflow/t/t-1")
+    assert plan.order == ["a", "b"] and plan.pull_images == []
