@@ -369,7 +369,12 @@ def container_body(
     image = image_path(loaded, sp, site, spec.image)
     wf_dir = str(loaded.path.resolve().parent)
     assert site is not None
-    binds = [Bind(plan.run_dir, plan.run_dir), Bind(wf_dir, wf_dir, "ro")]
+    binds = [Bind(plan.run_dir, plan.run_dir)]
+    # the workflow's folder only for steps that use it: Charliecloud (before 0.32) cannot
+    # create a mount point, so every bind destination must already exist in the image
+    texts = [sp.step.run, *map(str, sp.step.env.values()), *map(str, step_env_values(loaded))]
+    if any("workflow_dir" in t for t in texts):
+        binds.append(Bind(wf_dir, wf_dir, "ro"))
     binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
     if sp.step.ffrd:
         binds += [
@@ -400,6 +405,10 @@ def container_body(
     )
     code = "set -e\n" + run
     return "\n".join([*la.prelude, " ".join([*la.argv, "/bin/sh", "-c", shlex.quote(code)])])
+
+
+def step_env_values(loaded: Loaded) -> list[object]:
+    return list(loaded.workflow.defaults.env.values())
 
 
 def _load(env: jinja2.Environment, name: str) -> str:

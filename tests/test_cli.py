@@ -20,7 +20,7 @@ def test_render_writes_scripts_and_plan(repo: Path, site_file: Path, tmp_path: P
             "--site",
             str(site_file),
             "render",
-            str(repo / "examples/sst/workflow.yaml"),
+            str(repo / "examples/quickstart/workflow.yaml"),
             "-o",
             str(out),
             "--set",
@@ -41,7 +41,9 @@ def test_render_writes_scripts_and_plan(repo: Path, site_file: Path, tmp_path: P
 
 def test_unknown_site_is_a_clear_error(repo: Path) -> None:
     res = CliRunner().invoke(
-        main, ["--site", "atlantis", "render", str(repo / "examples/sst/workflow.yaml"), "-o", "x"]
+        main,
+        ["--site", "atlantis", "render", str(repo / "examples/quickstart/workflow.yaml")]
+        + ["-o", "x"],
     )
     assert res.exit_code == 2
     assert "no site config named 'atlantis' (known: lab" in res.stderr

@@ -31,7 +31,7 @@ def submit(hpcflow, site: Path, wf: Path, *sets: str) -> dict:
 
 
 def test_sst_example_completes(slurm, hpcflow, repo: Path, site_file: Path) -> None:
-    sub = submit(hpcflow, site_file, repo / "examples/sst/workflow.yaml")
+    sub = submit(hpcflow, site_file, repo / "examples/quickstart/workflow.yaml")
     assert [(j["step"], j["array"]) for j in sub["jobs"]] == [
         ("sample", None),
         ("hms", "0-5%4"),
@@ -85,7 +85,7 @@ def test_sst_example_completes(slurm, hpcflow, repo: Path, site_file: Path) -> N
 
 
 def test_sst_example_failure_isolation(slurm, hpcflow, repo: Path, site_file: Path) -> None:
-    sub = submit(hpcflow, site_file, repo / "examples/sst/workflow.yaml", "fail_event=3")
+    sub = submit(hpcflow, site_file, repo / "examples/quickstart/workflow.yaml", "fail_event=3")
     w = hpcflow("watch", sub["run_id"], "--timeout", "300", "--interval", "1")
     assert w.returncode == 1, w.stdout + w.stderr
     doc = status(hpcflow, sub["run_id"])

@@ -47,7 +47,7 @@ def bash_n(text: str, tmp_path: Path) -> None:
     ["sample.sh", "hms.sh", "ras.sh", "summarize.sh", "hms.0.tasks", "ras.1.tasks", "plan.txt"],
 )
 def test_golden(repo: Path, name: str, tmp_path: Path) -> None:
-    rr = render(repo, repo / "examples/sst/workflow.yaml", ["fail_event=3"])
+    rr = render(repo, repo / "examples/quickstart/workflow.yaml", ["fail_event=3"])
     key = "plan.txt" if name == "plan.txt" else f"scripts/{name}"
     text = rr.files[key].replace(str(repo), "<REPO>")
     golden = GOLDEN / name
@@ -60,7 +60,7 @@ def test_golden(repo: Path, name: str, tmp_path: Path) -> None:
 
 
 def test_every_script_passes_bash_n(repo: Path, tmp_path: Path) -> None:
-    rr = render(repo, repo / "examples/sst/workflow.yaml")
+    rr = render(repo, repo / "examples/quickstart/workflow.yaml")
     scripts = [v for k, v in rr.files.items() if k.endswith(".sh")]
     assert len(scripts) == 4
     for text in scripts:

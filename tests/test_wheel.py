@@ -28,7 +28,7 @@ def test_wheel_renders_from_fresh_venv(slurm, repo: Path, tmp_path: Path) -> Non
     assert pip.returncode == 0, pip.stderr
     work = tmp_path / "elsewhere"
     work.mkdir()
-    (work / "wf.yaml").write_text((repo / "examples/sst/workflow.yaml").read_text())
+    (work / "wf.yaml").write_text((repo / "examples/quickstart/workflow.yaml").read_text())
     out = subprocess.run(
         [str(venv / "bin/hpcflow"), "--site", "lab", "render", "wf.yaml", "-o", "out"],
         cwd=work,

@@ -5,7 +5,7 @@
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=256M
 #SBATCH --time=0-00:10:00
-# hpcflow 0.1.0: workflow sst, run sst-20261122-0153-3f9c, step sample
+# hpcflow 0.1.0: workflow quickstart, run sst-20261122-0153-3f9c, step sample
 # Submitted by hpcflow as: sbatch [--array=IDS] [--dependency=...] THIS_SCRIPT TASKS_FILE
 # TASKS_FILE has one line per array task: "<task id><TAB>export HPCFLOW_INDEX=... HPCFLOW_ITEM_<axis>=..."
 set -uo pipefail
@@ -13,7 +13,7 @@ set -uo pipefail
 export HPCFLOW_RUN_ID=sst-20261122-0153-3f9c
 export HPCFLOW_RUN_DIR=/scratch/hpcflow/sst/sst-20261122-0153-3f9c
 export HPCFLOW_STEP=sample
-export HPCFLOW_WORKFLOW_DIR=<REPO>/examples/sst
+export HPCFLOW_WORKFLOW_DIR=<REPO>/examples/quickstart
 
 hpcflow_tasks=${1:?usage: sbatch SCRIPT TASKS_FILE}
 hpcflow_task_id=${SLURM_ARRAY_TASK_ID:-0}
@@ -54,7 +54,7 @@ fi
 hpcflow_run() {
   cd "$HPCFLOW_TASK_DIR" || return 98
   set +u -eo pipefail
-python3 <REPO>/examples/sst/bin/sample.py --events 6 --out /scratch/hpcflow/sst/sst-20261122-0153-3f9c/storms.csv
+python3 <REPO>/examples/quickstart/bin/sample.py --events 6 --out /scratch/hpcflow/sst/sst-20261122-0153-3f9c/storms.csv
 }
 
 hpcflow_waits=()

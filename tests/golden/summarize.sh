@@ -5,7 +5,7 @@
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=256M
 #SBATCH --time=0-00:10:00
-# hpcflow 0.1.0: workflow sst, run sst-20261122-0153-3f9c, step summarize
+# hpcflow 0.1.0: workflow quickstart, run sst-20261122-0153-3f9c, step summarize
 # Submitted by hpcflow as: sbatch [--array=IDS] [--dependency=...] THIS_SCRIPT TASKS_FILE
 # TASKS_FILE has one line per array task: "<task id><TAB>export HPCFLOW_INDEX=... HPCFLOW_ITEM_<axis>=..."
 set -uo pipefail
@@ -13,7 +13,7 @@ set -uo pipefail
 export HPCFLOW_RUN_ID=sst-20261122-0153-3f9c
 export HPCFLOW_RUN_DIR=/scratch/hpcflow/sst/sst-20261122-0153-3f9c
 export HPCFLOW_STEP=summarize
-export HPCFLOW_WORKFLOW_DIR=<REPO>/examples/sst
+export HPCFLOW_WORKFLOW_DIR=<REPO>/examples/quickstart
 
 hpcflow_tasks=${1:?usage: sbatch SCRIPT TASKS_FILE}
 hpcflow_task_id=${SLURM_ARRAY_TASK_ID:-0}
@@ -56,7 +56,7 @@ export HPCFLOW_MANIFEST="$HPCFLOW_TASK_DIR/manifest.json"
 hpcflow_run() {
   cd "$HPCFLOW_TASK_DIR" || return 98
   set +u -eo pipefail
-python3 <REPO>/examples/sst/bin/summarize.py --run-dir /scratch/hpcflow/sst/sst-20261122-0153-3f9c --out /scratch/hpcflow/sst/sst-20261122-0153-3f9c/summary.json
+python3 <REPO>/examples/quickstart/bin/summarize.py --run-dir /scratch/hpcflow/sst/sst-20261122-0153-3f9c --out /scratch/hpcflow/sst/sst-20261122-0153-3f9c/summary.json
 }
 
 hpcflow_waits=()
