@@ -13,22 +13,17 @@ import jinja2
 
 from . import __version__, resources_dir
 from .compiler import Plan, StepPlan, upstream_index
-from .containers import Bind, is_remote, launch
 from .dataflow import (
-    ALWAYS,
     CLEANUP_STEP,
     PULL_STEP,
-    fan_in_upstreams,
     jobtool_source,
-    manifest_spec,
-    read_workflow_file,
-    results_dir,
-    single_match_upstreams,
-    when_spec,
 )
 from .errors import InvalidInput, Problem
-from .images import SECRET_NAMES, cache_path, check_ref, pull_script
-from .paths import SHARD, task_dir
+from .images import SECRET_NAMES, cache_path, pull_script
+from .paths import task_dir
+from .planfiles import plan_json, plan_text
+from .render_container import container_body
+from .render_dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
 from .site import Site
 from .templating import (
     RuntimeRef,
@@ -155,23 +150,6 @@ def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
     }
 
 
-def single_ups(plan: Plan, loaded: Loaded, sp: StepPlan) -> list[tuple[str, str, str | None]]:
-    """(upstream, variable holding its matching element's task_dir, constant value or None
-    when the value comes from the tasks file)."""
-    out = []
-    for u in single_match_upstreams(sp.step, loaded.axes):
-        up = plan.steps[u]
-        var = f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR"
-        const = None if up.axes else task_dir(plan.run_dir, u, 0)
-        out.append((u, var, const))
-    return out
-
-
-def _step_problem(loaded: Loaded, sp: StepPlan, key: tuple[Any, ...], msg: str) -> Problem:
-    i = next(k for k, s in enumerate(loaded.workflow.steps) if s.name == sp.name)
-    return loaded.doc.problem(("steps", i) + key, f"step {sp.name!r}: {msg}")
-
-
 def render_step_script(
     plan: Plan,
     loaded: Loaded,
@@ -185,7 +163,7 @@ def render_step_script(
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
     except jinja2.TemplateError as e:
-        raise InvalidInput([_step_problem(loaded, sp, ("run",), f"run: {e}")]) from e
+        raise InvalidInput([step_problem(loaded, sp, ("run",), f"run: {e}")]) from e
     extra = dataflow_context(plan, loaded, sp, site, files)
     ffrd_env = ffrd_environment(plan, loaded, sp, ctx, files)
     if sp.step.ffrd and sp.step.ffrd.config and sp.step.ffrd.config_via == "argv":
@@ -198,7 +176,7 @@ def render_step_script(
         try:
             step_env.append((k, as_shell_word(render_segments(_to_text(v), ctx))))
         except jinja2.TemplateError as e:
-            raise InvalidInput([_step_problem(loaded, sp, ("env", k), f"env {k}: {e}")]) from e
+            raise InvalidInput([step_problem(loaded, sp, ("env", k), f"env {k}: {e}")]) from e
     site_env = [(k, shlex.quote(_to_text(v))) for k, v in (site.env if site else {}).items()]
     rt = sp.retry
     tmpl_ctx = {
@@ -229,96 +207,6 @@ def render_step_script(
     return as_shell_code(segs)
 
 
-def dataflow_context(
-    plan: Plan, loaded: Loaded, sp: StepPlan, site: Site | None, files: dict[str, str]
-) -> dict[str, Any]:
-    """Template values (and spec files) for skips, when:, manifests, outputs, FFRD."""
-    step = sp.step
-    scripts = f"{plan.run_dir}/scripts"
-    singles = single_ups(plan, loaded, sp)
-    always = step.when is not None and step.when.strip() == ALWAYS
-    out: dict[str, Any] = {
-        "python": site.python if site else "python3",
-        "upstream_consts": [(var, shlex.quote(c)) for _, var, c in singles if c is not None],
-        "skip_checks": []
-        if always
-        else [(var, u) for u, var, _ in singles if step.after[u] == "each"],
-        "when_spec": "",
-        "manifest_spec": "",
-        "outputs_spec": "",
-        "ffrd_config": "",
-        "ffrd_dirs": [str(n) for n in range(len(step.ffrd.writable))] if step.ffrd else [],
-    }
-    if step.when is not None and not always:
-        spec = when_spec(step, loaded.params, sp.axes, {u: var for u, var, _ in singles})
-        files[f"scripts/{sp.name}.when.json"] = json.dumps(spec, default=str) + "\n"
-        out["when_spec"] = f"{scripts}/{sp.name}.when.json"
-    fan_in = fan_in_upstreams(step, loaded.axes)
-    if fan_in:
-        spec = manifest_spec(plan.run_dir, SHARD, fan_in, loaded.axes)
-        files[f"scripts/{sp.name}.manifest.json"] = json.dumps(spec, default=str) + "\n"
-        out["manifest_spec"] = f"{scripts}/{sp.name}.manifest.json"
-    if step.outputs and site and site.paths.results:
-        root = site.expand(site.paths.results)
-        spec = {
-            "globs": step.outputs,
-            "results": results_dir(root, plan.workflow, plan.run_id, sp.name),
-            "shard": SHARD,
-        }
-        files[f"scripts/{sp.name}.outputs.json"] = json.dumps(spec) + "\n"
-        out["outputs_spec"] = f"{scripts}/{sp.name}.outputs.json"
-    if step.ffrd and step.ffrd.config:
-        wf_dir = loaded.path.resolve().parent
-        files[f"scripts/{sp.name}.ffrd-config.json"] = read_workflow_file(wf_dir, step.ffrd.config)
-        out["ffrd_config"] = f"{scripts}/{sp.name}.ffrd-config.json"
-    return out
-
-
-def ffrd_environment(
-    plan: Plan, loaded: Loaded, sp: StepPlan, ctx: dict[str, Any], files: dict[str, str]
-) -> list[tuple[str, str]]:
-    """Cloud Compute plugin variables: event, payload id, FS data store on the run's scratch."""
-    f = sp.step.ffrd
-    if f is None:
-        return []
-    pid = f.payload_id or sp.name
-    if f.payload:
-        wf_dir = loaded.path.resolve().parent
-        files[f"ffrd/{pid}/payload"] = read_workflow_file(wf_dir, f.payload)
-    if f.event is not None:
-        try:
-            event = as_shell_word(render_segments(_to_text(f.event), ctx))
-        except jinja2.TemplateError as e:
-            raise InvalidInput([_step_problem(loaded, sp, ("ffrd", "event"), str(e))]) from e
-    elif "event" in sp.axes:
-        event = '"$HPCFLOW_ITEM_event"'
-    else:
-        event = '"$((HPCFLOW_INDEX + 1))"'
-    root = '"$HPCFLOW_RUN_DIR/ffrd"'
-    return [
-        ("CC_EVENT_IDENTIFIER", event),
-        ("CC_EVENT_NUMBER", '"$CC_EVENT_IDENTIFIER"'),
-        ("CC_PAYLOAD_ID", shlex.quote(pid)),
-        ("CC_MANIFEST_ID", shlex.quote(sp.name)),
-        ("CC_STORE_TYPE", "FS"),
-        ("FSB_ROOT_PATH", root),
-        ("CC_ROOT", root),
-    ]
-
-
-def image_path(loaded: Loaded, sp: StepPlan, site: Site, image: str) -> str:
-    """Where the step's image is on the cluster: pulled images in the site's cache, local
-    ones relative to the workflow file."""
-    if is_remote(image):
-        problem = check_ref(image, site.containers.runtime)
-        if problem:
-            raise InvalidInput([_step_problem(loaded, sp, ("container",), problem)])
-        return cache_path(site.expand(site.containers.image_cache), image, site.containers.runtime)
-    if image.startswith("/"):
-        return image
-    return f"{loaded.path.resolve().parent}/{image}"
-
-
 def render_pull(plan: Plan, sp: StepPlan, site: Site, env: jinja2.Environment) -> str:
     runtime = site.containers.runtime
     cache = site.expand(site.containers.image_cache)
@@ -346,69 +234,6 @@ def render_cleanup(
         "policy": loaded.workflow.cleanup,
     }
     return as_shell_code(render_segments(_load(env, "cleanup.sh.j2"), ctx, env))
-
-
-def container_body(
-    plan: Plan,
-    loaded: Loaded,
-    sp: StepPlan,
-    site: Site | None,
-    run: str,
-    step_env: list[str],
-    site_env: list[tuple[str, str]],
-) -> str:
-    """The body of the script's run function: the command itself on the host, or the
-    container launch running it with /bin/sh -c."""
-    wf = loaded.workflow
-    name_or_spec = sp.step.container or wf.defaults.container
-    runtime = site.containers.runtime if site else "none"
-    if name_or_spec is None or runtime == "none":
-        return run
-    spec = wf.containers[name_or_spec] if isinstance(name_or_spec, str) else name_or_spec
-    assert site is not None
-    image = image_path(loaded, sp, site, spec.image)
-    wf_dir = str(loaded.path.resolve().parent)
-    assert site is not None
-    binds = [Bind(plan.run_dir, plan.run_dir)]
-    # the workflow's folder only for steps that use it: Charliecloud (before 0.32) cannot
-    # create a mount point, so every bind destination must already exist in the image
-    texts = [sp.step.run, *map(str, sp.step.env.values()), *map(str, step_env_values(loaded))]
-    if any("workflow_dir" in t for t in texts):
-        binds.append(Bind(wf_dir, wf_dir, "ro"))
-    binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
-    if sp.step.ffrd:
-        binds += [
-            Bind(f"${{HPCFLOW_TASK_DIR}}/.ffrd/{n}", path, runtime=True)
-            for n, path in enumerate(sp.step.ffrd.writable)
-        ]
-    names = [
-        "HPCFLOW_RUN_ID",
-        "HPCFLOW_RUN_DIR",
-        "HPCFLOW_STEP",
-        "HPCFLOW_WORKFLOW_DIR",
-        "HPCFLOW_INDEX",
-        "HPCFLOW_TASK_DIR",
-    ]
-    names += [f"HPCFLOW_ITEM_{a}" for a in sp.axes]
-    names += [var for _, var, _ in single_ups(plan, loaded, sp)]
-    names += ["HPCFLOW_MANIFEST"] if fan_in_upstreams(sp.step, loaded.axes) else []
-    names += ["HPCFLOW_FFRD_CONFIG"] if sp.step.ffrd and sp.step.ffrd.config else []
-    names += [k for k, _ in site_env] + list(step_env)
-    la = launch(
-        runtime,
-        image,
-        binds=binds,
-        env_names=names,
-        workdir_var="HPCFLOW_TASK_DIR",
-        gpu=bool(sp.resources.gpus),
-        gpu_flag=site.containers.gpu_flag,
-    )
-    code = "set -e\n" + run
-    return "\n".join([*la.prelude, " ".join([*la.argv, "/bin/sh", "-c", shlex.quote(code)])])
-
-
-def step_env_values(loaded: Loaded) -> list[object]:
-    return list(loaded.workflow.defaults.env.values())
 
 
 def _load(env: jinja2.Environment, name: str) -> str:
@@ -493,66 +318,3 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
     files["plan.json"] = json.dumps(plan_json(plan, jobs), indent=2) + "\n"
     files["plan.txt"] = plan_text(plan, jobs)
     return RenderedRun(files, jobs, plan)
-
-
-def plan_json(plan: Plan, jobs: list[RenderedJob]) -> dict[str, Any]:
-    return {
-        "workflow": plan.workflow,
-        "run_id": plan.run_id,
-        "run_dir": plan.run_dir,
-        "max_array_size": plan.max_array_size,
-        "steps": [
-            {
-                "name": n,
-                "elements": plan.steps[n].n_elements,
-                "axes": {a: len(v) for a, v in plan.steps[n].axes.items()},
-                "base_axes": plan.steps[n].base_axes,
-                "group_axes": plan.steps[n].group_axes,
-            }
-            for n in plan.order
-        ],
-        "jobs": [
-            {
-                "step": j.step,
-                "job": j.job_index,
-                "chunk": j.chunk,
-                "name": j.name,
-                "array": j.array,
-                "tasks": j.n_tasks,
-                "group": {
-                    k: _to_text(v) for k, v in plan.steps[j.step].jobs[j.job_index].group.items()
-                },
-                "after": [{"kind": k, "step": s, "job": i} for k, s, i in j.deps],
-            }
-            for j in jobs
-        ],
-        "sbatch_calls": len(jobs),
-    }
-
-
-def plan_text(plan: Plan, jobs: list[RenderedJob]) -> str:
-    out = [
-        f"run {plan.run_id}: workflow {plan.workflow}, {len(plan.order)} steps, "
-        f"{len(jobs)} Slurm jobs (= sbatch calls), "
-        f"{sum(s.n_elements for s in plan.steps.values())} elements, "
-        f"MaxArraySize {plan.max_array_size}",
-        f"run dir: {plan.run_dir}",
-        "",
-    ]
-    for name in plan.order:
-        sp = plan.steps[name]
-        axes = " x ".join(f"{a}({len(v)})" for a, v in sp.axes.items()) or "no foreach"
-        out.append(f"step {name}: {sp.n_elements} element(s), {axes}; {len(sp.jobs)} job(s)")
-        for j in jobs:
-            if j.step != name:
-                continue
-            g = plan.steps[name].jobs[j.job_index].group
-            desc = [f"job {j.job_index}"]
-            if g:
-                desc.append("group " + ",".join(f"{k}={_to_text(v)}" for k, v in g.items()))
-            desc.append(f"chunk {j.chunk}")
-            desc.append(f"--array={j.array}" if j.array else "single job")
-            if j.deps:
-                desc.append("after " + " ".join(f"{k}:{s}[{i}]" for k, s, i in j.deps))
-            out.append("  " + "  ".join(desc))
-    return "\n".join(out) + "\n"
