@@ -206,3 +206,36 @@ def test_pull_on_the_login_node(slurm, hpcflow, tmp_path: Path) -> None:
         "host": {"COMPLETED": 1},
         "hms": {"COMPLETED": 20},
     }
+
+
+def test_failed_pull_then_retry_and_cleanup(slurm, hpcflow, tmp_path: Path) -> None:
+    """A pull that fails takes the container steps down (UPSTREAM_FAILED) but not the host
+    step; the on_success cleanup waits. `hpcflow retry` resubmits the pull, the container steps
+    and the cleanup, which then removes the run directory."""
+    site, wf, env = _setup(tmp_path)
+    wf.write_text(WF.replace("steps:", "cleanup: on_success\nsteps:"))
+    env["FAKE_APPTAINER_FAIL_ONCE"] = str(tmp_path / "failed-once")
+    sub = json.loads(
+        hpcflow("--site", str(site), "submit", str(wf), "--json", check=True, extra_env=env).stdout
+    )
+    w = hpcflow("watch", sub["run_id"], "--timeout", "180", "--interval", "1", extra_env=env)
+    assert w.returncode == 1, w.stdout + w.stderr
+    assert counts(status(hpcflow, sub["run_id"])) == {
+        "hpcflow-pull": {"FAILED": 1},
+        "host": {"COMPLETED": 1},
+        "hms": {"UPSTREAM_FAILED": 20},
+        "hpcflow-cleanup": {"UPSTREAM_FAILED": 1},
+    }
+    err = "".join(p.read_text() for p in Path(sub["run_dir"], "logs/hpcflow-pull").glob("*.out"))
+    assert "unauthorized" in err
+    r = hpcflow("retry", sub["run_id"], extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    w = hpcflow("watch", sub["run_id"], "--timeout", "180", "--interval", "1", extra_env=env)
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert counts(status(hpcflow, sub["run_id"])) == {
+        "hpcflow-pull": {"COMPLETED": 1},
+        "host": {"COMPLETED": 1},
+        "hms": {"COMPLETED": 20},
+        "hpcflow-cleanup": {"COMPLETED": 1},
+    }
+    assert not Path(sub["run_dir"]).exists()
