@@ -47,15 +47,25 @@ class Ctx:
         return load_site(self.site_name)
 
 
+_RUNNERS: dict[tuple[Any, ...], Any] = {}
+
+
 def runner_for(site: Any) -> Any:
+    """LocalRunner on the login node; SSHRunner when the site names a login host (one
+    connection per hpcflow command, reused by every call)."""
     from .runner import LocalRunner
 
-    if site is not None and site.login.host:
-        raise HpcflowError(
-            f"site {site.name!r} names login host {site.login.host!r}: "
-            "running over SSH is not available in this version"
+    if site is None or not site.login.host:
+        return LocalRunner()
+    from .runner_ssh import SSHRunner
+
+    lg = site.login
+    key = (lg.host, lg.user, lg.port, lg.key, lg.known_hosts)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = SSHRunner(
+            lg.host, user=lg.user, port=lg.port, key=lg.key, known_hosts=lg.known_hosts
         )
-    return LocalRunner()
+    return _RUNNERS[key]
 
 
 def handle_errors(f: F) -> F:

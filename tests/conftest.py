@@ -80,3 +80,76 @@ def path_shim(tmp_path: Path, command: str, before: str) -> str:
     (shim / command).write_text(f'#!/bin/sh\n{before}\nexec {real} "$@"\n')
     (shim / command).chmod(0o755)
     return f"{shim}:{os.environ['PATH']}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    """A real OpenSSH server on 127.0.0.1 with a throwaway host key and user key."""
+    import time
+
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd_bin).exists():
+        pytest.fail("sshd not installed: tests/cluster/slurm-lab up installs openssh-server")
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("hostkey", "userkey", "otherkey"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True
+        )
+    (d / "authorized_keys").write_text((d / "userkey.pub").read_text())
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n"
+        f"AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nLogLevel VERBOSE\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    log = open(d / "sshd.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    proc = subprocess.Popen(
+        [sshd_bin, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=log
+    )
+    for _ in range(100):
+        if "Server listening" in (d / "sshd.log").read_text():
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
+        time.sleep(0.05)
+    host_pub = (d / "hostkey.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    other = (d / "otherkey.pub").read_text().split()
+    (d / "known_hosts_changed").write_text(f"[127.0.0.1]:{port} {other[0]} {other[1]}\n")
+    (d / "known_hosts_empty").write_text("")
+    yield {
+        "port": port,
+        "dir": d,
+        "key": str(d / "userkey"),
+        "known_hosts": str(d / "known_hosts"),
+        "log": d / "sshd.log",
+    }
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def ssh_site(path: Path, scratch: Path, sshd: dict, **login: object) -> Path:
+    """The lab site reached over SSH through the test sshd."""
+    doc = yaml.safe_load((REPO / "site_configs" / "lab.yaml").read_text())
+    doc["paths"]["scratch"] = str(scratch)
+    doc["login"] = {
+        "host": "127.0.0.1",
+        "port": sshd["port"],
+        "key": sshd["key"],
+        "known_hosts": sshd["known_hosts"],
+        **login,
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
