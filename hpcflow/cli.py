@@ -388,7 +388,7 @@ def sites_check(name: str) -> None:
 
 
 # commands that change runs after submission live in cli_recovery; importing it registers them
-from . import cli_recovery  # noqa: E402,F401
+from . import cli_campaign, cli_recovery  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

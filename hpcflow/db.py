@@ -14,7 +14,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 from .errors import TrackerError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.
@@ -33,6 +33,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE step ADD COLUMN policy_json VARCHAR NOT NULL DEFAULT '{}'",
         ],
     ),
+    (3, []),  # campaign and batch tables: created by create_all below
 ]
 NETWORK_FS = {
     "nfs",
@@ -134,6 +135,33 @@ class Event(SQLModel, table=True):
     reason: str | None = None
 
 
+class CampaignRow(SQLModel, table=True):
+    __tablename__ = "campaign"
+    name: str = Field(primary_key=True, description="campaign name")
+    file: str = Field(description="campaign file it was first ticked from")
+    plan_hash: str = Field(description="hash of the event set and batch plan")
+    created_at: datetime = Field(default_factory=utcnow)
+    backoff_until: datetime | None = Field(default=None, description="no submission before")
+    refusals: int = Field(default=0, description="consecutive refused submissions")
+    note: str | None = Field(default=None, description="last tick's note")
+
+
+class BatchRow(SQLModel, table=True):
+    __tablename__ = "batch"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True, foreign_key="campaign.name")
+    index: int = Field(description="batch number, 0-based")
+    key: str = Field(unique=True, description="idempotency key <campaign>#<index>")
+    events_json: str = Field(description="the batch's events")
+    n_events: int
+    state: str = Field(default="WAITING", description="WAITING | SUBMITTING | SUBMITTED")
+    attempt: int = Field(default=0, description="submissions tried (label <key>#<attempt>)")
+    run_id: str | None = Field(default=None, index=True, description="the batch's run")
+    retries: int = Field(default=0, description="`retry_failed` rounds used")
+    submitted_at: datetime | None = None
+    note: str | None = None
+
+
 def default_db_path() -> Path:
     env = os.environ.get("HPCFLOW_DB")
     if env:
@@ -208,6 +236,7 @@ def migrate(engine: Engine) -> int:
                 if version > max(found, 1):
                     for sql in statements:
                         c.exec_driver_sql(sql)
+            SQLModel.metadata.create_all(c)  # tables added by later versions (checkfirst)
         c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
     return int(found)
 

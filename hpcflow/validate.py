@@ -31,8 +31,13 @@ class Loaded:
 
 
 def load_workflow(
-    path: str | Path, sets: list[str] | None = None, site: Site | None = None
+    path: str | Path,
+    sets: list[str] | None = None,
+    site: Site | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Loaded:
+    """Load and check a workflow. ``overrides`` sets params by value (campaign batches),
+    after ``sets`` (`--set k=v` text)."""
     p = Path(path)
     doc = load_file(p)
     if not isinstance(doc.data, dict):
@@ -44,6 +49,19 @@ def load_workflow(
     problems = check_graph(wf, doc)
     order = [] if problems else topo_order(wf)
     params = parse_set(sets or [], wf, doc)
+    for k, v in (overrides or {}).items():
+        if k not in params:
+            raise InvalidInput(
+                [
+                    Problem(
+                        str(p),
+                        1,
+                        f"the workflow has no parameter {k!r} (params: "
+                        f"{', '.join(params) or 'none'}); declare it under params:",
+                    )
+                ]
+            )
+        params[k] = v
     axes = resolve_axes(wf, params, doc, p.resolve().parent)
     problems += check_each(wf, doc, axes)
     if not problems:
