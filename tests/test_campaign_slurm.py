@@ -1,0 +1,203 @@
+"""Storm campaigns on the lab cluster: repeated ticks until done, overlapping ticks, failed
+events retried then reported, max_submit_jobs, Slurm refusals, and the same over SSH."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, path_shim, ssh_site, write_site
+
+pytestmark = pytest.mark.slurm
+
+
+def _campaign(tmp_path: Path, site: Path, file: str = "campaign.yaml", **changes: object) -> Path:
+    shutil.copy(REPO / "examples/campaign/workflow.yaml", tmp_path / "workflow.yaml")
+    doc = yaml.safe_load((REPO / "examples/campaign/campaign.yaml").read_text())
+    doc["site"] = str(site)
+    doc.update(changes)
+    path = tmp_path / file
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _j(hpcflow, *args: str, **kw) -> dict:
+    p = hpcflow(*args, "--json", **kw)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout)
+
+
+def _drive(hpcflow, camp: Path, timeout: float = 240, **kw) -> list[dict]:
+    ticks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticks.append(_j(hpcflow, "campaign", "tick", str(camp), **kw))
+        if _j(hpcflow, "campaign", "status", str(camp), **kw)["finished"]:
+            return ticks
+        time.sleep(2)
+    raise AssertionError(f"campaign not finished after {timeout}s: {ticks[-3:]}")
+
+
+def test_campaign_runs_to_the_end_with_retry_and_failure_report(
+    slurm, hpcflow, tmp_path: Path
+) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    camp = _campaign(tmp_path, site, params={"fail_events": [7], "flaky_events": [33]})
+    first = _j(hpcflow, "campaign", "tick", str(camp))
+    assert [s["batch"] for s in first["submitted"]] == [0, 1]  # max_in_flight 2
+    ticks = [first, *_drive(hpcflow, camp)]
+    submitted = [s["batch"] for t in ticks for s in t["submitted"]]
+    assert submitted == [0, 1, 2]  # each batch exactly once
+    retried = [r["batch"] for t in ticks for r in t["retried"]]
+    assert sorted(retried) == [0, 1]  # event 7 (batch 0) and event 33 (batch 1) failed once
+    doc = _j(hpcflow, "campaign", "status", str(camp), "--failed-csv", str(tmp_path / "f.csv"))
+    assert doc["events"] == {"total": 60, "done": 59, "failed": 1, "running": 0, "pending": 0}
+    assert doc["finished"] is True
+    assert [(b["index"], b["state"], b["events"]) for b in doc["batches"]] == [
+        (0, "FAILED", 20),
+        (1, "COMPLETED", 20),
+        (2, "COMPLETED", 20),
+    ]
+    assert doc["batches"][0]["retries"] == 1 and doc["throughput_per_hour"] > 0
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    assert [(r["event"], r["steps"], r["states"]) for r in rows] == [("7", "hms", "FAILED")]
+    # the failed events file is a campaign's event set as it is
+    rerun = _campaign(
+        tmp_path, site, "rerun.yaml", name="rerun", events={"file": "f.csv", "column": "event"}
+    )
+    plan = _j(hpcflow, "campaign", "plan", str(rerun))
+    assert plan["events"] == 1 and plan["batches"][0]["first"] == 7
+    # one run per batch in the tracker, labelled with the batch's idempotency key
+    runs = _j(hpcflow, "runs")["runs"]
+    assert sorted(r["label"] for r in runs) == [f"demo-storms#{i}#1" for i in range(3)]
+    # ticking a finished campaign does nothing
+    again = _j(hpcflow, "campaign", "tick", str(camp))
+    assert again["submitted"] == [] and again["retried"] == []
+
+
+def test_overlapping_ticks_submit_one_batch(slurm, hpcflow, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    camp = _campaign(tmp_path, site, max_in_flight=1)
+    env = dict(
+        os.environ,
+        HPCFLOW_DB=str(tmp_path / "db" / "tracker.db"),
+        PATH=path_shim(tmp_path, "sbatch", "sleep 2"),  # a slow slurmctld: ticks overlap
+    )
+    cmd = [sys.executable, "-m", "hpcflow", "campaign", "tick", str(camp), "--json"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert sorted("skipped" in o for o in outs) == [False, True], outs
+    done = next(o for o in outs if "skipped" not in o)
+    assert [s["batch"] for s in done["submitted"]] == [0]
+    assert len(_j(hpcflow, "runs")["runs"]) == 1
+    hpcflow("cancel", done["submitted"][0]["run_id"], check=True)
+
+
+def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> None:
+    site = write_site(
+        tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001, max_submit_jobs=50
+    )
+    camp = _campaign(tmp_path, site, max_in_flight=3)
+    t = _j(hpcflow, "campaign", "tick", str(camp))
+    assert [s["batch"] for s in t["submitted"]] == [0, 1]  # 2 x 21 jobs fit under 50, 3 do not
+    assert any(n.startswith("throttled:") for n in t["notes"]), t
+    queued = subprocess.run(
+        ["squeue", "-h", "-r", "-u", "root", "-o", "%i"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(queued) <= 50
+    for s in t["submitted"]:
+        hpcflow("cancel", s["run_id"], check=True)
+    # a batch that alone would exceed the limit is made smaller, and the plan says so
+    site15 = write_site(
+        tmp_path / "s15.yaml", tmp_path / "scratch", max_array_size=1001, max_submit_jobs=15
+    )
+    plan = _j(hpcflow, "campaign", "plan", str(_campaign(tmp_path, site15, "s.yaml", name="s")))
+    assert plan["batch_size"] == 14 and plan["jobs_per_batch"] == 15
+    assert len(plan["batches"]) == 5 and "max_submit_jobs (15)" in plan["note"]
+
+
+def test_refused_batch_backs_off(slurm, hpcflow, tmp_path: Path) -> None:
+    """QOS lab-tiny lets a user have 2 jobs: Slurm refuses the batch; the tick records it,
+    leaves the batch waiting and backs off instead of hammering slurmctld."""
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    camp = _campaign(tmp_path, site)
+    wf = tmp_path / "workflow.yaml"
+    doc = yaml.safe_load(wf.read_text())
+    doc["defaults"]["resources"]["qos"] = "lab-tiny"
+    wf.write_text(yaml.safe_dump(doc))
+    t = _j(hpcflow, "campaign", "tick", str(camp))
+    assert t["submitted"] == [] and "backing off" in t["notes"][0], t
+    assert "QOSMaxSubmitJobPerUserLimit" in t["notes"][0] or "policy" in t["notes"][0]
+    st = _j(hpcflow, "campaign", "status", str(camp))
+    assert st["backoff_until"] and st["batches"][0]["state"] == "WAITING"
+    t2 = _j(hpcflow, "campaign", "tick", str(camp))
+    assert t2["submitted"] == [] and "not submitting before" in t2["notes"][0]
+
+
+def test_campaign_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> None:
+    site = ssh_site(tmp_path / "site.yaml", tmp_path / "scratch", sshd)
+    camp = _campaign(tmp_path, site, max_in_flight=3)
+    ticks = _drive(hpcflow, camp)
+    assert [s["batch"] for t in ticks for s in t["submitted"]] == [0, 1, 2]
+    doc = _j(hpcflow, "campaign", "status", str(camp))
+    assert doc["events"]["done"] == 60 and doc["finished"]
+
+
+def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch")
+    camp = _campaign(tmp_path, site)
+    tab = tmp_path / "crontab"
+    tab.write_text("MAILTO=''\n0 3 * * * /usr/bin/backup\n")
+    env = {"HPCFLOW_CRONTAB_FILE": str(tab)}
+    p = hpcflow("campaign", "schedule", str(camp), "--cron", "*/15 * * * *", extra_env=env)
+    assert p.returncode == 0, p.stderr
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=''", "0 3 * * * /usr/bin/backup"]
+    db = tmp_path / "db" / "tracker.db"
+    assert lines[2] == (
+        f"*/15 * * * * {sys.executable} -m hpcflow --db {db} campaign tick {camp} "
+        f">> {db.parent}/logs/campaign-demo-storms.log 2>&1 # hpcflow-campaign:demo-storms"
+    )
+    again = hpcflow("campaign", "schedule", str(camp), "--cron", "0 * * * *", extra_env=env)
+    assert again.returncode == 1 and "already has an entry" in again.stderr
+    show = hpcflow("campaign", "schedule", str(camp), "--show", extra_env=env)
+    assert show.stdout.strip() == lines[2]
+    bad = hpcflow("campaign", "schedule", str(camp), "--remove", extra_env=env)
+    assert bad.returncode == 0 and "# hpcflow-campaign" not in tab.read_text()
+    assert tab.read_text().splitlines() == lines[:2]
+    evil = hpcflow(
+        "campaign", "schedule", str(camp), "--cron", "* * * * * ; rm -rf ~", extra_env=env
+    )
+    assert evil.returncode != 0 and "not a crontab schedule" in evil.stderr
+
+
+def test_tick_that_died_mid_submission_is_settled(slurm, hpcflow, tmp_path: Path) -> None:
+    """A tick killed after recording a batch's idempotency key: if its run exists (found by
+    label) the batch adopts it; if not, nothing reached Slurm and the batch waits again."""
+    import sqlite3
+
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    camp = _campaign(tmp_path, site, max_in_flight=1)
+    t = _j(hpcflow, "campaign", "tick", str(camp))
+    run_id = t["submitted"][0]["run_id"]
+    db = sqlite3.connect(tmp_path / "db" / "tracker.db")
+    with db:  # batch 0: died after submitting; batch 1: died before its run was recorded
+        db.execute("UPDATE batch SET state='SUBMITTING', run_id=NULL WHERE \"index\"=0")
+        db.execute("UPDATE batch SET state='SUBMITTING', attempt=1 WHERE \"index\"=1")
+    db.close()
+    t2 = _j(hpcflow, "campaign", "tick", str(camp))
+    assert t2["submitted"] == [] and t2["in_flight"] == 1
+    st = _j(hpcflow, "campaign", "status", str(camp))
+    assert st["batches"][0]["run_id"] == run_id
+    assert [b["state"] for b in st["batches"][1:]] == ["WAITING", "WAITING"]
+    assert len(_j(hpcflow, "runs")["runs"]) == 1
+    hpcflow("cancel", run_id, check=True)
