@@ -102,6 +102,11 @@ def test_bad_key_and_unreachable_host(sshd, tmp_path: Path) -> None:
     )
     with pytest.raises(RunnerError, match="SSH authentication failed for .* with key"):
         r.run(["true"])
+    ok = SSHRunner("127.0.0.1", port=sshd["port"], key=sshd["key"], known_hosts=sshd["known_hosts"])
+    with pytest.raises(RunnerError, match="sleep 5 on 127.0.0.1: no answer within 1s"):
+        ok.run(["sleep", "5"], timeout=1)
+    with pytest.raises(RunnerError, match="no-such-command: command not found on 127.0.0.1"):
+        ok.run(["no-such-command"])
     from .conftest import _free_port
 
     closed = SSHRunner("127.0.0.1", port=_free_port(), known_hosts=sshd["known_hosts"])
