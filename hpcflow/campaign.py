@@ -135,9 +135,11 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
                 out["notes"].append(f"batch {b.index}: {b.note}")
             _save(engine, b)
     runs = _runs(engine, ids)
-    in_flight = sum(
-        1 for b in batches if b.state == "SUBMITTED" and runs[b.run_id or ""].state in ACTIVE
-    ) + len(out["retried"])
+    in_flight = sum(  # retried runs are PENDING again, so they count
+        1
+        for b in batches
+        if b.state == "SUBMITTED" and b.run_id in runs and runs[b.run_id].state in ACTIVE
+    )
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)
         assert camp is not None
@@ -317,5 +319,7 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         if camp and camp.backoff_until
         else None,
         "failed_events": ev["failed"],
-        "finished": counts["running"] == 0 and counts["pending"] == 0,
+        "finished": counts["running"] == 0
+        and counts["pending"] == 0
+        and not any(r["state"] in (*ACTIVE, "WAITING", "SUBMITTING") for r in rows),
     }

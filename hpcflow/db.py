@@ -178,6 +178,26 @@ def _check_perms(path: Path) -> None:
         raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
 
 
+def _wal(cur: Any) -> None:
+    """WAL mode, set once per database file. Switching journal modes takes an exclusive lock
+    and SQLite may answer SQLITE_BUSY at once, without its busy handler, while another process
+    has the file open (two hpcflow processes creating a database together): retry then."""
+    import sqlite3
+    import time
+
+    for _ in range(300):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            time.sleep(0.1)
+    raise TrackerError("the tracker database stayed locked for 30 s while switching to WAL mode")
+
+
 def open_db(path: str | Path | None = None) -> Engine:
     p = Path(path).expanduser() if path else default_db_path()
     warning = network_fs_warning(p)
@@ -199,9 +219,9 @@ def open_db(path: str | Path | None = None) -> Engine:
     def _pragmas(conn: Any, _rec: Any) -> None:
         conn.isolation_level = None  # we issue BEGIN ourselves
         cur = conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
+        _wal(cur)
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
