@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,14 @@ def status(obj: Ctx, file: str, as_json: bool, failed_csv: str | None) -> None:
             )
 
 
+def hpcflow_command() -> list[str]:
+    """The absolute hpcflow that is running now: its console script, else python -m."""
+    for candidate in (Path(sys.argv[0]), Path(sys.executable).parent / "hpcflow"):
+        if candidate.name == "hpcflow" and candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate.resolve())]
+    return [sys.executable, "-m", "hpcflow"]
+
+
 @campaign.command("schedule")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--cron", "expr", help="Crontab schedule, e.g. '*/15 * * * *'.")
@@ -182,7 +191,7 @@ def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) ->
     db = str(Path(obj.engine.url.database).resolve())
     log_dir = Path(db).parent / "logs"
     log_dir.mkdir(mode=0o700, exist_ok=True)
-    argv = [sys.executable, "-m", "hpcflow", "--db", db]
+    argv = [*hpcflow_command(), "--db", db]
     if obj.site_name and not lc.campaign.site:
         argv += [
             "--site",

@@ -171,7 +171,7 @@ def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
     assert lines[:2] == ["MAILTO=''", "0 3 * * * /usr/bin/backup"]
     db = tmp_path / "db" / "tracker.db"
     assert lines[2] == (
-        f"*/15 * * * * {sys.executable} -m hpcflow --db {db} campaign tick {camp} "
+        f"*/15 * * * * {Path(sys.executable).parent / 'hpcflow'} --db {db} campaign tick {camp} "
         f">> {db.parent}/logs/campaign-demo-storms.log 2>&1 # hpcflow-campaign:demo-storms"
     )
     again = hpcflow("campaign", "schedule", str(camp), "--cron", "0 * * * *", extra_env=env)
