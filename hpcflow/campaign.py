@@ -217,8 +217,12 @@ def _clear_backoff(engine: Engine, name: str) -> None:
 def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
     """Every event: done / failed / running / pending, from its batch run's tasks."""
     axis, c = lc.campaign.event_axis, lc.campaign
-    batches = _batches(engine, lc.name) if _planned(engine, lc.name) else []
+    batches = _batches(engine, lc.name)  # none before the first tick stores the plan
     runs = _runs(engine, [b.run_id for b in batches if b.run_id])
+    by_run: dict[str, list[Task]] = {}
+    with session(engine) as s:
+        for t in s.exec(select(Task).where(col(Task.run_id).in_(list(runs)))):
+            by_run.setdefault(t.run_id, []).append(t)
     state: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     for b in batches:
@@ -227,10 +231,8 @@ def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         if b.state != "SUBMITTED" or run is None:
             state.update({str(e): "pending" for e in events})
             continue
-        with session(engine) as s:
-            tasks = list(s.exec(select(Task).where(Task.run_id == run.id)))
         per: dict[str, list[Task]] = {}
-        for t in tasks:
+        for t in by_run.get(run.id, []):
             item = json.loads(t.item_json)
             if axis in item:
                 per.setdefault(str(item[axis]), []).append(t)
@@ -238,39 +240,22 @@ def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         for e in events:
             ts = per.get(str(e), [])
             sts = [TaskState(t.state) for t in ts]
+            row = {"event": e, "batch": b.index, "run_id": run.id}
             if ts and all(s in SUCCESS for s in sts):
                 state[str(e)] = "done"
             elif any(s in TERMINAL and s not in SUCCESS for s in sts) and gave_up:
                 state[str(e)] = "failed"
                 bad = [t for t in ts if TaskState(t.state) not in SUCCESS]
+                steps = ";".join(sorted({t.step for t in bad}))
                 failed.append(
-                    {
-                        "event": e,
-                        "batch": b.index,
-                        "run_id": run.id,
-                        "steps": ";".join(sorted({t.step for t in bad})),
-                        "states": ";".join(sorted({t.state for t in bad})),
-                    }
+                    row | {"steps": steps, "states": ";".join(sorted({t.state for t in bad}))}
                 )
             elif run.state == "CANCELLED":
                 state[str(e)] = "failed"
-                failed.append(
-                    {
-                        "event": e,
-                        "batch": b.index,
-                        "run_id": run.id,
-                        "steps": "",
-                        "states": "CANCELLED",
-                    }
-                )
+                failed.append(row | {"steps": "", "states": "CANCELLED"})
             else:
                 state[str(e)] = "running"
     return {"state": state, "failed": failed, "batches": batches, "runs": runs}
-
-
-def _planned(engine: Engine, name: str) -> bool:
-    with session(engine) as s:
-        return s.get(CampaignRow, name) is not None
 
 
 def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
@@ -280,7 +265,8 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         counts[st] += 1
     if not ev["batches"]:
         counts["pending"] = len(lc.events)
-    batches = ev["batches"] or [None] * len(lc.batches())
+    planned = lc.batches()
+    batches = ev["batches"] or [None] * len(planned)
     runs: dict[str, Run] = ev["runs"]
     first = min((b.submitted_at for b in ev["batches"] if b.submitted_at), default=None)
     now = utcnow()
@@ -291,9 +277,7 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
     rows = []
     for i, b in enumerate(batches):
         if b is None:
-            rows.append(
-                {"index": i, "run_id": None, "state": "WAITING", "events": len(lc.batches()[i])}
-            )
+            rows.append({"index": i, "run_id": None, "state": "WAITING", "events": len(planned[i])})
             continue
         run = runs.get(b.run_id or "")
         rows.append(

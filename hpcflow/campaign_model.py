@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .compiler import images_to_pull
 from .errors import InvalidInput, Problem
+from .expand import n_elements
 from .model import WORKFLOW_NAME, Strict
 from .pydantic_errors import problems_from
 from .site import Site, load_site
@@ -173,12 +174,7 @@ def load_campaign(path: str | Path, site_override: str | None = None) -> LoadedC
 
 def _jobs(loaded: Loaded, site: Site) -> int:
     """Slurm jobs a batch puts in the queue: every array element counts (MaxSubmitJobs)."""
-    n = 0
-    for axes in loaded.axes.values():
-        k = 1
-        for v in axes.values():
-            k *= len(v)
-        n += k
+    n = sum(n_elements(axes) for axes in loaded.axes.values())
     extra = (loaded.workflow.cleanup != "never") + bool(images_to_pull(loaded, site))
     return n + int(extra)
 

@@ -201,12 +201,17 @@ def step_image(loaded: Loaded, step: Step) -> str | None:
     return (loaded.workflow.containers[spec] if isinstance(spec, str) else spec).image
 
 
+def remote_images_used(loaded: Loaded) -> list[str]:
+    """Remote images named by the workflow's container steps (sorted, once each)."""
+    used = [step_image(loaded, s) for s in loaded.workflow.steps]
+    return remote_images([i for i in used if i])
+
+
 def images_to_pull(loaded: Loaded, site: Site | None) -> list[str]:
     """Remote images used by container steps, when this site pulls them in a job."""
     if site is None or site.containers.runtime == "none" or site.containers.pull != "job":
         return []
-    used = [step_image(loaded, s) for s in loaded.workflow.steps]
-    return remote_images([i for i in used if i])
+    return remote_images_used(loaded)
 
 
 def _small_job(site: Site | None, time: str) -> Resources:

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import jobtool
 from .errors import Problem
+from .expand import n_elements
 from .model import Step, Workflow
 from .yamlsafe import Located
 
@@ -131,15 +132,8 @@ def manifest_spec(
     return {
         "run_dir": run_dir,
         "shard": shard,
-        "upstreams": [{"step": u, "axes": axes[u], "n": _count(axes[u])} for u in ups],
+        "upstreams": [{"step": u, "axes": axes[u], "n": n_elements(axes[u])} for u in ups],
     }
-
-
-def _count(axes: dict[str, list[Any]]) -> int:
-    n = 1
-    for v in axes.values():
-        n *= len(v)
-    return n
 
 
 def results_dir(results_root: str, workflow: str, run_id: str, step: str) -> str:

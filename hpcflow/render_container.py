@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from .compiler import Plan, StepPlan
+from .compiler import Plan, StepPlan, step_image
 from .containers import Bind, is_remote, launch
 from .dataflow import fan_in_upstreams
 from .errors import InvalidInput
@@ -39,20 +39,17 @@ def container_body(
 ) -> str:
     """The body of the script's run function: the command itself on the host, or the
     container launch running it with /bin/sh -c."""
-    wf = loaded.workflow
-    name_or_spec = sp.step.container or wf.defaults.container
-    runtime = site.containers.runtime if site else "none"
-    if name_or_spec is None or runtime == "none":
+    ref = step_image(loaded, sp.step)
+    if ref is None or site is None or site.containers.runtime == "none":
         return run
-    spec = wf.containers[name_or_spec] if isinstance(name_or_spec, str) else name_or_spec
-    assert site is not None
-    image = image_path(loaded, sp, site, spec.image)
+    runtime = site.containers.runtime
+    image = image_path(loaded, sp, site, ref)
     wf_dir = str(loaded.path.resolve().parent)
-    assert site is not None
     binds = [Bind(plan.run_dir, plan.run_dir)]
     # the workflow's folder only for steps that use it: Charliecloud (before 0.32) cannot
     # create a mount point, so every bind destination must already exist in the image
-    texts = [sp.step.run, *map(str, sp.step.env.values()), *map(str, step_env_values(loaded))]
+    env_values = [*sp.step.env.values(), *loaded.workflow.defaults.env.values()]
+    texts = [sp.step.run, *map(str, env_values)]
     if any("workflow_dir" in t for t in texts):
         binds.append(Bind(wf_dir, wf_dir, "ro"))
     binds += [Bind.parse(site.expand(b)) for b in site.containers.binds]
@@ -85,7 +82,3 @@ def container_body(
     )
     code = "set -e\n" + run
     return "\n".join([*la.prelude, " ".join([*la.argv, "/bin/sh", "-c", shlex.quote(code)])])
-
-
-def step_env_values(loaded: Loaded) -> list[object]:
-    return list(loaded.workflow.defaults.env.values())

@@ -4,10 +4,10 @@ pulled on the login node when the site says so; which sbatch gets registry crede
 
 from __future__ import annotations
 
-from .compiler import step_image
+from .compiler import remote_images_used
 from .dataflow import PULL_STEP
 from .errors import HpcflowError, RunnerError
-from .images import cache_path, credentials_from_env, pull_script, read_credentials, remote_images
+from .images import cache_path, credentials_from_env, pull_script, read_credentials
 from .paths import SHARD
 from .render import RenderedRun
 from .runner import Runner
@@ -68,7 +68,7 @@ def pull_on_login(rr: RenderedRun, loaded: Loaded, site: Site, runner: Runner) -
     """containers.pull: login: pull remote images here, before any job is submitted."""
     if site.containers.pull != "login" or site.containers.runtime == "none":
         return []
-    refs = remote_images([i for s in loaded.workflow.steps if (i := step_image(loaded, s))])
+    refs = remote_images_used(loaded)
     creds = (
         read_credentials(site.containers.credentials)
         if site.containers.credentials

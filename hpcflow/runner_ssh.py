@@ -184,13 +184,8 @@ class SSHRunner:
         sftp.posix_rename(tmp, path)
 
     def append_file(self, path: str, data: str) -> None:
-        try:
-            with self.sftp().open(path, "ab") as f:
-                f.write(data.encode())
-        except OSError:
-            raise
-        except Exception as e:  # paramiko raises IOError subclasses, but be explicit
-            raise OSError(str(e)) from e
+        with self.sftp().open(path, "ab") as f:  # paramiko reports SFTP errors as OSError
+            f.write(data.encode())
 
     def makedirs(self, path: str, mode: int = 0o750) -> None:
         sftp = self.sftp()
