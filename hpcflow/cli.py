@@ -123,9 +123,12 @@ set_option = click.option(
 def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
     """Check WORKFLOW (and, with --site, what the site can provide)."""
     from .expand import n_elements
+    from .render import check_templates
     from .validate import load_workflow
 
-    loaded = load_workflow(workflow, list(sets), obj.site(required=False))
+    site = obj.site(required=False)
+    loaded = load_workflow(workflow, list(sets), site)
+    check_templates(loaded, site)
     total = sum(n_elements(a) for a in loaded.axes.values())
     click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
 

@@ -27,9 +27,11 @@ from .render_dataflow import dataflow_context, ffrd_environment, single_ups, ste
 from .site import Site
 from .templating import (
     RuntimeRef,
+    Sandbox,
     _to_text,
     as_shell_code,
     as_shell_word,
+    configure,
     namespace,
     render_segments,
 )
@@ -64,13 +66,15 @@ def _template_env(site: Site | None) -> jinja2.Environment:
         base = Path(site.source).parent if site.source.endswith((".yaml", ".yml")) else Path()
         dirs.append(str((base / site.expand(site.job_templates)).resolve()))
     dirs.append(str(resources_dir("job_templates")))
-    return jinja2.Environment(
+    env = Sandbox(
         loader=jinja2.FileSystemLoader(dirs),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    configure(env)
+    return env
 
 
 def _check_directive(step: str, flag: str, value: str) -> str:
@@ -160,12 +164,18 @@ def render_step_script(
 ) -> str:
     """The step's sbatch script; spec files the script reads go into ``files``."""
     ctx = _context(plan, loaded, sp)
+    problems: list[Problem] = []
+    run = ""
     try:
         run = as_shell_code(render_segments(sp.step.run, ctx)).rstrip("\n")
     except jinja2.TemplateError as e:
-        raise InvalidInput([step_problem(loaded, sp, ("run",), f"run: {e}")]) from e
+        problems.append(step_problem(loaded, sp, ("run",), f"run: {e}"))
     extra = dataflow_context(plan, loaded, sp, site, files)
-    ffrd_env = ffrd_environment(plan, loaded, sp, ctx, files)
+    try:
+        ffrd_env = ffrd_environment(plan, loaded, sp, ctx, files)
+    except InvalidInput as e:
+        problems += e.problems
+        ffrd_env = []
     if sp.step.ffrd and sp.step.ffrd.config and sp.step.ffrd.config_via == "argv":
         run += ' "$(cat "$HPCFLOW_FFRD_CONFIG")"'
     elif sp.step.ffrd and sp.step.ffrd.config and sp.step.ffrd.config_via == "stdin":
@@ -176,7 +186,13 @@ def render_step_script(
         try:
             step_env.append((k, as_shell_word(render_segments(_to_text(v), ctx))))
         except jinja2.TemplateError as e:
-            raise InvalidInput([step_problem(loaded, sp, ("env", k), f"env {k}: {e}")]) from e
+            if k in sp.step.env:
+                problems.append(step_problem(loaded, sp, ("env", k), f"env {k}: {e}"))
+            else:
+                msg = f"step {sp.name!r}: defaults env {k}: {e}"
+                problems.append(loaded.doc.problem(("defaults", "env", k), msg))
+    if problems:
+        raise InvalidInput(problems)
     site_env = [(k, shlex.quote(_to_text(v))) for k, v in (site.env if site else {}).items()]
     rt = sp.retry
     tmpl_ctx = {
@@ -279,6 +295,24 @@ def quoted_values(sp: StepPlan) -> dict[str, dict[Any, str]]:
 
 def job_name(run_id: str, step: str, job_index: int) -> str:
     return f"hpcflow.{run_id}.{step}.{job_index}"
+
+
+def check_templates(loaded: Loaded, site: Site | None) -> None:
+    """Render every step's script (not the per-element tasks files) as `render` would,
+    so `validate` reports the same template problems, all at once."""
+    from .compiler import compile_plan
+
+    m = (site.limits.max_array_size if site else None) or 1001
+    plan = compile_plan(loaded, site, m, "validate-0000", "/validate/run")
+    env = _template_env(site)
+    problems: list[Problem] = []
+    for name in loaded.order:
+        try:
+            render_step_script(plan, loaded, plan.steps[name], site, env, {})
+        except InvalidInput as e:
+            problems += e.problems
+    if problems:
+        raise InvalidInput(problems)
 
 
 def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:

@@ -46,6 +46,9 @@ class Partition(Strict):
 class Limits(Strict):
     max_array_size: int | None = Field(None, ge=2, description="null = ask scontrol")
     max_submit_jobs: int | None = Field(None, ge=1, description="per-user job cap")
+    max_elements: int = Field(
+        2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
+    )
 
 
 class Paths(Strict):

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from .dataflow import RESERVED_STEPS, check_when
 from .errors import InvalidInput, Problem
-from .expand import parse_set, resolve_axes
+from .expand import DEFAULT_MAX_ELEMENTS, parse_set, resolve_axes
 from .model import Resources, Step, Workflow
 from .pydantic_errors import problems_from
 from .site import Site
@@ -35,9 +35,11 @@ def load_workflow(
     sets: list[str] | None = None,
     site: Site | None = None,
     overrides: dict[str, Any] | None = None,
+    max_elements: int | None = None,
 ) -> Loaded:
     """Load and check a workflow. ``overrides`` sets params by value (campaign batches),
-    after ``sets`` (`--set k=v` text)."""
+    after ``sets`` (`--set k=v` text). ``max_elements`` (default: the site's
+    limits.max_elements) bounds the expansion before it happens."""
     p = Path(path)
     doc = load_file(p)
     if not isinstance(doc.data, dict):
@@ -62,7 +64,9 @@ def load_workflow(
                 ]
             )
         params[k] = v
-    axes = resolve_axes(wf, params, doc, p.resolve().parent)
+    if max_elements is None:
+        max_elements = site.limits.max_elements if site is not None else DEFAULT_MAX_ELEMENTS
+    axes = resolve_axes(wf, params, doc, p.resolve().parent, max_elements)
     problems += check_each(wf, doc, axes)
     if not problems:
         problems += check_when(wf, doc, axes, params)

@@ -1,11 +1,16 @@
 """Safe YAML loading that remembers the line of every key and list item.
 
-Only the standard YAML tags are accepted, duplicate keys are errors, and alias expansion is
-bounded, so a "billion laughs" document fails fast instead of eating the login node.
+Only the standard YAML tags are accepted, duplicate keys are errors, files and alias expansion
+are bounded, so a "billion laughs" document or /dev/zero fails fast instead of eating the login
+node. Plain scalars follow YAML 1.2's core schema, stricter still (docs/workflow-format.md):
+``007``, ``08``, ``1:30``, ``yes``/``no``/``on``/``off`` and dates stay strings as written;
+``true``/``false``, ``null``/``~``, decimal integers without leading zeros and decimal floats
+are typed.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,37 @@ import yaml
 from .errors import InvalidInput, Problem
 
 Path_ = tuple[Any, ...]
-MAX_NODES = 200_000
+MAX_NODES = 1_000_000  # YAML nodes after alias expansion
+MAX_BYTES = 16 * 1024 * 1024  # a workflow, site or campaign file
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loader with the strict core-schema resolvers below (no YAML 1.1 surprises)."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}
+
+
+_RESOLVERS = [
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", "<"),
+]
+for _tag, _rx, _first in _RESOLVERS:
+    Loader.add_implicit_resolver("tag:yaml.org,2002:" + _tag, re.compile(_rx), list(_first))
+# "1" and "+1" match float too; int wins because it is listed first (checked in order)
+
+
+def load_scalar(text: str) -> Any:
+    """One plain scalar or flow collection, typed by the same rules as files."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a safe loader
 
 
 class Located:
@@ -40,7 +75,12 @@ class Located:
 
 def load_text(text: str, file: str) -> Located:
     """Parse YAML text; raise InvalidInput naming the file and line on any problem."""
-    loader = yaml.SafeLoader(text)
+    text = text.removeprefix("\ufeff")
+    nul = text.find("\0")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise InvalidInput([Problem(file, line, "NUL byte in the file: is it a text file?")])
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
@@ -59,15 +99,41 @@ def load_text(text: str, file: str) -> Located:
     return Located(data, lines, file)
 
 
-def load_file(path: str | Path) -> Located:
+def read_text_bounded(path: str | Path, limit: int = MAX_BYTES, what: str = "file") -> str:
+    """A UTF-8 text file of at most ``limit`` bytes (a BOM is dropped); problems name the
+    line (not the byte offset) of a bad byte."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
     except FileNotFoundError as e:
-        raise InvalidInput([Problem(str(p), 1, "file not found")]) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput([Problem(str(p), 1, f"cannot read: {e}")]) from e
-    return load_text(text, str(p))
+        raise InvalidInput([Problem(str(p), 1, f"{what} not found")]) from e
+    except IsADirectoryError as e:
+        raise InvalidInput([Problem(str(p), 1, f"{what} is a directory")]) from e
+    except OSError as e:
+        raise InvalidInput([Problem(str(p), 1, f"cannot read: {e.strerror or e}")]) from e
+    if len(data) > limit:
+        raise InvalidInput(
+            [
+                Problem(
+                    str(p),
+                    1,
+                    f"{what} is over {limit // (1024 * 1024)} MB; put long value lists in "
+                    "a CSV and use foreach `file:` (or events `file:`)",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InvalidInput(
+            [Problem(str(p), line, "not UTF-8 text (save the file as UTF-8)")]
+        ) from e
+
+
+def load_file(path: str | Path) -> Located:
+    return load_text(read_text_bounded(path), str(path))
 
 
 _STD = "tag:yaml.org,2002:"
@@ -91,7 +157,8 @@ def _build(
                 Problem(
                     file,
                     node.start_mark.line + 1,
-                    f"document too large (aliases expand to over {MAX_NODES} nodes)",
+                    f"document too large: over {MAX_NODES:,} YAML values (counting every "
+                    "alias expansion); put long value lists in a CSV and use foreach `file:`",
                 )
             ]
         )

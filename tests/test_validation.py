@@ -149,7 +149,7 @@ def test_billion_laughs_is_bounded(tmp_path: Path) -> None:
 def test_set_unknown_param_is_an_error(tmp_path: Path) -> None:
     _, res = _validate(tmp_path, GOOD, "--set", "nn=4")
     assert res.exit_code == 2
-    assert "unknown parameter 'nn' (known: n)" in res.stderr
+    assert "unknown parameter 'nn' (did you mean 'n'?) (known: n)" in res.stderr
 
 
 def test_set_changes_element_count(tmp_path: Path) -> None:
