@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,13 +20,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .compiler import images_to_pull
 from .errors import InvalidInput, Problem
-from .expand import n_elements
+from .expand import MAX_CSV_BYTES, DuplicateValue, check_distinct, did_you_mean, n_elements
 from .model import WORKFLOW_NAME, Strict
 from .pydantic_errors import problems_from
 from .site import Site, load_site
 from .units import parse_duration_s
 from .validate import Loaded, load_workflow
-from .yamlsafe import load_file
+from .yamlsafe import Located, load_file, read_text_bounded
 
 
 class EventSet(Strict):
@@ -115,20 +117,41 @@ class LoadedCampaign:
         )
 
 
-def _events(c: Campaign, base: Path) -> list[Any]:
+_CANONICAL_INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
+
+
+def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
+    """The event set, each event once. CSV events stay text as written (``007``) unless
+    every one is a plain decimal integer; a duplicate is reported at its own line."""
     ev = c.events
     if ev.range is not None:
         return list(range(ev.range[0], ev.range[1] + 1))
     if ev.values is not None:
+        try:
+            check_distinct(ev.values)
+        except DuplicateValue as e:
+            where = ("events", "values", e.position)
+            raise InvalidInput([doc.problem(where, f"events: {e}")]) from e
         return list(ev.values)
     assert ev.file is not None and ev.column is not None
     path = base / ev.file
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or ev.column not in reader.fieldnames:
-            raise ValueError(f"{path}: no column {ev.column!r} (columns: {reader.fieldnames})")
-        raw = [row[ev.column].strip() for row in reader if (row.get(ev.column) or "").strip()]
-    if all(v.lstrip("-").isdigit() for v in raw):
+    text = read_text_bounded(path, MAX_CSV_BYTES, "events file")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or ev.column not in reader.fieldnames:
+        hint = did_you_mean(ev.column, reader.fieldnames or [])
+        raise ValueError(f"{path}: no column {ev.column!r}{hint} (columns: {reader.fieldnames})")
+    raw: list[str] = []
+    lines: list[int] = []
+    for row in reader:
+        v = (row.get(ev.column) or "").strip()
+        if v:
+            raw.append(v)
+            lines.append(reader.line_num)
+    try:
+        check_distinct(raw)
+    except DuplicateValue as e:
+        raise InvalidInput([Problem(str(path), lines[e.position], f"event {e}")]) from e
+    if all(_CANONICAL_INT.match(v) for v in raw):
         return [int(v) for v in raw]
     return raw
 
@@ -144,14 +167,11 @@ def load_campaign(path: str | Path, site_override: str | None = None) -> LoadedC
         raise InvalidInput(problems_from(e, doc, Campaign)) from e
     base = p.resolve().parent
     try:
-        events = _events(c, base)
+        events = _events(c, base, doc)
     except (OSError, ValueError, csv.Error) as e:
         raise InvalidInput([doc.problem(("events",), f"events: {e}")]) from e
     if not events:
         raise InvalidInput([doc.problem(("events",), "events: the event set is empty")])
-    dupes = len(events) - len(set(map(str, events)))
-    if dupes:
-        raise InvalidInput([doc.problem(("events",), f"events: {dupes} duplicate event(s)")])
     site_ref = c.site or site_override
     if not site_ref:
         raise InvalidInput([doc.problem(("name",), "no site: set site: or use --site")])

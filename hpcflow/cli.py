@@ -106,13 +106,26 @@ def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> 
     ctx.obj = Ctx(db, site, verbose)
 
 
-set_option = click.option(
+_set = click.option(
     "--set",
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
     help="Override a workflow parameter (repeatable).",
 )
+_max_elements = click.option(
+    "--max-elements",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Refuse workflows that expand to more than N elements "
+    "(default: the site's limits.max_elements, 2,000,000).",
+)
+
+
+def set_option(f: F) -> F:
+    """--set and --max-elements: the options of every command that loads a workflow."""
+    return _set(_max_elements(f))  # type: ignore[return-value]
 
 
 @main.command()
@@ -120,14 +133,14 @@ set_option = click.option(
 @set_option
 @click.pass_obj
 @handle_errors
-def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
+def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None) -> None:
     """Check WORKFLOW (and, with --site, what the site can provide)."""
     from .expand import n_elements
     from .render import check_templates
     from .validate import load_workflow
 
     site = obj.site(required=False)
-    loaded = load_workflow(workflow, list(sets), site)
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
     check_templates(loaded, site)
     total = sum(n_elements(a) for a in loaded.axes.values())
     click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
@@ -146,14 +159,16 @@ def validate(obj: Ctx, workflow: str, sets: tuple[str, ...]) -> None:
 )
 @click.pass_obj
 @handle_errors
-def render(obj: Ctx, workflow: str, sets: tuple[str, ...], out_dir: str) -> None:
+def render(
+    obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, out_dir: str
+) -> None:
     """Write the sbatch scripts and a readable plan for WORKFLOW; submit nothing."""
     from .runner import LocalRunner
     from .submit import prepare
     from .validate import load_workflow
 
     site = obj.site()
-    loaded = load_workflow(workflow, list(sets), site)
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
     rr = prepare(loaded, site, runner_for(site))
     local = LocalRunner()
     out = Path(out_dir)
@@ -172,14 +187,19 @@ def render(obj: Ctx, workflow: str, sets: tuple[str, ...], out_dir: str) -> None
 @click.pass_obj
 @handle_errors
 def submit(
-    obj: Ctx, workflow: str, sets: tuple[str, ...], label: str | None, as_json: bool
+    obj: Ctx,
+    workflow: str,
+    sets: tuple[str, ...],
+    max_elements: int | None,
+    label: str | None,
+    as_json: bool,
 ) -> None:
     """Compile, render and submit WORKFLOW; every job with its dependencies, all at once."""
     from .submit import submit as do_submit
     from .validate import load_workflow
 
     site = obj.site()
-    loaded = load_workflow(workflow, list(sets), site)
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
     engine = obj.engine
     res = do_submit(engine, runner_for(site), loaded, site, label)
     if as_json:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .units import parse_duration_s, parse_mem_mb
+from .units import parse_duration_s, parse_mem_mb, parse_slurm_time_s
 
 WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -24,7 +24,9 @@ class Resources(Strict):
     mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
     gpus: int | None = Field(None, ge=0, description="GPUs per job (--gres=gpu[:type]:N)")
     gpu_type: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="GPU model")
-    time: str | int | None = Field(None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00")
+    time: str | int | float | None = Field(
+        None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00 (a bare number is refused)"
+    )
     nodes: int | None = Field(None, ge=1, description="nodes per job (--nodes)")
     partition: str | None = Field(None, description="Slurm partition (--partition)")
     account: str | None = Field(None, description="Slurm account (--account)")
@@ -42,7 +44,7 @@ class Resources(Strict):
     @classmethod
     def _time(cls, v: Any) -> Any:
         if v is not None:
-            parse_duration_s(v)
+            parse_slurm_time_s(v)
         return v
 
 
@@ -110,7 +112,9 @@ class Ffrd(Strict):
 
 
 class AxisSource(Strict):
-    range: list[int | str] | None = Field(None, description="[start, stop, stride?] inclusive")
+    range: list[Any] | None = Field(
+        None, description="[start, stop, stride?] inclusive: whole numbers or templates"
+    )
     values: list[Any] | str | None = Field(None, description="explicit values, or a template")
     file: str | None = Field(None, description="CSV or one-value-per-line file")
     column: str | None = Field(None, description="CSV column (file must have a header)")

@@ -13,7 +13,7 @@ from . import resources_dir
 from .errors import InvalidInput, Problem
 from .model import STEP_NAME
 from .pydantic_errors import problems_from
-from .units import parse_duration_s
+from .units import parse_duration_s, parse_slurm_time_s
 from .yamlsafe import load_file
 
 
@@ -39,7 +39,7 @@ class Partition(Strict):
     @classmethod
     def _t(cls, v: Any) -> Any:
         if v is not None:
-            parse_duration_s(v)
+            parse_slurm_time_s(v)
         return v
 
 

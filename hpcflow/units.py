@@ -15,6 +15,8 @@ def parse_mem_mb(value: object) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"memory must be positive, got {value}")
+        if value > MAX_MEM_MB:
+            raise ValueError(f"memory {value!r} is absurdly large")
         return value
     m = _SIZE.match(str(value))
     if not m:
@@ -22,6 +24,8 @@ def parse_mem_mb(value: object) -> int:
     mb = float(m.group(1)) * _FACTOR[m.group(2).upper()]
     if mb < 1:
         raise ValueError(f"memory {value!r} is under 1M")
+    if mb > MAX_MEM_MB:
+        raise ValueError(f"memory {value!r} is absurdly large")
     return int(round(mb))
 
 
@@ -65,6 +69,26 @@ def parse_duration_s(value: object) -> int:
     if total_f <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return int(total_f)
+
+
+def parse_slurm_time_s(value: object) -> int:
+    """A job time limit. A bare number is refused as ambiguous: Slurm reads ``--time=10``
+    as 10 minutes, most people as 10 seconds (docs/workflow-format.md)."""
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+        isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
+    ):
+        raise ValueError(
+            f"time {value!r} is ambiguous (Slurm reads a bare number as minutes): "
+            f"write {str(value).strip()}m, {str(value).strip()}s or HH:MM:SS"
+        )
+    seconds = parse_duration_s(value)
+    if seconds > MAX_TIME_S:
+        raise ValueError(f"time {value!r} is over Slurm's limit of 365 days")
+    return seconds
+
+
+MAX_TIME_S = 365 * 86400
+MAX_MEM_MB = 2**40  # 1 EiB: over this Slurm's fields overflow
 
 
 def slurm_time(seconds: int) -> str:

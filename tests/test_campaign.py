@@ -72,7 +72,7 @@ def test_csv_events_and_range_format(tmp_path: Path) -> None:
         ({"event_axis": "storm"}, "no foreach axis 'storm'"),
         ({"batch_format": "range", "events": {"values": [1, 2]}}, "batch_format: range needs"),
         ({"name": "Bad Name"}, "name"),
-        ({"events": {"values": [1, 1, 2]}}, "1 duplicate event"),
+        ({"events": {"values": [1, 1, 2]}}, "value 1 (#2) repeats 1 (#1)"),
     ],
 )
 def test_validation_errors(tmp_path: Path, changes: dict, fragment: str) -> None:
