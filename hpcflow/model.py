@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .names import check_env_name, is_ident, sbatch_word
 from .units import parse_duration_s, parse_mem_mb, parse_slurm_time_s
 
 WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
-IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 AfterKind = Literal["ok", "any", "notok", "each"]
 Scalar = str | int | float | bool
 
@@ -23,7 +23,9 @@ class Resources(Strict):
     cpus: int | None = Field(None, ge=1, description="CPUs per task (--cpus-per-task)")
     mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
     gpus: int | None = Field(None, ge=0, description="GPUs per job (--gres=gpu[:type]:N)")
-    gpu_type: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="GPU model")
+    gpu_type: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model"
+    )
     time: str | int | float | None = Field(
         None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00 (a bare number is refused)"
     )
@@ -32,6 +34,16 @@ class Resources(Strict):
     account: str | None = Field(None, description="Slurm account (--account)")
     qos: str | None = Field(None, description="Slurm QOS (--qos)")
     constraint: str | None = Field(None, description="node features (--constraint)")
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _word(cls, v: str | None, info: Any) -> str | None:
+        return None if v is None else sbatch_word(v, info.field_name)
+
+    @field_validator("constraint")
+    @classmethod
+    def _constraint(cls, v: str | None) -> str | None:
+        return None if v is None else sbatch_word(v, "constraint", constraint=True)
 
     @field_validator("mem")
     @classmethod
@@ -141,12 +153,20 @@ def _after_as_mapping(v: Any) -> Any:
     return v
 
 
+def _env_names(v: dict[str, Scalar]) -> dict[str, Scalar]:
+    for k in v:
+        check_env_name(k)
+    return v
+
+
 class StepDefaults(Strict):
     resources: Resources = Field(default_factory=Resources, description="default resources")
     env: dict[str, Scalar] = Field(default_factory=dict, description="default environment")
     retry: Retry | None = Field(None, description="default retry policy")
     throttle: int | None = Field(None, ge=1, description="default array throttle")
     container: str | None = Field(None, description="default container name")
+
+    _env = field_validator("env")(_env_names)
 
 
 class Step(Strict):
@@ -176,7 +196,7 @@ class Step(Strict):
             if not v:
                 raise ValueError("foreach is empty: give at least one axis")
             for axis in v:
-                if not isinstance(axis, str) or not _match(IDENT, axis):
+                if not is_ident(axis):
                     raise ValueError(
                         f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
                     )
@@ -193,15 +213,7 @@ class Step(Strict):
                 )
         return v
 
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
-        for k in v:
-            if not _match(IDENT, str(k)):
-                raise ValueError(f"environment variable name {k!r} is not valid")
-            if str(k).startswith("HPCFLOW_"):
-                raise ValueError(f"{k!r}: names starting with HPCFLOW_ are reserved")
-        return v
+    _env = field_validator("env")(_env_names)
 
 
 class Workflow(Strict):
@@ -226,12 +238,6 @@ class Workflow(Strict):
     @classmethod
     def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
         for k in v:
-            if not _match(IDENT, str(k)):
+            if not is_ident(k):
                 raise ValueError(f"parameter name {k!r} must be an identifier")
         return v
-
-
-def _match(pattern: str, s: str) -> bool:
-    import re
-
-    return re.match(pattern, s) is not None

@@ -78,15 +78,18 @@ def _template_env(site: Site | None) -> jinja2.Environment:
 
 
 def _check_directive(step: str, flag: str, value: str) -> str:
+    """Last guard: the models refuse these values with FILE:LINE already."""
     text = str(value)
-    if not text or any(ord(c) < 32 or c == "\x7f" for c in text):
+    one_word = flag == "sbatch_extra" or (bool(text) and not text.startswith("-"))
+    one_word = one_word and (flag == "sbatch_extra" or not any(c.isspace() for c in text))
+    if not text or not one_word or any(ord(c) < 32 or c == "\x7f" for c in text):
         raise InvalidInput(
             [
                 Problem(
                     step,
                     0,
-                    f"step {step!r}: {flag} value {text!r} is empty or "
-                    "contains a newline/control character",
+                    f"step {step!r}: {flag} value {text!r} is empty, starts with '-', "
+                    "or contains white space or a control character",
                 )
             ]
         )

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import resources_dir
 from .errors import InvalidInput, Problem
-from .model import STEP_NAME
+from .model import STEP_NAME, Resources
+from .names import check_env_name, check_sbatch_extra, sbatch_word
 from .pydantic_errors import problems_from
 from .units import parse_duration_s, parse_slurm_time_s
 from .yamlsafe import load_file
@@ -33,7 +34,9 @@ class Partition(Strict):
     default: bool = Field(False, description="used when a step names no partition")
     max_time: str | int | None = Field(None, description="partition time limit")
     gpus: int = Field(0, ge=0, description="GPUs per node (0 = no GPUs)")
-    gpu_type: str | None = Field(None, description="GPU model, if any")
+    gpu_type: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model, if any"
+    )
 
     @field_validator("max_time")
     @classmethod
@@ -103,23 +106,6 @@ class TrackerCfg(Strict):
         return v
 
 
-MANAGED_FLAGS = {
-    "array",
-    "dependency",
-    "job-name",
-    "J",
-    "output",
-    "o",
-    "error",
-    "e",
-    "parsable",
-    "wrap",
-    "kill-on-invalid-dep",
-    "chdir",
-    "D",
-}
-
-
 class Site(Strict):
     name: str = Field(..., pattern=STEP_NAME, description="site name")
     description: str | None = Field(None, description="free text")
@@ -136,7 +122,9 @@ class Site(Strict):
     sbatch_extra: list[str] = Field(default_factory=list, description="extra #SBATCH flags")
     tracker: TrackerCfg = Field(default_factory=TrackerCfg, description="tracker settings")
     job_templates: str | None = Field(None, description="directory of the site's own templates")
-    defaults: dict[str, Any] = Field(default_factory=dict, description="resources defaults")
+    defaults: Resources = Field(
+        default_factory=Resources, description="resources every step gets unless it says"
+    )
     python: str = Field(
         "python3",
         min_length=1,
@@ -146,15 +134,25 @@ class Site(Strict):
     @field_validator("sbatch_extra")
     @classmethod
     def _extra(cls, v: list[str]) -> list[str]:
-        for flag in v:
-            if any(c in flag for c in "\n\r\0"):
-                raise ValueError(f"sbatch_extra entry {flag!r} contains a control character")
-            name = flag.lstrip("-").split("=", 1)[0].split(" ", 1)[0]
-            if not flag.startswith("-") or name in MANAGED_FLAGS:
-                raise ValueError(
-                    f"sbatch_extra entry {flag!r} is not allowed "
-                    "(hpcflow manages it, or it is not a flag)"
-                )
+        return [check_sbatch_extra(flag) for flag in v]
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            check_env_name(k)
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str | None) -> str | None:
+        return None if v is None else sbatch_word(v, "account")
+
+    @field_validator("partitions")
+    @classmethod
+    def _partitions(cls, v: dict[str, Partition]) -> dict[str, Partition]:
+        for name in v:
+            sbatch_word(name, "partition name")
         return v
 
     # -- derived values ----------------------------------------------------------------

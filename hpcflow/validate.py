@@ -234,7 +234,7 @@ def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resource
     """Step keys win over workflow defaults, which win over the site's defaults."""
     merged: dict[str, Any] = {}
     if site is not None:
-        merged.update({k: v for k, v in site.defaults.items() if v is not None})
+        merged.update(site.defaults.model_dump(exclude_none=True))
         if site.account:
             merged.setdefault("account", site.account)
     merged.update(wf.defaults.resources.model_dump(exclude_none=True))

@@ -117,7 +117,7 @@ def test_sbatch_values_cannot_smuggle_directives(
     repo: Path, tmp_path: Path, field: str, value: str
 ) -> None:
     wf = wf_with(tmp_path, "x", extra=f'    resources: {{{field}: "{value[1:-1]}"}}\n')
-    with pytest.raises(InvalidInput, match="newline/control character"):
+    with pytest.raises(InvalidInput, match="must be one word"):
         s = load_site(str(repo / "site_configs" / "lab.yaml"))
         s.partitions.clear()  # so the partition name is not rejected for being unknown
         loaded = load_workflow(wf, None, s)
