@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from . import __version__
-from .errors import HpcflowError, InvalidInput, NotFound
+from .cli_base import F, Group, complete_run, complete_step, handle_errors
+from .errors import BadUsage, NotFound
+from .states import RunState
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Ctx", "emit_json", "handle_errors", "main", "runner_for", "site_for_run"]
 
 
 class Ctx:
@@ -40,7 +40,7 @@ class Ctx:
         if not self.site_name:
             if not required:
                 return None
-            raise HpcflowError(
+            raise BadUsage(
                 "no site given: use --site NAME|PATH or set HPCFLOW_SITE "
                 "(`hpcflow sites list` shows the known ones)"
             )
@@ -68,29 +68,11 @@ def runner_for(site: Any) -> Any:
     return _RUNNERS[key]
 
 
-def handle_errors(f: F) -> F:
-    @wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except InvalidInput as e:
-            click.echo(str(e), err=True)  # FILE:LINE: message lines
-            sys.exit(e.exit_code)
-        except HpcflowError as e:
-            click.echo(f"hpcflow: error: {e}", err=True)
-            sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("hpcflow: interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def emit_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar="HPCFLOW_DB",
@@ -247,7 +229,7 @@ def refresh_runs(obj: Ctx, runs: list[Any], force: bool = False) -> None:
 
 
 @main.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--tasks", is_flag=True, help="Include every element.")
 @click.option("--no-refresh", is_flag=True, help="Read the database only; ask Slurm nothing.")
@@ -276,7 +258,7 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
 
 
 @main.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--timeout", type=float, default=None, help="Give up after SEC seconds (exit 124).")
 @click.option("--interval", type=float, default=None, help="Seconds between refreshes.")
 @click.pass_obj
@@ -293,7 +275,11 @@ def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> 
 
 
 @main.command()
-@click.option("--state", help="Only runs in this state.")
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in RunState], case_sensitive=False),
+    help="Only runs in this state.",
+)
 @click.option("--workflow", help="Only runs of this workflow.")
 @click.option("--namespace", help="Only runs in this namespace.")
 @click.option("--since", help="Only runs submitted since DATE (YYYY-MM-DD[THH:MM]).")
@@ -316,8 +302,8 @@ def runs(
         try:
             since_dt = datetime.fromisoformat(since)
         except ValueError as e:
-            raise HpcflowError(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
-    rows = list_runs(obj.engine, state, workflow, namespace, since_dt)
+            raise BadUsage(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
+    rows = list_runs(obj.engine, state.upper() if state else None, workflow, namespace, since_dt)
     if as_json:
         emit_json(
             {
@@ -343,9 +329,9 @@ def runs(
 
 
 @main.command()
-@click.argument("run")
-@click.argument("step")
-@click.argument("index", type=int, required=False, default=0)
+@click.argument("run", shell_complete=complete_run)
+@click.argument("step", shell_complete=complete_step)
+@click.argument("index", type=click.IntRange(min=0), required=False, default=0)
 @click.option("--stderr", is_flag=True, help="The element's stderr instead of stdout.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines.")
 @click.pass_obj
@@ -353,9 +339,17 @@ def runs(
 def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
     """Print the log of one element (INDEX, default 0) of STEP in RUN."""
     from .paths import log_path
-    from .tracker import get_run
+    from .tracker import get_run, run_steps
 
     r = get_run(obj.engine, run)
+    names = run_steps(obj.engine, r.id)
+    if step not in names:  # also keeps the path inside the run directory
+        from .expand import did_you_mean
+
+        raise NotFound(
+            f"run {r.id} has no step {step!r}{did_you_mean(step, names)} "
+            f"(steps: {', '.join(names)})"
+        )
     path = log_path(r.run_dir, step, index, "err" if stderr else "out")
     runner = runner_for(site_for_run(r))
     if not runner.exists(path):
@@ -383,12 +377,16 @@ def sites_list() -> None:
 
 @sites.command("show")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @handle_errors
-def sites_show(name: str) -> None:
+def sites_show(name: str, as_json: bool) -> None:
     """Print a site config as hpcflow reads it (defaults filled in)."""
     from .site import load_site
 
     site = load_site(name)
+    if as_json:
+        emit_json({"source": site.source, "site": site.model_dump()})
+        return
     click.echo(f"# {site.source}")
     emit_json(site.model_dump())
 

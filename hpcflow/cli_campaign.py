@@ -168,7 +168,7 @@ def hpcflow_command() -> list[str]:
 @handle_errors
 def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) -> None:
     """Install (--cron), show (--show) or remove (--remove) the crontab line running `tick`."""
-    from .errors import HpcflowError
+    from .errors import BadUsage
     from .runner import LocalRunner
     from .schedule import add_entry, cron_line, entries, read_crontab, remove_entry, write_crontab
 
@@ -187,7 +187,7 @@ def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) ->
         click.echo(f"removed the crontab entry for campaign {lc.name}")
         return
     if not expr:
-        raise HpcflowError("give --cron SCHEDULE, --show or --remove")
+        raise BadUsage("give --cron SCHEDULE, --show or --remove")
     db = str(Path(obj.engine.url.database).resolve())
     log_dir = Path(db).parent / "logs"
     log_dir.mkdir(mode=0o700, exist_ok=True)

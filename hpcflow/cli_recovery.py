@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from .cli import Ctx, emit_json, handle_errors, main, refresh_runs, runner_for, site_for_run
+from .cli_base import complete_run, complete_step
 
 
 @main.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--step", help="Cancel only this step's jobs.")
 @click.pass_obj
 @handle_errors
@@ -23,7 +24,7 @@ def cancel(obj: Ctx, run: str, step: str | None) -> None:
 
 
 @main.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option(
     "--step",
     "steps",
@@ -92,9 +93,9 @@ def retry(
 
 
 @main.command()
-@click.argument("run")
-@click.argument("step")
-@click.argument("index", type=int)
+@click.argument("run", shell_complete=complete_run)
+@click.argument("step", shell_complete=complete_step)
+@click.argument("index", type=click.IntRange(min=0))
 @click.pass_obj
 @handle_errors
 def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
@@ -110,7 +111,7 @@ def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
 
 
 @main.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--force", is_flag=True, help="Even if the run is still active.")
 @click.pass_obj
 @handle_errors
@@ -125,7 +126,7 @@ def clean(obj: Ctx, run: str, force: bool) -> None:
 
 
 @main.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 @handle_errors

@@ -33,6 +33,12 @@ class InvalidInput(HpcflowError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class BadUsage(HpcflowError):
+    """A command was called with options that do not fit together, or without a site. Exit 2."""
+
+    exit_code = 2
+
+
 class SlurmError(HpcflowError):
     """Slurm refused or failed a command. Exit 3."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -49,14 +50,16 @@ def _counts(states: dict[str, int]) -> str:
 
 def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
     c = _console()
+    # everything a user wrote (labels, versions, reasons, values) is escaped: rich markup
+    # such as "[/x]" in a label is printed as written, never interpreted
     c.print(
-        f"[bold]{doc['run_id']}[/]  workflow {doc['workflow']}"
-        f"{' ' + doc['version'] if doc.get('version') else ''}  "
+        f"[bold]{escape(doc['run_id'])}[/]  workflow {escape(doc['workflow'])}"
+        f"{' ' + escape(doc['version']) if doc.get('version') else ''}  "
         f"state [bold]{doc['state']}[/]  submitted {doc['submitted_at']}  "
         f"refreshed {doc['refreshed_at'] or 'never'}"
     )
     if doc.get("degraded"):
-        c.print(f"[bold yellow]degraded:[/] {doc['degraded']}")
+        c.print(f"[bold yellow]degraded:[/] {escape(str(doc['degraded']))}")
     present = [s for s in ORDER if any(st["states"].get(s) for st in doc["steps"].values())]
     t = Table(show_edge=False)
     t.add_column("step")
@@ -68,7 +71,9 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
         jobs = st["slurm_jobs"]
         shown = ",".join(jobs[:4]) + (f",+{len(jobs) - 4}" if len(jobs) > 4 else "")
         label = f"{name} ({st['role']})" if st.get("role") else name
-        t.add_row(label, str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown)
+        t.add_row(
+            escape(label), str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown
+        )
     c.print(t)
     if with_tasks:
         for name, st in doc["steps"].items():
@@ -76,25 +81,30 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
                 if task["state"] != "COMPLETED":
                     why = f"  {task['reason']}" if task.get("reason") else ""
                     c.print(
-                        f"  {name}[{task['index']}] {task['item']} {task['state']} "
-                        f"exit={task['exit_code']} job={task['slurm_job_id']}{why}"
+                        escape(
+                            f"  {name}[{task['index']}] {task['item']} {task['state']} "
+                            f"exit={task['exit_code']} job={task['slurm_job_id']}{why}"
+                        )
                     )
                 if task.get("outputs"):
-                    c.print(f"  {name}[{task['index']}] outputs {task['outputs']}")
+                    c.print(escape(f"  {name}[{task['index']}] outputs {task['outputs']}"))
 
 
 def print_runs(rows: list[Any]) -> None:
     t = Table(show_edge=False)
-    for col in ("run", "workflow", "namespace", "state", "submitted (UTC)", "label"):
-        t.add_column(col)
+    # the run id is what people copy: never cut or wrapped, whatever the terminal's width
+    width = max([len(r.id) for r in rows] + [3])
+    t.add_column("run", no_wrap=True, min_width=width)
+    for col in ("workflow", "namespace", "state", "submitted (UTC)", "label"):
+        t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(
-            r.id,
-            r.workflow,
-            r.namespace or "",
+            escape(r.id),
+            escape(r.workflow),
+            escape(r.namespace or ""),
             r.state,
             r.submitted_at.strftime("%Y-%m-%d %H:%M"),
-            r.label or "",
+            escape(r.label or ""),
         )
     _console().print(t)
 
@@ -149,7 +159,9 @@ def watch(
             for name, st in doc["steps"].items():
                 done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)
                 if name not in bars:
-                    bars[name] = progress.add_task(name, total=st["total"], counts="", pace="")
+                    bars[name] = progress.add_task(
+                        escape(name), total=st["total"], counts="", pace=""
+                    )
                 progress.update(
                     bars[name],
                     completed=done,
@@ -160,7 +172,9 @@ def watch(
             if doc["state"] not in ("PENDING", "RUNNING"):
                 break
             if timeout is not None and time.monotonic() - start >= timeout:
-                c.print(f"watch: timed out after {timeout:.0f}s; run {run_id} is {doc['state']}")
+                c.print(
+                    escape(f"watch: timed out after {timeout:.0f}s; run {run_id} is {doc['state']}")
+                )
                 return 124
             time.sleep(interval)
     if not c.is_terminal:

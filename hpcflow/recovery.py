@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from .compiler import compress_ids
 from .db import Job, Run, StepRow, Task, session
-from .errors import HpcflowError, NotFound
+from .errors import BadUsage, HpcflowError, NotFound
 from .events import EventLog, move_run, move_task
 from .refresh import escalatable
 from .runner import Runner
@@ -259,7 +259,7 @@ def retry(
     time_factor: float | None,
 ) -> Resubmitted:
     if indices and len(steps) != 1:
-        raise HpcflowError("--index needs exactly one --step (element indices are per step)")
+        raise BadUsage("--index needs exactly one --step (element indices are per step)")
     with session(engine) as s:
         names = {r.name for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
         for st in steps:

@@ -225,7 +225,7 @@ def load_site(name_or_path: str) -> Site:
     try:
         site = Site.model_validate(doc.data)
     except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc)) from e
+        raise InvalidInput(problems_from(e, doc, Site)) from e
     problems = []
     if site.partitions and sum(p.default for p in site.partitions.values()) > 1:
         problems.append(doc.problem(("partitions",), "more than one partition is default: true"))

@@ -23,12 +23,24 @@ def get_run(engine: Engine, run_id: str) -> Run:
     with session(engine) as s:
         run = s.get(Run, run_id)
         if run is None:
-            matches = s.exec(select(Run).where(col(Run.id).startswith(run_id))).all()
+            # a literal prefix: % and _ in what the user typed are not LIKE wildcards
+            matches = s.exec(
+                select(Run).where(col(Run.id).startswith(run_id, autoescape=True)).limit(50)
+            ).all()
             if len(matches) == 1:
                 return matches[0]
             hint = f" ({len(matches)} runs start with it)" if matches else ""
             raise NotFound(f"no run {run_id!r}{hint}; `hpcflow runs` lists them")
         return run
+
+
+def run_steps(engine: Engine, run_id: str) -> list[str]:
+    """The run's step names, in order (hpcflow's own jobs included)."""
+    with session(engine) as s:
+        rows = s.exec(
+            select(StepRow).where(StepRow.run_id == run_id).order_by(col(StepRow.position))
+        ).all()
+    return [r.name for r in rows]
 
 
 def active_runs(engine: Engine) -> list[Run]:

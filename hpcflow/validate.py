@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from .dataflow import RESERVED_STEPS, check_when
 from .errors import InvalidInput, Problem
-from .expand import DEFAULT_MAX_ELEMENTS, parse_set, resolve_axes
+from .expand import DEFAULT_MAX_ELEMENTS, did_you_mean, parse_set, resolve_axes
 from .model import Resources, Step, Workflow
 from .pydantic_errors import problems_from
 from .site import Site
@@ -102,15 +102,17 @@ def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
                 problems.append(
                     doc.problem(
                         ("steps", i, "after", target),
-                        f"step {s.name!r}: unknown step {target!r} in after",
+                        f"step {s.name!r}: unknown step {target!r} in after"
+                        + did_you_mean(target, names - {s.name}),
                     )
                 )
         if isinstance(s.container, str) and s.container not in wf.containers:
             problems.append(
                 doc.problem(
                     ("steps", i, "container"),
-                    f"step {s.name!r}: unknown container {s.container!r} "
-                    f"(define it under containers:)",
+                    f"step {s.name!r}: unknown container {s.container!r}"
+                    + did_you_mean(s.container, wf.containers)
+                    + " (define it under containers:)",
                 )
             )
         if s.name in RESERVED_STEPS:
@@ -274,7 +276,8 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
                 doc.problem(
                     where + ("partition",),
                     f"step {s.name!r}: partition {r.partition!r} is not in "
-                    f"site {site.name!r} ({', '.join(site.partitions)})",
+                    f"site {site.name!r}{did_you_mean(r.partition, site.partitions)} "
+                    f"({', '.join(site.partitions)})",
                 )
             )
             continue
