@@ -154,8 +154,13 @@ def _verbose() -> bool:
 def _db_from(ctx: click.Context) -> Any:
     import os
 
-    obj = ctx.find_object(object)
-    path = getattr(obj, "db_path", None) or os.environ.get("HPCFLOW_DB")
+    obj = ctx.find_object(object)  # while completing, the group's callback has not run
+    path = getattr(obj, "db_path", None)
+    c: click.Context | None = ctx
+    while c is not None and not path:
+        path = c.params.get("db")
+        c = c.parent
+    path = path or os.environ.get("HPCFLOW_DB")
     from .db import default_db_path, open_db
 
     path = path or default_db_path()
