@@ -23,10 +23,11 @@ from .campaign_model import LoadedCampaign
 from .db import BatchRow, CampaignRow, Run, Task, session, utcnow
 from .errors import HpcflowError, SlurmError
 from .recovery import retry
-from .refresh import ACTIVE, refresh
+from .refresh import ACTIVE
 from .runner import Runner
 from .states import SUCCESS, TERMINAL, TaskState
-from .submit import RunLock, resume_incomplete, submit
+from .submit import RunLock, submit
+from .sync import sync
 from .units import parse_duration_s
 
 MAX_BACKOFF_S = 3600
@@ -118,9 +119,7 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     runs = _runs(engine, ids)
     active = [r for r in runs.values() if r.state in ACTIVE]
     if active:
-        resume_incomplete(engine, runner, site, [r.id for r in active])
-        lost = parse_duration_s(site.tracker.lost_after)
-        refresh(engine, runner, active, site.poll_seconds(), lost, force=True)
+        sync(engine, runner, site, active, force=True)
         runs = _runs(engine, ids)
     for b in batches:
         run = runs.get(b.run_id or "")

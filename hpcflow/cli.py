@@ -204,28 +204,14 @@ def site_for_run(run: Any) -> Any:
 
 
 def refresh_runs(obj: Ctx, runs: list[Any], force: bool = False) -> None:
-    from .recovery import escalate
-    from .refresh import refresh
-    from .submit import resume_incomplete
-    from .units import parse_duration_s
+    from .sync import sync
 
     by_site: dict[str, list[Any]] = {}
     for r in runs:
         by_site.setdefault(r.site, []).append(r)
     for runs_ in by_site.values():
         site = site_for_run(runs_[0])
-        runner = runner_for(site)
-        resume_incomplete(obj.engine, runner, site, [r.id for r in runs_])
-        refresh(
-            obj.engine,
-            runner,
-            runs_,
-            site.poll_seconds(),
-            parse_duration_s(site.tracker.lost_after),
-            force,
-        )
-        for r in runs_:
-            escalate(obj.engine, runner, site, r.id)
+        sync(obj.engine, runner_for(site), site, runs_, force)
 
 
 @main.command()
@@ -266,12 +252,18 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
 def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> None:
     """Live progress bars per step until RUN ends. Exit 0 COMPLETED, 1 otherwise, 124 timeout."""
     from .progress import watch as do_watch
-    from .tracker import get_run
+    from .sync import sync
+    from .tracker import get_run, status_doc
 
     r = get_run(obj.engine, run)
     site = site_for_run(r)
     step = interval if interval is not None else max(float(site.poll_seconds()), 2.0)
-    sys.exit(do_watch(obj.engine, runner_for(site), r.id, site, step, timeout))
+
+    def next_doc() -> dict[str, Any]:
+        sync(obj.engine, runner_for(site), site, [get_run(obj.engine, r.id)])
+        return status_doc(obj.engine, r.id)
+
+    sys.exit(do_watch(next_doc, r.id, step, timeout))
 
 
 @main.command()

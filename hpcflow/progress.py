@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,9 +12,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
-from .runner import Runner
 from .states import TERMINAL, TaskState
 from .units import human_duration
 
@@ -122,21 +121,13 @@ def pace(done: int, total: int, submitted_at: str | None, now: float | None = No
 
 
 def watch(
-    engine: Engine,
-    runner: Runner,
+    next_doc: Callable[[], dict[str, Any]],
     run_id: str,
-    site: Any,
     interval: float,
     timeout: float | None,
 ) -> int:
-    from .recovery import escalate
-    from .refresh import refresh
-    from .submit import resume_incomplete
-    from .tracker import get_run, status_doc
-    from .units import parse_duration_s
-
-    lost_after = parse_duration_s(site.tracker.lost_after)
-
+    """Draw bars until the run ends; ``next_doc`` syncs with Slurm and returns the status
+    document (this module only draws)."""
     start = time.monotonic()
     c = _console()
     progress = Progress(
@@ -151,11 +142,7 @@ def watch(
     bars: dict[str, Any] = {}
     with Live(progress, console=c, refresh_per_second=4, transient=False) as live:
         while True:
-            run = get_run(engine, run_id)
-            resume_incomplete(engine, runner, site, [run.id])
-            refresh(engine, runner, [run], site.poll_seconds(), lost_after)
-            escalate(engine, runner, site, run.id)
-            doc = status_doc(engine, run_id)
+            doc = next_doc()
             for name, st in doc["steps"].items():
                 done = sum(n for s, n in st["states"].items() if TaskState(s) in TERMINAL)
                 if name not in bars:

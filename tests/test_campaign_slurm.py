@@ -208,3 +208,38 @@ def test_tick_that_died_mid_submission_is_settled(slurm, hpcflow, tmp_path: Path
     assert [b["state"] for b in st["batches"][1:]] == ["WAITING", "WAITING"]
     assert len(_j(hpcflow, "runs")["runs"]) == 1
     hpcflow("cancel", run_id, check=True)
+
+
+OOM_BATCH = """\
+name: oom-batch
+params: {events: [1]}
+defaults:
+  resources: {cpus: 1, mem: 100M, time: 5m}
+steps:
+  - name: hms
+    foreach: {event: {values: "{{ params.events }}"}}
+    retry: {attempts: 2, on_oom: {mem_factor: 8}}
+    run: python3 -c "import time; x = bytearray(600 * 1024 * 1024); time.sleep(3)"
+"""
+
+
+def test_tick_escalates_out_of_memory_elements(slurm, hpcflow, tmp_path: Path) -> None:
+    """Only ticks drive this campaign (no `status`): its OOM elements must still be
+    resubmitted with more memory by the tick's sync, and the campaign must end done."""
+    (tmp_path / "wf.yaml").write_text(OOM_BATCH)
+    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch")
+    camp = {
+        "name": "oom-camp",
+        "workflow": "wf.yaml",
+        "site": str(site),
+        "events": {"range": [1, 2]},
+        "batch_size": 2,
+        "batch_param": "events",
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(camp))
+    _drive(hpcflow, tmp_path / "c.yaml", timeout=300)
+    st = _j(hpcflow, "campaign", "status", str(tmp_path / "c.yaml"))
+    assert st["events"]["done"] == 2 and st["events"]["failed"] == 0, st
+    run_id = st["batches"][0]["run_id"]
+    hist = _j(hpcflow, "history", run_id)["events"]
+    assert any(e["reason"] == "automatic on_oom: mem_factor 8.0" for e in hist), hist
