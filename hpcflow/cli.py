@@ -389,10 +389,16 @@ def sites_show(name: str, as_json: bool) -> None:
 def sites_check(name: str) -> None:
     """Validate a site config and compare it with the live cluster when Slurm is reachable."""
     from .site import load_site
-    from .sitecheck import check_live
+    from .sitecheck import check_live, check_python
 
     site = load_site(name)
-    problems = check_live(site, runner_for(site))
+    runner = runner_for(site)
+    problems = check_live(site, runner)
+    version, problem = check_python(site, runner)
+    if version:
+        click.echo(f"python: {site.python} {version}")
+    if problem:
+        problems.append(problem)
     for p in problems:
         click.echo(p, err=True)
     if problems:

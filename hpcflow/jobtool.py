@@ -5,7 +5,9 @@ need no hpcflow install.
 It holds the `when:` expression language (parsed at compile time, evaluated at element start)
 and the per-element helpers the job script calls:
 
-    python3 hpcflow_job.py when SPEC.json        exit 0 = true, 1 = false, 2 = error
+    python3 hpcflow_job.py when SPEC.json        exit 0 = true, 10 = false, anything else =
+                                                 error (Python itself exits 1 on a crash or a
+                                                 SyntaxError, so 1 must never mean false)
     python3 hpcflow_job.py manifest SPEC.json    writes manifest.json into $HPCFLOW_TASK_DIR
     python3 hpcflow_job.py outputs SPEC.json     copies declared outputs to the results dir
     python3 hpcflow_job.py ffrd-config SRC DST   substitutes {ENV::NAME} in a JSON config
@@ -291,8 +293,14 @@ def make_lookup(spec: dict[str, Any], env: Any = os.environ) -> Any:
     return lookup
 
 
+WHEN_FALSE = 10  # an exit code Python never produces by itself
+
+
 def cmd_when(spec_path: str) -> int:
     spec = _read_json(spec_path)
+    if not spec:
+        print(f"hpcflow: when: cannot read {spec_path}", file=sys.stderr)
+        return 2
     try:
         value = evaluate(spec["ast"], make_lookup(spec))
         if not isinstance(value, bool):
@@ -301,7 +309,7 @@ def cmd_when(spec_path: str) -> int:
         print(f"hpcflow: when: {spec['text']}: {e}", file=sys.stderr)
         return 2
     print(f"hpcflow: when: {spec['text']} -> {'true' if value else 'false'}", file=sys.stderr)
-    return 0 if value else 1
+    return 0 if value else WHEN_FALSE
 
 
 def _item_of(axes: dict[str, list[Any]], idx: int) -> dict[str, Any]:

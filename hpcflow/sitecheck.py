@@ -9,6 +9,33 @@ from .runner import Runner
 from .site import Site
 from .slurm import SHOW_CONFIG_ARGV, max_array_size, parse_show_config
 
+MIN_PYTHON = (3, 7)
+_VERSION_ARGS = ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
+
+
+def check_python(site: Site, runner: Runner) -> tuple[str | None, str | None]:
+    """(version, problem) of the site's ``python``, which runs the job tool on compute nodes
+    (checked where hpcflow runs Slurm commands: the login node)."""
+    try:
+        res = runner.run([site.python, *_VERSION_ARGS], timeout=30)
+    except HpcflowError as e:
+        return None, str(Problem(site.source, 0, f"python {site.python!r} cannot be run: {e}"))
+    text = res.stdout.strip()
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not res.ok or not m:
+        why = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no version printed"]
+        return None, str(Problem(site.source, 0, f"python {site.python!r} failed: {why[0]}"))
+    if (int(m.group(1)), int(m.group(2))) < MIN_PYTHON:
+        return text, str(
+            Problem(
+                site.source,
+                0,
+                f"python {site.python!r} is {text}; the job tool needs 3.7 or newer "
+                "(set python: to a newer interpreter, e.g. from a module)",
+            )
+        )
+    return text, None
+
 
 def check_live(site: Site, runner: Runner) -> list[str]:
     problems: list[str] = []

@@ -100,7 +100,7 @@ def test_runtime_reads_upstream_outputs_and_state(tmp_path: Path) -> None:
         return p.returncode, p.stderr
 
     assert when("upstream.hms.outputs.peak.cfs > params.min and item.event == 7")[0] == 0
-    assert when("upstream.hms.state == 'FAILED'")[0] == 1
+    assert when("upstream.hms.state == 'FAILED'")[0] == jobtool.WHEN_FALSE == 10
     assert when("index == 6 and upstream.hms.exit_code == 0")[0] == 0
     rc, err = when("upstream.hms.outputs.volume > 1")
     assert rc == 2 and "has no 'volume'" in err
@@ -188,3 +188,94 @@ def test_outputs_need_a_results_directory(tmp_path: Path, site_file: Path) -> No
     )
     r = CliRunner().invoke(main, ["--site", str(site_file), "validate", str(wf)])
     assert r.exit_code == 2 and "has no paths.results" in r.output, r.output
+
+
+COND = """\
+name: demo
+params: {go: false}
+steps:
+  - name: a
+    when: params.go
+    run: echo ran > ran.txt
+"""
+
+
+def _run_element(tmp_path: Path, site_file: Path, python: str) -> tuple[int, Path]:
+    """Render the step and run its real job script with bash as Slurm would (no Slurm)."""
+    import yaml
+
+    from hpcflow.site import load_site
+    from hpcflow.submit import prepare
+    from hpcflow.validate import load_workflow
+
+    doc = yaml.safe_load(site_file.read_text())
+    doc["python"] = python
+    site_file.write_text(yaml.safe_dump(doc))
+    (tmp_path / "wf.yaml").write_text(COND)
+    site = load_site(str(site_file))
+    rr = prepare(load_workflow(tmp_path / "wf.yaml", [], site), site, None)  # type: ignore[arg-type]
+    run_dir = Path(rr.plan.run_dir)
+    for rel, content in rr.files.items():
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / rel).write_text(content)
+    p = subprocess.run(
+        ["bash", str(run_dir / "scripts/a.sh"), str(run_dir / "scripts/a.0.tasks")],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
+        cwd=tmp_path,
+    )
+    return p.returncode, run_dir / "steps/a/0/0"
+
+
+def test_false_condition_skips_the_element(tmp_path: Path, site_file: Path) -> None:
+    rc, tdir = _run_element(tmp_path, site_file, sys.executable)
+    assert rc == 0 and (tdir / ".hpcflow/skipped").exists()
+    assert json.loads((tdir / ".hpcflow/result.json").read_text())["state"] == "SKIPPED"
+
+
+def test_a_crashing_python_fails_the_element_instead_of_skipping_it(
+    tmp_path: Path, site_file: Path
+) -> None:
+    """Python 3.6 exits 1 on the job tool's syntax, as on any uncaught exception: that must
+    fail the element (95), never read as `when:` false."""
+    crash = tmp_path / "python36"
+    crash.write_text("#!/bin/sh\necho 'SyntaxError: future feature annotations' >&2\nexit 1\n")
+    crash.chmod(0o755)
+    rc, tdir = _run_element(tmp_path, site_file, str(crash))
+    assert rc == 95
+    assert not (tdir / ".hpcflow/skipped").exists()
+    assert json.loads((tdir / ".hpcflow/result.json").read_text())["state"] == "FAILED"
+
+
+@pytest.mark.parametrize(
+    "script,version,fragment",
+    [
+        (None, "ok", None),
+        ("echo 3.6.8", "3.6.8", "needs 3.7 or newer"),
+        ("echo boom >&2; exit 1", None, "failed: boom"),
+        ("missing", None, "cannot be run"),
+    ],
+)
+def test_sites_check_reports_the_site_python(
+    tmp_path: Path, site_file: Path, script: str | None, version: str | None, fragment: str | None
+) -> None:
+    import yaml
+
+    from hpcflow.runner import LocalRunner
+    from hpcflow.site import load_site
+    from hpcflow.sitecheck import check_python
+
+    python = sys.executable
+    if script == "missing":
+        python = str(tmp_path / "no-such-python")
+    elif script:
+        (tmp_path / "py").write_text(f"#!/bin/sh\n{script}\n")
+        (tmp_path / "py").chmod(0o755)
+        python = str(tmp_path / "py")
+    doc = yaml.safe_load(site_file.read_text())
+    doc["python"] = python
+    site_file.write_text(yaml.safe_dump(doc))
+    got, problem = check_python(load_site(str(site_file)), LocalRunner())
+    if version == "ok":
+        assert got == ".".join(map(str, sys.version_info[:3])) and problem is None
+    else:
+        assert got == version and fragment in (problem or "")
