@@ -17,7 +17,7 @@ import yaml
 
 from .errors import InvalidInput, Problem
 from .model import AxisSource, Workflow
-from .templating import _to_text, render_native
+from .templating import _to_text, namespace, render_native
 from .yamlsafe import Located, load_scalar, read_text_bounded
 
 DEFAULT_MAX_ELEMENTS = 2_000_000  # per workflow; site limits.max_elements, --max-elements
@@ -147,7 +147,7 @@ def _int_bound(x: Any, v: Any) -> int:
 def axis_source(src: AxisSource, params: dict[str, Any], base_dir: Path) -> Sequence[Any]:
     """The axis's values, lazily for ranges (so the size is known before anything is
     expanded). Values that come from params are data: they are never rendered again."""
-    ctx = {"params": params}
+    ctx = {"params": namespace("params", params)}
     if src.range is not None:
         nums = [_int_bound(x, render_native(x, ctx)) for x in src.range]
         start, stop = nums[0], nums[1]

@@ -20,16 +20,18 @@ class Strict(BaseModel):
 
 
 class Resources(Strict):
-    cpus: int | None = Field(None, ge=1, description="CPUs per task (--cpus-per-task)")
+    cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per task (--cpus-per-task)")
     mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
-    gpus: int | None = Field(None, ge=0, description="GPUs per job (--gres=gpu[:type]:N)")
+    gpus: int | None = Field(
+        None, ge=0, le=65535, description="GPUs per node (--gres=gpu[:type]:N is per node)"
+    )
     gpu_type: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model"
     )
     time: str | int | float | None = Field(
         None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00 (a bare number is refused)"
     )
-    nodes: int | None = Field(None, ge=1, description="nodes per job (--nodes)")
+    nodes: int | None = Field(None, ge=1, le=1_000_000, description="nodes per job (--nodes)")
     partition: str | None = Field(None, description="Slurm partition (--partition)")
     account: str | None = Field(None, description="Slurm account (--account)")
     qos: str | None = Field(None, description="Slurm QOS (--qos)")
@@ -163,7 +165,7 @@ class StepDefaults(Strict):
     resources: Resources = Field(default_factory=Resources, description="default resources")
     env: dict[str, Scalar] = Field(default_factory=dict, description="default environment")
     retry: Retry | None = Field(None, description="default retry policy")
-    throttle: int | None = Field(None, ge=1, description="default array throttle")
+    throttle: int | None = Field(None, ge=1, le=10_000_000, description="default array throttle")
     container: str | None = Field(None, description="default container name")
 
     _env = field_validator("env")(_env_names)
@@ -177,7 +179,7 @@ class Step(Strict):
     container: str | Container | None = Field(None, description="container name or inline")
     env: dict[str, Scalar] = Field(default_factory=dict, description="extra environment")
     resources: Resources = Field(default_factory=Resources, description="Slurm resources")
-    throttle: int | None = Field(None, ge=1, description="max running elements (%N)")
+    throttle: int | None = Field(None, ge=1, le=10_000_000, description="max running elements (%N)")
     retry: Retry | None = Field(None, description="in-job retry policy")
     when: str | None = Field(
         None, description="condition evaluated when the element starts, or `always`"

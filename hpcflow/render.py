@@ -143,7 +143,7 @@ def _context(plan: Plan, loaded: Loaded, sp: StepPlan) -> dict[str, Any]:
         for u, var, _ in single_ups(plan, loaded, sp)
     }
     return {
-        "params": loaded.params,
+        "params": namespace("params", loaded.params),
         "run_id": plan.run_id,
         "run_dir": plan.run_dir,
         "workflow": plan.workflow,

@@ -14,7 +14,8 @@ from .expand import DEFAULT_MAX_ELEMENTS, did_you_mean, parse_set, resolve_axes
 from .model import Resources, Step, Workflow
 from .pydantic_errors import problems_from
 from .site import Site
-from .units import parse_duration_s
+from .spec_templates import check_not_templates, render_images
+from .units import parse_duration_s, parse_mem_mb
 from .yamlsafe import Located, load_file
 
 
@@ -47,8 +48,8 @@ def load_workflow(
     try:
         wf = Workflow.model_validate(doc.data)
     except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc, Workflow)) from e
-    problems = check_graph(wf, doc)
+        raise InvalidInput(problems_from(e, doc, Workflow) + check_not_templates(doc)) from e
+    problems = check_graph(wf, doc) + check_not_templates(doc)
     order = [] if problems else topo_order(wf)
     params = parse_set(sets or [], wf, doc)
     for k, v in (overrides or {}).items():
@@ -67,6 +68,8 @@ def load_workflow(
     if max_elements is None:
         max_elements = site.limits.max_elements if site is not None else DEFAULT_MAX_ELEMENTS
     axes = resolve_axes(wf, params, doc, p.resolve().parent, max_elements)
+    wf, image_problems = render_images(wf, doc, params)
+    problems += image_problems
     problems += check_each(wf, doc, axes)
     if not problems:
         problems += check_when(wf, doc, axes, params)
@@ -248,6 +251,52 @@ def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resource
     return Resources.model_validate(merged)
 
 
+def _node_fit(
+    name: str, r: Resources, site: Site, where: tuple[Any, ...], doc: Located
+) -> list[Problem]:
+    """What one node of the partition can hold: CPUs, memory, GPUs (all per node in Slurm:
+    --cpus-per-task with one task, --mem, --gres)."""
+    problems = []
+    part = site.partitions[r.partition or ""]
+    gpus = r.gpus or 0
+    if gpus and part.gpus == 0:
+        gpu_parts = [n for n, p in site.partitions.items() if p.gpus]
+        hint = f"; use partition: {gpu_parts[0]}" if gpu_parts else ""
+        problems.append(
+            doc.problem(
+                where + ("gpus",),
+                f"step {name!r}: asks for {gpus} GPU(s) but partition "
+                f"{r.partition!r} has no GPUs{hint}",
+            )
+        )
+    elif gpus > part.gpus:
+        nodes = f" (with nodes: {r.nodes}, gpus is still per node)" if (r.nodes or 1) > 1 else ""
+        problems.append(
+            doc.problem(
+                where + ("gpus",),
+                f"step {name!r}: asks for {gpus} GPUs per node but partition "
+                f"{r.partition!r} has {part.gpus} per node{nodes}",
+            )
+        )
+    if part.cpus and (r.cpus or 1) > part.cpus:
+        problems.append(
+            doc.problem(
+                where + ("cpus",),
+                f"step {name!r}: asks for {r.cpus} CPUs but a node of partition "
+                f"{r.partition!r} has {part.cpus}",
+            )
+        )
+    if part.mem and r.mem is not None and parse_mem_mb(r.mem) > parse_mem_mb(part.mem):
+        problems.append(
+            doc.problem(
+                where + ("mem",),
+                f"step {name!r}: asks for {r.mem} of memory but a node of partition "
+                f"{r.partition!r} has {part.mem}",
+            )
+        )
+    return problems
+
+
 def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
     problems = []
     for i, s in enumerate(wf.steps):
@@ -284,25 +333,7 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
         part = site.partitions.get(r.partition or "")
         if part is None:
             continue
-        gpus = r.gpus or 0
-        if gpus and part.gpus == 0:
-            gpu_parts = [n for n, p in site.partitions.items() if p.gpus]
-            hint = f"; use partition: {gpu_parts[0]}" if gpu_parts else ""
-            problems.append(
-                doc.problem(
-                    where + ("gpus",),
-                    f"step {s.name!r}: asks for {gpus} GPU(s) but partition "
-                    f"{r.partition!r} has no GPUs{hint}",
-                )
-            )
-        elif gpus > part.gpus * (r.nodes or 1):
-            problems.append(
-                doc.problem(
-                    where + ("gpus",),
-                    f"step {s.name!r}: asks for {gpus} GPUs but partition "
-                    f"{r.partition!r} has {part.gpus} per node",
-                )
-            )
+        problems += _node_fit(s.name, r, site, where, doc)
         too_long = (
             r.time is not None
             and part.max_time is not None
