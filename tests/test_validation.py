@@ -161,10 +161,7 @@ def test_set_changes_element_count(tmp_path: Path) -> None:
     "resources,fragment",
     [
         ("{gpus: 1}", "has no GPUs; use partition: gpu"),
-        (
-            "{gpus: 3, partition: gpu}",
-            "asks for 3 GPUs per node but partition 'gpu' has 2 per node",
-        ),
+        ("{gpus: 3, partition: gpu}", "3 GPUs per node but partition 'gpu' has 2 per node"),
         ("{time: 2d}", "time 2d is over partition 'debug''s limit of 1d"),
         ("{partition: bigmem}", "partition 'bigmem' is not in site 'lab'"),
     ],
