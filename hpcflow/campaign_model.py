@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -20,13 +19,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .compiler import images_to_pull
 from .errors import InvalidInput, Problem
-from .expand import MAX_CSV_BYTES, DuplicateValue, check_distinct, did_you_mean, n_elements
+from .expand import AxisProblem, DuplicateValue, check_distinct, n_elements, read_values
 from .model import WORKFLOW_NAME, Strict
 from .pydantic_errors import problems_from
 from .site import Site, load_site
 from .units import parse_duration_s
 from .validate import Loaded, load_workflow
-from .yamlsafe import Located, load_file, read_text_bounded
+from .yamlsafe import Located, load_file
 
 
 class EventSet(Strict):
@@ -134,23 +133,11 @@ def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
             raise InvalidInput([doc.problem(where, f"events: {e}")]) from e
         return list(ev.values)
     assert ev.file is not None and ev.column is not None
-    path = base / ev.file
-    text = read_text_bounded(path, MAX_CSV_BYTES, "events file")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or ev.column not in reader.fieldnames:
-        hint = did_you_mean(ev.column, reader.fieldnames or [])
-        raise ValueError(f"{path}: no column {ev.column!r}{hint} (columns: {reader.fieldnames})")
-    raw: list[str] = []
-    lines: list[int] = []
-    for row in reader:
-        v = (row.get(ev.column) or "").strip()
-        if v:
-            raw.append(v)
-            lines.append(reader.line_num)
     try:
-        check_distinct(raw)
-    except DuplicateValue as e:
-        raise InvalidInput([Problem(str(path), lines[e.position], f"event {e}")]) from e
+        raw = read_values(base / ev.file, ev.column, "events file")
+    except AxisProblem as e:
+        assert e.problem is not None
+        raise InvalidInput([e.problem]) from e
     if all(_CANONICAL_INT.match(v) for v in raw):
         return [int(v) for v in raw]
     return raw

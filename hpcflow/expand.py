@@ -172,10 +172,15 @@ def axis_source(src: AxisSource, params: dict[str, Any], base_dir: Path) -> Sequ
 
 
 def _read_file(path: Path, column: str | None) -> list[Any]:
-    """Values as text (``007`` stays ``007``); a BOM (Excel) is dropped. Duplicates are
-    refused at the line of the second occurrence."""
-    text = read_text_bounded(path, MAX_CSV_BYTES, "foreach file")
-    vals: list[Any] = []
+    return read_values(path, column, "foreach file")
+
+
+def read_values(path: Path, column: str | None, what: str) -> list[str]:
+    """A CSV column (or, without a column, one value per line) as text as written (``007``
+    stays ``007``); a BOM (Excel) is dropped; empty cells are skipped. A duplicate is an
+    AxisProblem at the line of its second occurrence."""
+    text = read_text_bounded(path, MAX_CSV_BYTES, what)
+    vals: list[str] = []
     lines: list[int] = []
     if column is None:
         for n, line in enumerate(text.splitlines(), 1):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .names import check_env_name, is_ident, sbatch_word
-from .units import parse_duration_s, parse_mem_mb, parse_slurm_time_s
+from .units import parse_duration_s, parse_slurm_time_s, valid_mem
 
 WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -47,12 +47,7 @@ class Resources(Strict):
     def _constraint(cls, v: str | None) -> str | None:
         return None if v is None else sbatch_word(v, "constraint", constraint=True)
 
-    @field_validator("mem")
-    @classmethod
-    def _mem(cls, v: Any) -> Any:
-        if v is not None:
-            parse_mem_mb(v)
-        return v
+    _mem = field_validator("mem")(valid_mem)
 
     @field_validator("time")
     @classmethod

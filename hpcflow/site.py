@@ -14,7 +14,7 @@ from .errors import InvalidInput, Problem
 from .model import STEP_NAME, Resources
 from .names import check_env_name, check_sbatch_extra, sbatch_word
 from .pydantic_errors import problems_from
-from .units import parse_duration_s, parse_mem_mb, parse_slurm_time_s
+from .units import parse_duration_s, parse_slurm_time_s, valid_mem
 from .yamlsafe import load_file
 
 
@@ -37,12 +37,7 @@ class Partition(Strict):
     cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per node, if known")
     mem: str | int | None = Field(None, description="memory per node (e.g. 256G), if known")
 
-    @field_validator("mem")
-    @classmethod
-    def _mem(cls, v: Any) -> Any:
-        if v is not None:
-            parse_mem_mb(v)
-        return v
+    _mem = field_validator("mem")(valid_mem)
 
     gpu_type: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model, if any"

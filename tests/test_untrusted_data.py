@@ -263,5 +263,5 @@ def test_campaign_csv_duplicates_and_ids_as_written(tmp_path: Path, repo: Path) 
     lc = load_campaign(tmp_path / "c.yaml")
     assert lc.events == ["007", "08", "9"]
     (tmp_path / "events.csv").write_text("id\n1\n2\n01\n1\n")
-    with pytest.raises(InvalidInput, match=r"events.csv:5: event value '1'"):
+    with pytest.raises(InvalidInput, match=r"events.csv:5: value '1' \(#4\) repeats"):
         load_campaign(tmp_path / "c.yaml")
