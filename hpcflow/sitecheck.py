@@ -8,6 +8,7 @@ from .errors import HpcflowError, Problem
 from .runner import Runner
 from .site import Site
 from .slurm import SHOW_CONFIG_ARGV, max_array_size, parse_show_config
+from .units import parse_mem_mb
 
 MIN_PYTHON = (3, 7)
 _VERSION_ARGS = ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
@@ -37,54 +38,59 @@ def check_python(site: Site, runner: Runner) -> tuple[str | None, str | None]:
     return text, None
 
 
+SINFO_ARGV = ["sinfo", "-h", "-o", "%P|%G|%l|%c|%m"]
+
+
+def parse_sinfo(text: str) -> dict[str, tuple[int, int, int]]:
+    """partition -> (GPUs, CPUs, memory MB) of its largest node. ``%c``/``%m`` may end in
+    ``+`` when nodes differ (sinfo groups them); the number before it is the smallest."""
+    live: dict[str, tuple[int, int, int]] = {}
+
+    def num(x: str) -> int:
+        m = re.match(r"\d+", x.strip())
+        return int(m.group()) if m else 0
+
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, gres, _limit, cpus, mem = (line.split("|") + ["", "", "", ""])[:5]
+        m = re.search(r"gpu(?::[^:(,]+)?:(\d+)", gres)
+        gpus = int(m.group(1)) if m else 0
+        key = name.rstrip("*")
+        old = live.get(key, (0, 0, 0))
+        live[key] = (max(old[0], gpus), max(old[1], num(cpus)), max(old[2], num(mem)))
+    return live
+
+
 def check_live(site: Site, runner: Runner) -> list[str]:
     problems: list[str] = []
     try:
         cfg = runner.run(SHOW_CONFIG_ARGV, timeout=30)
-        parts = runner.run(["sinfo", "-h", "-o", "%P|%G|%l"], timeout=30)
+        parts = runner.run(SINFO_ARGV, timeout=30)
     except HpcflowError as e:
         return [f"{site.source}: Slurm not reachable, only the file was checked ({e})"]
     if not cfg.ok or not parts.ok:
         return [f"{site.source}: Slurm not reachable, only the file was checked"]
-    live: dict[str, int] = {}
-    for line in parts.stdout.splitlines():
-        name, gres, _limit = (line.split("|") + ["", ""])[:3]
-        m = re.search(r"gpu(?::[^:(,]+)?:(\d+)", gres)
-        live[name.rstrip("*")] = max(live.get(name.rstrip("*"), 0), int(m.group(1)) if m else 0)
+    live = parse_sinfo(parts.stdout)
+
+    def problem(msg: str) -> None:
+        problems.append(str(Problem(site.source, 0, msg)))
+
     for name, p in site.partitions.items():
         if name not in live:
-            problems.append(
-                str(
-                    Problem(
-                        site.source,
-                        0,
-                        f"partition {name!r} does not exist "
-                        f"on the cluster (it has {', '.join(live)})",
-                    )
-                )
-            )
-        elif p.gpus > live[name]:
-            problems.append(
-                str(
-                    Problem(
-                        site.source,
-                        0,
-                        f"partition {name!r}: config says "
-                        f"{p.gpus} GPUs per node, cluster has {live[name]}",
-                    )
-                )
-            )
+            problem(f"partition {name!r} does not exist on the cluster (it has {', '.join(live)})")
+            continue
+        gpus, cpus, mem = live[name]
+        if p.gpus > gpus:
+            problem(f"partition {name!r}: config says {p.gpus} GPUs per node, cluster has {gpus}")
+        if p.cpus and cpus and p.cpus > cpus:
+            problem(f"partition {name!r}: config says {p.cpus} CPUs per node, cluster has {cpus}")
+        if p.mem and mem and parse_mem_mb(p.mem) > mem:
+            problem(f"partition {name!r}: config says {p.mem} per node, cluster has {mem}M")
     mas = max_array_size(parse_show_config(cfg.stdout))
     if site.limits.max_array_size and site.limits.max_array_size > mas:
-        problems.append(
-            str(
-                Problem(
-                    site.source,
-                    0,
-                    f"limits.max_array_size "
-                    f"{site.limits.max_array_size} is over the cluster's "
-                    f"MaxArraySize {mas}",
-                )
-            )
+        problem(
+            f"limits.max_array_size {site.limits.max_array_size} is over the cluster's "
+            f"MaxArraySize {mas}"
         )
     return problems

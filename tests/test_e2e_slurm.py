@@ -293,9 +293,13 @@ def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> Non
     doc = yaml.safe_load(site.read_text())
     doc["partitions"]["gpu"]["gpus"] = 4
     doc["partitions"]["bigmem"] = {"gpus": 0}
+    doc["partitions"]["debug"].update(cpus=32, mem="64G")
     site.write_text(yaml.safe_dump(doc))
     p = hpcflow("sites", "check", str(site))
     assert p.returncode == 2
+    assert "partition 'debug': config says 32 CPUs per node, cluster has 16" in p.stderr
+    assert "partition 'debug': config says 64G per node, cluster has 16000M" in p.stderr
+    assert p.stdout.startswith("python: python3 3.")
     assert "partition 'bigmem' does not exist on the cluster" in p.stderr
     assert "partition 'gpu': config says 4 GPUs per node, cluster has 2" in p.stderr
     assert "max_array_size 20000 is over the cluster's MaxArraySize 10001" in p.stderr

@@ -243,3 +243,13 @@ def test_sigkill_without_step_data_is_not_confirmed() -> None:
     assert not row.killed_without_step_data(datetime(2030, 1, 1))  # long after: final
     (full,) = parse_sacct(text)
     assert full.has_steps and not full.killed_without_step_data(ended)
+
+
+def test_sinfo_partitions_parse() -> None:
+    from hpcflow.sitecheck import parse_sinfo
+
+    real = (CAP / "sinfo-partitions.txt").read_text()
+    assert parse_sinfo(real) == {"debug": (2, 16, 16000), "gpu": (2, 16, 16000)}
+    # sinfo groups unlike nodes: "64+" is the smallest of a group; the largest node wins
+    grouped = "big*|gpu:a100:4(S:0-1)|2-00:00:00|64+|512000+\nbig*|(null)|2-00:00:00|128|1024000\n"
+    assert parse_sinfo(grouped) == {"big": (4, 128, 1024000)}
