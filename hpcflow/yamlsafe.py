@@ -105,7 +105,15 @@ def read_text_bounded(path: str | Path, limit: int = MAX_BYTES, what: str = "fil
     p = Path(path)
     try:
         with p.open("rb") as f:
-            data = f.read(limit + 1)
+            chunks: list[bytes] = []
+            got = 0
+            while got <= limit:  # in chunks: read(limit + 1) would allocate the whole bound
+                chunk = f.read(min(1 << 20, limit + 1 - got))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            data = b"".join(chunks)
     except FileNotFoundError as e:
         raise InvalidInput([Problem(str(p), 1, f"{what} not found")]) from e
     except IsADirectoryError as e:
