@@ -129,10 +129,9 @@ _BUDGET = threading.local()
 
 
 def _budget() -> _Budget:
+    """The running render's budget (outside `bounded()`, a fresh one that is not kept)."""
     b = getattr(_BUDGET, "current", None)
-    if b is None:
-        b = _BUDGET.current = _Budget()
-    return b
+    return b if b is not None else _Budget()
 
 
 def _too_big(what: str) -> jinja2.TemplateError:
