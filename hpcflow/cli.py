@@ -80,12 +80,27 @@ def emit_json(doc: Any) -> None:
     help="Tracker database (default $XDG_DATA_HOME/hpcflow/tracker.db).",
 )
 @click.option("--site", help="Site config name or path (env HPCFLOW_SITE).")
-@click.option("-v", "--verbose", count=True, help="More output.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log every Slurm and SSH command (with its time and exit status) and every tracker "
+    "decision, on stderr.",
+)
 @click.version_option(__version__, prog_name="hpcflow")
 @click.pass_context
 def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> None:
     """Compile workflow files into Slurm job arrays, submit them and track them to the end."""
     ctx.obj = Ctx(db, site, verbose)
+    if verbose:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hpcflow: %(message)s"))
+        root = logging.getLogger("hpcflow")
+        root.handlers[:] = [handler]
+        root.setLevel(logging.DEBUG)
+        root.propagate = False
 
 
 _set = click.option(

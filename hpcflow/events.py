@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import Any
 
 from sqlmodel import Session
@@ -11,6 +12,8 @@ from sqlmodel import Session
 from .db import Event, Run, Task, utcnow
 from .runner import Runner
 from .states import HPCFLOW_MOVES, RunState, TaskState, run_move_allowed
+
+log = logging.getLogger(__name__)
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -35,7 +38,17 @@ class EventLog:
         self.events: list[Event] = []
 
     def add(self, s: Session, **fields: Any) -> Event:
+        """Record one event; `-v` logs it: every state change the tracker decides, and why."""
         e = Event(**fields)
+        if log.isEnabledFor(logging.DEBUG):
+            where = e.run_id + (f" {e.step}[{e.index}]" if e.step is not None else "")
+            log.debug(
+                "tracker: %s: %s -> %s%s",
+                where,
+                e.old_state or "-",
+                e.new_state or "-",
+                f": {e.reason}" if e.reason else "",
+            )
         s.add(e)
         self.events.append(e)
         return e

@@ -6,14 +6,40 @@ Nothing else in hpcflow imports subprocess (or, later, paramiko).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .errors import RunnerError
 from .images import SECRET_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def redact(text: str, extra: dict[str, str] | None = None) -> str:
+    """``text`` with the value of every credential variable (ours or ``extra``) masked."""
+    for name in SECRET_NAMES:
+        for value in (os.environ.get(name), (extra or {}).get(name)):
+            if value and len(value) >= 4:
+                text = text.replace(value, "***")
+    return text
+
+
+def log_command(
+    where: str, argv: list[str], started: float, code: int | str, env: dict[str, str] | None
+) -> None:
+    """`-v`: every command hpcflow runs, where, how long it took and how it ended (argv only:
+    the environment, which may hold credentials, is never logged)."""
+    if log.isEnabledFor(logging.DEBUG):
+        line = shlex.join(argv)
+        log.debug(
+            "%s: %s -> %s in %.3f s", where, redact(line, env), code, time.monotonic() - started
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,7 @@ class LocalRunner:
     ) -> Result:
         child = {k: v for k, v in os.environ.items() if k not in SECRET_NAMES}
         child.update(env or {})
+        started = time.monotonic()
         try:
             p = subprocess.run(
                 argv,
@@ -80,12 +107,15 @@ class LocalRunner:
                 env=child,
             )
         except FileNotFoundError as e:
+            log_command("local", argv, started, "command not found", env)
             raise RunnerError(
                 f"{argv[0]}: command not found (is Slurm installed on this "
                 "machine, or should the site config name a login host?)"
             ) from e
         except subprocess.TimeoutExpired as e:
+            log_command("local", argv, started, "timeout", env)
             raise RunnerError(f"{' '.join(argv[:2])}: no answer within {timeout:.0f}s") from e
+        log_command("local", argv, started, f"exit {p.returncode}", env)
         return Result(argv, p.returncode, p.stdout, p.stderr)
 
     def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .errors import RunnerError
-from .runner import Result
+from .runner import Result, log_command
 
 CONNECT_TIMEOUT = 15.0
 KEEPALIVE_S = 30
@@ -136,6 +136,8 @@ class SSHRunner:
             )
         client = self._connect()
         command = shlex.join(argv)
+        started = time.monotonic()
+        where = f"ssh {self.where}"
         try:
             chan = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
             chan.settimeout(timeout)
@@ -160,12 +162,15 @@ class SSHRunner:
             code = chan.recv_exit_status()
             chan.close()
         except TimeoutError as e:
+            log_command(where, argv, started, "timeout", None)
             raise RunnerError(
                 f"{' '.join(argv[:2])} on {self.host}: no answer within {timeout:.0f}s"
             ) from e
         except OSError as e:
+            log_command(where, argv, started, f"connection lost ({e})", None)
             self.close()
             raise RunnerError(f"SSH connection to {self.where} lost: {e}") from e
+        log_command(where, argv, started, f"exit {code}", None)
         if code == 127:
             raise RunnerError(
                 f"{argv[0]}: command not found on {self.host} (is Slurm in the PATH of "
