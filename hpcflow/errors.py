@@ -45,10 +45,22 @@ class SlurmError(HpcflowError):
     exit_code = 3
 
 
+class SlurmRefused(SlurmError):
+    """Slurm answered and said no (a QOS limit, a bad option...). Exit 3."""
+
+
+class SlurmUnavailable(SlurmError):
+    """Slurm did not answer, so what happened is not known yet (a later command settles it)."""
+
+
 class RunnerError(HpcflowError):
     """A command could not be run at all (missing binary, connection lost)."""
 
     exit_code = 3
+
+
+class RunnerTimeout(RunnerError):
+    """A command gave no answer within its time limit."""
 
 
 class NotFound(HpcflowError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import RunnerError
+from .errors import RunnerError, RunnerTimeout
 from .images import SECRET_NAMES
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class LocalRunner:
             ) from e
         except subprocess.TimeoutExpired as e:
             log_command("local", argv, started, "timeout", env)
-            raise RunnerError(f"{' '.join(argv[:2])}: no answer within {timeout:.0f}s") from e
+            raise RunnerTimeout(f"{' '.join(argv[:2])}: no answer within {timeout:.0f}s") from e
         log_command("local", argv, started, f"exit {p.returncode}", env)
         return Result(argv, p.returncode, p.stdout, p.stderr)
 

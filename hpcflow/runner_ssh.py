@@ -16,7 +16,7 @@ import stat
 import time
 from typing import Any
 
-from .errors import RunnerError
+from .errors import RunnerError, RunnerTimeout
 from .runner import Result, log_command
 
 CONNECT_TIMEOUT = 15.0
@@ -163,7 +163,7 @@ class SSHRunner:
             chan.close()
         except TimeoutError as e:
             log_command(where, argv, started, "timeout", None)
-            raise RunnerError(
+            raise RunnerTimeout(
                 f"{' '.join(argv[:2])} on {self.host}: no answer within {timeout:.0f}s"
             ) from e
         except OSError as e:

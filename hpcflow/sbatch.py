@@ -7,7 +7,7 @@ import random
 import time
 from datetime import datetime
 
-from .errors import RunnerError, SlurmError
+from .errors import RunnerError, SlurmRefused, SlurmUnavailable
 from .runner import Runner
 from .site import Site
 from .slurm import is_temporary_error, parse_sbatch, scancel_argv
@@ -40,7 +40,7 @@ def sbatch_one(
             if found:
                 return found
             if attempt == TEMPORARY_TRIES:
-                raise SlurmError(f"sbatch for {name} did not answer: {e}") from e
+                raise SlurmUnavailable(f"sbatch for {name} did not answer: {e}") from e
             continue
         if res.ok:
             sid = parse_sbatch(res.stdout)
@@ -49,10 +49,10 @@ def sbatch_one(
             return sid
         msg = (res.stderr or res.stdout).strip()
         if not is_temporary_error(msg) or attempt == TEMPORARY_TRIES:
-            raise SlurmError(f"Slurm refused job {name}: {msg}")
+            raise SlurmRefused(f"Slurm refused job {name}: {msg}")
         time.sleep(delay + random.uniform(0, delay))
         delay = min(delay * 2, 30)
-    raise SlurmError(f"Slurm refused job {name}")  # pragma: no cover - loop always returns
+    raise SlurmRefused(f"Slurm refused job {name}")  # pragma: no cover - loop always returns
 
 
 def ids_by_name(runner: Runner, name: str, since: datetime) -> set[str] | None:
@@ -106,7 +106,7 @@ def settle_by_name(runner: Runner, name: str, since: datetime, timeout: float) -
             if absent >= 2:
                 return None
         time.sleep(3)
-    raise SlurmError(
+    raise SlurmUnavailable(
         f"Slurm did not answer for {max(10 * timeout, 300):.0f}s while hpcflow "
         f"was checking whether job {name} exists; run `hpcflow status` later to "
         "reconcile"

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from .compiler import compile_plan
 from .dataflow import may_skip, step_role
 from .db import Job, Run, StepRow, Task, session, utcnow
-from .errors import SlurmError
+from .errors import SlurmError, SlurmUnavailable
 from .events import EventLog, move_run, move_task
 from .images import read_credentials
 from .render import RenderedRun, _item_of, render_run
@@ -263,7 +263,7 @@ def submit_planned(
                     cancel_duplicates(runner, job.name, since, sid)
         except SlurmError as e:
             abort(engine, runner, run_id, str(e))
-            raise SlurmError(
+            raise type(e)(
                 f"{e}\n  command: {shlex.join(argv)}\n  run {run_id}: the jobs "
                 "already submitted were cancelled; the run is recorded as "
                 "CANCELLED"
@@ -355,9 +355,7 @@ def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[
         try:
             submit_planned(engine, runner, run_id, site, adopt=True)
             resumed.append(run_id)
-        except SlurmError as e:
-            if "did not answer" not in str(e):
-                raise
+        except SlurmUnavailable as e:
             print(
                 f"hpcflow: warning: run {run_id} is not fully submitted and Slurm is not "
                 f"answering; it will be resumed by a later command ({e})",
