@@ -219,14 +219,16 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
     assert sqlite3.connect(db).execute("pragma integrity_check").fetchone() == ("ok",)
     calls.unlink()
     ids = ",".join(j["slurm_job_id"] for j in sub["jobs"])
-    wait_until(
-        lambda: (
-            not subprocess.run(
-                ["squeue", "-h", "-j", ids], capture_output=True, text=True
-            ).stdout.strip()
-        ),
-        60,
-    )
+
+    def all_recorded() -> bool:  # slurmdbd may lag behind squeue: wait for sacct itself
+        out = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "--format=State", "-j", ids],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        return out.count("COMPLETED") == 20
+
+    wait_until(all_recorded, 90)
 
     def run_all(commands: list[list[str]]) -> list[tuple[str, str]]:
         procs = [
