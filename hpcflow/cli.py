@@ -345,7 +345,7 @@ def runs(
 @handle_errors
 def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
     """Print the log of one element (INDEX, default 0) of STEP in RUN."""
-    from .paths import log_path
+    from .jobtool import log_path
     from .tracker import get_run, run_steps
 
     r = get_run(obj.engine, run)

@@ -30,6 +30,30 @@ from typing import Any, List
 
 Ast = List[Any]  # noqa: UP006 (runs on the site's python, 3.7+)
 
+# -- the run directory's layout (docs/scratch-layout.md): this module owns it; the rest of
+# hpcflow imports it from here, and the job template gets SHARD as a value ----------------
+SHARD = 1000  # at most ~1,000 entries per directory, as Lustre's metadata servers want
+
+
+def task_dir(run_dir: str, step: str, index: int, shard: int = SHARD) -> str:
+    """The element's own directory."""
+    return f"{run_dir}/steps/{step}/{index // shard}/{index}"
+
+
+def log_path(run_dir: str, step: str, index: int, stream: str = "out", shard: int = SHARD) -> str:
+    """The element's stdout (``out``) or stderr (``err``) log."""
+    return f"{run_dir}/logs/{step}/{index // shard}/{index}.{stream}"
+
+
+def item_of(axes: dict[str, list[Any]], idx: int) -> dict[str, Any]:
+    """Element index -> its value on every axis (cartesian product, last axis fastest)."""
+    out = []
+    for values in reversed(list(axes.values())):
+        idx, r = divmod(idx, len(values))
+        out.append(values[r])
+    return dict(zip(axes, reversed(out)))
+
+
 _TOKEN = re.compile(
     r"""\s*(?:
     (?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
@@ -312,14 +336,6 @@ def cmd_when(spec_path: str) -> int:
     return 0 if value else WHEN_FALSE
 
 
-def _item_of(axes: dict[str, list[Any]], idx: int) -> dict[str, Any]:
-    out = []
-    for values in reversed(list(axes.values())):
-        idx, r = divmod(idx, len(values))
-        out.append(values[r])
-    return dict(zip(axes, reversed(out)))
-
-
 def cmd_manifest(spec_path: str) -> int:
     """Fan-in: every element of every upstream, its item, directory, final state, outputs."""
     spec = _read_json(spec_path)
@@ -328,13 +344,13 @@ def cmd_manifest(spec_path: str) -> int:
     for up in spec["upstreams"]:
         elements = []
         for idx in range(up["n"]):
-            tdir = f"{run_dir}/steps/{up['step']}/{idx // shard}/{idx}"
+            tdir = task_dir(run_dir, up["step"], idx, shard)
             res = element_result(tdir)
             outputs = _read_json(os.path.join(tdir, "outputs.json"))
             elements.append(
                 {
                     "index": idx,
-                    "item": _item_of(up["axes"], idx),
+                    "item": item_of(up["axes"], idx),
                     "task_dir": tdir,
                     "state": res.get("state", "NOT_RUN"),
                     "exit_code": res.get("exit_code"),

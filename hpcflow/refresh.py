@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from .db import Job, Run, StepRow, Task, session, utcnow
 from .events import EventLog, move_run
-from .paths import task_dir
+from .jobtool import task_dir
 from .runner import Runner
 from .slurm import parse_sacct, parse_squeue, sacct_argv, squeue_argv
 from .states import (

@@ -20,7 +20,7 @@ from .dataflow import (
 )
 from .errors import InvalidInput, Problem
 from .images import SECRET_NAMES, cache_path, pull_script
-from .paths import task_dir
+from .jobtool import SHARD, item_of, task_dir
 from .planfiles import plan_json, plan_text
 from .render_container import container_body
 from .render_dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
@@ -214,6 +214,7 @@ def render_step_script(
         "attempts": str(rt.attempts),
         "retry_on": " ".join(str(c) for c in rt.exit_codes) if rt.exit_codes else "",
         "never": " ".join(str(c) for c in rt.never),
+        "shard": SHARD,
         **extra,
     }
     name = "default.sh.j2"
@@ -262,12 +263,7 @@ def _load(env: jinja2.Environment, name: str) -> str:
 
 
 def _item_of(sp: StepPlan, idx: int) -> dict[str, Any]:
-    vals = list(sp.axes.values())
-    out: list[Any] = []
-    for values in reversed(vals):
-        idx, r = divmod(idx, len(values))
-        out.append(values[r])
-    return dict(zip(sp.axes, reversed(out)))
+    return item_of(sp.axes, idx)
 
 
 def tasks_file(

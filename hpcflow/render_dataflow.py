@@ -20,7 +20,7 @@ from .dataflow import (
     when_spec,
 )
 from .errors import InvalidInput, Problem
-from .paths import SHARD, task_dir
+from .jobtool import SHARD, task_dir
 from .site import Site
 from .templating import _to_text, as_shell_word, render_segments
 from .validate import Loaded

@@ -8,7 +8,7 @@ from .compiler import remote_images_used
 from .dataflow import PULL_STEP
 from .errors import HpcflowError, RunnerError
 from .images import cache_path, credentials_from_env, pull_script, read_credentials
-from .paths import SHARD
+from .jobtool import SHARD, task_dir
 from .render import RenderedRun
 from .runner import Runner
 from .site import Site
@@ -30,9 +30,7 @@ def write_run_dir(rr: RenderedRun, runner: Runner, stripe_count: int | None = No
             runner.makedirs(f"{base}/{sub}/{name}", 0o750)
             runner.makedirs_many([f"{base}/{sub}/{name}/{k}" for k in shards], 0o750)
         # every element's directory exists before any job starts (no mkdir storm on Lustre)
-        runner.makedirs_many(
-            [f"{base}/steps/{name}/{i // SHARD}/{i}" for i in range(sp.n_elements)], 0o750
-        )
+        runner.makedirs_many([task_dir(base, name, i) for i in range(sp.n_elements)], 0o750)
     for parent in sorted({rel.rsplit("/", 1)[0] for rel in rr.files if "/" in rel}):
         runner.makedirs(f"{base}/{parent}", 0o750)
     for rel, content in rr.files.items():

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from .db import Event, Job, Run, StepRow, Task, session
 from .errors import NotFound, SlurmError
 from .events import EventLog, move_run, move_task
-from .paths import task_dir
+from .jobtool import task_dir
 from .refresh import ACTIVE, derive_run_state
 from .runner import Runner
 from .slurm import scancel_argv
