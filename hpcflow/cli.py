@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -12,64 +10,24 @@ from typing import Any
 import click
 
 from . import __version__
-from .cli_base import F, Group, complete_run, complete_step, handle_errors
+from .cli_base import (
+    Ctx,
+    F,
+    Group,
+    complete_run,
+    complete_step,
+    emit_json,
+    json_option,
+    refresh_runs,
+    runner_for,
+    site_for_run,
+)
+from .cli_campaign import campaign
+from .cli_recovery import COMMANDS as RECOVERY_COMMANDS
 from .errors import BadUsage, NotFound
 from .states import RunState
 
-__all__ = ["Ctx", "emit_json", "handle_errors", "main", "runner_for", "site_for_run"]
-
-
-class Ctx:
-    def __init__(self, db: str | None, site: str | None, verbose: int):
-        self.db_path = db
-        self.site_name = site or os.environ.get("HPCFLOW_SITE")
-        self.verbose = verbose
-        self._engine: Any = None
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from .db import open_db
-
-            self._engine = open_db(self.db_path)
-        return self._engine
-
-    def site(self, required: bool = True) -> Any:
-        from .site import load_site
-
-        if not self.site_name:
-            if not required:
-                return None
-            raise BadUsage(
-                "no site given: use --site NAME|PATH or set HPCFLOW_SITE "
-                "(`hpcflow sites list` shows the known ones)"
-            )
-        return load_site(self.site_name)
-
-
-_RUNNERS: dict[tuple[Any, ...], Any] = {}
-
-
-def runner_for(site: Any) -> Any:
-    """LocalRunner on the login node; SSHRunner when the site names a login host (one
-    connection per hpcflow command, reused by every call)."""
-    from .runner import LocalRunner
-
-    if site is None or not site.login.host:
-        return LocalRunner()
-    from .runner_ssh import SSHRunner
-
-    lg = site.login
-    key = (lg.host, lg.user, lg.port, lg.key, lg.known_hosts)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = SSHRunner(
-            lg.host, user=lg.user, port=lg.port, key=lg.key, known_hosts=lg.known_hosts
-        )
-    return _RUNNERS[key]
-
-
-def emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, default=str))
+__all__ = ["main"]
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,7 +87,6 @@ def set_option(f: F) -> F:
 @click.argument("workflow", type=click.Path())
 @set_option
 @click.pass_obj
-@handle_errors
 def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None) -> None:
     """Check WORKFLOW (and, with --site, what the site can provide)."""
     from .expand import n_elements
@@ -155,7 +112,6 @@ def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int |
     help="Directory to write the scripts and the plan into.",
 )
 @click.pass_obj
-@handle_errors
 def render(
     obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, out_dir: str
 ) -> None:
@@ -180,9 +136,8 @@ def render(
 @click.argument("workflow", type=click.Path())
 @set_option
 @click.option("--name", "label", help="A label recorded with the run.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def submit(
     obj: Ctx,
     workflow: str,
@@ -212,30 +167,12 @@ def submit(
                 )
 
 
-def site_for_run(run: Any) -> Any:
-    from .site import load_site
-
-    return load_site(run.site)
-
-
-def refresh_runs(obj: Ctx, runs: list[Any], force: bool = False) -> None:
-    from .sync import sync
-
-    by_site: dict[str, list[Any]] = {}
-    for r in runs:
-        by_site.setdefault(r.site, []).append(r)
-    for runs_ in by_site.values():
-        site = site_for_run(runs_[0])
-        sync(obj.engine, runner_for(site), site, runs_, force)
-
-
 @main.command()
 @click.argument("run", required=False, shell_complete=complete_run)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.option("--tasks", is_flag=True, help="Include every element.")
 @click.option("--no-refresh", is_flag=True, help="Read the database only; ask Slurm nothing.")
 @click.pass_obj
-@handle_errors
 def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bool) -> None:
     """Per-step counts by state for RUN (default: every active run)."""
     from .tracker import active_runs, get_run, status_doc
@@ -263,7 +200,6 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
 @click.option("--timeout", type=float, default=None, help="Give up after SEC seconds (exit 124).")
 @click.option("--interval", type=float, default=None, help="Seconds between refreshes.")
 @click.pass_obj
-@handle_errors
 def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> None:
     """Live progress bars per step until RUN ends. Exit 0 COMPLETED, 1 otherwise, 124 timeout."""
     from .progress import watch as do_watch
@@ -290,9 +226,8 @@ def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> 
 @click.option("--workflow", help="Only runs of this workflow.")
 @click.option("--namespace", help="Only runs in this namespace.")
 @click.option("--since", help="Only runs submitted since DATE (YYYY-MM-DD[THH:MM]).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def runs(
     obj: Ctx,
     state: str | None,
@@ -342,7 +277,6 @@ def runs(
 @click.option("--stderr", is_flag=True, help="The element's stderr instead of stdout.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines.")
 @click.pass_obj
-@handle_errors
 def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
     """Print the log of one element (INDEX, default 0) of STEP in RUN."""
     from .jobtool import log_path
@@ -373,7 +307,6 @@ def sites() -> None:
 
 
 @sites.command("list")
-@handle_errors
 def sites_list() -> None:
     """The site configs hpcflow can find."""
     from .site import list_sites
@@ -384,8 +317,7 @@ def sites_list() -> None:
 
 @sites.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@handle_errors
+@json_option
 def sites_show(name: str, as_json: bool) -> None:
     """Print a site config as hpcflow reads it (defaults filled in)."""
     from .site import load_site
@@ -400,7 +332,6 @@ def sites_show(name: str, as_json: bool) -> None:
 
 @sites.command("check")
 @click.argument("name")
-@handle_errors
 def sites_check(name: str) -> None:
     """Validate a site config and compare it with the live cluster when Slurm is reachable."""
     from .site import load_site
@@ -421,8 +352,10 @@ def sites_check(name: str) -> None:
     click.echo(f"{site.source}: ok")
 
 
-# commands that change runs after submission live in cli_recovery; importing it registers them
-from . import cli_campaign, cli_recovery  # noqa: E402,F401
+# composed here: the command modules know nothing of `main`
+main.add_command(campaign)
+for _cmd in RECOVERY_COMMANDS:
+    main.add_command(_cmd)
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,13 @@
-"""What every command shares: the group that gives each command --db/--site and its exit
-codes in --help, error handling (one line, or one JSON document with --json; never a
-traceback), and shell completion of run ids and step names."""
+"""What every command shares: the context object (database, site, runner), the group that
+gives each command --db/--site, error handling (one line, or one JSON document with --json;
+never a traceback) and its exit codes in --help, the sync before a command reads a run, and
+shell completion of run ids and step names. Command modules import this, never `cli`."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,10 +16,83 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import HpcflowError, InvalidInput
+from .errors import BadUsage, HpcflowError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("hpcflow")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+
+
+class Ctx:
+    def __init__(self, db: str | None, site: str | None, verbose: int):
+        self.db_path = db
+        self.site_name = site or os.environ.get("HPCFLOW_SITE")
+        self.verbose = verbose
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from .db import open_db
+
+            self._engine = open_db(self.db_path)
+        return self._engine
+
+    def site(self, required: bool = True) -> Any:
+        from .site import load_site
+
+        if not self.site_name:
+            if not required:
+                return None
+            raise BadUsage(
+                "no site given: use --site NAME|PATH or set HPCFLOW_SITE "
+                "(`hpcflow sites list` shows the known ones)"
+            )
+        return load_site(self.site_name)
+
+
+_RUNNERS: dict[tuple[Any, ...], Any] = {}
+
+
+def runner_for(site: Any) -> Any:
+    """LocalRunner on the login node; SSHRunner when the site names a login host (one
+    connection per hpcflow command, reused by every call)."""
+    from .runner import LocalRunner
+
+    if site is None or not site.login.host:
+        return LocalRunner()
+    from .runner_ssh import SSHRunner
+
+    lg = site.login
+    key = (lg.host, lg.user, lg.port, lg.key, lg.known_hosts)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = SSHRunner(
+            lg.host, user=lg.user, port=lg.port, key=lg.key, known_hosts=lg.known_hosts
+        )
+    return _RUNNERS[key]
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+def site_for_run(run: Any) -> Any:
+    from .site import load_site
+
+    return load_site(run.site)
+
+
+def refresh_runs(obj: Ctx, runs: list[Any], force: bool = False) -> None:
+    from .sync import sync
+
+    by_site: dict[str, list[Any]] = {}
+    for r in runs:
+        by_site.setdefault(r.site, []).append(r)
+    for runs_ in by_site.values():
+        site = site_for_run(runs_[0])
+        sync(obj.engine, runner_for(site), site, runs_, force)
+
 
 COMMON_EXITS = "2 bad usage or invalid input, 3 Slurm or the login host failed, 130 interrupted"
 EXIT_CODES = {
@@ -86,6 +161,8 @@ class Group(click.Group):
                     help="Site config name or path (as before the command).",
                 )
             )
+        if cmd.callback is not None and not getattr(cmd.callback, "_handles_errors", False):
+            cmd.callback = handle_errors(cmd.callback)
         if not isinstance(cmd, click.Group) and not cmd.epilog:
             own = EXIT_CODES.get(cmd.name or "", "0")
             cmd.epilog = f"Exit codes: {own}; any command: {COMMON_EXITS}."
@@ -141,6 +218,7 @@ def handle_errors(f: F) -> F:
                 70,
             )
 
+    wrapper._handles_errors = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
@@ -152,8 +230,6 @@ def _verbose() -> bool:
 
 # -- shell completion -------------------------------------------------------------------
 def _db_from(ctx: click.Context) -> Any:
-    import os
-
     obj = ctx.find_object(object)  # while completing, the group's callback has not run
     path = getattr(obj, "db_path", None)
     c: click.Context | None = ctx

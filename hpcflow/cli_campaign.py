@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from .cli import Ctx, emit_json, handle_errors, main, runner_for
+from .cli_base import Ctx, Group, emit_json, json_option, runner_for
 
 
-@main.group()
+@click.group(cls=Group)
 def campaign() -> None:
     """Feed a workflow batch after batch of events, from cron."""
 
@@ -28,7 +28,6 @@ def _load(obj: Ctx, file: str) -> Any:
 @campaign.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_obj
-@handle_errors
 def validate(obj: Ctx, file: str) -> None:
     """Check the campaign and the workflow it names (with a real batch)."""
     lc = _load(obj, file)
@@ -42,9 +41,8 @@ def validate(obj: Ctx, file: str) -> None:
 
 @campaign.command("plan")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def plan(obj: Ctx, file: str, as_json: bool) -> None:
     """List the batches the campaign would submit."""
     lc = _load(obj, file)
@@ -77,9 +75,8 @@ def plan(obj: Ctx, file: str, as_json: bool) -> None:
 
 @campaign.command("tick")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def tick(obj: Ctx, file: str, as_json: bool) -> None:
     """One idempotent step: refresh, retry failed batches per policy, submit the next ones."""
     from .campaign import tick as do_tick
@@ -105,10 +102,9 @@ def tick(obj: Ctx, file: str, as_json: bool) -> None:
 
 @campaign.command("status")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.option("--failed-csv", type=click.Path(dir_okay=False), help="Write the failed events here.")
 @click.pass_obj
-@handle_errors
 def status(obj: Ctx, file: str, as_json: bool, failed_csv: str | None) -> None:
     """Events done / failed / running / pending, batches, throughput, projected finish."""
     from .campaign import status as do_status
@@ -165,7 +161,6 @@ def hpcflow_command() -> list[str]:
 @click.option("--remove", is_flag=True, help="Remove the campaign's crontab line.")
 @click.option("--show", is_flag=True, help="Show the campaign's crontab line.")
 @click.pass_obj
-@handle_errors
 def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) -> None:
     """Install (--cron), show (--show) or remove (--remove) the crontab line running `tick`."""
     from .errors import BadUsage

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import click
 
-from .cli import Ctx, emit_json, handle_errors, main, refresh_runs, runner_for, site_for_run
-from .cli_base import complete_run, complete_step
+from .cli_base import (
+    Ctx,
+    complete_run,
+    complete_step,
+    emit_json,
+    json_option,
+    refresh_runs,
+    runner_for,
+    site_for_run,
+)
 
 
-@main.command()
+@click.command()
 @click.argument("run", shell_complete=complete_run)
 @click.option("--step", help="Cancel only this step's jobs.")
 @click.pass_obj
-@handle_errors
 def cancel(obj: Ctx, run: str, step: str | None) -> None:
     """scancel RUN's jobs (or one step's) and record them CANCELLED."""
     from .tracker import cancel as do_cancel
@@ -23,7 +30,7 @@ def cancel(obj: Ctx, run: str, step: str | None) -> None:
     click.echo(f"cancelled {len(ids)} Slurm job(s) of {r.id}" + (f" step {step}" if step else ""))
 
 
-@main.command()
+@click.command()
 @click.argument("run", shell_complete=complete_run)
 @click.option(
     "--step",
@@ -49,9 +56,8 @@ def cancel(obj: Ctx, run: str, step: str | None) -> None:
     type=click.FloatRange(min=1.0, min_open=True),
     help="Multiply the time limit of the resubmitted jobs.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def retry(
     obj: Ctx,
     run: str,
@@ -92,12 +98,11 @@ def retry(
         )
 
 
-@main.command()
+@click.command()
 @click.argument("run", shell_complete=complete_run)
 @click.argument("step", shell_complete=complete_step)
 @click.argument("index", type=click.IntRange(min=0))
 @click.pass_obj
-@handle_errors
 def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
     """Mark element INDEX of STEP resolved by hand and release the dependents it blocked."""
     from .recovery import resolve as do_resolve
@@ -110,11 +115,10 @@ def resolve(obj: Ctx, run: str, step: str, index: int) -> None:
     click.echo(f"{r.id}: {step}[{index}] RESOLVED; released {res.tasks} dependent element(s)")
 
 
-@main.command()
+@click.command()
 @click.argument("run", shell_complete=complete_run)
 @click.option("--force", is_flag=True, help="Even if the run is still active.")
 @click.pass_obj
-@handle_errors
 def clean(obj: Ctx, run: str, force: bool) -> None:
     """Remove RUN's directory from scratch (the tracker keeps its record and history)."""
     from .clean import clean as do_clean
@@ -125,11 +129,10 @@ def clean(obj: Ctx, run: str, force: bool) -> None:
     click.echo(f"removed {do_clean(obj.engine, runner_for(site), site, r, force)}")
 
 
-@main.command()
+@click.command()
 @click.argument("run", shell_complete=complete_run)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @click.pass_obj
-@handle_errors
 def history(obj: Ctx, run: str, as_json: bool) -> None:
     """The run's event log, oldest first."""
     from .events import event_json
@@ -148,3 +151,6 @@ def history(obj: Ctx, run: str, as_json: bool) -> None:
             f"{'' if e['exit_code'] is None else 'exit ' + str(e['exit_code'])} "
             f"{e['reason'] or ''}".rstrip()
         )
+
+
+COMMANDS = [cancel, retry, resolve, clean, history]
