@@ -25,12 +25,15 @@ from .errors import HpcflowError, SlurmError
 from .recovery import retry
 from .refresh import ACTIVE
 from .runner import Runner
-from .states import SUCCESS, TERMINAL, TaskState
+from .states import SUCCESS, TERMINAL, BatchState, TaskState
 from .submit import RunLock, submit
 from .sync import sync
 from .units import parse_duration_s
 
 MAX_BACKOFF_S = 3600
+WAITING = BatchState.WAITING.value
+SUBMITTING = BatchState.SUBMITTING.value
+SUBMITTED = BatchState.SUBMITTED.value
 
 
 def ensure_plan(engine: Engine, lc: LoadedCampaign) -> None:
@@ -83,11 +86,11 @@ def _settle(engine: Engine, batches: list[BatchRow]) -> None:
     """A tick that died between recording SUBMITTING and recording the run: the run exists
     (label = key#attempt) or nothing was submitted, since a run is recorded before any sbatch."""
     for b in batches:
-        if b.state != "SUBMITTING":
+        if b.state != SUBMITTING:
             continue
         with session(engine) as s:
             run = s.exec(select(Run).where(Run.label == f"{b.key}#{b.attempt}")).first()
-        b.state, b.run_id = ("SUBMITTED", run.id) if run else ("WAITING", None)
+        b.state, b.run_id = (SUBMITTED, run.id) if run else (WAITING, None)
         _save(engine, b)
 
 
@@ -137,13 +140,13 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     in_flight = sum(  # retried runs are PENDING again, so they count
         1
         for b in batches
-        if b.state == "SUBMITTED" and b.run_id in runs and runs[b.run_id].state in ACTIVE
+        if b.state == SUBMITTED and b.run_id in runs and runs[b.run_id].state in ACTIVE
     )
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)
         assert camp is not None
     now = utcnow()
-    waiting = [b for b in batches if b.state == "WAITING"]
+    waiting = [b for b in batches if b.state == WAITING]
     if camp.backoff_until and camp.backoff_until > now and waiting:
         out["notes"].append(
             f"Slurm refused the last batch; not submitting before {camp.backoff_until:%H:%M:%S}Z"
@@ -164,22 +167,31 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
                 )
                 break
         b.attempt += 1
-        b.state = "SUBMITTING"
+        b.state = SUBMITTING
         _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
         try:
             loaded = lc.load_batch(json.loads(b.events_json))
             sub = submit(engine, runner, loaded, site, f"{b.key}#{b.attempt}")
         except SlurmError as e:
-            b.state, b.run_id, b.note = "WAITING", None, f"refused: {e}".splitlines()[0]
+            b.state, b.run_id, b.note = (
+                WAITING,
+                None,
+                f"refused: {e}".splitlines()[0],
+            )
             _save(engine, b)
             _back_off(engine, lc, str(e))
             out["notes"].append(f"batch {b.index}: {b.note}; backing off")
             break
         except Exception:
-            b.state = "WAITING"
+            b.state = WAITING
             _save(engine, b)
             raise
-        b.state, b.run_id, b.submitted_at, b.note = "SUBMITTED", sub.run_id, utcnow(), None
+        b.state, b.run_id, b.submitted_at, b.note = (
+            SUBMITTED,
+            sub.run_id,
+            utcnow(),
+            None,
+        )
         _save(engine, b)
         _clear_backoff(engine, lc.name)
         out["submitted"].append({"batch": b.index, "run_id": sub.run_id, "events": b.n_events})
@@ -187,7 +199,7 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
         if queued is not None:
             queued += lc.jobs_per_batch
     out["in_flight"] = in_flight
-    out["remaining"] = len([b for b in _batches(engine, lc.name) if b.state == "WAITING"])
+    out["remaining"] = len([b for b in _batches(engine, lc.name) if b.state == WAITING])
     return out
 
 
@@ -227,7 +239,7 @@ def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
     for b in batches:
         events = json.loads(b.events_json)
         run = runs.get(b.run_id or "")
-        if b.state != "SUBMITTED" or run is None:
+        if b.state != SUBMITTED or run is None:
             state.update({str(e): "pending" for e in events})
             continue
         per: dict[str, list[Task]] = {}
@@ -276,7 +288,14 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
     rows = []
     for i, b in enumerate(batches):
         if b is None:
-            rows.append({"index": i, "run_id": None, "state": "WAITING", "events": len(planned[i])})
+            rows.append(
+                {
+                    "index": i,
+                    "run_id": None,
+                    "state": WAITING,
+                    "events": len(planned[i]),
+                }
+            )
             continue
         run = runs.get(b.run_id or "")
         rows.append(
@@ -304,5 +323,5 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         "failed_events": ev["failed"],
         "finished": counts["running"] == 0
         and counts["pending"] == 0
-        and not any(r["state"] in (*ACTIVE, "WAITING", "SUBMITTING") for r in rows),
+        and not any(r["state"] in (*ACTIVE, WAITING, SUBMITTING) for r in rows),
     }

@@ -94,7 +94,7 @@ class Job(SQLModel, table=True):
     slurm_job_id: str | None = Field(default=None, index=True, description="set once submitted")
     array: str | None = Field(default=None, description="--array spec")
     dependency: str | None = Field(default=None, description="--dependency given")
-    status: str = Field(default="PLANNED", description="PLANNED | SUBMITTED | NOT_SUBMITTED")
+    status: str = Field(default="PLANNED", description="a states.JobStatus value")
     attempt: int = Field(default=0, description="0 = first submission, n = n-th retry")
     submitted_at: datetime | None = Field(default=None, description="when sbatch answered")
     extra_json: str = Field(default="[]", description="extra sbatch flags (retry overrides)")
@@ -154,7 +154,7 @@ class BatchRow(SQLModel, table=True):
     key: str = Field(unique=True, description="idempotency key <campaign>#<index>")
     events_json: str = Field(description="the batch's events")
     n_events: int
-    state: str = Field(default="WAITING", description="WAITING | SUBMITTING | SUBMITTED")
+    state: str = Field(default="WAITING", description="a states.BatchState value")
     attempt: int = Field(default=0, description="submissions tried (label <key>#<attempt>)")
     run_id: str | None = Field(default=None, index=True, description="the batch's run")
     retries: int = Field(default=0, description="`retry_failed` rounds used")

@@ -30,6 +30,7 @@ from .states import (
     HPCFLOW_MOVES,
     OWNED,
     TERMINAL,
+    JobStatus,
     RunState,
     TaskState,
     is_requeue,
@@ -345,7 +346,9 @@ def escalatable(s: Any, run_id: str) -> dict[str, list[tuple[Task, float]]]:
 
 def derive_run_state(s: Any, run: Run) -> str:
     states = [TaskState(x) for x in s.exec(select(Task.state).where(Task.run_id == run.id))]
-    if s.exec(select(Job).where(Job.run_id == run.id, Job.status == "PLANNED")).first():
+    if s.exec(
+        select(Job).where(Job.run_id == run.id, Job.status == JobStatus.PLANNED.value)
+    ).first():
         return run.state  # submission not finished: leave it to the submitter / reconcile
     if escalatable(s, run.id):
         return RunState.RUNNING.value  # some elements are about to be resubmitted

@@ -22,6 +22,22 @@ class TaskState(str, Enum):
     RESOLVED = "RESOLVED"  # marked done by a person (`hpcflow resolve`)
 
 
+class JobStatus(str, Enum):
+    """Where a planned Slurm job is in hpcflow's submission (not Slurm's job state)."""
+
+    PLANNED = "PLANNED"  # recorded, sbatch not yet called (or its answer not yet recorded)
+    SUBMITTED = "SUBMITTED"  # Slurm gave it a job id
+    NOT_SUBMITTED = "NOT_SUBMITTED"  # the run was aborted before its turn
+
+
+class BatchState(str, Enum):
+    """A campaign batch's submission state."""
+
+    WAITING = "WAITING"
+    SUBMITTING = "SUBMITTING"  # idempotency key recorded, run not yet recorded
+    SUBMITTED = "SUBMITTED"
+
+
 class RunState(str, Enum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"

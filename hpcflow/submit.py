@@ -39,7 +39,7 @@ from .slurm import (
     sbatch_argv,
     scancel_argv,
 )
-from .states import TERMINAL, RunState, TaskState
+from .states import TERMINAL, JobStatus, RunState, TaskState
 from .validate import Loaded
 
 
@@ -239,7 +239,7 @@ def submit_planned(
     since = run.submitted_at - timedelta(minutes=5)
     out: list[dict[str, Any]] = []
     for job in jobs:
-        if job.status != "PLANNED":
+        if job.status != JobStatus.PLANNED.value:
             continue
         dep_pairs = [(k, by_row[r].slurm_job_id) for k, r in json.loads(job.deps_json)]
         dep = dependency_string([(k, sid) for k, sid in dep_pairs if sid])
@@ -268,7 +268,7 @@ def submit_planned(
                 "already submitted were cancelled; the run is recorded as "
                 "CANCELLED"
             ) from e
-        job.slurm_job_id, job.dependency, job.status = sid, dep, "SUBMITTED"
+        job.slurm_job_id, job.dependency, job.status = sid, dep, JobStatus.SUBMITTED.value
         job.submitted_at = utcnow()
         log = EventLog()
         with session(engine) as s:
@@ -329,8 +329,8 @@ def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
         assert run is not None
         run.cancelled = True
         for job in jobs.values():
-            if job.status == "PLANNED":
-                job.status = "NOT_SUBMITTED"
+            if job.status == JobStatus.PLANNED.value:
+                job.status = JobStatus.NOT_SUBMITTED.value
                 s.add(job)
         for t in open_tasks:
             move_task(s, log, t, TaskState.CANCELLED, "cancel", "submission aborted")
@@ -345,7 +345,7 @@ def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[
     for run_id in run_ids:
         with session(engine) as s:
             planned = s.exec(
-                select(Job).where(Job.run_id == run_id, Job.status == "PLANNED")
+                select(Job).where(Job.run_id == run_id, Job.status == JobStatus.PLANNED.value)
             ).first()
         if planned is None:
             continue
