@@ -236,9 +236,11 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
             for c in commands
         ]
         results = [p.communicate(timeout=120) for p in procs]
-        for p, (_out, err) in zip(procs, results):
-            assert p.returncode == 0, err
-            assert "locked" not in err
+        for c, p, (_out, err) in zip(commands, procs, results):
+            # two retries at once: one submits, the other is told so (never a locked DB)
+            busy = "retry" in c and "being submitted by another hpcflow process" in err
+            assert p.returncode == 0 or busy, err
+            assert "database is locked" not in err
         return results
 
     # five concurrent `status`: the first to take the refresh lock asks sacct; the others wait
