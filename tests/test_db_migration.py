@@ -1,0 +1,60 @@
+"""A tracker database written by an earlier release (tests/data/tracker-v3, schema 3) opens
+with this one and every read command prints what that release printed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data" / "tracker-v3"
+CLOCK = ("throughput_per_hour", "projected_finish")  # depend on when the test runs
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    work = tmp_path / "fx"
+    shutil.copytree(DATA, work)
+    (work / "tracker.db").chmod(0o600)
+    return work
+
+
+def _json(p) -> dict:
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_old_database_reads_as_before(old_db: Path, hpcflow) -> None:
+    env = {"HPCFLOW_DB": str(old_db / "tracker.db")}
+    expected = json.loads((DATA / "expected" / "runs.json").read_text())
+    assert _json(hpcflow("runs", "--json", extra_env=env)) == expected
+    run_ids = [r["run_id"] for r in expected["runs"]]
+    assert len(run_ids) == 4
+    for rid in run_ids:
+        for cmd in ("status", "history"):
+            want = json.loads((DATA / "expected" / f"{cmd}-{rid}.json").read_text())
+            assert _json(hpcflow(cmd, rid, "--json", extra_env=env)) == want, (cmd, rid)
+    got = _json(
+        hpcflow("campaign", "status", str(old_db / "campaign.yaml"), "--json", extra_env=env)
+    )
+    want = json.loads((DATA / "expected" / "campaign-status.json").read_text())
+    for k in CLOCK:
+        got.pop(k)
+        want.pop(k)
+    assert got == want
+
+
+def test_old_database_is_migrated_and_writable(old_db: Path, hpcflow) -> None:
+    from hpcflow.db import SCHEMA_VERSION
+
+    env = {"HPCFLOW_DB": str(old_db / "tracker.db")}
+    # the campaign is finished: a tick writes its note and submits nothing
+    p = hpcflow("campaign", "tick", str(old_db / "campaign.yaml"), extra_env=env)
+    assert p.returncode == 0, p.stderr
+    assert "0 batch(es) in flight" in p.stdout
+    c = sqlite3.connect(old_db / "tracker.db")
+    assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert c.execute("SELECT count(*) FROM task").fetchone()[0] > 0
