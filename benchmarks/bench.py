@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hpcflow.compiler import compile_plan  # noqa: E402
-from hpcflow.render import render_run  # noqa: E402
-from hpcflow.site import load_site  # noqa: E402
-from hpcflow.validate import load_workflow  # noqa: E402
+from hpcflow.compile.plan import compile_plan  # noqa: E402
+from hpcflow.render.scripts import render_run  # noqa: E402
+from hpcflow.spec.site import load_site  # noqa: E402
+from hpcflow.spec.validate import load_workflow  # noqa: E402
 
 FFRD = """\
 name: bench

@@ -1,3 +1,3 @@
-from .cli import main
+from hpcflow.cli import main
 
 main()

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hpcflow.campaign import ensure_plan
-from hpcflow.campaign_model import load_campaign
+from hpcflow.campaign.spec import load_campaign
+from hpcflow.campaign.tick import ensure_plan
 from hpcflow.cli import main
-from hpcflow.db import open_db
 from hpcflow.errors import HpcflowError
+from hpcflow.tracker.db import open_db
 
 from .conftest import REPO
 

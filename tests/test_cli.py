@@ -76,7 +76,7 @@ def test_sites_list_and_show() -> None:
 def test_watch_pace() -> None:
     from datetime import datetime, timezone
 
-    from hpcflow.progress import pace
+    from hpcflow.cli.view import pace
 
     t0 = datetime(2026, 11, 22, 1, 0, 0, tzinfo=timezone.utc).timestamp()
     assert pace(0, 10, "2026-11-22T01:00:00Z", t0 + 60) == ""

@@ -142,10 +142,10 @@ def test_site_and_db_work_after_the_command(env: dict[str, Path]) -> None:
 
 
 def _recorded_run(env: dict[str, Path], label: str) -> str:
-    from hpcflow.db import open_db
-    from hpcflow.site import load_site
-    from hpcflow.submit import prepare, record_run
-    from hpcflow.validate import load_workflow
+    from hpcflow.spec.site import load_site
+    from hpcflow.spec.validate import load_workflow
+    from hpcflow.tracker.db import open_db
+    from hpcflow.tracker.submit import prepare, record_run
 
     site = load_site(str(env["site"]))
     loaded = load_workflow(env["tmp"] / "good.yaml", [], site)

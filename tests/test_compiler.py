@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcflow.compiler import Plan, compile_plan, compress_ids
+from hpcflow.compile.plan import Plan, compile_plan, compress_ids
 from hpcflow.errors import InvalidInput
-from hpcflow.validate import load_workflow
+from hpcflow.spec.validate import load_workflow
 
 
 def plan_of(

@@ -1,4 +1,4 @@
-"""The `when:` expression language (hpcflow/jobtool.py) and its compile-time checks."""
+"""The `when:` expression language (hpcflow/node/jobtool.py) and its compile-time checks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hpcflow import jobtool
 from hpcflow.cli import main
+from hpcflow.node import jobtool
 
 ENV = {"item.event": 4, "item.unit": "A", "params.thr": 3, "params.units": ["A", "B"]}
 
@@ -204,9 +204,9 @@ def _run_element(tmp_path: Path, site_file: Path, python: str) -> tuple[int, Pat
     """Render the step and run its real job script with bash as Slurm would (no Slurm)."""
     import yaml
 
-    from hpcflow.site import load_site
-    from hpcflow.submit import prepare
-    from hpcflow.validate import load_workflow
+    from hpcflow.spec.site import load_site
+    from hpcflow.spec.validate import load_workflow
+    from hpcflow.tracker.submit import prepare
 
     doc = yaml.safe_load(site_file.read_text())
     doc["python"] = python
@@ -260,9 +260,9 @@ def test_sites_check_reports_the_site_python(
 ) -> None:
     import yaml
 
-    from hpcflow.runner import LocalRunner
-    from hpcflow.site import load_site
-    from hpcflow.sitecheck import check_python
+    from hpcflow.runners.base import LocalRunner
+    from hpcflow.slurm.sitecheck import check_python
+    from hpcflow.spec.site import load_site
 
     python = sys.executable
     if script == "missing":

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcflow.compiler import compile_plan
-from hpcflow.containers import Bind, launch
-from hpcflow.render import render_run
-from hpcflow.site import load_site
-from hpcflow.validate import load_workflow
+from hpcflow.compile.plan import compile_plan
+from hpcflow.containers.runtimes import Bind, launch
+from hpcflow.render.scripts import render_run
+from hpcflow.spec.site import load_site
+from hpcflow.spec.validate import load_workflow
 
 BINDS = [Bind("/scratch/run", "/scratch/run"), Bind("/wf", "/wf", "ro")]
 ENV = ["HPCFLOW_INDEX", "CC_EVENT_IDENTIFIER"]

@@ -40,7 +40,7 @@ def test_without_v_nothing_is_logged(site_file: Path) -> None:
 
 
 def test_tracker_decisions_are_logged_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
-    from hpcflow.events import EventLog
+    from hpcflow.tracker.events import EventLog
 
     class FakeSession:
         def add(self, _obj: object) -> None:

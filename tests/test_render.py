@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcflow.compiler import compile_plan
+from hpcflow.compile.plan import compile_plan
 from hpcflow.errors import InvalidInput
-from hpcflow.render import render_run
-from hpcflow.site import load_site
-from hpcflow.validate import load_workflow
+from hpcflow.render.scripts import render_run
+from hpcflow.spec.site import load_site
+from hpcflow.spec.validate import load_workflow
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HPCFLOW_UPDATE_GOLDEN") == "1"

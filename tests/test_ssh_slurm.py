@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcflow.errors import RunnerError
-from hpcflow.runner_ssh import SSHRunner
+from hpcflow.runners.ssh import SSHRunner
 
 from .conftest import ssh_site
 from .test_e2e_slurm import counts, status

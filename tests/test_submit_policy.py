@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcflow import sbatch as submit_mod
 from hpcflow.errors import SlurmError
-from hpcflow.runner import Result
-from hpcflow.site import load_site
+from hpcflow.runners.base import Result
+from hpcflow.slurm import client as submit_mod
+from hpcflow.spec.site import load_site
 
 TEMP = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
 

@@ -111,7 +111,7 @@ def test_storm_ids_stay_as_written(tmp_path: Path, site_file: Path) -> None:
     ],
 )
 def test_set_keeps_the_params_type(tmp_path: Path, setting: str, expected: str) -> None:
-    from hpcflow.validate import load_workflow
+    from hpcflow.spec.validate import load_workflow
 
     (tmp_path / "wf.yaml").write_text(wf("{values: [1]}"))
     loaded = load_workflow(tmp_path / "wf.yaml", [setting])
@@ -242,7 +242,7 @@ def test_binary_workflow_names_the_line(
 
 
 def test_campaign_csv_duplicates_and_ids_as_written(tmp_path: Path, repo: Path) -> None:
-    from hpcflow.campaign_model import load_campaign
+    from hpcflow.campaign.spec import load_campaign
     from hpcflow.errors import InvalidInput
 
     (tmp_path / "wf.yaml").write_text(

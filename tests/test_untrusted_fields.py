@@ -30,9 +30,9 @@ def validate(tmp_path: Path, text: str, *args: str, site: Path | None = None):
 
 
 def test_image_reference_may_use_params(tmp_path: Path, site_file: Path) -> None:
-    from hpcflow.compiler import remote_images_used
-    from hpcflow.site import load_site
-    from hpcflow.validate import load_workflow
+    from hpcflow.compile.plan import remote_images_used
+    from hpcflow.spec.site import load_site
+    from hpcflow.spec.validate import load_workflow
 
     (tmp_path / "wf.yaml").write_text(BASE)
     site = load_site(str(site_file))

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from hpcflow.cli import main
 from hpcflow.errors import InvalidInput
-from hpcflow.names import check_sbatch_extra
-from hpcflow.site import load_site
+from hpcflow.spec.site import load_site
+from hpcflow.util.names import check_sbatch_extra
 
 WF = "name: demo\nsteps:\n  - name: a\n    run: echo\n"
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from hpcflow.cli import main
-from hpcflow.templating import render_native, render_segments
+from hpcflow.util.templating import render_native, render_segments
 
 from .helpers import run_measured
 

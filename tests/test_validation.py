@@ -208,6 +208,6 @@ def test_foreach_file_csv_column(tmp_path: Path) -> None:
     ],
 )
 def test_set_value_parsing(raw: str, expected: object) -> None:
-    from hpcflow.expand import _set_value
+    from hpcflow.spec.expand import _set_value
 
     assert _set_value(raw) == expected

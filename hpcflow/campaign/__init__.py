@@ -1,0 +1,1 @@
+"""Storm campaigns: batches of events fed to a workflow, tick by tick."""

@@ -1,0 +1,327 @@
+"""Campaign ticks and status: one idempotent step at a time, driven by cron.
+
+A tick: take the campaign's lock (a second, overlapping tick exits at once); store the batch
+plan on the first tick; settle batches a crashed tick left half-done; refresh the campaign's
+runs from Slurm (one sacct); retry failed batches per policy; then submit the next batches
+while fewer than max_in_flight are pending or running, the site's max_submit_jobs leaves room,
+and Slurm is not in a back-off period after refusing one. Each batch's idempotency key is
+recorded (state SUBMITTING) before its run exists, and the run carries it as its label, so a
+batch is never submitted twice (docs/campaigns.md).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from hpcflow.campaign.spec import LoadedCampaign
+from hpcflow.errors import HpcflowError, SlurmError
+from hpcflow.runners.base import Runner
+from hpcflow.states import SUCCESS, TERMINAL, BatchState, TaskState
+from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
+from hpcflow.tracker.recovery import retry
+from hpcflow.tracker.refresh import ACTIVE
+from hpcflow.tracker.submit import RunLock, submit
+from hpcflow.tracker.sync import sync
+from hpcflow.util.units import parse_duration_s
+
+MAX_BACKOFF_S = 3600
+WAITING = BatchState.WAITING.value
+SUBMITTING = BatchState.SUBMITTING.value
+SUBMITTED = BatchState.SUBMITTED.value
+
+
+def ensure_plan(engine: Engine, lc: LoadedCampaign) -> None:
+    """Store the batch plan at the first tick; refuse a file whose plan has changed since."""
+    h = lc.plan_hash()
+    with session(engine) as s:
+        row = s.get(CampaignRow, lc.name)
+        if row is not None:
+            if row.plan_hash != h:
+                raise HpcflowError(
+                    f"campaign {lc.name!r} was started with a different event set or batch "
+                    f"size (from {row.file}); its batches are fixed so that no event runs "
+                    "twice. To change them, give the campaign a new name."
+                )
+            return
+        s.add(CampaignRow(name=lc.name, file=str(lc.path.resolve()), plan_hash=h))
+        s.flush()
+        for i, events in enumerate(lc.batches()):
+            s.add(
+                BatchRow(
+                    campaign=lc.name,
+                    index=i,
+                    key=f"{lc.name}#{i}",
+                    events_json=json.dumps(events),
+                    n_events=len(events),
+                )
+            )
+        s.commit()
+
+
+def _batches(engine: Engine, name: str) -> list[BatchRow]:
+    with session(engine) as s:
+        return list(
+            s.exec(select(BatchRow).where(BatchRow.campaign == name).order_by(col(BatchRow.index)))
+        )
+
+
+def _runs(engine: Engine, ids: list[str]) -> dict[str, Run]:
+    with session(engine) as s:
+        return {r.id: r for r in s.exec(select(Run).where(col(Run.id).in_(ids)))}
+
+
+def _save(engine: Engine, row: BatchRow) -> None:
+    with session(engine) as s:
+        s.add(row)
+        s.commit()
+
+
+def _settle(engine: Engine, batches: list[BatchRow]) -> None:
+    """A tick that died between recording SUBMITTING and recording the run: the run exists
+    (label = key#attempt) or nothing was submitted, since a run is recorded before any sbatch."""
+    for b in batches:
+        if b.state != SUBMITTING:
+            continue
+        with session(engine) as s:
+            run = s.exec(select(Run).where(Run.label == f"{b.key}#{b.attempt}")).first()
+        b.state, b.run_id = (SUBMITTED, run.id) if run else (WAITING, None)
+        _save(engine, b)
+
+
+def user_jobs(runner: Runner, user: str) -> int:
+    """The user's jobs in the queue, every array element counted (as MaxSubmitJobs counts)."""
+    res = runner.run(["squeue", "-h", "-r", "-u", user, "-o", "%i"], timeout=60)
+    if not res.ok:
+        raise SlurmError(f"squeue failed: {(res.stderr or res.stdout).strip()}")
+    return len([ln for ln in res.stdout.splitlines() if ln.strip()])
+
+
+def tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
+    lock = RunLock(engine, f"campaign-{lc.name}")
+    if not lock.acquire(wait=False):
+        return {"campaign": lc.name, "skipped": "another tick of this campaign is running"}
+    try:
+        return _tick(engine, runner, lc)
+    finally:
+        lock.release()
+
+
+def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
+    site, c = lc.site, lc.campaign
+    out: dict[str, Any] = {"campaign": lc.name, "submitted": [], "retried": [], "notes": []}
+    ensure_plan(engine, lc)
+    batches = _batches(engine, lc.name)
+    _settle(engine, batches)
+    ids = [b.run_id for b in batches if b.run_id]
+    runs = _runs(engine, ids)
+    active = [r for r in runs.values() if r.state in ACTIVE]
+    if active:
+        sync(engine, runner, site, active, force=True)
+        runs = _runs(engine, ids)
+    for b in batches:
+        run = runs.get(b.run_id or "")
+        if run and run.state == "FAILED" and b.retries < c.retry_failed:
+            b.retries += 1
+            try:
+                res = retry(engine, runner, site, run.id, [], [], None, None)
+                out["retried"].append({"batch": b.index, "run_id": run.id, "jobs": len(res.jobs)})
+                b.note = f"retry {b.retries}/{c.retry_failed}"
+            except HpcflowError as e:
+                b.note = f"retry {b.retries}/{c.retry_failed} not possible: {e}"
+                out["notes"].append(f"batch {b.index}: {b.note}")
+            _save(engine, b)
+    runs = _runs(engine, ids)
+    in_flight = sum(  # retried runs are PENDING again, so they count
+        1
+        for b in batches
+        if b.state == SUBMITTED and b.run_id in runs and runs[b.run_id].state in ACTIVE
+    )
+    with session(engine) as s:
+        camp = s.get(CampaignRow, lc.name)
+        assert camp is not None
+    now = utcnow()
+    waiting = [b for b in batches if b.state == WAITING]
+    if camp.backoff_until and camp.backoff_until > now and waiting:
+        out["notes"].append(
+            f"Slurm refused the last batch; not submitting before {camp.backoff_until:%H:%M:%S}Z"
+        )
+        waiting = []
+    limit = site.limits.max_submit_jobs
+    queued = None
+    for b in waiting:
+        if in_flight >= c.max_in_flight:
+            break
+        if limit:
+            if queued is None:
+                queued = user_jobs(runner, site.login.user or getpass.getuser())
+            if queued + lc.jobs_per_batch > limit:
+                out["notes"].append(
+                    f"throttled: {queued} jobs queued + {lc.jobs_per_batch} for the next batch "
+                    f"> max_submit_jobs {limit}"
+                )
+                break
+        b.attempt += 1
+        b.state = SUBMITTING
+        _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
+        try:
+            loaded = lc.load_batch(json.loads(b.events_json))
+            sub = submit(engine, runner, loaded, site, f"{b.key}#{b.attempt}")
+        except SlurmError as e:
+            b.state, b.run_id, b.note = (
+                WAITING,
+                None,
+                f"refused: {e}".splitlines()[0],
+            )
+            _save(engine, b)
+            _back_off(engine, lc, str(e))
+            out["notes"].append(f"batch {b.index}: {b.note}; backing off")
+            break
+        except Exception:
+            b.state = WAITING
+            _save(engine, b)
+            raise
+        b.state, b.run_id, b.submitted_at, b.note = (
+            SUBMITTED,
+            sub.run_id,
+            utcnow(),
+            None,
+        )
+        _save(engine, b)
+        _clear_backoff(engine, lc.name)
+        out["submitted"].append({"batch": b.index, "run_id": sub.run_id, "events": b.n_events})
+        in_flight += 1
+        if queued is not None:
+            queued += lc.jobs_per_batch
+    out["in_flight"] = in_flight
+    out["remaining"] = len([b for b in _batches(engine, lc.name) if b.state == WAITING])
+    return out
+
+
+def _back_off(engine: Engine, lc: LoadedCampaign, why: str) -> None:
+    with session(engine) as s:
+        camp = s.get(CampaignRow, lc.name)
+        assert camp is not None
+        base = parse_duration_s(lc.campaign.refusal_backoff)
+        wait = min(base * 2**camp.refusals, MAX_BACKOFF_S)
+        camp.refusals += 1
+        camp.backoff_until = utcnow() + timedelta(seconds=wait)
+        camp.note = why.splitlines()[0]
+        s.add(camp)
+        s.commit()
+
+
+def _clear_backoff(engine: Engine, name: str) -> None:
+    with session(engine) as s:
+        camp = s.get(CampaignRow, name)
+        if camp and (camp.refusals or camp.backoff_until):
+            camp.refusals, camp.backoff_until = 0, None
+            s.add(camp)
+            s.commit()
+
+
+def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
+    """Every event: done / failed / running / pending, from its batch run's tasks."""
+    axis, c = lc.campaign.event_axis, lc.campaign
+    batches = _batches(engine, lc.name)  # none before the first tick stores the plan
+    runs = _runs(engine, [b.run_id for b in batches if b.run_id])
+    by_run: dict[str, list[Task]] = {}
+    with session(engine) as s:
+        for t in s.exec(select(Task).where(col(Task.run_id).in_(list(runs)))):
+            by_run.setdefault(t.run_id, []).append(t)
+    state: dict[str, str] = {}
+    failed: list[dict[str, Any]] = []
+    for b in batches:
+        events = json.loads(b.events_json)
+        run = runs.get(b.run_id or "")
+        if b.state != SUBMITTED or run is None:
+            state.update({str(e): "pending" for e in events})
+            continue
+        per: dict[str, list[Task]] = {}
+        for t in by_run.get(run.id, []):
+            item = json.loads(t.item_json)
+            if axis in item:
+                per.setdefault(str(item[axis]), []).append(t)
+        gave_up = run.state not in ACTIVE and b.retries >= c.retry_failed
+        for e in events:
+            ts = per.get(str(e), [])
+            sts = [TaskState(t.state) for t in ts]
+            row = {"event": e, "batch": b.index, "run_id": run.id}
+            if ts and all(s in SUCCESS for s in sts):
+                state[str(e)] = "done"
+            elif any(s in TERMINAL and s not in SUCCESS for s in sts) and gave_up:
+                state[str(e)] = "failed"
+                bad = [t for t in ts if TaskState(t.state) not in SUCCESS]
+                steps = ";".join(sorted({t.step for t in bad}))
+                failed.append(
+                    row | {"steps": steps, "states": ";".join(sorted({t.state for t in bad}))}
+                )
+            elif run.state == "CANCELLED":
+                state[str(e)] = "failed"
+                failed.append(row | {"steps": "", "states": "CANCELLED"})
+            else:
+                state[str(e)] = "running"
+    return {"state": state, "failed": failed, "batches": batches, "runs": runs}
+
+
+def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
+    ev = event_states(engine, lc)
+    counts = {k: 0 for k in ("done", "failed", "running", "pending")}
+    for st in ev["state"].values():
+        counts[st] += 1
+    if not ev["batches"]:
+        counts["pending"] = len(lc.events)
+    planned = lc.batches()
+    batches = ev["batches"] or [None] * len(planned)
+    runs: dict[str, Run] = ev["runs"]
+    first = min((b.submitted_at for b in ev["batches"] if b.submitted_at), default=None)
+    now = utcnow()
+    hours = (now - first).total_seconds() / 3600 if first else 0.0
+    rate = counts["done"] / hours if hours > 0 and counts["done"] else 0.0
+    left = counts["running"] + counts["pending"]
+    eta = now + timedelta(hours=left / rate) if rate and left else None
+    rows = []
+    for i, b in enumerate(batches):
+        if b is None:
+            rows.append(
+                {
+                    "index": i,
+                    "run_id": None,
+                    "state": WAITING,
+                    "events": len(planned[i]),
+                }
+            )
+            continue
+        run = runs.get(b.run_id or "")
+        rows.append(
+            {
+                "index": b.index,
+                "run_id": b.run_id,
+                "state": run.state if run else b.state,
+                "events": b.n_events,
+                "retries": b.retries,
+                "note": b.note,
+            }
+        )
+    with session(engine) as s:
+        camp = s.get(CampaignRow, lc.name)
+    return {
+        "name": lc.name,
+        "events": {"total": len(lc.events), **counts},
+        "batches": rows,
+        "batch_size": lc.batch_size,
+        "throughput_per_hour": round(rate, 2),
+        "projected_finish": eta.strftime("%Y-%m-%dT%H:%M:%SZ") if eta else None,
+        "backoff_until": camp.backoff_until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if camp and camp.backoff_until
+        else None,
+        "failed_events": ev["failed"],
+        "finished": counts["running"] == 0
+        and counts["pending"] == 0
+        and not any(r["state"] in (*ACTIVE, WAITING, SUBMITTING) for r in rows),
+    }

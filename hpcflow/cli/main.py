@@ -1,0 +1,361 @@
+"""The ``hpcflow`` command line (contract: docs/cli.md)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hpcflow import __version__
+from hpcflow.cli._common import (
+    Ctx,
+    F,
+    Group,
+    complete_run,
+    complete_step,
+    emit_json,
+    json_option,
+    refresh_runs,
+    runner_for,
+    site_for_run,
+)
+from hpcflow.cli.campaign import campaign
+from hpcflow.cli.recovery import COMMANDS as RECOVERY_COMMANDS
+from hpcflow.errors import BadUsage, NotFound
+from hpcflow.states import RunState
+
+__all__ = ["main"]
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    envvar="HPCFLOW_DB",
+    type=click.Path(dir_okay=False),
+    help="Tracker database (default $XDG_DATA_HOME/hpcflow/tracker.db).",
+)
+@click.option("--site", help="Site config name or path (env HPCFLOW_SITE).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log every Slurm and SSH command (with its time and exit status) and every tracker "
+    "decision, on stderr.",
+)
+@click.version_option(__version__, prog_name="hpcflow")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> None:
+    """Compile workflow files into Slurm job arrays, submit them and track them to the end."""
+    ctx.obj = Ctx(db, site, verbose)
+    if verbose:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hpcflow: %(message)s"))
+        root = logging.getLogger("hpcflow")
+        root.handlers[:] = [handler]
+        root.setLevel(logging.DEBUG)
+        root.propagate = False
+
+
+_set = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workflow parameter (repeatable).",
+)
+_max_elements = click.option(
+    "--max-elements",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Refuse workflows that expand to more than N elements "
+    "(default: the site's limits.max_elements, 2,000,000).",
+)
+
+
+def set_option(f: F) -> F:
+    """--set and --max-elements: the options of every command that loads a workflow."""
+    return _set(_max_elements(f))  # type: ignore[return-value]
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.pass_obj
+def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None) -> None:
+    """Check WORKFLOW (and, with --site, what the site can provide)."""
+    from hpcflow.render.scripts import check_templates
+    from hpcflow.spec.expand import n_elements
+    from hpcflow.spec.validate import load_workflow
+
+    site = obj.site(required=False)
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    check_templates(loaded, site)
+    total = sum(n_elements(a) for a in loaded.axes.values())
+    click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write the scripts and the plan into.",
+)
+@click.pass_obj
+def render(
+    obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, out_dir: str
+) -> None:
+    """Write the sbatch scripts and a readable plan for WORKFLOW; submit nothing."""
+    from hpcflow.runners.base import LocalRunner
+    from hpcflow.spec.validate import load_workflow
+    from hpcflow.tracker.submit import prepare
+
+    site = obj.site()
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    rr = prepare(loaded, site, runner_for(site))
+    local = LocalRunner()
+    out = Path(out_dir)
+    for rel, content in rr.files.items():
+        local.makedirs(str((out / rel).parent), 0o750)
+        local.write_file(str(out / rel), content, 0o750 if rel.endswith(".sh") else 0o640)
+    click.echo(rr.files["plan.txt"], nl=False)
+    click.echo(f"wrote {len(rr.files)} files to {out}/ (nothing submitted)")
+
+
+@main.command()
+@click.argument("workflow", type=click.Path())
+@set_option
+@click.option("--name", "label", help="A label recorded with the run.")
+@json_option
+@click.pass_obj
+def submit(
+    obj: Ctx,
+    workflow: str,
+    sets: tuple[str, ...],
+    max_elements: int | None,
+    label: str | None,
+    as_json: bool,
+) -> None:
+    """Compile, render and submit WORKFLOW; every job with its dependencies, all at once."""
+    from hpcflow.spec.validate import load_workflow
+    from hpcflow.tracker.submit import submit as do_submit
+
+    site = obj.site()
+    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    engine = obj.engine
+    res = do_submit(engine, runner_for(site), loaded, site, label)
+    if as_json:
+        emit_json({"run_id": res.run_id, "run_dir": res.run_dir, "jobs": res.jobs})
+    else:
+        click.echo(res.run_id)
+        if obj.verbose:
+            for j in res.jobs:
+                click.echo(
+                    f"  {j['step']} job {j['job']}: {j['slurm_job_id']}"
+                    + (f" --array={j['array']}" if j["array"] else ""),
+                    err=True,
+                )
+
+
+@main.command()
+@click.argument("run", required=False, shell_complete=complete_run)
+@json_option
+@click.option("--tasks", is_flag=True, help="Include every element.")
+@click.option("--no-refresh", is_flag=True, help="Read the database only; ask Slurm nothing.")
+@click.pass_obj
+def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bool) -> None:
+    """Per-step counts by state for RUN (default: every active run)."""
+    from hpcflow.tracker.query import active_runs, get_run, status_doc
+
+    runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
+    if not no_refresh:
+        refresh_runs(obj, runs)
+    docs = [
+        status_doc(obj.engine, r.id, tasks, runner_for(site_for_run(r)) if tasks else None)
+        for r in runs
+    ]
+    if as_json:
+        emit_json(docs[0] if run else {"runs": docs})
+        return
+    if not docs:
+        click.echo("no active runs (`hpcflow runs` lists all)")
+    from hpcflow.cli.view import print_status
+
+    for d in docs:
+        print_status(d, tasks)
+
+
+@main.command()
+@click.argument("run", shell_complete=complete_run)
+@click.option("--timeout", type=float, default=None, help="Give up after SEC seconds (exit 124).")
+@click.option("--interval", type=float, default=None, help="Seconds between refreshes.")
+@click.pass_obj
+def watch(obj: Ctx, run: str, timeout: float | None, interval: float | None) -> None:
+    """Live progress bars per step until RUN ends. Exit 0 COMPLETED, 1 otherwise, 124 timeout."""
+    from hpcflow.cli.view import watch as do_watch
+    from hpcflow.tracker.query import get_run, status_doc
+    from hpcflow.tracker.sync import sync
+
+    r = get_run(obj.engine, run)
+    site = site_for_run(r)
+    step = interval if interval is not None else max(float(site.poll_seconds()), 2.0)
+
+    def next_doc() -> dict[str, Any]:
+        sync(obj.engine, runner_for(site), site, [get_run(obj.engine, r.id)])
+        return status_doc(obj.engine, r.id)
+
+    sys.exit(do_watch(next_doc, r.id, step, timeout))
+
+
+@main.command()
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in RunState], case_sensitive=False),
+    help="Only runs in this state.",
+)
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--namespace", help="Only runs in this namespace.")
+@click.option("--since", help="Only runs submitted since DATE (YYYY-MM-DD[THH:MM]).")
+@json_option
+@click.pass_obj
+def runs(
+    obj: Ctx,
+    state: str | None,
+    workflow: str | None,
+    namespace: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    from hpcflow.tracker.query import list_runs
+
+    since_dt = None
+    if since:
+        try:
+            since_dt = datetime.fromisoformat(since)
+        except ValueError as e:
+            raise BadUsage(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
+    rows = list_runs(obj.engine, state.upper() if state else None, workflow, namespace, since_dt)
+    if as_json:
+        emit_json(
+            {
+                "runs": [
+                    {
+                        "run_id": r.id,
+                        "workflow": r.workflow,
+                        "version": r.version,
+                        "namespace": r.namespace,
+                        "label": r.label,
+                        "state": r.state,
+                        "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "run_dir": r.run_dir,
+                    }
+                    for r in rows
+                ]
+            }
+        )
+        return
+    from hpcflow.cli.view import print_runs
+
+    print_runs(rows)
+
+
+@main.command()
+@click.argument("run", shell_complete=complete_run)
+@click.argument("step", shell_complete=complete_step)
+@click.argument("index", type=click.IntRange(min=0), required=False, default=0)
+@click.option("--stderr", is_flag=True, help="The element's stderr instead of stdout.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@click.pass_obj
+def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
+    """Print the log of one element (INDEX, default 0) of STEP in RUN."""
+    from hpcflow.node.jobtool import log_path
+    from hpcflow.tracker.query import get_run, run_steps
+
+    r = get_run(obj.engine, run)
+    names = run_steps(obj.engine, r.id)
+    if step not in names:  # also keeps the path inside the run directory
+        from hpcflow.spec.expand import did_you_mean
+
+        raise NotFound(
+            f"run {r.id} has no step {step!r}{did_you_mean(step, names)} "
+            f"(steps: {', '.join(names)})"
+        )
+    path = log_path(r.run_dir, step, index, "err" if stderr else "out")
+    runner = runner_for(site_for_run(r))
+    if not runner.exists(path):
+        raise NotFound(f"no log at {path} (has element {index} of {step!r} started?)")
+    text = runner.read_file(path).decode(errors="replace")
+    if tail is not None:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    click.echo(text, nl=False)
+
+
+@main.group()
+def sites() -> None:
+    """Site configs: list, show, check."""
+
+
+@sites.command("list")
+def sites_list() -> None:
+    """The site configs hpcflow can find."""
+    from hpcflow.spec.site import list_sites
+
+    for name, path in list_sites().items():
+        click.echo(f"{name}\t{path}")
+
+
+@sites.command("show")
+@click.argument("name")
+@json_option
+def sites_show(name: str, as_json: bool) -> None:
+    """Print a site config as hpcflow reads it (defaults filled in)."""
+    from hpcflow.spec.site import load_site
+
+    site = load_site(name)
+    if as_json:
+        emit_json({"source": site.source, "site": site.model_dump()})
+        return
+    click.echo(f"# {site.source}")
+    emit_json(site.model_dump())
+
+
+@sites.command("check")
+@click.argument("name")
+def sites_check(name: str) -> None:
+    """Validate a site config and compare it with the live cluster when Slurm is reachable."""
+    from hpcflow.slurm.sitecheck import check_live, check_python
+    from hpcflow.spec.site import load_site
+
+    site = load_site(name)
+    runner = runner_for(site)
+    problems = check_live(site, runner)
+    version, problem = check_python(site, runner)
+    if version:
+        click.echo(f"python: {site.python} {version}")
+    if problem:
+        problems.append(problem)
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        sys.exit(2)
+    click.echo(f"{site.source}: ok")
+
+
+# composed here: the command modules know nothing of `main`
+main.add_command(campaign)
+for _cmd in RECOVERY_COMMANDS:
+    main.add_command(_cmd)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Workflow + site -> Plan: steps, jobs, arrays, dependencies (pure)."""

@@ -1,0 +1,1 @@
+"""Container runtimes and images: pure command-line builders."""

@@ -1,0 +1,1 @@
+"""Runs on compute nodes: stdlib only, imports nothing of hpcflow."""

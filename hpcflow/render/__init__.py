@@ -1,0 +1,1 @@
+"""Plan -> sbatch scripts and run-directory files (pure)."""

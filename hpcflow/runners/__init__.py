@@ -1,0 +1,1 @@
+"""The one seam to the machine: local subprocess or SSH."""

@@ -1,0 +1,1 @@
+"""Slurm commands: argv builders, parsers and the client that runs them."""

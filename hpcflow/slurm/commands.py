@@ -1,0 +1,313 @@
+"""Slurm commands: pure functions that build argv lists and parse output. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+# JobName is the only free-text field; it stays third so a '|' in it can be rejoined.
+SACCT_FIELDS = [
+    "JobID",
+    "JobIDRaw",
+    "JobName",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "NodeList",
+    "Reason",
+    "MaxRSS",
+    "ReqMem",
+]
+SQUEUE_FORMAT = "%i|%T|%r"
+
+
+def sbatch_argv(
+    script: str,
+    args: list[str],
+    *,
+    job_name: str,
+    output: str,
+    array: str | None = None,
+    dependency: str | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={job_name}",
+        f"--output={output}",
+        "--open-mode=append",
+        "--kill-on-invalid-dep=yes",
+    ]
+    if array:
+        argv.append(f"--array={array}")
+    if dependency:
+        argv.append(f"--dependency={dependency}")
+    argv += extra or []
+    return argv + [script, *args]
+
+
+def parse_sbatch(stdout: str) -> str:
+    """``--parsable`` prints 'jobid' or 'jobid;cluster'."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = line.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise ValueError(f"unexpected sbatch output: {stdout.strip()!r}")
+    return job_id
+
+
+def dependency_string(deps: list[tuple[str, str]]) -> str | None:
+    """[(kind, jobid)] -> 'afterok:1:2,aftercorr:3' (comma = all must hold)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, job_id in deps:
+        by_kind.setdefault(kind, []).append(job_id)
+    return ",".join(f"{k}:{':'.join(ids)}" for k, ids in by_kind.items()) or None
+
+
+def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
+    """One call for every job: allocations plus their steps (the steps carry MaxRSS)."""
+    return [
+        "sacct",
+        "-P",
+        "-n",
+        f"--format={','.join(SACCT_FIELDS)}",
+        f"--starttime={starttime}",
+        "-j",
+        ",".join(job_ids),
+    ]
+
+
+def squeue_argv(job_ids: list[str]) -> list[str]:
+    return ["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
+
+
+def scancel_argv(job_ids: list[str]) -> list[str]:
+    return ["scancel", *job_ids]
+
+
+SHOW_CONFIG_ARGV = ["scontrol", "show", "config"]
+
+
+@dataclass(frozen=True)
+class SacctRow:
+    job_id: str  # the array job id (before _), or the job id
+    task_id: int | None  # None for a non-array job
+    raw_id: str
+    name: str
+    state: str
+    exit_code: int | None
+    signal: int | None
+    start: str | None
+    end: str | None
+    node: str | None
+    reason: str
+    max_rss_mb: int | None = None  # largest MaxRSS of the job's steps
+    req_mem_mb: int | None = None
+    has_steps: bool = False  # sacct already lists a step (.batch) of this job
+
+    def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
+        """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
+        memory: not confirmed for a while after the end."""
+        if self.signal != 9 or self.has_steps or not self.end:
+            return False
+        try:
+            ended = datetime.strptime(self.end, "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return False
+        return (now - ended).total_seconds() < grace_s
+
+    @property
+    def oom_evidence(self) -> bool:
+        """Killed by SIGKILL after a step's RSS reached the requested memory: what
+        JobAcctGatherParams=OverMemoryKill does where no cgroup reports OUT_OF_MEMORY."""
+        return (
+            self.signal == 9
+            and self.max_rss_mb is not None
+            and self.req_mem_mb is not None
+            and self.max_rss_mb >= 0.95 * self.req_mem_mb
+        )
+
+
+_ARRAY = re.compile(r"^(\d+)_(\d+)$")
+_ARRAY_PENDING = re.compile(r"^(\d+)_\[(.+)\]$")
+
+
+def expand_array_ids(spec: str) -> list[int]:
+    """'0-99%4' or '1-3,7' or '0-10:2' -> task ids."""
+    spec = spec.split("%", 1)[0]
+    out: list[int] = []
+    for part in spec.split(","):
+        if not part:
+            continue
+        step = 1
+        if ":" in part:
+            part, s = part.split(":", 1)
+            step = int(s)
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1, step))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _time(v: str) -> str | None:
+    return None if v in ("", "Unknown", "None", "N/A") else v
+
+
+def _mb(v: str) -> int | None:
+    v = v.strip().rstrip("cn")
+    if not v or v in ("0", "Unknown"):
+        return None
+    from hpcflow.util.units import parse_mem_mb
+
+    try:
+        return parse_mem_mb(v)
+    except ValueError:
+        return None
+
+
+def _keys(job: str) -> tuple[list[tuple[str, int | None]], bool]:
+    """'5' / '5_3' / '5_[0-9%2]' -> ([(job, task)...], is_meta_record)."""
+    if m := _ARRAY.match(job):
+        return [(m.group(1), int(m.group(2)))], False
+    if m := _ARRAY_PENDING.match(job):
+        return [(m.group(1), t) for t in expand_array_ids(m.group(2))], True
+    if job.isdigit():
+        return [(job, None)], False
+    return [], False
+
+
+def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
+    """Parse ``sacct -P -n --format=<fields>`` output (default SACCT_FIELDS), one row per
+    job or array task. A '|' inside JobName is rejoined. Step rows (.batch, .extern) only
+    contribute MaxRSS; het-job components (+N) are skipped."""
+    fields = fields or SACCT_FIELDS
+    n, name_at = len(fields), fields.index("JobName")
+    rows: list[SacctRow] = []
+    leftovers: list[SacctRow] = []  # from 'A_[...]' meta records
+    rss: dict[tuple[str, int | None], int] = {}
+    stepped: set[tuple[str, int | None]] = set()
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) < n:
+            continue
+        if len(parts) > n:
+            extra = len(parts) - n
+            parts = (
+                parts[:name_at]
+                + ["|".join(parts[name_at : name_at + 1 + extra])]
+                + parts[name_at + 1 + extra :]
+            )
+        f = dict(zip(fields, parts))
+        job = f["JobID"]
+        if "+" in job:
+            continue
+        if "." in job:
+            keys, _ = _keys(job.split(".", 1)[0])
+            mb = _mb(f.get("MaxRSS", ""))
+            stepped.update(keys)
+            for k in keys:
+                if mb is not None:
+                    rss[k] = max(rss.get(k, 0), mb)
+            continue
+        keys, meta = _keys(job)
+        code = sig = None
+        exitc = f["ExitCode"]
+        if ":" in exitc:
+            c, s_ = exitc.split(":", 1)
+            code, sig = (int(c) if c.isdigit() else None), (int(s_) if s_.isdigit() else None)
+        node = f["NodeList"]
+        node_v = None if node in ("", "None assigned", "(null)") else node
+        target = leftovers if meta else rows
+        target.extend(
+            SacctRow(
+                job_id=j,
+                task_id=t,
+                raw_id=f["JobIDRaw"],
+                name=f["JobName"],
+                state=f["State"],
+                exit_code=code,
+                signal=sig,
+                start=_time(f["Start"]),
+                end=_time(f["End"]),
+                node=node_v,
+                reason=f["Reason"],
+                req_mem_mb=_mb(f.get("ReqMem", "")),
+            )
+            for j, t in keys
+        )
+    explicit = {(r.job_id, r.task_id) for r in rows}
+    rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
+    if stepped:
+        rows = [
+            replace(
+                r,
+                max_rss_mb=rss.get((r.job_id, r.task_id)),
+                has_steps=(r.job_id, r.task_id) in stepped,
+            )
+            for r in rows
+        ]
+    return rows
+
+
+@dataclass(frozen=True)
+class SqueueRow:
+    job_id: str
+    task_id: int | None
+    state: str
+    reason: str
+
+
+def parse_squeue(stdout: str) -> list[SqueueRow]:
+    rows: list[SqueueRow] = []
+    for line in stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 3:
+            continue
+        job, state, reason = parts
+        m = _ARRAY.match(job)
+        if m:
+            rows.append(SqueueRow(m.group(1), int(m.group(2)), state, reason))
+            continue
+        m = _ARRAY_PENDING.match(job)
+        if m:
+            rows.extend(
+                SqueueRow(m.group(1), t, state, reason) for t in expand_array_ids(m.group(2))
+            )
+            continue
+        if job.isdigit():
+            rows.append(SqueueRow(job, None, state, reason))
+    return rows
+
+
+def parse_show_config(stdout: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def max_array_size(config: dict[str, str]) -> int:
+    v = config.get("MaxArraySize", "1001")
+    return int(v) if v.isdigit() else 1001
+
+
+_TEMPORARY = (
+    "Socket timed out",
+    "Unable to contact slurm controller",
+    "Resource temporarily",
+    "try again",
+    "Slurm temporarily unable",
+    "Connection refused",
+)
+
+
+def is_temporary_error(stderr: str) -> bool:
+    return any(t.lower() in stderr.lower() for t in _TEMPORARY)

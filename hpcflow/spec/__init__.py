@@ -1,0 +1,1 @@
+"""The workflow and site file formats: models, loading, validation, expansion."""

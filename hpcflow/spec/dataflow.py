@@ -1,0 +1,163 @@
+"""Compile-time side of data flow between steps: `when:` conditions, SKIPPED propagation,
+fan-in manifests, declared outputs and FFRD plugin files. Checks what the user wrote and builds
+the small JSON specs that scripts/hpcflow_job.py (hpcflow/jobtool.py) reads at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hpcflow.errors import Problem
+from hpcflow.node import jobtool
+from hpcflow.spec.expand import n_elements
+from hpcflow.spec.workflow import Step, Workflow
+from hpcflow.util.yamlsafe import Located
+
+CLEANUP_STEP = "hpcflow-cleanup"
+PULL_STEP = "hpcflow-pull"
+RESERVED_STEPS = (CLEANUP_STEP, PULL_STEP)
+ALWAYS = "always"
+UPSTREAM_FIELDS = ("state", "exit_code", "outputs")
+
+
+def single_match_upstreams(step: Step, axes: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """Upstreams with exactly one element matching each element of ``step``: `each`
+    upstreams whose axes the step has, and upstreams without foreach."""
+    mine = axes.get(step.name, {})
+    out = []
+    for up, kind in step.after.items():
+        up_axes = axes.get(up, {})
+        if (kind == "each" and all(a in mine for a in up_axes)) or not up_axes:
+            out.append(up)
+    return out
+
+
+def fan_in_upstreams(step: Step, axes: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """Upstreams whose every element this step waits for (ok/any/notok on a foreach step)."""
+    return [u for u, k in step.after.items() if k != "each" and axes.get(u)]
+
+
+def check_when(
+    wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]], params: dict[str, Any]
+) -> list[Problem]:
+    problems = []
+    for i, s in enumerate(wf.steps):
+        if s.when is None or s.when.strip() == ALWAYS:
+            continue
+        where = ("steps", i, "when")
+        try:
+            ast = jobtool.parse(s.when)
+        except jobtool.ExprError as e:
+            problems.append(doc.problem(where, f"step {s.name!r}: when: {e}"))
+            continue
+        ups = single_match_upstreams(s, axes)
+        for name in jobtool.names(ast):
+            msg = _name_problem(name, s, axes.get(s.name, {}), params, ups)
+            if msg:
+                problems.append(doc.problem(where, f"step {s.name!r}: when: {msg}"))
+    return problems
+
+
+def _name_problem(
+    name: str, s: Step, my_axes: dict[str, Any], params: dict[str, Any], ups: list[str]
+) -> str | None:
+    parts = name.split(".")
+    head = parts[0]
+    if head == "params":
+        if len(parts) < 2 or parts[1] not in params:
+            return f"{name}: no such parameter (params: {', '.join(params) or 'none'})"
+        return None
+    if head == "item":
+        if len(parts) != 2 or parts[1] not in my_axes:
+            return f"{name}: the step has no such axis (axes: {', '.join(my_axes) or 'none'})"
+        return None
+    if head == "index":
+        return None if len(parts) == 1 else f"{name}: index has no fields"
+    if head == "upstream":
+        if len(parts) < 3 or parts[1] not in ups:
+            return (
+                f"{name}: upstream.<step>.state|exit_code|outputs.<key> needs a step this one "
+                f"depends on with one matching element (here: {', '.join(ups) or 'none'})"
+            )
+        if parts[2] not in UPSTREAM_FIELDS or (parts[2] == "outputs") != (len(parts) > 3):
+            return f"{name}: use upstream.{parts[1]}.state, .exit_code or .outputs.<key>"
+        return None
+    return f"unknown name {name!r} (use params.*, item.*, index, upstream.*)"
+
+
+def may_skip(wf: Workflow, order: list[str], axes: dict[str, dict[str, list[Any]]]) -> set[str]:
+    """Steps whose elements can end SKIPPED: a condition, or an `each` upstream that can."""
+    by = {s.name: s for s in wf.steps}
+    out: set[str] = set()
+    for name in order:
+        s = by[name]
+        if s.when is not None and s.when.strip() == ALWAYS:
+            continue
+        if s.when is not None or any(
+            u in out for u in single_match_upstreams(s, axes) if s.after[u] == "each"
+        ):
+            out.add(name)
+    return out
+
+
+def when_spec(
+    s: Step,
+    params: dict[str, Any],
+    axes: dict[str, list[Any]],
+    upstream_vars: dict[str, str],
+) -> dict[str, Any]:
+    assert s.when is not None
+    return {
+        "text": s.when.strip(),
+        "ast": jobtool.parse(s.when),
+        "params": params,
+        "axes": {a: axis_type(v) for a, v in axes.items()},
+        "upstreams": upstream_vars,
+    }
+
+
+def axis_type(values: list[Any]) -> str:
+    if values and all(isinstance(v, bool) for v in values):
+        return "bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "int"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "float"
+    return "str"
+
+
+def manifest_spec(
+    run_dir: str, shard: int, ups: list[str], axes: dict[str, dict[str, list[Any]]]
+) -> dict[str, Any]:
+    return {
+        "run_dir": run_dir,
+        "shard": shard,
+        "upstreams": [{"step": u, "axes": axes[u], "n": n_elements(axes[u])} for u in ups],
+    }
+
+
+def results_dir(results_root: str, workflow: str, run_id: str, step: str) -> str:
+    return f"{results_root.rstrip('/')}/{workflow}/{run_id}/{step}"
+
+
+def read_workflow_file(wf_dir: Path, rel: str) -> str:
+    """A file named in the workflow (payload, config): relative to the workflow's folder."""
+    p = Path(rel)
+    path = p if p.is_absolute() else wf_dir / p
+    return path.read_text(encoding="utf-8")
+
+
+def jobtool_source() -> str:
+    return Path(jobtool.__file__).read_text(encoding="utf-8")
+
+
+def step_role(step: Step) -> str | None:
+    """How status shows a step: a compensation step runs only when its upstream failed."""
+    if step.name == CLEANUP_STEP:
+        return "cleanup"
+    if step.name == PULL_STEP:
+        return "image pull"
+    kinds = set(step.after.values())
+    if kinds == {"notok"}:
+        return "compensation for " + ", ".join(step.after)
+    return None

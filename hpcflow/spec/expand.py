@@ -1,0 +1,311 @@
+"""Parameters and foreach axes: from the workflow's text to concrete values."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from hpcflow.errors import InvalidInput, Problem
+from hpcflow.spec.workflow import AxisSource, Workflow
+from hpcflow.util.templating import _to_text, namespace, render_native
+from hpcflow.util.yamlsafe import Located, load_scalar, read_text_bounded
+
+DEFAULT_MAX_ELEMENTS = 2_000_000  # per workflow; site limits.max_elements, --max-elements
+MAX_CSV_BYTES = 256 * 1024 * 1024
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_BOOL = {"true": True, "yes": True, "on": True, "1": True}
+_BOOL |= {"false": False, "no": False, "off": False, "0": False}
+
+
+class AxisProblem(ValueError):
+    """A problem in a foreach source, located in its own file (a CSV) or in the workflow."""
+
+    def __init__(self, message: str, problem: Problem | None = None, path: tuple = ()):
+        super().__init__(message)
+        self.problem = problem
+        self.path = path
+
+
+def parse_set(pairs: list[str], workflow: Workflow, doc: Located) -> dict[str, Any]:
+    """``--set k=v`` over the workflow's params. A param keeps its default's type
+    (docs/workflow-format.md): a string param takes the text as typed, an int param a whole
+    number, a bool param true/false/yes/no, a list param a [flow, list]; a param whose default
+    is null reads the value as a YAML scalar or [list]."""
+    params = dict(workflow.params)
+    problems = []
+    for pair in pairs:
+        if "=" not in pair:
+            problems.append(Problem("--set", 0, f"{pair!r}: expected key=value"))
+            continue
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if key not in params:
+            known = ", ".join(params) or "none"
+            hint = did_you_mean(key, params)
+            problems.append(
+                Problem("--set", 0, f"unknown parameter {key!r}{hint} (known: {known})")
+            )
+            continue
+        try:
+            params[key] = typed_value(raw, params[key])
+        except ValueError as e:
+            problems.append(Problem("--set", 0, f"{key}={raw}: {e}"))
+    if problems:
+        raise InvalidInput(problems)
+    return params
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    hint = difflib.get_close_matches(str(word), [str(k) for k in known], n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def typed_value(raw: str, default: Any) -> Any:
+    """``raw`` read as the type of ``default`` (see parse_set)."""
+    if isinstance(default, bool):
+        v = _BOOL.get(raw.strip().lower())
+        if v is None:
+            raise ValueError("a true/false parameter: give true or false")
+        return v
+    if isinstance(default, int):
+        if not _INT.match(raw.strip()):
+            raise ValueError(f"an integer parameter (default {default}): give a whole number")
+        return int(raw)
+    if isinstance(default, float):
+        try:
+            f = float(raw)
+        except ValueError:
+            raise ValueError(f"a number parameter (default {default}): give a number") from None
+        if not math.isfinite(f):
+            raise ValueError("give a finite number")
+        return f
+    if isinstance(default, str):
+        return raw
+    if isinstance(default, list):
+        v = _yaml_value(raw) if raw.lstrip().startswith("[") else None
+        if not isinstance(v, list):
+            raise ValueError("a list parameter: give a [flow, list], e.g. [A, B]")
+        return v
+    if isinstance(default, dict):
+        v = _yaml_value(raw) if raw.lstrip().startswith("{") else None
+        if not isinstance(v, dict):
+            raise ValueError("a mapping parameter: give a {key: value} mapping")
+        return v
+    return _set_value(raw)
+
+
+def _yaml_value(raw: str) -> Any:
+    try:
+        return load_scalar(raw)
+    except yaml.YAMLError:
+        return None
+
+
+def _set_value(raw: str) -> Any:
+    """Untyped params: numbers, booleans and [lists] are read as YAML (strict core schema,
+    so 007 and no stay text); anything else stays literal text."""
+    if not raw.strip():
+        return ""
+    value = _yaml_value(raw)
+    if isinstance(value, (bool, int, float)) or (
+        isinstance(value, list) and raw.lstrip().startswith("[")
+    ):
+        return value
+    return raw
+
+
+def _check_value(v: Any) -> Any:
+    if isinstance(v, (dict, list)) or v is None:
+        raise ValueError(f"foreach values must be scalars, got {v!r}")
+    if isinstance(v, str) and any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in v):
+        raise ValueError(f"foreach value {v!r} contains a control character")
+    if isinstance(v, str) and "\t" in v:
+        raise ValueError(f"foreach value {v!r} contains a tab")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"foreach value {v!r} is not a finite number")
+    return v
+
+
+def _int_bound(x: Any, v: Any) -> int:
+    if isinstance(v, str) and _INT.match(v.strip()):
+        return int(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    raise ValueError(f"range bound {x!r} is not a whole number (got {v!r})")
+
+
+def axis_source(src: AxisSource, params: dict[str, Any], base_dir: Path) -> Sequence[Any]:
+    """The axis's values, lazily for ranges (so the size is known before anything is
+    expanded). Values that come from params are data: they are never rendered again."""
+    ctx = {"params": namespace("params", params)}
+    if src.range is not None:
+        nums = [_int_bound(x, render_native(x, ctx)) for x in src.range]
+        start, stop = nums[0], nums[1]
+        stride = nums[2] if len(nums) == 3 else 1
+        if stride == 0:
+            raise ValueError("range stride must not be 0")
+        return range(start, stop + (1 if stride > 0 else -1), stride)
+    if src.values is not None:
+        if isinstance(src.values, str):  # one template: its value is the list
+            vals = render_native(src.values, ctx)
+            if isinstance(vals, (str, int, float)):
+                vals = [vals]
+            if not isinstance(vals, (list, tuple)):
+                raise ValueError(f"values must be a list, got {vals!r}")
+            return list(vals)
+        return [render_native(v, ctx) for v in src.values]  # written in the workflow file
+    assert src.file is not None
+    path = base_dir / src.file
+    if not path.is_file():
+        raise ValueError(f"foreach file {str(path)!r} not found")
+    return _read_file(path, src.column)
+
+
+def _read_file(path: Path, column: str | None) -> list[Any]:
+    return read_values(path, column, "foreach file")
+
+
+def read_values(path: Path, column: str | None, what: str) -> list[str]:
+    """A CSV column (or, without a column, one value per line) as text as written (``007``
+    stays ``007``); a BOM (Excel) is dropped; empty cells are skipped. A duplicate is an
+    AxisProblem at the line of its second occurrence."""
+    text = read_text_bounded(path, MAX_CSV_BYTES, what)
+    vals: list[str] = []
+    lines: list[int] = []
+    if column is None:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                vals.append(line.strip())
+                lines.append(n)
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            hint = did_you_mean(column, reader.fieldnames or [])
+            raise ValueError(f"{path}: no column {column!r}{hint} (columns: {reader.fieldnames})")
+        for row in reader:
+            v = (row.get(column) or "").strip()
+            if v:
+                vals.append(v)
+                lines.append(reader.line_num)
+    try:
+        check_distinct(vals)
+    except DuplicateValue as e:
+        raise AxisProblem(str(e), Problem(str(path), lines[e.position], str(e))) from e
+    return vals
+
+
+class DuplicateValue(ValueError):
+    def __init__(self, message: str, position: int):
+        super().__init__(message)
+        self.position = position
+
+
+def check_distinct(values: Sequence[Any]) -> None:
+    """Every value once. Two values are the same when Python equates them (1, 1.0, true)
+    or when a script would see the same text (1, '1'): either would collide."""
+    if isinstance(values, range):
+        return
+    by_value: dict[Any, int] = {}
+    by_text: dict[str, int] = {}
+    for i, v in enumerate(values):
+        first = by_value.get(v) if _hashable(v) else None
+        if first is None:
+            first = by_text.get(_to_text(v))
+        if first is not None:
+            raise DuplicateValue(
+                f"value {v!r} (#{i + 1}) repeats {values[first]!r} (#{first + 1}): each value "
+                "must appear once (1, '1', 1.0 and true count as the same)",
+                i,
+            )
+        if _hashable(v):
+            by_value[v] = i
+        by_text[_to_text(v)] = i
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool))
+
+
+def resolve_axes(
+    workflow: Workflow,
+    params: dict[str, Any],
+    doc: Located,
+    base_dir: Path,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> dict[str, dict[str, list[Any]]]:
+    """step -> axis -> values; every problem reported with its line. The element count is
+    checked against ``max_elements`` before any axis is expanded."""
+    sources: dict[str, dict[str, Sequence[Any]]] = {}
+    problems = []
+    for i, step in enumerate(workflow.steps):
+        axes: dict[str, Sequence[Any]] = {}
+        for axis, src in (step.foreach or {}).items():
+            where = ("steps", i, "foreach", axis)
+            try:
+                axes[axis] = axis_source(src, params, base_dir)
+                if not axes[axis]:
+                    raise ValueError("foreach axis is empty")
+            except AxisProblem as e:
+                problems.append(e.problem or doc.problem(where + e.path, str(e)))
+            except (ValueError, jinja2.TemplateError, OSError, csv.Error) as e:
+                problems.append(doc.problem(where, f"step {step.name!r}: axis {axis!r}: {e}"))
+        sources[step.name] = axes
+    if problems:
+        raise InvalidInput(problems)
+    total = sum(math.prod(len(v) for v in axes.values()) for axes in sources.values())
+    if total > max_elements:
+        raise InvalidInput(
+            [
+                doc.problem(
+                    ("steps",),
+                    f"the workflow expands to {total:,} elements, over the bound of "
+                    f"{max_elements:,}; check the foreach ranges, or raise the bound with "
+                    "--max-elements N (or the site's limits.max_elements)",
+                )
+            ]
+        )
+    out: dict[str, dict[str, list[Any]]] = {}
+    for i, step in enumerate(workflow.steps):
+        out[step.name] = {}
+        for axis, seq in sources[step.name].items():
+            where = ("steps", i, "foreach", axis)
+            try:
+                values = [_check_value(v) for v in seq]
+                if not isinstance(seq, range):
+                    check_distinct(values)
+            except DuplicateValue as e:
+                src = (step.foreach or {})[axis]
+                path = ("values", e.position) if isinstance(src.values, list) else ()
+                problems.append(
+                    doc.problem(where + path, f"step {step.name!r}: axis {axis!r}: {e}")
+                )
+                continue
+            except ValueError as e:
+                problems.append(doc.problem(where, f"step {step.name!r}: axis {axis!r}: {e}"))
+                continue
+            out[step.name][axis] = values
+    if problems:
+        raise InvalidInput(problems)
+    return out
+
+
+def elements(axes: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Cartesian product in axis order: deterministic element order (index = position)."""
+    return itertools.product(*axes.values())
+
+
+def n_elements(axes: dict[str, list[Any]]) -> int:
+    n = 1
+    for v in axes.values():
+        n *= len(v)
+    return n

@@ -1,0 +1,240 @@
+"""Site configs: one YAML per cluster (see docs/site-configs.md)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hpcflow import resources_dir
+from hpcflow.errors import InvalidInput, Problem
+from hpcflow.spec.workflow import STEP_NAME, Resources
+from hpcflow.util.names import check_env_name, check_sbatch_extra, sbatch_word
+from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
+from hpcflow.util.yamlsafe import load_file
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Login(Strict):
+    host: str | None = Field(None, description="login host; null = run Slurm commands locally")
+    user: str | None = Field(None, description="SSH user (default: local user)")
+    port: int = Field(22, ge=1, le=65535, description="SSH port")
+    key: str | None = Field(None, description="private key file; default agent / ~/.ssh")
+    known_hosts: str = Field("~/.ssh/known_hosts", description="verified host keys")
+
+
+class Partition(Strict):
+    default: bool = Field(False, description="used when a step names no partition")
+    max_time: str | int | None = Field(None, description="partition time limit")
+    gpus: int = Field(0, ge=0, le=65535, description="GPUs per node (0 = no GPUs)")
+    cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per node, if known")
+    mem: str | int | None = Field(None, description="memory per node (e.g. 256G), if known")
+
+    _mem = field_validator("mem")(valid_mem)
+
+    gpu_type: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model, if any"
+    )
+
+    @field_validator("max_time")
+    @classmethod
+    def _t(cls, v: Any) -> Any:
+        if v is not None:
+            parse_slurm_time_s(v)
+        return v
+
+
+class Limits(Strict):
+    max_array_size: int | None = Field(None, ge=2, description="null = ask scontrol")
+    max_submit_jobs: int | None = Field(None, ge=1, description="per-user job cap")
+    max_elements: int = Field(
+        2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
+    )
+
+
+class Paths(Strict):
+    scratch: str = Field("/tmp/hpcflow-scratch/{user}", description="shared scratch root")
+    results: str | None = Field(None, description="persistent results directory")
+
+
+class Lustre(Strict):
+    stripe_count: int | None = Field(None, description="lfs setstripe -c N on run dirs")
+
+
+class Containers(Strict):
+    runtime: Literal["apptainer", "singularity", "charliecloud", "none"] = Field(
+        "apptainer", description="container runtime"
+    )
+    image_cache: str = Field("{scratch}/images", description="where pulled images live")
+    binds: list[str] = Field(default_factory=list, description="extra binds src[:dst[:opts]]")
+    gpu_flag: str = Field("--nv", description="runtime flag for GPU steps")
+    pull: Literal["job", "login"] = Field(
+        "job", description="pull remote images in a job the steps depend on, or on the login node"
+    )
+    credentials: str | None = Field(
+        None, description="registry credentials file (mode 0600): NAME=value lines"
+    )
+
+    @field_validator("binds")
+    @classmethod
+    def _binds(cls, v: list[str]) -> list[str]:
+        from hpcflow.containers.runtimes import Bind
+
+        for b in v:
+            Bind.parse(b)
+        return v
+
+
+class TrackerCfg(Strict):
+    poll_interval: str | int = Field("30s", description="min time between Slurm queries")
+    lost_after: str | int = Field("5m", description="grace before an unseen job is LOST")
+    submit_timeout: str | int = Field("60s", description="how long one sbatch may take")
+
+    @field_validator("lost_after", "submit_timeout")
+    @classmethod
+    def _d(cls, v: Any) -> Any:
+        parse_duration_s(v)
+        return v
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _t(cls, v: Any) -> Any:
+        if v not in (0, "0", "0s"):
+            parse_duration_s(v)
+        return v
+
+
+class Site(Strict):
+    name: str = Field(..., pattern=STEP_NAME, description="site name")
+    description: str | None = Field(None, description="free text")
+    scheduler: Literal["slurm"] = Field("slurm", description="only slurm")
+    account: str | None = Field(None, description="default --account")
+    login: Login = Field(default_factory=Login, description="where Slurm commands run")
+    partitions: dict[str, Partition] = Field(default_factory=dict, description="partitions")
+    limits: Limits = Field(default_factory=Limits, description="cluster limits")
+    paths: Paths = Field(default_factory=Paths, description="scratch and results")
+    lustre: Lustre = Field(default_factory=Lustre, description="Lustre striping")
+    containers: Containers = Field(default_factory=Containers, description="container runtime")
+    modules: list[str] = Field(default_factory=list, description="module load lines")
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict, description="job env")
+    sbatch_extra: list[str] = Field(default_factory=list, description="extra #SBATCH flags")
+    tracker: TrackerCfg = Field(default_factory=TrackerCfg, description="tracker settings")
+    job_templates: str | None = Field(None, description="directory of the site's own templates")
+    defaults: Resources = Field(
+        default_factory=Resources, description="resources every step gets unless it says"
+    )
+    python: str = Field(
+        "python3",
+        min_length=1,
+        description="python (3.7+) on compute nodes, for when/outputs/manifests/FFRD configs",
+    )
+
+    @field_validator("sbatch_extra")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        return [check_sbatch_extra(flag) for flag in v]
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            check_env_name(k)
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str | None) -> str | None:
+        return None if v is None else sbatch_word(v, "account")
+
+    @field_validator("partitions")
+    @classmethod
+    def _partitions(cls, v: dict[str, Partition]) -> dict[str, Partition]:
+        for name in v:
+            sbatch_word(name, "partition name")
+        return v
+
+    # -- derived values ----------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return getattr(self, "_source", self.name)
+
+    def expand(self, template: str) -> str:
+        user = os.environ.get("USER") or getpass.getuser()
+        s = template.replace("{user}", user)
+        s = s.replace("{scratch}", self.scratch_root())
+        return os.path.expanduser(s)
+
+    def scratch_root(self) -> str:
+        user = os.environ.get("USER") or getpass.getuser()
+        return os.path.expanduser(self.paths.scratch.replace("{user}", user))
+
+    def default_partition(self) -> str | None:
+        for name, p in self.partitions.items():
+            if p.default:
+                return name
+        return None
+
+    def poll_seconds(self) -> int:
+        v = self.tracker.poll_interval
+        return 0 if v in (0, "0", "0s") else parse_duration_s(v)
+
+
+def site_search_dirs() -> list[Path]:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return [Path(xdg) / "hpcflow" / "sites", resources_dir("site_configs")]
+
+
+def find_site(name_or_path: str) -> Path:
+    p = Path(name_or_path).expanduser()
+    if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if p.is_file():
+            return p
+        raise InvalidInput([Problem(str(p), 1, "site config file not found")])
+    for d in site_search_dirs():
+        for ext in (".yaml", ".yml"):
+            cand = d / f"{name_or_path}{ext}"
+            if cand.is_file():
+                return cand
+    known = ", ".join(sorted(list_sites())) or "none"
+    raise InvalidInput(
+        [
+            Problem(
+                name_or_path,
+                1,
+                f"no site config named {name_or_path!r} "
+                f"(known: {known}; or give a path; see `hpcflow sites list`)",
+            )
+        ]
+    )
+
+
+def list_sites() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(site_search_dirs()):
+        if d.is_dir():
+            for f in sorted(d.glob("*.y*ml")):
+                found[f.stem] = f
+    return found
+
+
+def load_site(name_or_path: str) -> Site:
+    path = find_site(name_or_path)
+    doc = load_file(path)
+    try:
+        site = Site.model_validate(doc.data)
+    except ValidationError as e:
+        raise InvalidInput(problems_from(e, doc, Site)) from e
+    problems = []
+    if site.partitions and sum(p.default for p in site.partitions.values()) > 1:
+        problems.append(doc.problem(("partitions",), "more than one partition is default: true"))
+    if problems:
+        raise InvalidInput(problems)
+    object.__setattr__(site, "_source", str(path))
+    return site

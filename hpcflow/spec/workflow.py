@@ -1,0 +1,240 @@
+"""The workflow file's schema. Pydantic models are the contract (see docs/workflow-format.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hpcflow.util.names import check_env_name, is_ident, sbatch_word
+from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
+
+WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+AfterKind = Literal["ok", "any", "notok", "each"]
+Scalar = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per task (--cpus-per-task)")
+    mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
+    gpus: int | None = Field(
+        None, ge=0, le=65535, description="GPUs per node (--gres=gpu[:type]:N is per node)"
+    )
+    gpu_type: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model"
+    )
+    time: str | int | float | None = Field(
+        None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00 (a bare number is refused)"
+    )
+    nodes: int | None = Field(None, ge=1, le=1_000_000, description="nodes per job (--nodes)")
+    partition: str | None = Field(None, description="Slurm partition (--partition)")
+    account: str | None = Field(None, description="Slurm account (--account)")
+    qos: str | None = Field(None, description="Slurm QOS (--qos)")
+    constraint: str | None = Field(None, description="node features (--constraint)")
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _word(cls, v: str | None, info: Any) -> str | None:
+        return None if v is None else sbatch_word(v, info.field_name)
+
+    @field_validator("constraint")
+    @classmethod
+    def _constraint(cls, v: str | None) -> str | None:
+        return None if v is None else sbatch_word(v, "constraint", constraint=True)
+
+    _mem = field_validator("mem")(valid_mem)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if v is not None:
+            parse_slurm_time_s(v)
+        return v
+
+
+class OnOom(Strict):
+    mem_factor: float = Field(2.0, gt=1.0, description="multiply --mem by this on resubmission")
+
+
+class OnTimeout(Strict):
+    time_factor: float = Field(1.5, gt=1.0, description="multiply --time by this")
+
+
+class Retry(Strict):
+    attempts: int = Field(1, ge=1, le=100, description="total tries of the command in the job")
+    backoff: str | int = Field(0, description="wait before the 2nd try (duration)")
+    factor: float = Field(2.0, ge=1.0, description="backoff multiplier per further try")
+    max_backoff: str | int = Field("10m", description="cap on the wait between tries")
+    exit_codes: list[int] | None = Field(None, description="retry only these exit codes")
+    never: list[int] = Field(default_factory=list, description="exit codes never retried")
+    on_oom: OnOom | None = Field(None, description="resubmit OUT_OF_MEMORY elements, more mem")
+    on_timeout: OnTimeout | None = Field(None, description="resubmit TIMEOUT elements, more time")
+
+    @field_validator("backoff", "max_backoff")
+    @classmethod
+    def _dur(cls, v: Any) -> Any:
+        if v not in (0, "0", "0s"):
+            parse_duration_s(v)
+        return v
+
+
+class Container(Strict):
+    image: str = Field(..., min_length=1, description="docker://, oras://, library://, .sif, dir")
+
+
+class Ffrd(Strict):
+    """Run a USACE Cloud Compute style plugin container (docs/ffrd.md)."""
+
+    payload: str | None = Field(
+        None,
+        description="payload file (relative to the workflow), placed at "
+        "$FSB_ROOT_PATH/$CC_PAYLOAD_ID/payload",
+    )
+    payload_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="default: the step name"
+    )
+    event: str | int | None = Field(
+        None, description="CC_EVENT_IDENTIFIER/NUMBER (template); default item.event, else index+1"
+    )
+    config: str | None = Field(
+        None, description="JSON config file (relative to the workflow); {ENV::X} substituted"
+    )
+    config_via: Literal["argv", "stdin", "file"] = Field(
+        "argv", description="give the config as the first argument, on stdin, or as a file only"
+    )
+    writable: list[str] = Field(
+        default_factory=list, description="paths inside the image that must be writable"
+    )
+
+    @field_validator("writable")
+    @classmethod
+    def _writable(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/") or ".." in p.split("/") or any(c in p for c in ":,\n\0 "):
+                raise ValueError(f"writable path {p!r} must be absolute, without .. : , or spaces")
+        return v
+
+
+class AxisSource(Strict):
+    range: list[Any] | None = Field(
+        None, description="[start, stop, stride?] inclusive: whole numbers or templates"
+    )
+    values: list[Any] | str | None = Field(None, description="explicit values, or a template")
+    file: str | None = Field(None, description="CSV or one-value-per-line file")
+    column: str | None = Field(None, description="CSV column (file must have a header)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AxisSource:
+        given = [k for k in ("range", "values", "file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of range, values, file")
+        if self.column is not None and self.file is None:
+            raise ValueError("column goes with file")
+        if self.range is not None and len(self.range) not in (2, 3):
+            raise ValueError("range is [start, stop] or [start, stop, stride]")
+        return self
+
+
+def _after_as_mapping(v: Any) -> Any:
+    if v is None:
+        return {}
+    if isinstance(v, str):
+        return {v: "ok"}
+    if isinstance(v, list):
+        return {x: "ok" for x in v} if all(isinstance(x, str) for x in v) else v
+    return v
+
+
+def _env_names(v: dict[str, Scalar]) -> dict[str, Scalar]:
+    for k in v:
+        check_env_name(k)
+    return v
+
+
+class StepDefaults(Strict):
+    resources: Resources = Field(default_factory=Resources, description="default resources")
+    env: dict[str, Scalar] = Field(default_factory=dict, description="default environment")
+    retry: Retry | None = Field(None, description="default retry policy")
+    throttle: int | None = Field(None, ge=1, le=10_000_000, description="default array throttle")
+    container: str | None = Field(None, description="default container name")
+
+    _env = field_validator("env")(_env_names)
+
+
+class Step(Strict):
+    name: str = Field(..., pattern=STEP_NAME, description="unique step name")
+    run: str = Field(..., min_length=1, description="shell command(s); a Jinja template")
+    foreach: dict[str, AxisSource] | None = Field(None, description="axes -> cartesian product")
+    after: dict[str, AfterKind] = Field(default_factory=dict, description="upstream steps")
+    container: str | Container | None = Field(None, description="container name or inline")
+    env: dict[str, Scalar] = Field(default_factory=dict, description="extra environment")
+    resources: Resources = Field(default_factory=Resources, description="Slurm resources")
+    throttle: int | None = Field(None, ge=1, le=10_000_000, description="max running elements (%N)")
+    retry: Retry | None = Field(None, description="in-job retry policy")
+    when: str | None = Field(
+        None, description="condition evaluated when the element starts, or `always`"
+    )
+    outputs: list[str] = Field(
+        default_factory=list, description="globs (relative to task_dir) copied to results"
+    )
+    ffrd: Ffrd | None = Field(None, description="FFRD / Cloud Compute plugin mode")
+
+    _norm_after = field_validator("after", mode="before")(_after_as_mapping)
+
+    @field_validator("foreach")
+    @classmethod
+    def _axes(cls, v: dict[str, AxisSource] | None) -> dict[str, AxisSource] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("foreach is empty: give at least one axis")
+            for axis in v:
+                if not is_ident(axis):
+                    raise ValueError(
+                        f"axis name {axis!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
+                    )
+        return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, v: list[str]) -> list[str]:
+        for g in v:
+            parts = g.split("/")
+            if not g or g.startswith("/") or ".." in parts or any(ord(c) < 32 for c in g):
+                raise ValueError(
+                    f"output glob {g!r} must be relative to the element's directory, without .."
+                )
+        return v
+
+    _env = field_validator("env")(_env_names)
+
+
+class Workflow(Strict):
+    name: str = Field(..., pattern=WORKFLOW_NAME, description="workflow name")
+    version: str | None = Field(None, description="workflow version, recorded with every run")
+    namespace: str | None = Field(None, pattern=WORKFLOW_NAME, description="grouping for runs")
+    description: str | None = Field(None, description="free text")
+    params: dict[str, Any] = Field(default_factory=dict, description="parameters (--set)")
+    containers: dict[str, Container] = Field(default_factory=dict, description="named images")
+    defaults: StepDefaults = Field(default_factory=StepDefaults, description="step defaults")
+    steps: list[Step] = Field(..., min_length=1, description="the steps, a DAG via after")
+    cleanup: Literal["on_success", "always", "never"] = Field(
+        "never", description="remove the run's scratch when the run ends (a final job)"
+    )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if not is_ident(k):
+                raise ValueError(f"parameter name {k!r} must be an identifier")
+        return v

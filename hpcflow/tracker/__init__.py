@@ -1,0 +1,1 @@
+"""The SQLite tracker: submit, refresh, recovery, the sync loop."""

@@ -1,0 +1,294 @@
+"""The tracker's SQLite database (sqlmodel): runs, steps, jobs, tasks, events."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from hpcflow.errors import TrackerError
+
+SCHEMA_VERSION = 3
+
+# Ordered migrations: version -> SQL run to reach it from the one before. A new database is
+# created at SCHEMA_VERSION directly by create_all.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        2,
+        [
+            "ALTER TABLE job ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE job ADD COLUMN submitted_at DATETIME",
+            "ALTER TABLE job ADD COLUMN extra_json VARCHAR NOT NULL DEFAULT '[]'",
+            "ALTER TABLE job ADD COLUMN script VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN tasks VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN output VARCHAR NOT NULL DEFAULT ''",
+            "ALTER TABLE job ADD COLUMN deps_json VARCHAR NOT NULL DEFAULT '[]'",
+            "ALTER TABLE job ADD COLUMN retry_of INTEGER",
+            "ALTER TABLE step ADD COLUMN policy_json VARCHAR NOT NULL DEFAULT '{}'",
+        ],
+    ),
+    (3, []),  # campaign and batch tables: created by create_all below
+]
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "lustre",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "fuse.sshfs",
+    "9p",
+    "panfs",
+    "wekafs",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Run(SQLModel, table=True):
+    id: str = Field(primary_key=True, description="run id: <workflow>-YYYYMMDD-HHMM-xxxx")
+    workflow: str = Field(index=True, description="workflow name")
+    version: str | None = Field(default=None, description="workflow version")
+    namespace: str | None = Field(default=None, index=True, description="workflow namespace")
+    label: str | None = Field(default=None, description="--name given at submit")
+    site: str = Field(description="site config path used")
+    state: str = Field(index=True, description="run state")
+    run_dir: str = Field(description="run directory on scratch")
+    workflow_path: str = Field(description="workflow file submitted")
+    params_json: str = Field(default="{}", description="params after --set")
+    submitted_at: datetime = Field(default_factory=utcnow, description="UTC")
+    refreshed_at: datetime | None = Field(default=None, description="last Slurm refresh, UTC")
+    finished_at: datetime | None = Field(default=None, description="when it became terminal")
+    cancelled: bool = Field(default=False, description="cancelled by the user")
+    degraded: str | None = Field(default=None, description="note when Slurm was degraded")
+
+
+class StepRow(SQLModel, table=True):
+    __tablename__ = "step"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    name: str
+    position: int
+    total: int = Field(description="number of elements")
+    policy_json: str = Field(default="{}", description="retry escalation (on_oom, on_timeout)")
+
+
+class Job(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    step: str
+    job_index: int
+    chunk: int
+    name: str = Field(description="Slurm job name (carries the run id)")
+    slurm_job_id: str | None = Field(default=None, index=True, description="set once submitted")
+    array: str | None = Field(default=None, description="--array spec")
+    dependency: str | None = Field(default=None, description="--dependency given")
+    status: str = Field(default="PLANNED", description="a states.JobStatus value")
+    attempt: int = Field(default=0, description="0 = first submission, n = n-th retry")
+    submitted_at: datetime | None = Field(default=None, description="when sbatch answered")
+    extra_json: str = Field(default="[]", description="extra sbatch flags (retry overrides)")
+    script: str = Field(default="", description="the step's script in the run directory")
+    tasks: str = Field(default="", description="this job's tasks file")
+    output: str = Field(default="", description="Slurm --output pattern")
+    deps_json: str = Field(default="[]", description="[[kind, job row id], ...] upstream")
+    retry_of: int | None = Field(default=None, description="the first-attempt job it retries")
+
+
+class Task(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    step: str = Field(index=True)
+    index: int = Field(description="element index within the step")
+    job_id: int = Field(foreign_key="job.id", index=True)
+    task_id: int | None = Field(default=None, description="array task id, None for a plain job")
+    item_json: str = Field(default="{}")
+    state: str = Field(default="PENDING", index=True)
+    exit_code: int | None = None
+    attempts: int = 0
+    start: str | None = None
+    end: str | None = None
+    node: str | None = None
+    reason: str | None = None
+
+
+class Event(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    time: datetime = Field(default_factory=utcnow)
+    step: str | None = None
+    index: int | None = None
+    old_state: str | None = None
+    new_state: str
+    slurm_job_id: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class CampaignRow(SQLModel, table=True):
+    __tablename__ = "campaign"
+    name: str = Field(primary_key=True, description="campaign name")
+    file: str = Field(description="campaign file it was first ticked from")
+    plan_hash: str = Field(description="hash of the event set and batch plan")
+    created_at: datetime = Field(default_factory=utcnow)
+    backoff_until: datetime | None = Field(default=None, description="no submission before")
+    refusals: int = Field(default=0, description="consecutive refused submissions")
+    note: str | None = Field(default=None, description="last tick's note")
+
+
+class BatchRow(SQLModel, table=True):
+    __tablename__ = "batch"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True, foreign_key="campaign.name")
+    index: int = Field(description="batch number, 0-based")
+    key: str = Field(unique=True, description="idempotency key <campaign>#<index>")
+    events_json: str = Field(description="the batch's events")
+    n_events: int
+    state: str = Field(default="WAITING", description="a states.BatchState value")
+    attempt: int = Field(default=0, description="submissions tried (label <key>#<attempt>)")
+    run_id: str | None = Field(default=None, index=True, description="the batch's run")
+    retries: int = Field(default=0, description="`retry_failed` rounds used")
+    submitted_at: datetime | None = None
+    note: str | None = None
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("HPCFLOW_DB")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(xdg) / "hpcflow" / "tracker.db"
+
+
+def _check_perms(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise TrackerError(f"{path}: owned by uid {st.st_uid}, not you; refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
+
+
+def _wal(cur: Any) -> None:
+    """WAL mode, set once per database file. Switching journal modes takes an exclusive lock
+    and SQLite may answer SQLITE_BUSY at once, without its busy handler, while another process
+    has the file open (two hpcflow processes creating a database together): retry then."""
+    import sqlite3
+    import time
+
+    for _ in range(300):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            time.sleep(0.1)
+    raise TrackerError("the tracker database stayed locked for 30 s while switching to WAL mode")
+
+
+def open_db(path: str | Path | None = None) -> Engine:
+    p = Path(path).expanduser() if path else default_db_path()
+    warning = network_fs_warning(p)
+    if warning:
+        import sys
+
+        print(f"hpcflow: warning: {warning}", file=sys.stderr)
+    new_dir = not p.parent.exists()
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if new_dir:
+        os.chmod(p.parent, 0o700)
+    if p.exists():
+        _check_perms(p)
+    else:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+    engine = create_engine(f"sqlite:///{p}", connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine, "connect")
+    def _pragmas(conn: Any, _rec: Any) -> None:
+        conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        _wal(cur)
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Take the write lock at the start of every transaction: two writers then queue on
+        # busy_timeout instead of failing with "database is locked" on lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        migrate(engine)
+    except Exception as e:  # sqlite3.DatabaseError and friends
+        raise TrackerError(f"{p}: cannot open the tracker database: {e}") from e
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version found."""
+    with engine.begin() as c:
+        found = c.exec_driver_sql("PRAGMA user_version").scalar() or 0
+        has_tables = c.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='run'"
+        ).scalar()
+        if not has_tables:
+            SQLModel.metadata.create_all(c)
+        else:
+            if found > SCHEMA_VERSION:
+                raise TrackerError(
+                    f"database schema {found} is newer than this hpcflow "
+                    f"({SCHEMA_VERSION}); upgrade hpcflow"
+                )
+            for version, statements in MIGRATIONS:
+                if version > max(found, 1):
+                    for sql in statements:
+                        c.exec_driver_sql(sql)
+            SQLModel.metadata.create_all(c)  # tables added by later versions (checkfirst)
+        c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return int(found)
+
+
+def filesystem_type(path: str | Path, mounts: str | None = None) -> str | None:
+    """The type of the filesystem holding ``path`` (longest mount point in /proc/mounts)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+            best, kind = mnt, parts[2]
+    return kind
+
+
+def network_fs_warning(path: str | Path) -> str | None:
+    kind = filesystem_type(Path(path).parent)
+    if kind in NETWORK_FS:
+        return (
+            f"the tracker database {path} is on a {kind} filesystem, where SQLite locking "
+            "is unsafe; put it on a local disk (--db or HPCFLOW_DB)"
+        )
+    return None
+
+
+def session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)

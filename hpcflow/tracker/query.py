@@ -1,0 +1,202 @@
+"""Read runs from the tracker (status, lists, history) and cancel them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from hpcflow.errors import NotFound, SlurmError
+from hpcflow.node.jobtool import task_dir
+from hpcflow.runners.base import Runner
+from hpcflow.slurm.commands import scancel_argv
+from hpcflow.states import HPCFLOW_MOVES, TERMINAL, TaskState
+from hpcflow.tracker.db import Event, Job, Run, StepRow, Task, session
+from hpcflow.tracker.events import EventLog, move_run, move_task
+from hpcflow.tracker.refresh import ACTIVE, derive_run_state
+
+
+def get_run(engine: Engine, run_id: str) -> Run:
+    with session(engine) as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            # a literal prefix: % and _ in what the user typed are not LIKE wildcards
+            matches = s.exec(
+                select(Run).where(col(Run.id).startswith(run_id, autoescape=True)).limit(50)
+            ).all()
+            if len(matches) == 1:
+                return matches[0]
+            hint = f" ({len(matches)} runs start with it)" if matches else ""
+            raise NotFound(f"no run {run_id!r}{hint}; `hpcflow runs` lists them")
+        return run
+
+
+def run_steps(engine: Engine, run_id: str) -> list[str]:
+    """The run's step names, in order (hpcflow's own jobs included)."""
+    with session(engine) as s:
+        rows = s.exec(
+            select(StepRow).where(StepRow.run_id == run_id).order_by(col(StepRow.position))
+        ).all()
+    return [r.name for r in rows]
+
+
+def active_runs(engine: Engine) -> list[Run]:
+    with session(engine) as s:
+        return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
+
+
+def status_doc(
+    engine: Engine, run_id: str, with_tasks: bool = False, runner: Runner | None = None
+) -> dict[str, Any]:
+    """The run at a glance. With tasks and a runner, finished elements are enriched with what
+    their wrapper recorded (.hpcflow/result.json) and what they wrote (outputs.json)."""
+    run = get_run(engine, run_id)
+    with session(engine) as s:
+        steps = s.exec(
+            select(StepRow).where(StepRow.run_id == run.id).order_by(col(StepRow.position))
+        ).all()
+        jobs = s.exec(select(Job).where(Job.run_id == run.id).order_by(col(Job.id))).all()
+        tasks = s.exec(
+            select(Task).where(Task.run_id == run.id).order_by(col(Task.step), col(Task.index))
+        ).all()
+    job_sid = {j.id: j.slurm_job_id for j in jobs}
+    doc: dict[str, Any] = {
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "namespace": run.namespace,
+        "label": run.label,
+        "site": run.site,
+        "state": run.state,
+        "run_dir": run.run_dir,
+        "submitted_at": _iso(run.submitted_at),
+        "refreshed_at": _iso(run.refreshed_at),
+        "finished_at": _iso(run.finished_at),
+        "degraded": run.degraded,
+        "steps": {},
+    }
+    by_step: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_step.setdefault(t.step, []).append(t)
+    for st in steps:
+        ts = by_step.get(st.name, [])
+        role = json.loads(st.policy_json).get("role")
+        entry: dict[str, Any] = {
+            "role": role,
+            "total": st.total,
+            "states": dict(Counter(t.state for t in ts)),
+            "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
+        }
+        if with_tasks:
+            entry["tasks"] = [
+                {
+                    "index": t.index,
+                    "item": json.loads(t.item_json),
+                    "state": t.state,
+                    "exit_code": t.exit_code,
+                    "slurm_job_id": (
+                        f"{job_sid[t.job_id]}_{t.task_id}"
+                        if t.task_id is not None
+                        else job_sid[t.job_id]
+                    ),
+                    "attempts": t.attempts,
+                    "start": t.start,
+                    "end": t.end,
+                    "node": t.node,
+                    "reason": t.reason,
+                }
+                for t in ts
+            ]
+            if runner is not None:
+                for t, row in zip(ts, entry["tasks"]):
+                    if TaskState(t.state) in TERMINAL:
+                        row.update(element_files(runner, run.run_dir, t.step, t.index))
+        doc["steps"][st.name] = entry
+    return doc
+
+
+def element_files(runner: Runner, run_dir: str, step: str, index: int) -> dict[str, Any]:
+    """result (start, end, exit code, in-job attempts) and outputs of one element, if any."""
+    d = task_dir(run_dir, step, index)
+    out: dict[str, Any] = {"task_dir": d}
+    for key, rel in (("result", ".hpcflow/result.json"), ("outputs", "outputs.json")):
+        try:
+            out[key] = json.loads(runner.read_file(f"{d}/{rel}"))
+        except (OSError, ValueError):
+            out[key] = None
+    return out
+
+
+def _iso(dt: Any) -> str | None:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+def list_runs(
+    engine: Engine,
+    state: str | None = None,
+    workflow: str | None = None,
+    namespace: str | None = None,
+    since: Any = None,
+) -> list[Run]:
+    with session(engine) as s:
+        q = select(Run)
+        if state:
+            q = q.where(Run.state == state.upper())
+        if workflow:
+            q = q.where(Run.workflow == workflow)
+        if namespace:
+            q = q.where(Run.namespace == namespace)
+        if since:
+            q = q.where(Run.submitted_at >= since)
+        return list(s.exec(q.order_by(col(Run.submitted_at).desc())).all())
+
+
+def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None) -> list[str]:
+    run = get_run(engine, run_id)
+    with session(engine) as s:
+        q = select(Job).where(Job.run_id == run.id, col(Job.slurm_job_id).is_not(None))
+        if step:
+            names = {x.name for x in s.exec(select(StepRow).where(StepRow.run_id == run.id))}
+            if step not in names:
+                raise NotFound(
+                    f"run {run.id} has no step {step!r} (steps: {', '.join(sorted(names))})"
+                )
+            q = q.where(Job.step == step)
+        ids = [j.slurm_job_id for j in s.exec(q).all() if j.slurm_job_id]
+    if ids:
+        res = runner.run(scancel_argv(sorted(set(ids), key=int)), timeout=60)
+        if not res.ok:
+            raise SlurmError(f"scancel failed: {(res.stderr or res.stdout).strip()}")
+    log = EventLog()
+    with session(engine) as s:
+        q2 = select(Task).where(
+            Task.run_id == run.id, col(Task.state).in_([t.value for t in HPCFLOW_MOVES["cancel"]])
+        )
+        if step:
+            q2 = q2.where(Task.step == step)
+        for t in s.exec(q2).all():
+            move_task(s, log, t, TaskState.CANCELLED, "cancel", "hpcflow cancel")
+        r = s.get(Run, run.id)
+        assert r is not None
+        if not step:
+            r.cancelled = True
+        move_run(
+            s, log, r, derive_run_state(s, r), "cancel" if not step else "derive", "hpcflow cancel"
+        )
+        s.add(r)
+        s.commit()
+    log.publish(runner, {run.id: run.run_dir})
+    return ids
+
+
+def history(engine: Engine, run_id: str) -> list[Event]:
+    run = get_run(engine, run_id)
+    with session(engine) as s:
+        return list(
+            s.exec(
+                select(Event).where(Event.run_id == run.id).order_by(col(Event.time), col(Event.id))
+            ).all()
+        )

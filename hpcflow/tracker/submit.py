@@ -1,0 +1,366 @@
+"""Submit a run: write its directory, record every job, then one sbatch per job in topological
+order, each recorded before the next. Submission works from the database alone, so a run whose
+submitter died (kill -9, lost login session) is resumed by the next command, adopting by job name
+what Slurm already has instead of submitting it twice."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from hpcflow.compile.plan import compile_plan
+from hpcflow.containers.images import read_credentials
+from hpcflow.errors import SlurmError, SlurmUnavailable
+from hpcflow.render.scripts import RenderedRun, _item_of, render_run
+from hpcflow.runners.base import Runner
+from hpcflow.slurm.client import cancel_duplicates, sbatch_one, settle_by_name
+from hpcflow.slurm.commands import (
+    SHOW_CONFIG_ARGV,
+    dependency_string,
+    max_array_size,
+    parse_show_config,
+    sbatch_argv,
+    scancel_argv,
+)
+from hpcflow.spec.dataflow import may_skip, step_role
+from hpcflow.spec.site import Site
+from hpcflow.spec.validate import Loaded
+from hpcflow.states import TERMINAL, JobStatus, RunState, TaskState
+from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.tracker.events import EventLog, move_run, move_task
+from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
+
+
+def new_run_id(workflow: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{workflow}-{now:%Y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def run_dir_for(site: Site, workflow: str, run_id: str) -> str:
+    return f"{site.scratch_root().rstrip('/')}/hpcflow/{workflow}/{run_id}"
+
+
+def site_max_array_size(site: Site, runner: Runner) -> int:
+    if site.limits.max_array_size:
+        return site.limits.max_array_size
+    res = runner.run(SHOW_CONFIG_ARGV, timeout=30)
+    if not res.ok:
+        raise SlurmError(
+            f"`scontrol show config` failed: {res.stderr.strip() or res.stdout}; "
+            "set limits.max_array_size in the site config"
+        )
+    return max_array_size(parse_show_config(res.stdout))
+
+
+def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = None) -> RenderedRun:
+    run_id = run_id or new_run_id(loaded.workflow.name)
+    m = site_max_array_size(site, runner)
+    plan = compile_plan(loaded, site, m, run_id, run_dir_for(site, loaded.workflow.name, run_id))
+    return render_run(plan, loaded, site)
+
+
+# -- the per-run submit lock: held while a process submits; free means nobody is -------------
+def _lock_file(engine: Engine, run_id: str) -> str:
+    d = Path(engine.url.database or ".").parent / "locks"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return str(d / f"{run_id}.submit.lock")
+
+
+class RunLock:
+    def __init__(self, engine: Engine, run_id: str):
+        self.path = _lock_file(engine, run_id)
+        self.fd = -1
+
+    def acquire(self, wait: bool = True) -> bool:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
+@dataclass
+class Submitted:
+    run_id: str
+    run_dir: str
+    jobs: list[dict[str, Any]]
+
+
+def record_run(
+    engine: Engine,
+    rr: RenderedRun,
+    loaded: Loaded,
+    site: Site,
+    label: str | None,
+    notes: list[str] | None = None,
+) -> EventLog:
+    """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
+    plan, wf = rr.plan, loaded.workflow
+    log = EventLog()
+    with session(engine) as s:
+        s.add(
+            Run(
+                id=plan.run_id,
+                workflow=wf.name,
+                version=wf.version,
+                namespace=wf.namespace,
+                label=label,
+                site=site.source,
+                state=RunState.PENDING.value,
+                run_dir=plan.run_dir,
+                workflow_path=str(loaded.path.resolve()),
+                params_json=json.dumps(loaded.params, default=str),
+            )
+        )
+        s.flush()
+        n = sum(sp.n_elements for sp in plan.steps.values())
+        log.add(
+            s,
+            run_id=plan.run_id,
+            new_state="SUBMITTING",
+            reason=f"{len(rr.jobs)} jobs, {n} elements",
+        )
+        for note in notes or []:
+            log.add(s, run_id=plan.run_id, new_state="NOTE", reason=note)
+        skippers = may_skip(wf, loaded.order, loaded.axes)
+        for name in plan.order:
+            sp = plan.steps[name]
+            policy = {
+                "may_skip": name in skippers,
+                "role": step_role(sp.step),
+                "attempts": sp.retry.attempts,
+                "on_oom": sp.retry.on_oom.model_dump() if sp.retry.on_oom else None,
+                "on_timeout": sp.retry.on_timeout.model_dump() if sp.retry.on_timeout else None,
+            }
+            s.add(
+                StepRow(
+                    run_id=plan.run_id,
+                    name=name,
+                    position=sp.position,
+                    total=sp.n_elements,
+                    policy_json=json.dumps(policy),
+                )
+            )
+        row_ids: dict[tuple[str, int], int] = {}
+        for rj in rr.jobs:
+            deps = [[k, row_ids[(st, i)]] for k, st, i in rj.deps]
+            job = Job(
+                run_id=plan.run_id,
+                step=rj.step,
+                job_index=rj.job_index,
+                chunk=rj.chunk,
+                name=rj.name,
+                array=rj.array,
+                script=rj.script,
+                tasks=rj.tasks,
+                output=rj.output,
+                deps_json=json.dumps(deps),
+            )
+            s.add(job)
+            s.flush()
+            assert job.id is not None
+            row_ids[(rj.step, rj.job_index)] = job.id
+        rows = []
+        for name in plan.order:
+            sp = plan.steps[name]
+            for jp in sp.jobs:
+                jid = row_ids[(name, jp.job_index)]
+                for tid, idx in zip(jp.task_ids, jp.elements):
+                    rows.append(
+                        {
+                            "run_id": plan.run_id,
+                            "step": name,
+                            "index": idx,
+                            "job_id": jid,
+                            "task_id": tid if jp.is_array else None,
+                            "item_json": json.dumps(_item_of(sp, idx), default=str),
+                            "state": TaskState.PENDING.value,
+                            "attempts": 0,
+                            "reason": None,
+                        }
+                    )
+        if rows:
+            s.execute(insert(Task), rows)  # type: ignore[arg-type]
+        s.commit()
+    return log
+
+
+def submit(
+    engine: Engine, runner: Runner, loaded: Loaded, site: Site, label: str | None = None
+) -> Submitted:
+    if site.containers.credentials:
+        read_credentials(site.containers.credentials)  # refuse a readable file before anything
+    rr = prepare(loaded, site, runner)
+    notes = write_run_dir(rr, runner, site.lustre.stripe_count)
+    notes += pull_on_login(rr, loaded, site, runner)
+    lock = RunLock(engine, rr.plan.run_id)
+    lock.acquire()  # before the run is visible: nobody may think its submitter is dead
+    try:
+        record_run(engine, rr, loaded, site, label, notes).publish(
+            runner, {rr.plan.run_id: rr.plan.run_dir}
+        )
+        jobs = submit_planned(engine, runner, rr.plan.run_id, site)
+    finally:
+        lock.release()
+    return Submitted(rr.plan.run_id, rr.plan.run_dir, jobs)
+
+
+def submit_planned(
+    engine: Engine, runner: Runner, run_id: str, site: Site, adopt: bool = False
+) -> list[dict[str, Any]]:
+    """sbatch every PLANNED job of the run in order. With ``adopt``, first look each job up
+    by name and record it instead of submitting when Slurm already has it."""
+    with session(engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))))
+    by_row = {j.id: j for j in jobs}
+    since = run.submitted_at - timedelta(minutes=5)
+    out: list[dict[str, Any]] = []
+    for job in jobs:
+        if job.status != JobStatus.PLANNED.value:
+            continue
+        dep_pairs = [(k, by_row[r].slurm_job_id) for k, r in json.loads(job.deps_json)]
+        dep = dependency_string([(k, sid) for k, sid in dep_pairs if sid])
+        argv = sbatch_argv(
+            job.script,
+            [job.tasks],
+            job_name=job.name,
+            output=job.output,
+            array=job.array,
+            dependency=dep,
+            extra=json.loads(job.extra_json),
+        )
+        # resuming after the submitter died: its last sbatch may have created the job, or may
+        # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
+        sid = settle_by_name(runner, job.name, since, 3) if adopt else None
+        how = "adopted by job name" if sid else "submitted"
+        try:
+            if sid is None:
+                sid = sbatch_one(runner, argv, job.name, site, since, job_env(job.step, site))
+                if adopt:
+                    cancel_duplicates(runner, job.name, since, sid)
+        except SlurmError as e:
+            abort(engine, runner, run_id, str(e))
+            raise type(e)(
+                f"{e}\n  command: {shlex.join(argv)}\n  run {run_id}: the jobs "
+                "already submitted were cancelled; the run is recorded as "
+                "CANCELLED"
+            ) from e
+        job.slurm_job_id, job.dependency, job.status = sid, dep, JobStatus.SUBMITTED.value
+        job.submitted_at = utcnow()
+        log = EventLog()
+        with session(engine) as s:
+            s.add(job)
+            log.add(
+                s,
+                run_id=run_id,
+                step=job.step,
+                new_state="SUBMITTED",
+                slurm_job_id=sid,
+                reason=f"job {job.job_index} {how}"
+                + (f" --array={job.array}" if job.array else ""),
+            )
+            s.commit()
+        log.publish(runner, {run_id: run.run_dir})
+        out.append(
+            {
+                "step": job.step,
+                "chunk": job.chunk,
+                "job": job.job_index,
+                "slurm_job_id": sid,
+                "array": job.array,
+            }
+        )
+    log = EventLog()
+    with session(engine) as s:
+        log.add(
+            s,
+            run_id=run_id,
+            old_state="SUBMITTING",
+            new_state=RunState.PENDING.value,
+            reason="all jobs submitted" + (" (resumed)" if adopt else ""),
+        )
+        s.commit()
+    log.publish(runner, {run_id: run.run_dir})
+    return out
+
+
+def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
+    """Slurm refused a job: cancel the run's unfinished work (the jobs of this submission and
+    anything still queued) and record it. Elements that already finished keep their state,
+    so a refused `retry` loses nothing."""
+    with session(engine) as s:
+        jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
+        open_tasks = [
+            t
+            for t in s.exec(select(Task).where(Task.run_id == run_id))
+            if TaskState(t.state) not in TERMINAL
+        ]
+    live = sorted(
+        {jobs[t.job_id].slurm_job_id for t in open_tasks if jobs[t.job_id].slurm_job_id}, key=int
+    )  # type: ignore[arg-type]
+    if live:
+        runner.run(scancel_argv(live), timeout=60)  # type: ignore[arg-type]
+    log = EventLog()
+    with session(engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.cancelled = True
+        for job in jobs.values():
+            if job.status == JobStatus.PLANNED.value:
+                job.status = JobStatus.NOT_SUBMITTED.value
+                s.add(job)
+        for t in open_tasks:
+            move_task(s, log, t, TaskState.CANCELLED, "cancel", "submission aborted")
+        move_run(s, log, run, RunState.CANCELLED.value, "abort", f"submission aborted: {message}")
+        s.commit()
+    log.publish(runner, {run_id: run.run_dir})
+
+
+def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[str]) -> list[str]:
+    """Runs with PLANNED jobs whose submitter is gone: adopt by name, submit the rest."""
+    resumed = []
+    for run_id in run_ids:
+        with session(engine) as s:
+            planned = s.exec(
+                select(Job).where(Job.run_id == run_id, Job.status == JobStatus.PLANNED.value)
+            ).first()
+        if planned is None:
+            continue
+        lock = RunLock(engine, run_id)
+        if not lock.acquire(wait=False):
+            continue  # its submitter is alive and working
+        try:
+            submit_planned(engine, runner, run_id, site, adopt=True)
+            resumed.append(run_id)
+        except SlurmUnavailable as e:
+            print(
+                f"hpcflow: warning: run {run_id} is not fully submitted and Slurm is not "
+                f"answering; it will be resumed by a later command ({e})",
+                file=sys.stderr,
+            )
+        finally:
+            lock.release()
+    return resumed

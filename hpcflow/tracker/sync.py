@@ -1,0 +1,29 @@
+"""The one sync loop: resume unfinished submissions -> refresh from Slurm -> escalate
+OOM/timeout elements. `status`, `watch`, `retry`, `resolve` and `campaign tick` all call it,
+so none of them can forget a step (a campaign tick once skipped the escalation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from hpcflow.runners.base import Runner
+from hpcflow.spec.site import Site
+from hpcflow.tracker.recovery import escalate
+from hpcflow.tracker.refresh import refresh
+from hpcflow.tracker.submit import resume_incomplete
+from hpcflow.util.units import parse_duration_s
+
+
+def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: bool = False) -> None:
+    """Bring ``runs`` (all of one site) up to date with Slurm. ``force`` ignores the site's
+    poll interval (commands that are about to act on what they read)."""
+    if not runs:
+        return
+    ids = [r.id for r in runs]
+    resume_incomplete(engine, runner, site, ids)
+    lost_after = parse_duration_s(site.tracker.lost_after)
+    refresh(engine, runner, runs, site.poll_seconds(), lost_after, force)
+    for run_id in ids:
+        escalate(engine, runner, site, run_id)

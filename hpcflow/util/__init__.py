@@ -1,0 +1,1 @@
+"""Small stdlib-and-pydantic helpers every layer may use."""

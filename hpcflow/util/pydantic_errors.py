@@ -1,0 +1,95 @@
+"""Turn pydantic's errors into ``FILE:LINE: message`` problems a person can act on."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hpcflow.errors import Problem
+from hpcflow.util.yamlsafe import Located
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Keep only the parts of pydantic's loc that index into the data (drop union tags)."""
+    path: list[Any] = []
+    cur = data
+    for part in loc:
+        if (
+            isinstance(cur, dict)
+            and part in cur
+            or isinstance(cur, list)
+            and isinstance(part, int)
+            and 0 <= part < len(cur)
+        ):
+            path.append(part)
+            cur = cur[part]
+        elif isinstance(cur, (dict, list)):
+            continue
+        else:
+            break
+    return tuple(path)
+
+
+def _where(path: tuple[Any, ...], data: Any) -> str:
+    out: list[str] = []
+    cur = data
+    for part in path:
+        if isinstance(part, int) and isinstance(cur, list):
+            item = cur[part]
+            name = item.get("name") if isinstance(item, dict) else None
+            out.append(f"step {name!r}" if name and out == ["steps"] else f"[{part}]")
+            if name and out[-2:] == ["steps", f"step {name!r}"]:
+                out.pop(-2)
+        else:
+            out.append(str(part))
+        cur = cur[part] if isinstance(cur, (list, dict)) else None
+    return ".".join(out).replace(".[", "[")
+
+
+def _known_fields(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
+    seen = seen or set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    for f in model.model_fields.values():
+        for t in getattr(f.annotation, "__args__", ()) + (f.annotation,):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                names |= _known_fields(t, seen)
+            for a in getattr(t, "__args__", ()):
+                if isinstance(a, type) and issubclass(a, BaseModel):
+                    names |= _known_fields(a, seen)
+    return names
+
+
+def problems_from(
+    err: ValidationError, doc: Located, model: type[BaseModel] | None = None
+) -> list[Problem]:
+    known = sorted(_known_fields(model)) if model else []
+    out: list[Problem] = []
+    seen: set[tuple[Any, ...]] = set()
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = _data_path(loc, doc.data)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            path = _data_path(loc, doc.data)
+            where = _where(path[:-1], doc.data)
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            msg = f"unknown key {key!r}" + (f" in {where}" if where else "")
+            msg += f" (did you mean {hint[0]!r}?)" if hint else ""
+        elif kind == "missing":
+            where = _where(path, doc.data)
+            msg = f"missing required key {loc[-1]!r}" + (f" in {where}" if where else "")
+        else:
+            text = e["msg"].removeprefix("Value error, ")
+            where = _where(path, doc.data) or "document"
+            msg = f"{where}: {text}"
+        if (path, kind) in seen and kind not in ("extra_forbidden", "missing"):
+            continue
+        seen.add((path, kind))
+        out.append(doc.problem(path, msg))
+    return out
