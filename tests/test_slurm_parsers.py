@@ -246,7 +246,7 @@ def test_sigkill_without_step_data_is_not_confirmed() -> None:
 
 
 def test_sinfo_partitions_parse() -> None:
-    from hpcflow.slurm.sitecheck import parse_sinfo
+    from hpcflow.slurm.commands import parse_sinfo
 
     real = (CAP / "sinfo-partitions.txt").read_text()
     assert parse_sinfo(real) == {"debug": (2, 16, 16000), "gpu": (2, 16, 16000)}

@@ -22,6 +22,7 @@ from sqlmodel import col, select
 from hpcflow.campaign.spec import LoadedCampaign
 from hpcflow.errors import HpcflowError, SlurmError
 from hpcflow.runners.base import Runner
+from hpcflow.slurm.client import SlurmClient
 from hpcflow.states import SUCCESS, TERMINAL, BatchState, TaskState
 from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
 from hpcflow.tracker.recovery import retry
@@ -94,14 +95,6 @@ def _settle(engine: Engine, batches: list[BatchRow]) -> None:
         _save(engine, b)
 
 
-def user_jobs(runner: Runner, user: str) -> int:
-    """The user's jobs in the queue, every array element counted (as MaxSubmitJobs counts)."""
-    res = runner.run(["squeue", "-h", "-r", "-u", user, "-o", "%i"], timeout=60)
-    if not res.ok:
-        raise SlurmError(f"squeue failed: {(res.stderr or res.stdout).strip()}")
-    return len([ln for ln in res.stdout.splitlines() if ln.strip()])
-
-
 def tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     lock = RunLock(engine, f"campaign-{lc.name}")
     if not lock.acquire(wait=False):
@@ -159,7 +152,7 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
             break
         if limit:
             if queued is None:
-                queued = user_jobs(runner, site.login.user or getpass.getuser())
+                queued = SlurmClient(runner).queued_tasks(site.login.user or getpass.getuser())
             if queued + lc.jobs_per_batch > limit:
                 out["notes"].append(
                     f"throttled: {queued} jobs queued + {lc.jobs_per_batch} for the next batch "

@@ -1,121 +1,220 @@
-"""sbatch that never leaves a duplicate or an unknown: temporary refusals retried with backoff
-and jitter, timeouts reconciled by job name against a responsive slurmctld."""
+"""SlurmClient: the only place Slurm commands are built and run (over a Runner, local or SSH).
+
+Builders and parsers are pure (``commands.py``); this class adds the I/O and the policy around
+it: sbatch that never leaves a duplicate or an unknown (temporary refusals retried with
+backoff and jitter, timeouts reconciled by job name against a responsive slurmctld), sacct and
+squeue that say "not answering" with an exception instead of an empty answer.
+"""
 
 from __future__ import annotations
 
 import random
+import shlex
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
-from hpcflow.errors import RunnerError, SlurmRefused, SlurmUnavailable
-from hpcflow.runners.base import Runner
-from hpcflow.slurm.commands import is_temporary_error, parse_sbatch, scancel_argv
+from hpcflow.errors import RunnerError, SlurmError, SlurmRefused, SlurmUnavailable
+from hpcflow.runners.base import Result, Runner
+from hpcflow.slurm.commands import (
+    SHOW_CONFIG_ARGV,
+    SINFO_ARGV,
+    SacctRow,
+    SqueueRow,
+    dependency_string,
+    is_temporary_error,
+    max_array_size,
+    parse_ids_by_name,
+    parse_sacct,
+    parse_sbatch,
+    parse_show_config,
+    parse_sinfo,
+    parse_squeue,
+    sacct_argv,
+    sacct_by_name_argv,
+    sbatch_argv,
+    scancel_argv,
+    squeue_argv,
+    squeue_by_name_argv,
+    user_tasks_argv,
+)
 from hpcflow.spec.site import Site
 from hpcflow.util.units import parse_duration_s
 
 TEMPORARY_TRIES = 5
+SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
 
 
-def sbatch_one(
-    runner: Runner,
-    argv: list[str],
-    name: str,
-    site: Site,
-    since: datetime,
-    env: dict[str, str] | None = None,
-) -> str:
-    """Run sbatch. Temporary refusals are retried with backoff and jitter. A timeout (slurmctld
-    not answering) leaves it unknown whether the job exists: hpcflow then asks Slurm by job
-    name until slurmctld answers, adopts the job if it exists, submits again only when Slurm
-    twice says there is none, and afterwards cancels any duplicate under that name."""
-    timeout = parse_duration_s(site.tracker.submit_timeout)
-    delay = 1.0
-    uncertain = False
-    for attempt in range(1, TEMPORARY_TRIES + 1):
-        try:
-            res = runner.run(argv, timeout=timeout, env=env)
-        except RunnerError as e:
-            uncertain = True
-            found = settle_by_name(runner, name, since, timeout)
-            if found:
-                return found
-            if attempt == TEMPORARY_TRIES:
-                raise SlurmUnavailable(f"sbatch for {name} did not answer: {e}") from e
-            continue
-        if res.ok:
-            sid = parse_sbatch(res.stdout)
-            if uncertain:
-                cancel_duplicates(runner, name, since, sid)
-            return sid
-        msg = (res.stderr or res.stdout).strip()
-        if not is_temporary_error(msg) or attempt == TEMPORARY_TRIES:
-            raise SlurmRefused(f"Slurm refused job {name}: {msg}")
-        time.sleep(delay + random.uniform(0, delay))
-        delay = min(delay * 2, 30)
-    raise SlurmRefused(f"Slurm refused job {name}")  # pragma: no cover - loop always returns
+@dataclass(frozen=True)
+class JobSpec:
+    """What one sbatch call submits: a script with its tasks file, name, log and links."""
 
+    script: str
+    tasks: str
+    name: str
+    output: str
+    array: str | None = None
+    dependencies: tuple[tuple[str, str], ...] = ()  # (kind, slurm job id)
+    extra: tuple[str, ...] = ()
 
-def ids_by_name(runner: Runner, name: str, since: datetime) -> set[str] | None:
-    """Job ids Slurm has under this exact name (squeue, then sacct); None when slurmctld does
-    not answer, which is not the same as "no such job"."""
-    try:
-        # -t all: a job that already finished is still in slurmctld for MinJobAge, while
-        # sacct (fed by slurmdbd) may not have it yet
-        q = runner.run(["squeue", "-h", "-t", "all", "-o", "%F", "--name", name], timeout=30)
-    except RunnerError:
-        return None
-    if not q.ok:
-        return None
-    ids = set(q.stdout.split())
-    try:
-        a = runner.run(
-            [
-                "sacct",
-                "-X",
-                "-n",
-                "-P",
-                "--format=JobID,JobName",
-                "--name",
-                name,
-                f"--starttime={since.strftime('%Y-%m-%dT%H:%M:%S')}",
-            ],
-            timeout=30,
+    @property
+    def dependency(self) -> str | None:
+        return dependency_string(list(self.dependencies))
+
+    def argv(self) -> list[str]:
+        return sbatch_argv(
+            self.script,
+            [self.tasks],
+            job_name=self.name,
+            output=self.output,
+            array=self.array,
+            dependency=self.dependency,
+            extra=list(self.extra),
         )
-    except RunnerError:
-        a = None
-    if a is not None and a.ok:
-        ids |= {
-            line.split("|")[0].split("_")[0]
-            for line in a.stdout.splitlines()
-            if line.split("|")[-1] == name
-        }
-    return ids
 
 
-def settle_by_name(runner: Runner, name: str, since: datetime, timeout: float) -> str | None:
-    """After an sbatch timeout: the job id if Slurm has it; None once Slurm, answering, has
-    said twice (a few seconds apart) that it has none. Waits while slurmctld is silent."""
-    deadline = time.monotonic() + max(10 * timeout, 300)
-    absent = 0
-    while time.monotonic() < deadline:
-        ids = ids_by_name(runner, name, since)
-        if ids:
-            return min(ids, key=int)
-        if ids is not None:
-            absent += 1
-            if absent >= 2:
-                return None
-        time.sleep(3)
-    raise SlurmUnavailable(
-        f"Slurm did not answer for {max(10 * timeout, 300):.0f}s while hpcflow "
-        f"was checking whether job {name} exists; run `hpcflow status` later to "
-        "reconcile"
-    )
+def _why(res: Result) -> str:
+    return (res.stderr or res.stdout).strip()
 
 
-def cancel_duplicates(runner: Runner, name: str, since: datetime, keep: str) -> None:
-    time.sleep(2)
-    ids = ids_by_name(runner, name, since) or set()
-    extra = sorted(ids - {keep}, key=int)
-    if extra:
-        runner.run(scancel_argv(extra), timeout=60)
+class SlurmClient:
+    def __init__(self, runner: Runner, submit_timeout: float = 60.0):
+        self.runner = runner
+        self.submit_timeout = submit_timeout
+
+    @classmethod
+    def for_site(cls, runner: Runner, site: Site) -> SlurmClient:
+        return cls(runner, parse_duration_s(site.tracker.submit_timeout))
+
+    # -- configuration ---------------------------------------------------------------------
+    def show_config(self) -> dict[str, str]:
+        res = self.runner.run(SHOW_CONFIG_ARGV, timeout=30)
+        if not res.ok:
+            raise SlurmUnavailable(f"`scontrol show config` failed: {_why(res) or res.stdout}")
+        return parse_show_config(res.stdout)
+
+    def max_array_size(self) -> int:
+        return max_array_size(self.show_config())
+
+    def partitions(self) -> dict[str, tuple[int, int, int]]:
+        """partition -> (GPUs, CPUs, memory MB) of its largest node."""
+        res = self.runner.run(SINFO_ARGV, timeout=30)
+        if not res.ok:
+            raise SlurmUnavailable(f"sinfo failed: {_why(res)}")
+        return parse_sinfo(res.stdout)
+
+    # -- queries -----------------------------------------------------------------------------
+    def sacct(self, job_ids: list[str], since: datetime) -> list[SacctRow]:
+        """Every row (allocations and steps) of these jobs; SlurmUnavailable when sacct fails
+        (slurmdbd down), which is not the same as "no rows"."""
+        res = self.runner.run(sacct_argv(job_ids, since.strftime(SLURM_TIME)), timeout=120)
+        if not res.ok:
+            lines = _why(res).splitlines()
+            raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
+        return parse_sacct(res.stdout)
+
+    def squeue(self, job_ids: list[str]) -> list[SqueueRow] | None:
+        """Queued and running elements of these jobs; None when slurmctld does not answer."""
+        res = self.runner.run(squeue_argv(job_ids), timeout=60)
+        return parse_squeue(res.stdout) if res.ok else None
+
+    def queued_tasks(self, user: str) -> int:
+        """The user's jobs in the queue, every array element counted (as MaxSubmitJobs)."""
+        res = self.runner.run(user_tasks_argv(user), timeout=60)
+        if not res.ok:
+            raise SlurmError(f"squeue failed: {_why(res)}")
+        return len([ln for ln in res.stdout.splitlines() if ln.strip()])
+
+    def ids_by_name(self, name: str, since: datetime) -> set[str] | None:
+        """Job ids Slurm has under this exact name (squeue, then sacct); None when slurmctld
+        does not answer, which is not the same as "no such job"."""
+        try:
+            q = self.runner.run(squeue_by_name_argv(name), timeout=30)
+        except RunnerError:
+            return None
+        if not q.ok:
+            return None
+        ids = set(q.stdout.split())
+        try:
+            a: Result | None = self.runner.run(
+                sacct_by_name_argv(name, since.strftime(SLURM_TIME)), timeout=30
+            )
+        except RunnerError:
+            a = None
+        if a is not None and a.ok:
+            ids |= parse_ids_by_name(a.stdout, name)
+        return ids
+
+    # -- actions -----------------------------------------------------------------------------
+    def scancel(self, job_ids: list[str], check: bool = False) -> None:
+        if not job_ids:
+            return
+        res = self.runner.run(scancel_argv(sorted(set(job_ids), key=int)), timeout=60)
+        if check and not res.ok:
+            raise SlurmError(f"scancel failed: {_why(res)}")
+
+    def sbatch(self, job: JobSpec, since: datetime, env: dict[str, str] | None = None) -> str:
+        """Submit ``job`` once: its Slurm job id. Temporary refusals are retried with backoff
+        and jitter. A timeout (slurmctld not answering) leaves it unknown whether the job
+        exists: the client then asks Slurm by job name until slurmctld answers, adopts the job
+        if it exists, submits again only when Slurm twice says there is none, and afterwards
+        cancels any duplicate under that name. Errors carry the command line."""
+        argv = job.argv()
+        try:
+            return self._sbatch(argv, job.name, since, env)
+        except SlurmError as e:
+            raise type(e)(f"{e}\n  command: {shlex.join(argv)}") from e
+
+    def _sbatch(
+        self, argv: list[str], name: str, since: datetime, env: dict[str, str] | None
+    ) -> str:
+        delay = 1.0
+        uncertain = False
+        for attempt in range(1, TEMPORARY_TRIES + 1):
+            try:
+                res = self.runner.run(argv, timeout=self.submit_timeout, env=env)
+            except RunnerError as e:
+                uncertain = True
+                found = self.settle_by_name(name, since, self.submit_timeout)
+                if found:
+                    return found
+                if attempt == TEMPORARY_TRIES:
+                    raise SlurmUnavailable(f"sbatch for {name} did not answer: {e}") from e
+                continue
+            if res.ok:
+                sid = parse_sbatch(res.stdout)
+                if uncertain:
+                    self.cancel_duplicates(name, since, sid)
+                return sid
+            msg = _why(res)
+            if not is_temporary_error(msg) or attempt == TEMPORARY_TRIES:
+                raise SlurmRefused(f"Slurm refused job {name}: {msg}")
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 30)
+        raise SlurmRefused(f"Slurm refused job {name}")  # pragma: no cover - loop returns
+
+    def settle_by_name(self, name: str, since: datetime, timeout: float) -> str | None:
+        """After an sbatch timeout: the job id if Slurm has it; None once Slurm, answering,
+        has said twice (a few seconds apart) that it has none. Waits while slurmctld is
+        silent."""
+        limit = max(10 * timeout, 300)
+        deadline = time.monotonic() + limit
+        absent = 0
+        while time.monotonic() < deadline:
+            ids = self.ids_by_name(name, since)
+            if ids:
+                return min(ids, key=int)
+            if ids is not None:
+                absent += 1
+                if absent >= 2:
+                    return None
+            time.sleep(3)
+        raise SlurmUnavailable(
+            f"Slurm did not answer for {limit:.0f}s while hpcflow was checking whether job "
+            f"{name} exists; run `hpcflow status` later to reconcile"
+        )
+
+    def cancel_duplicates(self, name: str, since: datetime, keep: str) -> None:
+        time.sleep(2)  # let a late sbatch that did create a job show up under its name
+        ids = self.ids_by_name(name, since) or set()
+        self.scancel(sorted(ids - {keep}, key=int))

@@ -90,6 +90,65 @@ def scancel_argv(job_ids: list[str]) -> list[str]:
 SHOW_CONFIG_ARGV = ["scontrol", "show", "config"]
 
 
+def squeue_by_name_argv(name: str) -> list[str]:
+    # -t all: a job that already finished is still in slurmctld for MinJobAge, while sacct
+    # (fed by slurmdbd) may not have it yet
+    return ["squeue", "-h", "-t", "all", "-o", "%F", "--name", name]
+
+
+def sacct_by_name_argv(name: str, starttime: str) -> list[str]:
+    return [
+        "sacct",
+        "-X",
+        "-n",
+        "-P",
+        "--format=JobID,JobName",
+        "--name",
+        name,
+        f"--starttime={starttime}",
+    ]
+
+
+def parse_ids_by_name(stdout: str, name: str) -> set[str]:
+    """Job ids of ``sacct_by_name_argv`` rows whose name is exactly ``name`` (array tasks
+    count as their array job)."""
+    return {
+        line.split("|")[0].split("_")[0]
+        for line in stdout.splitlines()
+        if line.split("|")[-1] == name and line.split("|")[0]
+    }
+
+
+def user_tasks_argv(user: str) -> list[str]:
+    """One line per queued job of the user, every array element its own line (-r), as
+    MaxSubmitJobs counts them."""
+    return ["squeue", "-h", "-r", "-u", user, "-o", "%i"]
+
+
+SINFO_ARGV = ["sinfo", "-h", "-o", "%P|%G|%l|%c|%m"]
+
+
+def parse_sinfo(text: str) -> dict[str, tuple[int, int, int]]:
+    """partition -> (GPUs, CPUs, memory MB) of its largest node. ``%c``/``%m`` may end in
+    ``+`` when nodes differ (sinfo groups them); the number before it is the smallest."""
+    live: dict[str, tuple[int, int, int]] = {}
+
+    def num(x: str) -> int:
+        m = re.match(r"\d+", x.strip())
+        return int(m.group()) if m else 0
+
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, gres, _limit, cpus, mem = (line.split("|") + ["", "", "", ""])[:5]
+        m = re.search(r"gpu(?::[^:(,]+)?:(\d+)", gres)
+        gpus = int(m.group(1)) if m else 0
+        key = name.rstrip("*")
+        old = live.get(key, (0, 0, 0))
+        live[key] = (max(old[0], gpus), max(old[1], num(cpus)), max(old[2], num(mem)))
+    return live
+
+
 @dataclass(frozen=True)
 class SacctRow:
     job_id: str  # the array job id (before _), or the job id

@@ -6,7 +6,7 @@ import re
 
 from hpcflow.errors import HpcflowError, Problem
 from hpcflow.runners.base import Runner
-from hpcflow.slurm.commands import SHOW_CONFIG_ARGV, max_array_size, parse_show_config
+from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.site import Site
 from hpcflow.util.units import parse_mem_mb
 
@@ -38,40 +38,14 @@ def check_python(site: Site, runner: Runner) -> tuple[str | None, str | None]:
     return text, None
 
 
-SINFO_ARGV = ["sinfo", "-h", "-o", "%P|%G|%l|%c|%m"]
-
-
-def parse_sinfo(text: str) -> dict[str, tuple[int, int, int]]:
-    """partition -> (GPUs, CPUs, memory MB) of its largest node. ``%c``/``%m`` may end in
-    ``+`` when nodes differ (sinfo groups them); the number before it is the smallest."""
-    live: dict[str, tuple[int, int, int]] = {}
-
-    def num(x: str) -> int:
-        m = re.match(r"\d+", x.strip())
-        return int(m.group()) if m else 0
-
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        name, gres, _limit, cpus, mem = (line.split("|") + ["", "", "", ""])[:5]
-        m = re.search(r"gpu(?::[^:(,]+)?:(\d+)", gres)
-        gpus = int(m.group(1)) if m else 0
-        key = name.rstrip("*")
-        old = live.get(key, (0, 0, 0))
-        live[key] = (max(old[0], gpus), max(old[1], num(cpus)), max(old[2], num(mem)))
-    return live
-
-
 def check_live(site: Site, runner: Runner) -> list[str]:
     problems: list[str] = []
+    client = SlurmClient(runner)
     try:
-        cfg = runner.run(SHOW_CONFIG_ARGV, timeout=30)
-        parts = runner.run(SINFO_ARGV, timeout=30)
+        mas = client.max_array_size()
+        live = client.partitions()
     except HpcflowError as e:
         return [f"{site.source}: Slurm not reachable, only the file was checked ({e})"]
-    if not cfg.ok or not parts.ok:
-        return [f"{site.source}: Slurm not reachable, only the file was checked"]
-    live = parse_sinfo(parts.stdout)
 
     def problem(msg: str) -> None:
         problems.append(str(Problem(site.source, 0, msg)))
@@ -87,7 +61,6 @@ def check_live(site: Site, runner: Runner) -> list[str]:
             problem(f"partition {name!r}: config says {p.cpus} CPUs per node, cluster has {cpus}")
         if p.mem and mem and parse_mem_mb(p.mem) > mem:
             problem(f"partition {name!r}: config says {p.mem} per node, cluster has {mem}M")
-    mas = max_array_size(parse_show_config(cfg.stdout))
     if site.limits.max_array_size and site.limits.max_array_size > mas:
         problem(
             f"limits.max_array_size {site.limits.max_array_size} is over the cluster's "

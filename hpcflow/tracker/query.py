@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from hpcflow.errors import NotFound, SlurmError
+from hpcflow.errors import NotFound
 from hpcflow.node.jobtool import task_dir
 from hpcflow.runners.base import Runner
-from hpcflow.slurm.commands import scancel_argv
+from hpcflow.slurm.client import SlurmClient
 from hpcflow.states import HPCFLOW_MOVES, TERMINAL, TaskState
 from hpcflow.tracker.db import Event, Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
@@ -166,10 +166,7 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
                 )
             q = q.where(Job.step == step)
         ids = [j.slurm_job_id for j in s.exec(q).all() if j.slurm_job_id]
-    if ids:
-        res = runner.run(scancel_argv(sorted(set(ids), key=int)), timeout=60)
-        if not res.ok:
-            raise SlurmError(f"scancel failed: {(res.stderr or res.stdout).strip()}")
+    SlurmClient(runner).scancel(ids, check=True)
     log = EventLog()
     with session(engine) as s:
         q2 = select(Task).where(

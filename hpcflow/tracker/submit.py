@@ -5,11 +5,8 @@ what Slurm already has instead of submitting it twice."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import secrets
-import shlex
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -25,15 +22,7 @@ from hpcflow.containers.images import read_credentials
 from hpcflow.errors import SlurmError, SlurmUnavailable
 from hpcflow.render.scripts import RenderedRun, _item_of, render_run
 from hpcflow.runners.base import Runner
-from hpcflow.slurm.client import cancel_duplicates, sbatch_one, settle_by_name
-from hpcflow.slurm.commands import (
-    SHOW_CONFIG_ARGV,
-    dependency_string,
-    max_array_size,
-    parse_show_config,
-    sbatch_argv,
-    scancel_argv,
-)
+from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.spec.dataflow import may_skip, step_role
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
@@ -41,6 +30,7 @@ from hpcflow.states import TERMINAL, JobStatus, RunState, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
+from hpcflow.util.locks import FileLock
 
 
 def new_run_id(workflow: str, now: datetime | None = None) -> str:
@@ -55,13 +45,10 @@ def run_dir_for(site: Site, workflow: str, run_id: str) -> str:
 def site_max_array_size(site: Site, runner: Runner) -> int:
     if site.limits.max_array_size:
         return site.limits.max_array_size
-    res = runner.run(SHOW_CONFIG_ARGV, timeout=30)
-    if not res.ok:
-        raise SlurmError(
-            f"`scontrol show config` failed: {res.stderr.strip() or res.stdout}; "
-            "set limits.max_array_size in the site config"
-        )
-    return max_array_size(parse_show_config(res.stdout))
+    try:
+        return SlurmClient(runner).max_array_size()
+    except SlurmError as e:
+        raise type(e)(f"{e}; set limits.max_array_size in the site config") from e
 
 
 def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = None) -> RenderedRun:
@@ -78,26 +65,11 @@ def _lock_file(engine: Engine, run_id: str) -> str:
     return str(d / f"{run_id}.submit.lock")
 
 
-class RunLock:
+class RunLock(FileLock):
+    """Held while a process submits a run (or ticks a campaign); free means nobody is."""
+
     def __init__(self, engine: Engine, run_id: str):
-        self.path = _lock_file(engine, run_id)
-        self.fd = -1
-
-    def acquire(self, wait: bool = True) -> bool:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            return True
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = -1
-            return False
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = -1
+        super().__init__(_lock_file(engine, run_id))
 
 
 @dataclass
@@ -236,38 +208,39 @@ def submit_planned(
         assert run is not None
         jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))))
     by_row = {j.id: j for j in jobs}
+    client = SlurmClient.for_site(runner, site)
     since = run.submitted_at - timedelta(minutes=5)
     out: list[dict[str, Any]] = []
     for job in jobs:
         if job.status != JobStatus.PLANNED.value:
             continue
-        dep_pairs = [(k, by_row[r].slurm_job_id) for k, r in json.loads(job.deps_json)]
-        dep = dependency_string([(k, sid) for k, sid in dep_pairs if sid])
-        argv = sbatch_argv(
-            job.script,
-            [job.tasks],
-            job_name=job.name,
+        spec = JobSpec(
+            script=job.script,
+            tasks=job.tasks,
+            name=job.name,
             output=job.output,
             array=job.array,
-            dependency=dep,
-            extra=json.loads(job.extra_json),
+            dependencies=tuple(
+                (k, sid) for k, r in json.loads(job.deps_json) if (sid := by_row[r].slurm_job_id)
+            ),
+            extra=tuple(json.loads(job.extra_json)),
         )
         # resuming after the submitter died: its last sbatch may have created the job, or may
         # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
-        sid = settle_by_name(runner, job.name, since, 3) if adopt else None
+        sid = client.settle_by_name(job.name, since, 3) if adopt else None
         how = "adopted by job name" if sid else "submitted"
         try:
             if sid is None:
-                sid = sbatch_one(runner, argv, job.name, site, since, job_env(job.step, site))
+                sid = client.sbatch(spec, since, job_env(job.step, site))
                 if adopt:
-                    cancel_duplicates(runner, job.name, since, sid)
+                    client.cancel_duplicates(job.name, since, sid)
         except SlurmError as e:
-            abort(engine, runner, run_id, str(e))
+            abort(engine, runner, run_id, str(e).splitlines()[0])
             raise type(e)(
-                f"{e}\n  command: {shlex.join(argv)}\n  run {run_id}: the jobs "
-                "already submitted were cancelled; the run is recorded as "
-                "CANCELLED"
+                f"{e}\n  run {run_id}: the jobs already submitted were cancelled; the run is "
+                "recorded as CANCELLED"
             ) from e
+        dep = spec.dependency
         job.slurm_job_id, job.dependency, job.status = sid, dep, JobStatus.SUBMITTED.value
         job.submitted_at = utcnow()
         log = EventLog()
@@ -318,11 +291,8 @@ def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
             for t in s.exec(select(Task).where(Task.run_id == run_id))
             if TaskState(t.state) not in TERMINAL
         ]
-    live = sorted(
-        {jobs[t.job_id].slurm_job_id for t in open_tasks if jobs[t.job_id].slurm_job_id}, key=int
-    )  # type: ignore[arg-type]
-    if live:
-        runner.run(scancel_argv(live), timeout=60)  # type: ignore[arg-type]
+    live = [sid for t in open_tasks if (sid := jobs[t.job_id].slurm_job_id)]
+    SlurmClient(runner).scancel(live)
     log = EventLog()
     with session(engine) as s:
         run = s.get(Run, run_id)

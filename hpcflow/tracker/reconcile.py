@@ -1,0 +1,236 @@
+"""What a refresh concludes, as pure functions: tracked elements + what sacct and squeue said
+-> the changes to record. No I/O; ``refresh.py`` gathers before and applies after.
+
+The rules, each with a table-driven test in tests/test_reconcile.py:
+- sacct (slurmdbd) is the record; squeue (slurmctld) wins for rows sacct may show stale:
+  PENDING (for the reason) and NODE_FAIL/PREEMPTED (possibly requeued already).
+- A row sacct still shows PENDING after hpcflow saw the element start is sacct lagging, not a
+  requeue, unless squeue says so.
+- SIGKILL without the .batch step row yet: out of memory or not is unknown; wait (120 s).
+- Not in sacct or squeue: LOST after ``lost_after`` seconds, never while degraded.
+- Cancelled by Slurm because a dependency can never be met (--kill-on-invalid-dep) is
+  UPSTREAM_FAILED; for a compensation step (every dependency afternotok) that means "not
+  needed": SKIPPED.
+- COMPLETED in a step whose elements may skip themselves: the element's marker decides, read
+  once, on the transition (``check_skip``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from hpcflow.slurm.commands import SacctRow, SqueueRow
+from hpcflow.states import (
+    HPCFLOW_MOVES,
+    TERMINAL,
+    TaskState,
+    is_requeue,
+    map_slurm_state,
+    slurm_move_allowed,
+)
+
+Key = tuple[str, "int | None"]  # (slurm job id, array task id)
+# sacct may lag slurmctld: a job it shows NODE_FAIL or PREEMPTED may already be requeued, which
+# squeue (slurmctld itself) shows as PENDING; PENDING rows need squeue for their reason.
+MAYBE_REQUEUED = frozenset({TaskState.PENDING, TaskState.NODE_FAIL, TaskState.PREEMPTED})
+FIELDS = ("state", "exit_code", "start", "end", "node", "attempts", "reason")
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """One element as the tracker has it, with what its job and step add."""
+
+    id: int
+    run_id: str
+    step: str
+    index: int
+    slurm_job_id: str
+    task_id: int | None
+    state: TaskState
+    attempts: int = 0
+    exit_code: int | None = None
+    start: str | None = None
+    end: str | None = None
+    node: str | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    has_dependency: bool = False
+    compensation: bool = False  # every dependency of its job is afternotok
+    may_skip: bool = False  # the step's elements may skip themselves (when:)
+
+    @property
+    def key(self) -> Key:
+        return (self.slurm_job_id, self.task_id)
+
+    def row(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in FIELDS} | {"state": self.state.value}
+
+
+@dataclass(frozen=True)
+class Observation:
+    state: TaskState
+    exit_code: int | None = None
+    start: str | None = None
+    end: str | None = None
+    node: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A tracked element's new row; ``event`` is set when its state changes."""
+
+    task: Tracked
+    new: TaskState
+    row: dict[str, object]
+    event_reason: str | None = None
+    check_skip: bool = False  # COMPLETED in a may-skip step: its marker says if it skipped
+
+    @property
+    def moved(self) -> bool:
+        return self.new is not self.task.state
+
+    @property
+    def display_id(self) -> str:
+        t = self.task
+        return f"{t.slurm_job_id}_{t.task_id}" if t.task_id is not None else t.slurm_job_id
+
+
+def observe(
+    rows: Iterable[SacctRow], tasks: Iterable[Tracked], local_now: datetime
+) -> dict[Key, Observation]:
+    """sacct rows -> what each (job, task) is. ``local_now`` in the cluster's local time (sacct
+    prints that)."""
+    with_dep = {t.slurm_job_id for t in tasks if t.has_dependency}
+    seen: dict[Key, Observation] = {}
+    for row in rows:
+        if row.killed_without_step_data(local_now):
+            continue  # OOM or not is not known yet: leave the element as it was
+        state = (
+            TaskState.OUT_OF_MEMORY
+            if row.oom_evidence
+            else map_slurm_state(
+                row.state,
+                row.reason,
+                started=row.node is not None,
+                has_dependency=row.job_id in with_dep,
+            )
+        )
+        code = 128 + row.signal if row.signal else row.exit_code
+        seen[(row.job_id, row.task_id)] = Observation(
+            state, code, row.start, row.end, row.node, row.reason
+        )
+    return seen
+
+
+def squeue_needed(tasks: Iterable[Tracked], seen: dict[Key, Observation]) -> list[str]:
+    """Slurm job ids to ask squeue about: pending reasons, possible requeues, and jobs sacct
+    does not show (yet)."""
+    need = set()
+    for t in tasks:
+        o = seen.get(t.key)
+        if o is None or o.state in MAYBE_REQUEUED:
+            need.add(t.slurm_job_id)
+    return sorted(need, key=int)
+
+
+def reconcile(
+    tasks: Iterable[Tracked],
+    seen: dict[Key, Observation],
+    queued: Iterable[SqueueRow],
+    *,
+    now: datetime,
+    lost_after: float,
+    degraded: bool = False,
+) -> list[Change]:
+    """The changes to record. ``seen`` from ``observe`` (empty when sacct failed, then
+    ``degraded``); ``queued`` from squeue; ``now`` in UTC."""
+    q = {(r.job_id, r.task_id): r for r in queued}
+    out = []
+    for t in tasks:
+        o = _conclude(t, seen.get(t.key), q.get(t.key), now, lost_after, degraded)
+        if o is None:
+            continue
+        change = _change(t, o)
+        if change is not None:
+            out.append(change)
+    return out
+
+
+def _conclude(
+    t: Tracked,
+    o: Observation | None,
+    qrow: SqueueRow | None,
+    now: datetime,
+    lost_after: float,
+    degraded: bool,
+) -> Observation | None:
+    """What the element is now, or None when nothing can be concluded."""
+    if qrow is not None:
+        if o is None or o.state in MAYBE_REQUEUED:
+            o = Observation(
+                map_slurm_state(qrow.state, qrow.reason),
+                None,
+                o.start if o else None,
+                None,
+                o.node if o else None,
+                qrow.reason,
+            )
+    elif o is not None and o.state is TaskState.PENDING and t.state is not TaskState.PENDING:
+        # sacct (slurmdbd) lags slurmctld: a job it still shows PENDING after we saw it start
+        # is a requeue only if slurmctld, in squeue, says so
+        return None
+    if o is None:
+        age = (now - (t.submitted_at or now)).total_seconds()
+        if degraded or age < lost_after or t.state in TERMINAL:
+            return None  # cannot confirm anything: leave it
+        return Observation(
+            TaskState.LOST, reason=f"not in sacct or squeue {age:.0f} s after submission"
+        )
+    if o.state is TaskState.UPSTREAM_FAILED and t.compensation:
+        return Observation(TaskState.SKIPPED, reason="compensation not needed: upstream succeeded")
+    if o.state is TaskState.COMPLETED and t.may_skip and t.state is TaskState.SKIPPED:
+        return None  # Slurm says COMPLETED; the element's wrapper said why: skipped
+    return o
+
+
+def _change(t: Tracked, o: Observation) -> Change | None:
+    old, new = t.state, o.state
+    allowed = (
+        old in HPCFLOW_MOVES["lost"] if new is TaskState.LOST else slurm_move_allowed(old, new)
+    )
+    if not allowed:
+        return None
+    attempts = t.attempts
+    started = o.start is not None and o.node is not None
+    if new is not old and (
+        new is TaskState.RUNNING or (old is TaskState.PENDING and started and new in TERMINAL)
+    ):
+        attempts += 1
+    row: dict[str, object] = {
+        "state": new.value,
+        "exit_code": o.exit_code if new in TERMINAL else None,
+        "start": o.start,
+        "end": o.end if new in TERMINAL else None,
+        "node": o.node,
+        "attempts": attempts,
+        "reason": o.reason or None,
+    }
+    if row == t.row():
+        return None
+    reason = ("requeued by Slurm; " if is_requeue(old, new) else "") + (o.reason or "")
+    return Change(
+        t,
+        new,
+        row,
+        event_reason=reason.strip("; ") or None,
+        check_skip=new is TaskState.COMPLETED and t.may_skip and old is not TaskState.COMPLETED,
+    )
+
+
+def skipped(change: Change, why: str) -> Change:
+    """The change once the element's marker said it skipped itself (``why``)."""
+    row = change.row | {"state": TaskState.SKIPPED.value, "exit_code": 0, "reason": why}
+    return replace(change, new=TaskState.SKIPPED, row=row, event_reason=why, check_skip=False)
