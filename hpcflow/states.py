@@ -38,6 +38,23 @@ class BatchState(str, Enum):
     SUBMITTED = "SUBMITTED"
 
 
+class EventKind(str, Enum):
+    """What a tracker event records. RUN and TASK are state moves (old_state -> new_state);
+    the others are notes about the run with no state of their own."""
+
+    RUN = "RUN"
+    TASK = "TASK"
+    SUBMITTING = "SUBMITTING"  # a submission (or resubmission) starts
+    SUBMITTED = "SUBMITTED"  # one job got its Slurm id
+    NOTE = "NOTE"
+    DEGRADED = "DEGRADED"  # sacct failed: states from squeue only
+    RECOVERED = "RECOVERED"  # sacct answers again
+    CLEANED = "CLEANED"  # the run directory was removed
+
+
+MOVES = frozenset({EventKind.RUN, EventKind.TASK})
+
+
 class RunState(str, Enum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"

@@ -35,11 +35,13 @@ def test_version_1_database_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         cols = {r[1] for r in c.execute("PRAGMA table_info(job)")}
-        assert {"attempt", "retry_of", "deps_json", "script"} <= cols
-        assert c.execute("select slurm_job_id, attempt, deps_json from job").fetchall() == [
+        assert {"attempt", "retry_of", "deps", "script", "mem_mb", "time_s"} <= cols
+        assert c.execute("select slurm_job_id, attempt, deps from job").fetchall() == [
             ("77", 0, "[]")
         ]
-        assert "policy_json" in {r[1] for r in c.execute("PRAGMA table_info(step)")}
+        assert {"policy", "kind", "role", "may_skip"} <= {
+            r[1] for r in c.execute("PRAGMA table_info(step)")
+        }
     open_db(db)  # a second open changes nothing
 
 

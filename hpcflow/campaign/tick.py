@@ -12,7 +12,6 @@ batch is never submitted twice (docs/campaigns.md).
 from __future__ import annotations
 
 import getpass
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -58,7 +57,7 @@ def ensure_plan(engine: Engine, lc: LoadedCampaign) -> None:
                     campaign=lc.name,
                     index=i,
                     key=f"{lc.name}#{i}",
-                    events_json=json.dumps(events),
+                    events=events,
                     n_events=len(events),
                 )
             )
@@ -163,7 +162,7 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
         b.state = SUBMITTING
         _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
         try:
-            loaded = lc.load_batch(json.loads(b.events_json))
+            loaded = lc.load_batch(b.events)
             sub = submit(engine, runner, loaded, site, f"{b.key}#{b.attempt}")
         except SlurmError as e:
             b.state, b.run_id, b.note = (
@@ -230,14 +229,14 @@ def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
     state: dict[str, str] = {}
     failed: list[dict[str, Any]] = []
     for b in batches:
-        events = json.loads(b.events_json)
+        events = b.events
         run = runs.get(b.run_id or "")
         if b.state != SUBMITTED or run is None:
             state.update({str(e): "pending" for e in events})
             continue
         per: dict[str, list[Task]] = {}
         for t in by_run.get(run.id, []):
-            item = json.loads(t.item_json)
+            item = t.item
             if axis in item:
                 per.setdefault(str(item[axis]), []).append(t)
         gave_up = run.state not in ACTIVE and b.retries >= c.retry_failed

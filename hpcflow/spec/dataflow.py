@@ -151,6 +151,11 @@ def jobtool_source() -> str:
     return Path(jobtool.__file__).read_text(encoding="utf-8")
 
 
+def step_kind(step: Step) -> str:
+    """A step of the workflow, or one hpcflow adds: the run's cleanup or its image pull."""
+    return {CLEANUP_STEP: "cleanup", PULL_STEP: "pull"}.get(step.name, "step")
+
+
 def step_role(step: Step) -> str | None:
     """How status shows a step: a compensation step runs only when its upstream failed."""
     if step.name == CLEANUP_STEP:

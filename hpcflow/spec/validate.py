@@ -297,6 +297,24 @@ def _node_fit(
     return problems
 
 
+def _escalation_base(wf: Workflow, s: Step, r: Resources, i: int, doc: Located) -> list[Problem]:
+    """on_oom multiplies the step's memory, on_timeout its time: hpcflow must know them
+    (what Slurm applies when none is asked for is the partition's default, not hpcflow's)."""
+    out = []
+    retry = s.retry or wf.defaults.retry
+    for key, have, what in (("on_oom", r.mem, "mem"), ("on_timeout", r.time, "time")):
+        if retry is not None and getattr(retry, key) is not None and have is None:
+            out.append(
+                doc.problem(
+                    ("steps", i, "retry", key),
+                    f"step {s.name!r}: retry.{key} multiplies the step's {what}, but no "
+                    f"resources.{what} is set (step, workflow defaults or site defaults); "
+                    f"set one",
+                )
+            )
+    return out
+
+
 def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
     problems = []
     for i, s in enumerate(wf.steps):
@@ -318,6 +336,7 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
             )
             continue
         where = ("steps", i, "resources")
+        problems += _escalation_base(wf, s, r, i, doc)
         if not site.partitions:
             continue
         if r.partition and r.partition not in site.partitions:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from hpcflow.errors import HpcflowError
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
+from hpcflow.states import EventKind
 from hpcflow.tracker.db import Run, session
 from hpcflow.tracker.events import EventLog
 from hpcflow.tracker.refresh import ACTIVE
@@ -33,6 +34,6 @@ def clean(engine: Engine, runner: Runner, site: Site, run: Run, force: bool = Fa
         runner.remove_tree(run.run_dir)
     log = EventLog()
     with session(engine) as s:
-        log.add(s, run_id=run.id, new_state="CLEANED", reason=f"removed {run.run_dir}")
+        log.add(s, EventKind.CLEANED, run_id=run.id, reason=f"removed {run.run_dir}")
         s.commit()
     return run.run_dir

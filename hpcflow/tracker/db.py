@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
+from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.
-MIGRATIONS: list[tuple[int, list[str]]] = [
+MIGRATIONS: list[tuple[int, list[Any]]] = [
     (
         2,
         [
@@ -34,6 +37,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (3, []),  # campaign and batch tables: created by create_all below
+    (4, [lambda c: _v4(c)]),
 ]
 NETWORK_FS = {
     "nfs",
@@ -52,6 +56,70 @@ NETWORK_FS = {
 }
 
 
+def _columns(c: Any, table: str) -> set[str]:
+    return {row[1] for row in c.exec_driver_sql(f"PRAGMA table_info({table})")}
+
+
+def _v4(c: Any) -> None:
+    """JSON columns instead of hand-serialised *_json text (the stored text is the same); what
+    the compiler knew stored on steps and jobs; events say what kind they are. Tables a
+    database from before version 3 lacks are created afresh by create_all."""
+    renames = [
+        ("run", "params_json", "params"),
+        ("step", "policy_json", "policy"),
+        ("job", "extra_json", "extra"),
+        ("job", "deps_json", "deps"),
+        ("task", "item_json", "item"),
+        ("batch", "events_json", "events"),
+    ]
+    for table, old, new in renames:
+        if old in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+    adds = [
+        ("step", "kind", "VARCHAR NOT NULL DEFAULT 'step'"),
+        ("step", "role", "VARCHAR"),
+        ("step", "may_skip", "BOOLEAN NOT NULL DEFAULT 0"),
+        ("job", "cpus", "INTEGER"),
+        ("job", "mem_mb", "INTEGER"),
+        ("job", "time_s", "INTEGER"),
+        ("job", "gpus", "INTEGER"),
+    ]
+    for table, col_, decl in adds:
+        if _columns(c, table) and col_ not in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    if _columns(c, "step"):
+        c.exec_driver_sql(
+            f"UPDATE step SET kind = CASE name WHEN '{CLEANUP_STEP}' THEN 'cleanup' "
+            f"WHEN '{PULL_STEP}' THEN 'pull' ELSE 'step' END, "
+            "role = json_extract(policy, '$.role'), "
+            "may_skip = coalesce(json_extract(policy, '$.may_skip'), 0)"
+        )
+    if _columns(c, "event"):
+        _rebuild_event(c)
+
+
+def _rebuild_event(c: Any) -> None:
+    """Events get a kind; a note's new_state becomes NULL, which the old NOT NULL column cannot
+    hold: SQLite's way is a new table, a copy, and a drop."""
+    c.exec_driver_sql("ALTER TABLE event RENAME TO event_v3")
+    for (name,) in c.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='event_v3' "
+        "AND sql IS NOT NULL"
+    ).all():
+        c.exec_driver_sql(f"DROP INDEX {name}")
+    Event.__table__.create(c)  # type: ignore[attr-defined]
+    notes = "'SUBMITTING', 'SUBMITTED', 'NOTE', 'DEGRADED', 'RECOVERED', 'CLEANED'"
+    c.exec_driver_sql(
+        'INSERT INTO event (id, run_id, time, kind, step, "index", old_state, new_state, '
+        "slurm_job_id, exit_code, reason) SELECT id, run_id, time, "
+        f"CASE WHEN new_state IN ({notes}) THEN new_state WHEN step IS NULL THEN 'RUN' "
+        f"ELSE 'TASK' END, step, \"index\", old_state, "
+        f"CASE WHEN new_state IN ({notes}) THEN NULL ELSE new_state END, "
+        "slurm_job_id, exit_code, reason FROM event_v3"
+    )
+    c.exec_driver_sql("DROP TABLE event_v3")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -66,7 +134,9 @@ class Run(SQLModel, table=True):
     state: str = Field(index=True, description="run state")
     run_dir: str = Field(description="run directory on scratch")
     workflow_path: str = Field(description="workflow file submitted")
-    params_json: str = Field(default="{}", description="params after --set")
+    params: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False), description="after --set"
+    )
     submitted_at: datetime = Field(default_factory=utcnow, description="UTC")
     refreshed_at: datetime | None = Field(default=None, description="last Slurm refresh, UTC")
     finished_at: datetime | None = Field(default=None, description="when it became terminal")
@@ -81,7 +151,14 @@ class StepRow(SQLModel, table=True):
     name: str
     position: int
     total: int = Field(description="number of elements")
-    policy_json: str = Field(default="{}", description="retry escalation (on_oom, on_timeout)")
+    kind: str = Field(default="step", description="a StepKind value: step, cleanup, pull")
+    role: str | None = Field(default=None, description="shown by status, e.g. compensation")
+    may_skip: bool = Field(default=False, description="its elements may skip themselves")
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False),
+        description="retry escalation: attempts, on_oom, on_timeout",
+    )
 
 
 class Job(SQLModel, table=True):
@@ -97,12 +174,24 @@ class Job(SQLModel, table=True):
     status: str = Field(default="PLANNED", description="a states.JobStatus value")
     attempt: int = Field(default=0, description="0 = first submission, n = n-th retry")
     submitted_at: datetime | None = Field(default=None, description="when sbatch answered")
-    extra_json: str = Field(default="[]", description="extra sbatch flags (retry overrides)")
+    extra: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="extra sbatch flags (retry overrides)",
+    )
     script: str = Field(default="", description="the step's script in the run directory")
     tasks: str = Field(default="", description="this job's tasks file")
     output: str = Field(default="", description="Slurm --output pattern")
-    deps_json: str = Field(default="[]", description="[[kind, job row id], ...] upstream")
+    deps: list[list[Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="[[kind, job row id], ...] upstream",
+    )
     retry_of: int | None = Field(default=None, description="the first-attempt job it retries")
+    cpus: int | None = Field(default=None, description="CPUs per task asked for")
+    mem_mb: int | None = Field(default=None, description="--mem asked for (None: Slurm's default)")
+    time_s: int | None = Field(default=None, description="--time asked for (None: the default)")
+    gpus: int | None = Field(default=None, description="GPUs per node asked for")
 
 
 class Task(SQLModel, table=True):
@@ -112,7 +201,9 @@ class Task(SQLModel, table=True):
     index: int = Field(description="element index within the step")
     job_id: int = Field(foreign_key="job.id", index=True)
     task_id: int | None = Field(default=None, description="array task id, None for a plain job")
-    item_json: str = Field(default="{}")
+    item: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False), description="axis values"
+    )
     state: str = Field(default="PENDING", index=True)
     exit_code: int | None = None
     attempts: int = 0
@@ -126,10 +217,11 @@ class Event(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, foreign_key="run.id")
     time: datetime = Field(default_factory=utcnow)
+    kind: str = Field(default="TASK", description="a states.EventKind value")
     step: str | None = None
     index: int | None = None
     old_state: str | None = None
-    new_state: str
+    new_state: str | None = Field(default=None, description="the state moved to (moves only)")
     slurm_job_id: str | None = None
     exit_code: int | None = None
     reason: str | None = None
@@ -152,7 +244,7 @@ class BatchRow(SQLModel, table=True):
     campaign: str = Field(index=True, foreign_key="campaign.name")
     index: int = Field(description="batch number, 0-based")
     key: str = Field(unique=True, description="idempotency key <campaign>#<index>")
-    events_json: str = Field(description="the batch's events")
+    events: list[Any] = Field(sa_column=Column(JSON, nullable=False), description="its events")
     n_events: int
     state: str = Field(default="WAITING", description="a states.BatchState value")
     attempt: int = Field(default=0, description="submissions tried (label <key>#<attempt>)")
@@ -213,7 +305,11 @@ def open_db(path: str | Path | None = None) -> Engine:
         _check_perms(p)
     else:
         os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
-    engine = create_engine(f"sqlite:///{p}", connect_args={"timeout": 30})
+    engine = create_engine(
+        f"sqlite:///{p}",
+        connect_args={"timeout": 30},
+        json_serializer=lambda o: json.dumps(o, default=str),
+    )
 
     @sa_event.listens_for(engine, "connect")
     def _pragmas(conn: Any, _rec: Any) -> None:
@@ -255,7 +351,10 @@ def migrate(engine: Engine) -> int:
             for version, statements in MIGRATIONS:
                 if version > max(found, 1):
                     for sql in statements:
-                        c.exec_driver_sql(sql)
+                        if callable(sql):
+                            sql(c)
+                        else:
+                            c.exec_driver_sql(sql)
             SQLModel.metadata.create_all(c)  # tables added by later versions (checkfirst)
         c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
     return int(found)

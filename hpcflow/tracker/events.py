@@ -10,20 +10,31 @@ from typing import Any
 from sqlmodel import Session
 
 from hpcflow.runners.base import Runner
-from hpcflow.states import HPCFLOW_MOVES, RunState, TaskState, run_move_allowed
+from hpcflow.states import (
+    HPCFLOW_MOVES,
+    MOVES,
+    EventKind,
+    RunState,
+    TaskState,
+    run_move_allowed,
+)
 from hpcflow.tracker.db import Event, Run, Task, utcnow
 
 log = logging.getLogger(__name__)
 
 
 def event_json(e: Event) -> dict[str, Any]:
+    """One event as `history --json` and events.jsonl show it. ``new_state`` of a note is its
+    kind, as before kinds had a column of their own."""
+    kind = EventKind(e.kind)
     return {
         "time": e.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if e.time else None,
         "run_id": e.run_id,
+        "kind": kind.value,
         "step": e.step,
         "index": e.index,
         "old_state": e.old_state,
-        "new_state": e.new_state,
+        "new_state": e.new_state if kind in MOVES else kind.value,
         "slurm_job_id": e.slurm_job_id,
         "exit_code": e.exit_code,
         "reason": e.reason,
@@ -37,16 +48,19 @@ class EventLog:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def add(self, s: Session, **fields: Any) -> Event:
-        """Record one event; `-v` logs it: every state change the tracker decides, and why."""
-        e = Event(**fields)
+    def add(self, s: Session, kind: EventKind | None = None, **fields: Any) -> Event:
+        """Record one event: a state move (RUN without a step, else TASK) or, with ``kind``, a
+        note. `-v` logs it: every state change the tracker decides, and why."""
+        if kind is None:
+            kind = EventKind.RUN if fields.get("step") is None else EventKind.TASK
+        e = Event(kind=kind.value, **fields)
         if log.isEnabledFor(logging.DEBUG):
             where = e.run_id + (f" {e.step}[{e.index}]" if e.step is not None else "")
             log.debug(
                 "tracker: %s: %s -> %s%s",
                 where,
                 e.old_state or "-",
-                e.new_state or "-",
+                e.new_state or e.kind,
                 f": {e.reason}" if e.reason else "",
             )
         s.add(e)

@@ -83,7 +83,7 @@ def status_doc(
         by_step.setdefault(t.step, []).append(t)
     for st in steps:
         ts = by_step.get(st.name, [])
-        role = json.loads(st.policy_json).get("role")
+        role = st.role
         entry: dict[str, Any] = {
             "role": role,
             "total": st.total,
@@ -94,7 +94,7 @@ def status_doc(
             entry["tasks"] = [
                 {
                     "index": t.index,
-                    "item": json.loads(t.item_json),
+                    "item": t.item,
                     "state": t.state,
                     "exit_code": t.exit_code,
                     "slurm_job_id": (

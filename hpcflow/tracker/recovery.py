@@ -1,18 +1,9 @@
 """Recovery: resubmit failed elements and what their failure took down, resolve by hand,
-escalate out-of-memory and time-outs automatically.
-
-Every job is submitted with --kill-on-invalid-dep=yes, so when an element fails Slurm cancels
-the dependents that can no longer run (recorded UPSTREAM_FAILED). Repairing them therefore means
-resubmitting them, with dependencies on the *new* jobs of the elements they wait for; nothing
-that already succeeded is submitted again. Element-level dependencies come from the first-attempt
-jobs' recorded dependencies: `aftercorr` pairs equal task ids, other kinds mean every element.
-"""
+escalate out-of-memory and time-outs automatically. What to resubmit is decided by the pure
+``resubmission.plan_resubmission``; this module gathers the rows and applies the plan."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,16 +11,24 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from hpcflow.compile.plan import compress_ids
 from hpcflow.errors import BadUsage, HpcflowError, NotFound
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
-from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, TaskState
+from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.refresh import escalatable
+from hpcflow.tracker.resubmission import (
+    Graph,
+    JobNode,
+    NewJob,
+    TaskNode,
+    plan_resubmission,
+)
+from hpcflow.tracker.resubmission import (
+    select as select_tasks,
+)
 from hpcflow.tracker.submit import RunLock, submit_planned
-from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
 
 
 @dataclass
@@ -39,91 +38,23 @@ class Resubmitted:
     by_step: dict[str, int] = field(default_factory=dict)
 
 
-class _Graph:
-    def __init__(self, jobs: list[Job], tasks: list[Task]):
-        self.jobs = {j.id: j for j in jobs}
-        self.orig = {j.id: (j.retry_of or j.id) for j in jobs}
-        self.by_orig_tid = {(self.orig[t.job_id], t.task_id): t for t in tasks}
-        self.tasks_of: dict[Any, list[Task]] = defaultdict(list)
-        for t in tasks:
-            self.tasks_of[self.orig[t.job_id]].append(t)
-        self.down: dict[Any, list[tuple[str, int]]] = defaultdict(list)
-        for j in jobs:
-            if j.retry_of is None:
-                for kind, up in json.loads(j.deps_json):
-                    self.down[up].append((kind, j.id))  # type: ignore[arg-type]
-
-    def dependents(self, t: Task) -> list[Task]:
-        out: list[Task] = []
-        for kind, d in self.down[self.orig[t.job_id]]:
-            if kind == "aftercorr":
-                x = self.by_orig_tid.get((d, t.task_id))
-                if x is not None:
-                    out.append(x)
-            else:
-                out.extend(self.tasks_of[d])
-        return out
-
-    def upstream(self, t: Task) -> list[tuple[str, Task]]:
-        d = self.jobs[self.orig[t.job_id]]
-        out: list[tuple[str, Task]] = []
-        for kind, up in json.loads(d.deps_json):
-            if kind == "aftercorr":
-                x = self.by_orig_tid.get((up, t.task_id))
-                if x is not None:
-                    out.append((kind, x))
-            else:
-                out.extend((kind, x) for x in self.tasks_of[up])
-        return out
-
-
-_MEM = re.compile(r"^#SBATCH --mem=(\d+)M$", re.M)
-_TIME = re.compile(r"^#SBATCH --time=(\S+)$", re.M)
-
-
-def slurm_limits(runner: Runner, slurm_job_id: str) -> tuple[int | None, int | None]:
-    """ReqMem (MB) and Timelimit (s) Slurm gave a job: what applied when the script set none."""
-    res = runner.run(
-        ["sacct", "-X", "-n", "-P", "--format=ReqMem,Timelimit", "-j", slurm_job_id], timeout=60
+def job_node(j: Job) -> JobNode:
+    return JobNode(
+        id=j.id,  # type: ignore[arg-type]
+        step=j.step,
+        name=j.name,
+        is_array=j.array is not None,
+        attempt=j.attempt,
+        retry_of=j.retry_of,
+        deps=tuple((k, r) for k, r in j.deps),
+        extra=tuple(j.extra),
+        mem_mb=j.mem_mb,
+        time_s=j.time_s,
     )
-    if not res.ok or not res.stdout.strip():
-        return None, None
-    mem_s, time_s = (res.stdout.splitlines()[0].split("|") + [""])[:2]
-    mem = None
-    with contextlib.suppress(ValueError):
-        mem = parse_mem_mb(mem_s.rstrip("cn"))
-    secs = None
-    with contextlib.suppress(ValueError):
-        secs = parse_duration_s(time_s)
-    return mem, secs
 
 
-def _scaled_flags(
-    script: str,
-    extra: list[str],
-    mem_factor: float | None,
-    time_factor: float | None,
-    fallback: tuple[int | None, int | None],
-) -> list[str]:
-    """The job's current --mem/--time (script, overridden by earlier retries, else what Slurm
-    gave it) times a factor."""
-    mem = int(m.group(1)) if (m := _MEM.search(script)) else fallback[0]
-    secs = parse_duration_s(t.group(1)) if (t := _TIME.search(script)) else fallback[1]
-    for flag in extra:
-        if flag.startswith("--mem="):
-            mem = int(flag[6:].rstrip("M"))
-        elif flag.startswith("--time="):
-            secs = parse_duration_s(flag[7:])
-    out = [f for f in extra if not f.startswith(("--mem=", "--time="))]
-    if mem_factor and mem:
-        mem = int(mem * mem_factor + 0.5)
-    if time_factor and secs:
-        secs = int(secs * time_factor + 0.5)
-    if mem and (mem_factor or any(f.startswith("--mem=") for f in extra)):
-        out.append(f"--mem={mem}M")
-    if secs and (time_factor or any(f.startswith("--time=") for f in extra)):
-        out.append(f"--time={slurm_time(secs)}")
-    return out
+def task_node(t: Task) -> TaskNode:
+    return TaskNode(t.id, t.step, t.index, t.job_id, t.task_id, TaskState(t.state))  # type: ignore[arg-type]
 
 
 def resubmit(
@@ -141,7 +72,6 @@ def resubmit(
     """Resubmit ``seeds`` (task row ids) and every UPSTREAM_FAILED dependent reachable from
     them or from ``released`` (resolved elements, not resubmitted themselves). COMPLETED
     dependents are re-run only when their step is in ``rerun_steps``."""
-    out = Resubmitted()
     lock = RunLock(engine, run_id)
     if not lock.acquire(wait=False):
         raise HpcflowError(
@@ -149,102 +79,79 @@ def resubmit(
             "try again when it has finished"
         )
     try:
-        log = EventLog()
         with session(engine) as s:
-            run = s.get(Run, run_id)
-            assert run is not None
             jobs = list(s.exec(select(Job).where(Job.run_id == run_id)))
             tasks = list(s.exec(select(Task).where(Task.run_id == run_id)))
-            position = {
+            positions = {
                 r.name: r.position for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
             }
-            g = _Graph(jobs, tasks)
-            by_id = {t.id: t for t in tasks}
-            selected = set(seeds)
-            queue = [by_id[i] for i in seeds + released]
-            while queue:
-                t = queue.pop()
-                for x in g.dependents(t):
-                    st = TaskState(x.state)
-                    if x.id in selected or x.id in released:
-                        continue
-                    if st is TaskState.UPSTREAM_FAILED or (
-                        st is TaskState.COMPLETED and x.step in rerun_steps
-                    ):
-                        selected.add(x.id)  # type: ignore[arg-type]
-                        queue.append(x)
-            if not selected:
-                return out
-            attempt_of: dict[int, int] = defaultdict(int)
-            for j in jobs:
-                attempt_of[g.orig[j.id]] = max(attempt_of[g.orig[j.id]], j.attempt)  # type: ignore[index]
-            new_of: dict[int, Job] = {}
-            per_orig: dict[Any, list[Task]] = defaultdict(list)
-            for i in selected:
-                per_orig[g.orig[by_id[i].job_id]].append(by_id[i])
-            scripts: dict[str, str] = {}
-            for orig_row in sorted(per_orig, key=lambda r: (position[g.jobs[r].step], r)):
-                d = g.jobs[orig_row]
-                groups: dict[frozenset[Any], list[Task]] = defaultdict(list)
-                for t in sorted(per_orig[orig_row], key=lambda x: x.task_id or 0):
-                    needs = frozenset(
-                        (k, new_of[u.id].id)
-                        for k, u in g.upstream(t)  # type: ignore[misc]
-                        if u.id in selected
-                    )
-                    groups[needs].append(t)
-                attempt = attempt_of[orig_row] + 1
-                for k, (needs, ts) in enumerate(
-                    sorted(groups.items(), key=lambda kv: sorted(kv[0]))
-                ):
-                    if d.script not in scripts:
-                        scripts[d.script] = runner.read_file(d.script).decode()
-                    extra = json.loads(g.jobs[ts[0].job_id].extra_json)
-                    current = g.jobs[ts[0].job_id].slurm_job_id
-                    fallback = (
-                        slurm_limits(runner, current)
-                        if current and (mem_factor or time_factor)
-                        else (None, None)
-                    )
-                    flags = _scaled_flags(
-                        scripts[d.script], extra, mem_factor, time_factor, fallback
-                    )
-                    ids = [t.task_id for t in ts if t.task_id is not None]
-                    job = Job(
-                        run_id=run_id,
-                        step=d.step,
-                        job_index=d.job_index,
-                        chunk=d.chunk,
-                        name=f"{d.name}.r{attempt}" + (f".{k}" if len(groups) > 1 else ""),
-                        array=compress_ids(ids) if d.array else None,
-                        script=d.script,
-                        tasks=d.tasks,
-                        output=d.output,
-                        attempt=attempt,
-                        retry_of=d.id,
-                        deps_json=json.dumps(sorted([kk, r] for kk, r in needs)),
-                        extra_json=json.dumps(flags),
-                    )
-                    s.add(job)
-                    s.flush()
-                    for t in ts:
-                        new_of[t.id] = job  # type: ignore[index]
-                        move_task(s, log, t, TaskState.PENDING, "retry", reason)
-                        t.job_id = job.id  # type: ignore[assignment]
-                        t.exit_code = None
-                        t.start = t.end = t.node = None
-                        s.add(t)
-                        out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
-                    out.tasks += len(ts)
-            run.cancelled = False
-            move_run(s, log, run, "PENDING", "reopen", reason)
-            log.add(s, run_id=run_id, new_state="SUBMITTING", reason=reason)
-            s.commit()
-            run_dir = run.run_dir
-        log.publish(runner, {run_id: run_dir})
+        nodes = [task_node(t) for t in tasks]
+        picked = select_tasks(
+            Graph([job_node(j) for j in jobs], nodes), seeds, released, rerun_steps
+        )
+        if not picked:
+            return Resubmitted()
+        plan = plan_resubmission(
+            [job_node(j) for j in jobs], nodes, positions, picked, mem_factor, time_factor
+        )
+        out = _apply(engine, runner, run_id, plan, reason)
         out.jobs = submit_planned(engine, runner, run_id, site)
     finally:
         lock.release()
+    return out
+
+
+def _apply(
+    engine: Engine, runner: Runner, run_id: str, plan: list[NewJob], reason: str
+) -> Resubmitted:
+    """Insert the planned jobs (PLANNED), move their elements to PENDING, reopen the run."""
+    out = Resubmitted()
+    log = EventLog()
+    with session(engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        rows = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
+        tasks = {t.id: t for t in s.exec(select(Task).where(Task.run_id == run_id))}
+        new_ids: list[int] = []
+        for nj in plan:
+            like = rows[nj.like]
+            job = Job(
+                run_id=run_id,
+                step=like.step,
+                job_index=like.job_index,
+                chunk=like.chunk,
+                name=nj.name,
+                array=nj.array,
+                script=like.script,
+                tasks=like.tasks,
+                output=like.output,
+                attempt=nj.attempt,
+                retry_of=like.id,
+                deps=[[k, new_ids[i]] for k, i in nj.deps],
+                extra=nj.extra,
+                cpus=like.cpus,
+                gpus=like.gpus,
+                mem_mb=nj.mem_mb,
+                time_s=nj.time_s,
+            )
+            s.add(job)
+            s.flush()
+            new_ids.append(job.id)  # type: ignore[arg-type]
+            for tid in nj.tasks:
+                t = tasks[tid]
+                move_task(s, log, t, TaskState.PENDING, "retry", reason)
+                t.job_id = job.id  # type: ignore[assignment]
+                t.exit_code = None
+                t.start = t.end = t.node = None
+                s.add(t)
+                out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
+            out.tasks += len(nj.tasks)
+        run.cancelled = False
+        move_run(s, log, run, "PENDING", "reopen", reason)
+        log.add(s, EventKind.SUBMITTING, run_id=run_id, reason=reason)
+        s.commit()
+        run_dir = run.run_dir
+    log.publish(runner, {run_id: run_dir})
     return out
 
 

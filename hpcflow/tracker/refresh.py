@@ -10,7 +10,6 @@ again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from hpcflow.node.jobtool import task_dir
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.commands import SqueueRow
-from hpcflow.states import OWNED, JobStatus, RunState, TaskState, run_state
+from hpcflow.states import OWNED, EventKind, JobStatus, RunState, TaskState, run_state
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.reconcile import (
@@ -114,8 +113,8 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
             )
         }
         tasks = list(s.exec(select(Task).where(col(Task.run_id).in_(run_ids))))
-        policy = {
-            (r.run_id, r.name): json.loads(r.policy_json)
+        steps = {
+            (r.run_id, r.name): r
             for r in s.exec(select(StepRow).where(col(StepRow.run_id).in_(run_ids)))
         }
     out = []
@@ -123,7 +122,7 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
         job = jobs.get(t.job_id)
         if job is None or job.slurm_job_id is None or TaskState(t.state) in OWNED:
             continue
-        p = policy.get((t.run_id, t.step), {})
+        st = steps.get((t.run_id, t.step))
         out.append(
             Tracked(
                 id=t.id,  # type: ignore[arg-type]
@@ -141,8 +140,8 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
                 reason=t.reason,
                 submitted_at=job.submitted_at,
                 has_dependency=bool(job.dependency),
-                compensation=str(p.get("role") or "").startswith("compensation"),
-                may_skip=bool(p.get("may_skip")),
+                compensation=st is not None and (st.role or "").startswith("compensation"),
+                may_skip=st is not None and st.may_skip,
             )
         )
     return out
@@ -205,7 +204,7 @@ def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
         log.add(
             s,
             run_id=run.id,
-            new_state="DEGRADED" if out.degraded else "RECOVERED",
+            kind=EventKind.DEGRADED if out.degraded else EventKind.RECOVERED,
             reason=out.degraded or "sacct answers again",
         )
     run.degraded = out.degraded
@@ -231,10 +230,7 @@ ESCALATIONS = (
 
 def escalatable(s: Any, run_id: str) -> dict[str, list[tuple[Task, float]]]:
     """Tasks a step's retry.on_oom / retry.on_timeout will resubmit: key -> [(task, factor)]."""
-    policy = {
-        r.name: json.loads(r.policy_json)
-        for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
-    }
+    policy = {r.name: r.policy for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
     out: dict[str, list[tuple[Task, float]]] = {}
     states = [st.value for st, _, _ in ESCALATIONS]
     for t in s.exec(select(Task).where(Task.run_id == run_id, col(Task.state).in_(states))):

@@ -5,7 +5,6 @@ what Slurm already has instead of submitting it twice."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 from dataclasses import dataclass
@@ -17,20 +16,21 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from hpcflow.compile.plan import compile_plan
+from hpcflow.compile.plan import Plan, compile_plan
 from hpcflow.containers.images import read_credentials
 from hpcflow.errors import SlurmError, SlurmUnavailable
 from hpcflow.render.scripts import RenderedRun, _item_of, render_run
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
-from hpcflow.spec.dataflow import may_skip, step_role
+from hpcflow.spec.dataflow import may_skip, step_kind, step_role
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
-from hpcflow.states import TERMINAL, JobStatus, RunState, TaskState
+from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
 from hpcflow.util.locks import FileLock
+from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
 
 def new_run_id(workflow: str, now: datetime | None = None) -> str:
@@ -102,80 +102,98 @@ def record_run(
                 state=RunState.PENDING.value,
                 run_dir=plan.run_dir,
                 workflow_path=str(loaded.path.resolve()),
-                params_json=json.dumps(loaded.params, default=str),
+                params=loaded.params,
             )
         )
         s.flush()
         n = sum(sp.n_elements for sp in plan.steps.values())
         log.add(
-            s,
-            run_id=plan.run_id,
-            new_state="SUBMITTING",
-            reason=f"{len(rr.jobs)} jobs, {n} elements",
+            s, EventKind.SUBMITTING, run_id=plan.run_id, reason=f"{len(rr.jobs)} jobs, {n} elements"
         )
         for note in notes or []:
-            log.add(s, run_id=plan.run_id, new_state="NOTE", reason=note)
-        skippers = may_skip(wf, loaded.order, loaded.axes)
-        for name in plan.order:
-            sp = plan.steps[name]
-            policy = {
-                "may_skip": name in skippers,
-                "role": step_role(sp.step),
-                "attempts": sp.retry.attempts,
-                "on_oom": sp.retry.on_oom.model_dump() if sp.retry.on_oom else None,
-                "on_timeout": sp.retry.on_timeout.model_dump() if sp.retry.on_timeout else None,
-            }
-            s.add(
-                StepRow(
-                    run_id=plan.run_id,
-                    name=name,
-                    position=sp.position,
-                    total=sp.n_elements,
-                    policy_json=json.dumps(policy),
-                )
-            )
-        row_ids: dict[tuple[str, int], int] = {}
-        for rj in rr.jobs:
-            deps = [[k, row_ids[(st, i)]] for k, st, i in rj.deps]
-            job = Job(
-                run_id=plan.run_id,
-                step=rj.step,
-                job_index=rj.job_index,
-                chunk=rj.chunk,
-                name=rj.name,
-                array=rj.array,
-                script=rj.script,
-                tasks=rj.tasks,
-                output=rj.output,
-                deps_json=json.dumps(deps),
-            )
-            s.add(job)
-            s.flush()
-            assert job.id is not None
-            row_ids[(rj.step, rj.job_index)] = job.id
-        rows = []
-        for name in plan.order:
-            sp = plan.steps[name]
-            for jp in sp.jobs:
-                jid = row_ids[(name, jp.job_index)]
-                for tid, idx in zip(jp.task_ids, jp.elements):
-                    rows.append(
-                        {
-                            "run_id": plan.run_id,
-                            "step": name,
-                            "index": idx,
-                            "job_id": jid,
-                            "task_id": tid if jp.is_array else None,
-                            "item_json": json.dumps(_item_of(sp, idx), default=str),
-                            "state": TaskState.PENDING.value,
-                            "attempts": 0,
-                            "reason": None,
-                        }
-                    )
+            log.add(s, EventKind.NOTE, run_id=plan.run_id, reason=note)
+        s.add_all(step_rows(plan, may_skip(wf, loaded.order, loaded.axes)))
+        row_ids = _record_jobs(s, rr)
+        rows = task_rows(plan, row_ids)
         if rows:
             s.execute(insert(Task), rows)  # type: ignore[arg-type]
         s.commit()
     return log
+
+
+def step_rows(plan: Plan, skippers: set[str]) -> list[StepRow]:
+    out = []
+    for name in plan.order:
+        sp = plan.steps[name]
+        r = sp.retry
+        out.append(
+            StepRow(
+                run_id=plan.run_id,
+                name=name,
+                position=sp.position,
+                total=sp.n_elements,
+                kind=step_kind(sp.step),
+                role=step_role(sp.step),
+                may_skip=name in skippers,
+                policy={
+                    "attempts": r.attempts,
+                    "on_oom": r.on_oom.model_dump() if r.on_oom else None,
+                    "on_timeout": r.on_timeout.model_dump() if r.on_timeout else None,
+                },
+            )
+        )
+    return out
+
+
+def _record_jobs(s: Any, rr: RenderedRun) -> dict[tuple[str, int], int]:
+    """Insert the jobs in submission order: (step, job index) -> row id."""
+    row_ids: dict[tuple[str, int], int] = {}
+    for rj in rr.jobs:
+        res = rr.plan.steps[rj.step].resources
+        job = Job(
+            run_id=rr.plan.run_id,
+            step=rj.step,
+            job_index=rj.job_index,
+            chunk=rj.chunk,
+            name=rj.name,
+            array=rj.array,
+            script=rj.script,
+            tasks=rj.tasks,
+            output=rj.output,
+            deps=[[k, row_ids[(st, i)]] for k, st, i in rj.deps],
+            cpus=res.cpus or 1,
+            mem_mb=parse_mem_mb(res.mem) if res.mem is not None else None,
+            time_s=parse_duration_s(res.time) if res.time is not None else None,
+            gpus=res.gpus or 0,
+        )
+        s.add(job)
+        s.flush()
+        assert job.id is not None
+        row_ids[(rj.step, rj.job_index)] = job.id
+    return row_ids
+
+
+def task_rows(plan: Plan, row_ids: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+    rows = []
+    for name in plan.order:
+        sp = plan.steps[name]
+        for jp in sp.jobs:
+            jid = row_ids[(name, jp.job_index)]
+            for tid, idx in zip(jp.task_ids, jp.elements):
+                rows.append(
+                    {
+                        "run_id": plan.run_id,
+                        "step": name,
+                        "index": idx,
+                        "job_id": jid,
+                        "task_id": tid if jp.is_array else None,
+                        "item": _item_of(sp, idx),
+                        "state": TaskState.PENDING.value,
+                        "attempts": 0,
+                        "reason": None,
+                    }
+                )
+    return rows
 
 
 def submit(
@@ -220,10 +238,8 @@ def submit_planned(
             name=job.name,
             output=job.output,
             array=job.array,
-            dependencies=tuple(
-                (k, sid) for k, r in json.loads(job.deps_json) if (sid := by_row[r].slurm_job_id)
-            ),
-            extra=tuple(json.loads(job.extra_json)),
+            dependencies=tuple((k, sid) for k, r in job.deps if (sid := by_row[r].slurm_job_id)),
+            extra=tuple(job.extra),
         )
         # resuming after the submitter died: its last sbatch may have created the job, or may
         # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
@@ -250,7 +266,7 @@ def submit_planned(
                 s,
                 run_id=run_id,
                 step=job.step,
-                new_state="SUBMITTED",
+                kind=EventKind.SUBMITTED,
                 slurm_job_id=sid,
                 reason=f"job {job.job_index} {how}"
                 + (f" --array={job.array}" if job.array else ""),
