@@ -1,0 +1,98 @@
+"""What a refresh concludes (tracker/reconcile.py), from captured sacct/squeue output, without
+Slurm. Each row: the element as tracked, what Slurm said, what the tracker must record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcflow.slurm.commands import SqueueRow, parse_sacct, parse_squeue
+from hpcflow.states import TaskState
+from hpcflow.tracker.reconcile import Tracked, observe, reconcile, skipped, squeue_needed
+
+CAP = Path(__file__).parent / "captured"
+FIELDS_V1 = ["JobID", "JobIDRaw", "JobName", "State", "ExitCode", "Start", "End", "NodeList",
+             "Reason"]  # fmt: skip
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+P, R, C = TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETED
+
+
+def tracked(sid: str, tid: int | None, state: TaskState = P, **kw: object) -> Tracked:
+    kw.setdefault("submitted_at", NOW - timedelta(seconds=60))
+    return Tracked(id=tid or 0, run_id="r", step="s", index=tid or 0, slurm_job_id=sid,
+                   task_id=tid, state=state, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def decide(tasks, sacct_text="", squeue=(), fields=FIELDS_V1, degraded=False, lost_after=300):
+    seen = observe(parse_sacct(sacct_text, fields), tasks, datetime(2026, 11, 22, 3, 0))
+    changes = reconcile(tasks, seen, squeue, now=NOW, lost_after=lost_after, degraded=degraded)
+    return {c.task.key: c for c in changes}
+
+
+def test_kill_on_invalid_dep_is_upstream_failed_and_compensation_skipped() -> None:
+    text = (CAP / "sacct-kill-invalid-dep.txt").read_text()
+    plain = [tracked("19", i, has_dependency=True) for i in range(5)]
+    got = decide(plain, text)
+    assert got[("19", 2)].new is TaskState.UPSTREAM_FAILED
+    assert got[("19", 0)].new is C and got[("19", 0)].row["attempts"] == 1
+    comp = [tracked("19", 2, has_dependency=True, compensation=True)]
+    c = decide(comp, text)[("19", 2)]
+    assert c.new is TaskState.SKIPPED and "compensation not needed" in (c.event_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("state", "squeue", "want"),
+    [
+        # sacct lags: it shows PENDING for an element we saw running; squeue silent -> no change
+        (R, [], None),
+        # squeue (slurmctld) confirms it is back in the queue: a requeue
+        (R, [SqueueRow("60", None, "PENDING", "BeginTime")], P),
+    ],
+)
+def test_sacct_lag_versus_requeue(state, squeue, want) -> None:
+    text = "60|60|j|PENDING|0:0|Unknown|Unknown|None assigned|None\n"
+    got = decide([tracked("60", None, state)], text, squeue)
+    if want is None:
+        assert ("60", None) not in got
+    else:
+        c = got[("60", None)]
+        assert c.new is want and c.event_reason and c.event_reason.startswith("requeued")
+
+
+@pytest.mark.parametrize(
+    ("age", "degraded", "want"),
+    [(60, False, None), (400, False, TaskState.LOST), (400, True, None)],
+)
+def test_lost_after_grace_never_when_degraded(age, degraded, want) -> None:
+    t = tracked("70", None, submitted_at=NOW - timedelta(seconds=age))
+    got = decide([t], "", [], degraded=degraded)
+    if want is None:
+        assert got == {}
+    else:
+        assert got[("70", None)].new is want
+        assert got[("70", None)].event_reason == "not in sacct or squeue 400 s after submission"
+
+
+def test_squeue_asked_only_for_what_sacct_cannot_settle() -> None:
+    tasks = [tracked("57", i) for i in range(4, 9)] + [tracked("19", 0)]
+    seen = observe(parse_sacct((CAP / "sacct-kill-invalid-dep.txt").read_text(), FIELDS_V1),
+                   tasks, datetime(2026, 11, 22, 3, 0))  # fmt: skip
+    assert squeue_needed(tasks, seen) == ["57"]
+    q = parse_squeue((CAP / "squeue-array.txt").read_text())
+    got = decide(tasks[:5], "", q)
+    assert got[("57", 4)].row["reason"] == "JobArrayTaskLimit"
+
+
+def test_skip_marker_checked_once_on_the_transition() -> None:
+    text = "19_0|22|j|COMPLETED|0:0|2026-11-22T02:24:43|2026-11-22T02:24:43|vm|None\n"
+    first = decide([tracked("19", 0, may_skip=True)], text)[("19", 0)]
+    assert first.check_skip
+    s = skipped(first, "skipped: when: false")
+    assert s.new is TaskState.SKIPPED and s.row["exit_code"] == 0
+    # already recorded SKIPPED: Slurm's COMPLETED changes nothing, no marker read
+    assert decide([tracked("19", 0, TaskState.SKIPPED, may_skip=True)], text) == {}
+    # already COMPLETED: a later refresh does not read the marker again
+    again = decide([tracked("19", 0, C, may_skip=True, attempts=1)], text)
+    assert all(not c.check_skip for c in again.values())
