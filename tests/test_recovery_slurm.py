@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slurm
 FLAKY = """\
 name: flaky
 params: {flags: /nonexistent}
+defaults: {resources: {mem: 256M}}  # --mem-factor multiplies what hpcflow asked for
 steps:
   - name: a
     foreach: {e: {range: [1, 6]}}
