@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
-from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP
 
 SCHEMA_VERSION = 4
 
@@ -87,6 +86,8 @@ def _v4(c: Any) -> None:
     for table, col_, decl in adds:
         if _columns(c, table) and col_ not in _columns(c, table):
             c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP  # migration only: not on every open
+
     if _columns(c, "step"):
         c.exec_driver_sql(
             f"UPDATE step SET kind = CASE name WHEN '{CLEANUP_STEP}' THEN 'cleanup' "

@@ -79,22 +79,28 @@ def resubmit(
             "try again when it has finished"
         )
     try:
+        log = EventLog()
         with session(engine) as s:
-            jobs = list(s.exec(select(Job).where(Job.run_id == run_id)))
-            tasks = list(s.exec(select(Task).where(Task.run_id == run_id)))
+            run = s.get(Run, run_id)
+            assert run is not None
+            jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
+            tasks = {t.id: t for t in s.exec(select(Task).where(Task.run_id == run_id))}
             positions = {
                 r.name: r.position for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
             }
-        nodes = [task_node(t) for t in tasks]
-        picked = select_tasks(
-            Graph([job_node(j) for j in jobs], nodes), seeds, released, rerun_steps
-        )
-        if not picked:
-            return Resubmitted()
-        plan = plan_resubmission(
-            [job_node(j) for j in jobs], nodes, positions, picked, mem_factor, time_factor
-        )
-        out = _apply(engine, runner, run_id, plan, reason)
+            jn = [job_node(j) for j in jobs.values()]
+            tn = [task_node(t) for t in tasks.values()]
+            picked = select_tasks(Graph(jn, tn), seeds, released, rerun_steps)
+            if not picked:
+                return Resubmitted()
+            plan = plan_resubmission(jn, tn, positions, picked, mem_factor, time_factor)
+            out = _apply(s, log, jobs, tasks, plan, reason)
+            run.cancelled = False
+            move_run(s, log, run, "PENDING", "reopen", reason)
+            log.add(s, EventKind.SUBMITTING, run_id=run_id, reason=reason)
+            s.commit()
+            run_dir = run.run_dir
+        log.publish(runner, {run_id: run_dir})
         out.jobs = submit_planned(engine, runner, run_id, site)
     finally:
         lock.release()
@@ -102,56 +108,49 @@ def resubmit(
 
 
 def _apply(
-    engine: Engine, runner: Runner, run_id: str, plan: list[NewJob], reason: str
+    s: Any,
+    log: EventLog,
+    jobs: dict[Any, Job],
+    tasks: dict[Any, Task],
+    plan: list[NewJob],
+    reason: str,
 ) -> Resubmitted:
-    """Insert the planned jobs (PLANNED), move their elements to PENDING, reopen the run."""
+    """Insert the planned jobs (PLANNED) and move their elements to PENDING."""
     out = Resubmitted()
-    log = EventLog()
-    with session(engine) as s:
-        run = s.get(Run, run_id)
-        assert run is not None
-        rows = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
-        tasks = {t.id: t for t in s.exec(select(Task).where(Task.run_id == run_id))}
-        new_ids: list[int] = []
-        for nj in plan:
-            like = rows[nj.like]
-            job = Job(
-                run_id=run_id,
-                step=like.step,
-                job_index=like.job_index,
-                chunk=like.chunk,
-                name=nj.name,
-                array=nj.array,
-                script=like.script,
-                tasks=like.tasks,
-                output=like.output,
-                attempt=nj.attempt,
-                retry_of=like.id,
-                deps=[[k, new_ids[i]] for k, i in nj.deps],
-                extra=nj.extra,
-                cpus=like.cpus,
-                gpus=like.gpus,
-                mem_mb=nj.mem_mb,
-                time_s=nj.time_s,
-            )
-            s.add(job)
-            s.flush()
-            new_ids.append(job.id)  # type: ignore[arg-type]
-            for tid in nj.tasks:
-                t = tasks[tid]
-                move_task(s, log, t, TaskState.PENDING, "retry", reason)
-                t.job_id = job.id  # type: ignore[assignment]
-                t.exit_code = None
-                t.start = t.end = t.node = None
-                s.add(t)
-                out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
-            out.tasks += len(nj.tasks)
-        run.cancelled = False
-        move_run(s, log, run, "PENDING", "reopen", reason)
-        log.add(s, EventKind.SUBMITTING, run_id=run_id, reason=reason)
-        s.commit()
-        run_dir = run.run_dir
-    log.publish(runner, {run_id: run_dir})
+    new_ids: list[int] = []
+    for nj in plan:
+        like = jobs[nj.like]
+        job = Job(
+            run_id=like.run_id,
+            step=like.step,
+            job_index=like.job_index,
+            chunk=like.chunk,
+            name=nj.name,
+            array=nj.array,
+            script=like.script,
+            tasks=like.tasks,
+            output=like.output,
+            attempt=nj.attempt,
+            retry_of=like.id,
+            deps=[[k, new_ids[i]] for k, i in nj.deps],
+            extra=nj.extra,
+            cpus=like.cpus,
+            gpus=like.gpus,
+            mem_mb=nj.mem_mb,
+            time_s=nj.time_s,
+        )
+        s.add(job)
+        s.flush()
+        new_ids.append(job.id)  # type: ignore[arg-type]
+        for tid in nj.tasks:
+            t = tasks[tid]
+            move_task(s, log, t, TaskState.PENDING, "retry", reason)
+            t.job_id = job.id  # type: ignore[assignment]
+            t.exit_code = None
+            t.start = t.end = t.node = None
+            s.add(t)
+            out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
+        out.tasks += len(nj.tasks)
     return out
 
 
