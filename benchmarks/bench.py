@@ -3,6 +3,10 @@
 python benchmarks/bench.py compile          # compile+render for 100 / 10,000 / 100,000 elements
 python benchmarks/bench.py chain [--n 200]  # lab cluster: 3-step `each` chain, arrays vs
                                             # one sbatch per element (needs slurm-lab up)
+python benchmarks/bench.py tracker [--against TREE]
+    # record 100,000 elements, then one refresh that finds them all COMPLETED (sacct answers
+    # from a canned text, parsed for real); with --against, the same figures for another
+    # checkout (e.g. a `git worktree` of an older commit), in the same run
 """
 
 from __future__ import annotations
@@ -170,13 +174,116 @@ def bench_chain(n: int) -> None:
     print(f"{'one sbatch per element':<28}{3 * n:>13}{t_submit_single:>10.2f}{t_single:>20.1f}")
 
 
+TRACKER_CODE = r"""
+import json, sys, tempfile, time
+from datetime import datetime, timezone
+from pathlib import Path
+try:  # the package layout since the restructure
+    from hpcflow.compile.plan import compile_plan
+    from hpcflow.render.scripts import render_run
+    from hpcflow.runners.base import Result
+    from hpcflow.spec.site import load_site
+    from hpcflow.spec.validate import load_workflow
+    from hpcflow.tracker.db import Job, Run, open_db, session
+    from hpcflow.tracker.refresh import refresh
+    from hpcflow.tracker.submit import record_run
+except ImportError:  # the flat layout before it
+    from hpcflow.compiler import compile_plan
+    from hpcflow.render import render_run
+    from hpcflow.runner import Result
+    from hpcflow.site import load_site
+    from hpcflow.validate import load_workflow
+    from hpcflow.db import Job, Run, open_db, session
+    from hpcflow.refresh import refresh
+    from hpcflow.submit import record_run
+from sqlmodel import select
+
+repo, wf_text, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+site = load_site(str(repo / "site_configs/lab.yaml"))
+with tempfile.TemporaryDirectory() as d:
+    wf = Path(d) / "wf.yaml"
+    wf.write_text(wf_text)
+    loaded = load_workflow(wf, [f"n={n}"], site)
+    plan = compile_plan(loaded, site, 1001, "bench-run", d + "/run")
+    rr = render_run(plan, loaded, site)
+    engine = open_db(Path(d) / "t.db")
+    t0 = time.perf_counter()
+    record_run(engine, rr, loaded, site, None)
+    t_record = time.perf_counter() - t0
+    lines = []
+    with session(engine) as s:
+        for j in s.exec(select(Job)):
+            j.slurm_job_id, j.status = str(1000 + j.id), "SUBMITTED"
+            j.submitted_at = datetime.now(timezone.utc)
+            s.add(j)
+            ids = [int(x) for x in (j.array or "").replace("-", ",").split(",") if x] or [None]
+            lo, hi = (ids[0], ids[-1]) if ids[0] is not None else (None, None)
+            tids = range(lo, hi + 1) if lo is not None else [None]
+            for t in tids:
+                jid = f"{j.slurm_job_id}_{t}" if t is not None else j.slurm_job_id
+                lines.append(f"{jid}|{jid}|{j.name}|COMPLETED|0:0|2026-12-02T05:00:00|"
+                             "2026-12-02T05:00:01|vm|None||256M")
+        s.commit()
+        run = s.exec(select(Run)).one()
+    text = "\n".join(lines) + "\n"
+
+    class Canned:
+        def run(self, argv, **_):
+            return Result(argv, 0, text if argv[0] == "sacct" else "", "")
+
+        def append_file(self, path, data):
+            pass
+
+        def read_file(self, path):
+            raise OSError(path)
+
+    t0 = time.perf_counter()
+    refresh(engine, Canned(), [run], 0, force=True)
+    t_refresh = time.perf_counter() - t0
+    with session(engine) as s:
+        state = s.get(Run, run.id).state
+    elements = sum(sp.n_elements for sp in plan.steps.values())
+    print(json.dumps({"elements": elements, "record_s": t_record, "refresh_s": t_refresh,
+                      "sacct_rows": len(lines), "run": state}))
+"""
+
+
+def bench_tracker(against: str | None) -> None:
+    trees = [("this checkout", REPO)] + ([("--against", Path(against))] if against else [])
+    print(f"{'':<16}{'elements':>9}{'sacct rows':>11}{'record s':>10}{'refresh s':>11}  run")
+    got = {}
+    for label, tree in trees:
+        p = subprocess.run(
+            [sys.executable, "-c", TRACKER_CODE, str(tree), FFRD, str(100_000 // 3)],
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        )
+        if p.returncode:
+            raise SystemExit(f"{label} ({tree}):\n{p.stderr}")
+        r = got[label] = json.loads(p.stdout)
+        print(
+            f"{label:<16}{r['elements']:>9}{r['sacct_rows']:>11}{r['record_s']:>10.2f}"
+            f"{r['refresh_s']:>11.2f}  {r['run']}"
+        )
+    if against:
+        a, b = got["this checkout"], got["--against"]
+        print(
+            f"ratio this/--against: record {a['record_s'] / b['record_s']:.2f}, "
+            f"refresh {a['refresh_s'] / b['refresh_s']:.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["compile", "chain", "all"])
+    ap.add_argument("what", choices=["compile", "chain", "tracker", "all"])
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--against", help="tracker: also measure this checkout, same run")
     a = ap.parse_args()
     if a.what in ("compile", "all"):
         bench_compile()
+    if a.what in ("tracker", "all"):
+        bench_tracker(a.against)
     if a.what in ("chain", "all"):
         bench_chain(a.n)
 
