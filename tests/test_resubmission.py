@@ -6,7 +6,15 @@ import pytest
 
 from hpcflow.errors import BadUsage
 from hpcflow.states import TaskState
-from hpcflow.tracker.resubmission import Graph, JobNode, TaskNode, plan_resubmission, select
+from hpcflow.tracker.resubmission import (
+    Ended,
+    Graph,
+    JobNode,
+    TaskNode,
+    escalations,
+    plan_resubmission,
+    select,
+)
 
 C, F, U = TaskState.COMPLETED, TaskState.FAILED, TaskState.UPSTREAM_FAILED
 # a: array 0-3 (100 MB, 10 min); b: aftercorr on a; c: one job afterany on all of b
@@ -60,3 +68,46 @@ def test_second_retry_scales_the_retried_job_not_the_first() -> None:
 def test_factor_without_a_known_amount_is_refused() -> None:
     with pytest.raises(BadUsage, match="resources.time is not set"):
         plan_resubmission(JOBS, TASKS, POS, {22}, time_factor=2)
+
+
+OOM, TO = TaskState.OUT_OF_MEMORY, TaskState.TIMEOUT
+POLICY = {
+    "hms": {"attempts": 3, "on_oom": {"mem_factor": 2}},
+    "ras": {"attempts": 2, "on_timeout": {"time_factor": 1.5}, "on_oom": {"mem_factor": 4}},
+    "plain": {"attempts": 3},  # in-job retries only: nothing escalates
+}
+
+
+@pytest.mark.parametrize(
+    ("ended", "expected"),
+    [
+        # an OOM with attempts left doubles memory
+        ([Ended(1, "hms", OOM, 1)], {("on_oom", "mem_factor", 2.0): [1]}),
+        # attempts used up (3 starts of 3): stays OUT_OF_MEMORY
+        ([Ended(1, "hms", OOM, 3)], {}),
+        # a timeout where the step only escalates OOM: no
+        ([Ended(1, "hms", TO, 1)], {}),
+        # per step, per state: ras times out -> time, ras OOM -> its own factor
+        (
+            [Ended(1, "ras", TO, 1), Ended(2, "ras", OOM, 1), Ended(3, "hms", OOM, 2)],
+            {
+                ("on_timeout", "time_factor", 1.5): [1],
+                ("on_oom", "mem_factor", 4.0): [2],
+                ("on_oom", "mem_factor", 2.0): [3],
+            },
+        ),
+        # no policy, or a step the policy table does not know
+        ([Ended(1, "plain", OOM, 1), Ended(2, "gone", TO, 1)], {}),
+        # FAILED never escalates, even on a step with on_oom
+        ([Ended(1, "hms", TaskState.FAILED, 1)], {}),
+    ],
+)
+def test_escalation_decisions(ended: list[Ended], expected: dict) -> None:
+    assert escalations(ended, POLICY) == expected
+
+
+def test_default_attempts_is_one_start_so_nothing_escalates() -> None:
+    assert escalations([Ended(1, "s", OOM, 1)], {"s": {"on_oom": {"mem_factor": 2}}}) == {}
+    assert escalations([Ended(1, "s", OOM, 0)], {"s": {"on_oom": {"mem_factor": 2}}}) == {
+        ("on_oom", "mem_factor", 2.0): [1]
+    }

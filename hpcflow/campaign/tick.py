@@ -18,11 +18,21 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from hpcflow.campaign.decide import (
+    BatchView,
+    admit,
+    backoff_seconds,
+    event_state,
+    in_flight,
+    needs_queue_count,
+    settled,
+    to_retry,
+)
 from hpcflow.campaign.spec import LoadedCampaign
 from hpcflow.errors import HpcflowError, SlurmError
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
-from hpcflow.states import SUCCESS, TERMINAL, BatchState, TaskState
+from hpcflow.states import SUCCESS, BatchState, TaskState
 from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
 from hpcflow.tracker.recovery import retry
 from hpcflow.tracker.refresh import ACTIVE
@@ -30,7 +40,6 @@ from hpcflow.tracker.submit import RunLock, submit
 from hpcflow.tracker.sync import sync
 from hpcflow.util.units import parse_duration_s
 
-MAX_BACKOFF_S = 3600
 WAITING = BatchState.WAITING.value
 SUBMITTING = BatchState.SUBMITTING.value
 SUBMITTED = BatchState.SUBMITTED.value
@@ -83,14 +92,14 @@ def _save(engine: Engine, row: BatchRow) -> None:
 
 
 def _settle(engine: Engine, batches: list[BatchRow]) -> None:
-    """A tick that died between recording SUBMITTING and recording the run: the run exists
-    (label = key#attempt) or nothing was submitted, since a run is recorded before any sbatch."""
+    """Batches a tick that died mid-submit left SUBMITTING (see ``decide.settled``)."""
     for b in batches:
         if b.state != SUBMITTING:
             continue
         with session(engine) as s:
             run = s.exec(select(Run).where(Run.label == f"{b.key}#{b.attempt}")).first()
-        b.state, b.run_id = (SUBMITTED, run.id) if run else (WAITING, None)
+        b.state = settled(BatchState(b.state), run is not None).value
+        b.run_id = run.id if run else None
         _save(engine, b)
 
 
@@ -102,6 +111,18 @@ def tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
         return _tick(engine, runner, lc)
     finally:
         lock.release()
+
+
+def _views(batches: list[BatchRow], runs: dict[str, Run]) -> list[BatchView]:
+    return [
+        BatchView(
+            b.index,
+            BatchState(b.state),
+            runs[b.run_id].state if b.run_id in runs else None,
+            b.retries,
+        )
+        for b in batches
+    ]
 
 
 def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
@@ -116,91 +137,92 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     if active:
         sync(engine, runner, site, active, force=True)
         runs = _runs(engine, ids)
-    for b in batches:
-        run = runs.get(b.run_id or "")
-        if run and run.state == "FAILED" and b.retries < c.retry_failed:
-            b.retries += 1
-            try:
-                res = retry(engine, runner, site, run.id, [], [], None, None)
-                out["retried"].append({"batch": b.index, "run_id": run.id, "jobs": len(res.jobs)})
-                b.note = f"retry {b.retries}/{c.retry_failed}"
-            except HpcflowError as e:
-                b.note = f"retry {b.retries}/{c.retry_failed} not possible: {e}"
-                out["notes"].append(f"batch {b.index}: {b.note}")
-            _save(engine, b)
+    _retry_failed(engine, runner, lc, batches, runs, out)
     runs = _runs(engine, ids)
-    in_flight = sum(  # retried runs are PENDING again, so they count
-        1
-        for b in batches
-        if b.state == SUBMITTED and b.run_id in runs and runs[b.run_id].state in ACTIVE
-    )
+    flying = in_flight(_views(batches, runs))
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)
         assert camp is not None
     now = utcnow()
     waiting = [b for b in batches if b.state == WAITING]
-    if camp.backoff_until and camp.backoff_until > now and waiting:
-        out["notes"].append(
-            f"Slurm refused the last batch; not submitting before {camp.backoff_until:%H:%M:%S}Z"
-        )
-        waiting = []
     limit = site.limits.max_submit_jobs
     queued = None
-    for b in waiting:
-        if in_flight >= c.max_in_flight:
+    backing_off = camp.backoff_until is not None and camp.backoff_until > now
+    if not backing_off and needs_queue_count(len(waiting), flying, c.max_in_flight, limit):
+        queued = SlurmClient(runner).queued_tasks(site.login.user or getpass.getuser())
+    adm = admit(
+        len(waiting), flying, c.max_in_flight, lc.jobs_per_batch, limit, queued,
+        camp.backoff_until, now,
+    )  # fmt: skip
+    refused = False
+    for b in waiting[: adm.count]:
+        if not _submit_batch(engine, runner, lc, b, out):
+            refused = True
             break
-        if limit:
-            if queued is None:
-                queued = SlurmClient(runner).queued_tasks(site.login.user or getpass.getuser())
-            if queued + lc.jobs_per_batch > limit:
-                out["notes"].append(
-                    f"throttled: {queued} jobs queued + {lc.jobs_per_batch} for the next batch "
-                    f"> max_submit_jobs {limit}"
-                )
-                break
-        b.attempt += 1
-        b.state = SUBMITTING
-        _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
-        try:
-            loaded = lc.load_batch(b.events)
-            sub = submit(engine, runner, loaded, site, f"{b.key}#{b.attempt}")
-        except SlurmError as e:
-            b.state, b.run_id, b.note = (
-                WAITING,
-                None,
-                f"refused: {e}".splitlines()[0],
-            )
-            _save(engine, b)
-            _back_off(engine, lc, str(e))
-            out["notes"].append(f"batch {b.index}: {b.note}; backing off")
-            break
-        except Exception:
-            b.state = WAITING
-            _save(engine, b)
-            raise
-        b.state, b.run_id, b.submitted_at, b.note = (
-            SUBMITTED,
-            sub.run_id,
-            utcnow(),
-            None,
-        )
-        _save(engine, b)
-        _clear_backoff(engine, lc.name)
-        out["submitted"].append({"batch": b.index, "run_id": sub.run_id, "events": b.n_events})
-        in_flight += 1
-        if queued is not None:
-            queued += lc.jobs_per_batch
-    out["in_flight"] = in_flight
+        flying += 1
+    if adm.note and not refused:
+        out["notes"].append(adm.note)
+    out["in_flight"] = flying
     out["remaining"] = len([b for b in _batches(engine, lc.name) if b.state == WAITING])
     return out
+
+
+def _retry_failed(
+    engine: Engine,
+    runner: Runner,
+    lc: LoadedCampaign,
+    batches: list[BatchRow],
+    runs: dict[str, Run],
+    out: dict[str, Any],
+) -> None:
+    c = lc.campaign
+    chosen = set(to_retry(_views(batches, runs), c.retry_failed))
+    for b in batches:
+        if b.index not in chosen or not b.run_id:
+            continue
+        b.retries += 1
+        try:
+            res = retry(engine, runner, lc.site, b.run_id, [], [], None, None)
+            out["retried"].append({"batch": b.index, "run_id": b.run_id, "jobs": len(res.jobs)})
+            b.note = f"retry {b.retries}/{c.retry_failed}"
+        except HpcflowError as e:
+            b.note = f"retry {b.retries}/{c.retry_failed} not possible: {e}"
+            out["notes"].append(f"batch {b.index}: {b.note}")
+        _save(engine, b)
+
+
+def _submit_batch(
+    engine: Engine, runner: Runner, lc: LoadedCampaign, b: BatchRow, out: dict[str, Any]
+) -> bool:
+    """Submit one batch under its idempotency key; False when Slurm refused it."""
+    b.attempt += 1
+    b.state = SUBMITTING
+    _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
+    try:
+        loaded = lc.load_batch(b.events)
+        sub = submit(engine, runner, loaded, lc.site, f"{b.key}#{b.attempt}")
+    except SlurmError as e:
+        b.state, b.run_id, b.note = WAITING, None, f"refused: {e}".splitlines()[0]
+        _save(engine, b)
+        _back_off(engine, lc, str(e))
+        out["notes"].append(f"batch {b.index}: {b.note}; backing off")
+        return False
+    except Exception:
+        b.state = WAITING
+        _save(engine, b)
+        raise
+    b.state, b.run_id, b.submitted_at, b.note = SUBMITTED, sub.run_id, utcnow(), None
+    _save(engine, b)
+    _clear_backoff(engine, lc.name)
+    out["submitted"].append({"batch": b.index, "run_id": sub.run_id, "events": b.n_events})
+    return True
 
 
 def _back_off(engine: Engine, lc: LoadedCampaign, why: str) -> None:
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)
         assert camp is not None
-        base = parse_duration_s(lc.campaign.refusal_backoff)
-        wait = min(base * 2**camp.refusals, MAX_BACKOFF_S)
+        wait = backoff_seconds(parse_duration_s(lc.campaign.refusal_backoff), camp.refusals)
         camp.refusals += 1
         camp.backoff_until = utcnow() + timedelta(seconds=wait)
         camp.note = why.splitlines()[0]
@@ -242,22 +264,16 @@ def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         gave_up = run.state not in ACTIVE and b.retries >= c.retry_failed
         for e in events:
             ts = per.get(str(e), [])
-            sts = [TaskState(t.state) for t in ts]
+            st = event_state([TaskState(t.state) for t in ts], run.state, gave_up)
+            state[str(e)] = "failed" if st == "cancelled" else st
             row = {"event": e, "batch": b.index, "run_id": run.id}
-            if ts and all(s in SUCCESS for s in sts):
-                state[str(e)] = "done"
-            elif any(s in TERMINAL and s not in SUCCESS for s in sts) and gave_up:
-                state[str(e)] = "failed"
+            if st == "failed":
                 bad = [t for t in ts if TaskState(t.state) not in SUCCESS]
                 steps = ";".join(sorted({t.step for t in bad}))
-                failed.append(
-                    row | {"steps": steps, "states": ";".join(sorted({t.state for t in bad}))}
-                )
-            elif run.state == "CANCELLED":
-                state[str(e)] = "failed"
+                states = ";".join(sorted({t.state for t in bad}))
+                failed.append(row | {"steps": steps, "states": states})
+            elif st == "cancelled":
                 failed.append(row | {"steps": "", "states": "CANCELLED"})
-            else:
-                state[str(e)] = "running"
     return {"state": state, "failed": failed, "batches": batches, "runs": runs}
 
 

@@ -4,7 +4,6 @@ escalate out-of-memory and time-outs automatically. What to resubmit is decided 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,24 +242,11 @@ def escalate(engine: Engine, runner: Runner, site: Site, run_id: str) -> Resubmi
     total = Resubmitted()
     with session(engine) as s:
         todo = escalatable(s, run_id)
-    for key, pairs in todo.items():
-        by_factor: dict[float, list[int]] = defaultdict(list)
-        for t, factor in pairs:
-            by_factor[factor].append(t.id)  # type: ignore[arg-type]
-        for factor, ids in by_factor.items():
-            kw = {"mem_factor": factor} if key == "on_oom" else {"time_factor": factor}
-            what = "mem_factor" if key == "on_oom" else "time_factor"
-            r = resubmit(
-                engine,
-                runner,
-                site,
-                run_id,
-                ids,
-                [],
-                set(),
-                f"automatic {key}: {what} {factor}",
-                **kw,
-            )
-            total.tasks += r.tasks
-            total.jobs += r.jobs
+    for (key, what, factor), ids in todo.items():
+        kw = {what: factor}
+        r = resubmit(
+            engine, runner, site, run_id, ids, [], set(), f"automatic {key}: {what} {factor}", **kw
+        )
+        total.tasks += r.tasks
+        total.jobs += r.jobs
     return total

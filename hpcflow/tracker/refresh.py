@@ -36,6 +36,7 @@ from hpcflow.tracker.reconcile import (
     skipped,
     squeue_needed,
 )
+from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
 from hpcflow.util.locks import FileLock
 
 ACTIVE = (RunState.PENDING.value, RunState.RUNNING.value)
@@ -222,23 +223,16 @@ def skip_marker(runner: Runner, run_dir: str, step: str, index: int) -> str | No
     return "skipped: " + (text.decode(errors="replace").strip() or "when: false")
 
 
-ESCALATIONS = (
-    (TaskState.OUT_OF_MEMORY, "on_oom", "mem_factor"),
-    (TaskState.TIMEOUT, "on_timeout", "time_factor"),
-)
-
-
-def escalatable(s: Any, run_id: str) -> dict[str, list[tuple[Task, float]]]:
-    """Tasks a step's retry.on_oom / retry.on_timeout will resubmit: key -> [(task, factor)]."""
+def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+    """Tasks a step's retry.on_oom / retry.on_timeout will resubmit (see ``escalations``)."""
     policy = {r.name: r.policy for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
-    out: dict[str, list[tuple[Task, float]]] = {}
-    states = [st.value for st, _, _ in ESCALATIONS]
-    for t in s.exec(select(Task).where(Task.run_id == run_id, col(Task.state).in_(states))):
-        p = policy.get(t.step, {})
-        for st, key, factor in ESCALATIONS:
-            if t.state == st.value and p.get(key) and t.attempts < p.get("attempts", 1):
-                out.setdefault(key, []).append((t, float(p[key][factor])))
-    return out
+    states = [st.value for st in ESCALATING_STATES]
+    rows = s.exec(
+        select(Task.id, Task.step, Task.state, Task.attempts).where(
+            Task.run_id == run_id, col(Task.state).in_(states)
+        )
+    )
+    return escalations((Ended(i, step, TaskState(st), n) for i, step, st, n in rows), policy)
 
 
 def derive_run_state(s: Any, run: Run) -> str:
