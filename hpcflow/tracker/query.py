@@ -63,7 +63,30 @@ def status_doc(
             select(Task).where(Task.run_id == run.id).order_by(col(Task.step), col(Task.index))
         ).all()
     job_sid = {j.id: j.slurm_job_id for j in jobs}
-    doc: dict[str, Any] = {
+    doc = run_header(run)
+    by_step: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_step.setdefault(t.step, []).append(t)
+    for st in steps:
+        ts = by_step.get(st.name, [])
+        entry: dict[str, Any] = {
+            "role": st.role,
+            "total": st.total,
+            "states": dict(Counter(t.state for t in ts)),
+            "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
+        }
+        if with_tasks:
+            entry["tasks"] = [task_doc(t, job_sid[t.job_id]) for t in ts]
+            if runner is not None:
+                for t, row in zip(ts, entry["tasks"]):
+                    if TaskState(t.state) in TERMINAL:
+                        row.update(element_files(runner, run.run_dir, t.step, t.index))
+        doc["steps"][st.name] = entry
+    return doc
+
+
+def run_header(run: Run) -> dict[str, Any]:
+    return {
         "run_id": run.id,
         "workflow": run.workflow,
         "version": run.version,
@@ -78,44 +101,22 @@ def status_doc(
         "degraded": run.degraded,
         "steps": {},
     }
-    by_step: dict[str, list[Task]] = {}
-    for t in tasks:
-        by_step.setdefault(t.step, []).append(t)
-    for st in steps:
-        ts = by_step.get(st.name, [])
-        role = st.role
-        entry: dict[str, Any] = {
-            "role": role,
-            "total": st.total,
-            "states": dict(Counter(t.state for t in ts)),
-            "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
-        }
-        if with_tasks:
-            entry["tasks"] = [
-                {
-                    "index": t.index,
-                    "item": t.item,
-                    "state": t.state,
-                    "exit_code": t.exit_code,
-                    "slurm_job_id": (
-                        f"{job_sid[t.job_id]}_{t.task_id}"
-                        if t.task_id is not None
-                        else job_sid[t.job_id]
-                    ),
-                    "attempts": t.attempts,
-                    "start": t.start,
-                    "end": t.end,
-                    "node": t.node,
-                    "reason": t.reason,
-                }
-                for t in ts
-            ]
-            if runner is not None:
-                for t, row in zip(ts, entry["tasks"]):
-                    if TaskState(t.state) in TERMINAL:
-                        row.update(element_files(runner, run.run_dir, t.step, t.index))
-        doc["steps"][st.name] = entry
-    return doc
+
+
+def task_doc(t: Task, slurm_job_id: str | None) -> dict[str, Any]:
+    """One element as `status --json --tasks` prints it."""
+    return {
+        "index": t.index,
+        "item": t.item,
+        "state": t.state,
+        "exit_code": t.exit_code,
+        "slurm_job_id": f"{slurm_job_id}_{t.task_id}" if t.task_id is not None else slurm_job_id,
+        "attempts": t.attempts,
+        "start": t.start,
+        "end": t.end,
+        "node": t.node,
+        "reason": t.reason,
+    }
 
 
 def element_files(runner: Runner, run_dir: str, step: str, index: int) -> dict[str, Any]:

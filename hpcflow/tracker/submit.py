@@ -241,38 +241,15 @@ def submit_planned(
             dependencies=tuple((k, sid) for k, r in job.deps if (sid := by_row[r].slurm_job_id)),
             extra=tuple(job.extra),
         )
-        # resuming after the submitter died: its last sbatch may have created the job, or may
-        # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
-        sid = client.settle_by_name(job.name, since, 3) if adopt else None
-        how = "adopted by job name" if sid else "submitted"
         try:
-            if sid is None:
-                sid = client.sbatch(spec, since, job_env(job.step, site))
-                if adopt:
-                    client.cancel_duplicates(job.name, since, sid)
+            sid, how = _sbatch_or_adopt(client, spec, job.step, site, since, adopt)
         except SlurmError as e:
             abort(engine, runner, run_id, str(e).splitlines()[0])
             raise type(e)(
                 f"{e}\n  run {run_id}: the jobs already submitted were cancelled; the run is "
                 "recorded as CANCELLED"
             ) from e
-        dep = spec.dependency
-        job.slurm_job_id, job.dependency, job.status = sid, dep, JobStatus.SUBMITTED.value
-        job.submitted_at = utcnow()
-        log = EventLog()
-        with session(engine) as s:
-            s.add(job)
-            log.add(
-                s,
-                run_id=run_id,
-                step=job.step,
-                kind=EventKind.SUBMITTED,
-                slurm_job_id=sid,
-                reason=f"job {job.job_index} {how}"
-                + (f" --array={job.array}" if job.array else ""),
-            )
-            s.commit()
-        log.publish(runner, {run_id: run.run_dir})
+        _record_submitted(engine, runner, run, job, sid, spec.dependency, how)
         out.append(
             {
                 "step": job.step,
@@ -294,6 +271,40 @@ def submit_planned(
         s.commit()
     log.publish(runner, {run_id: run.run_dir})
     return out
+
+
+def _sbatch_or_adopt(
+    client: SlurmClient, spec: JobSpec, step: str, site: Site, since: datetime, adopt: bool
+) -> tuple[str, str]:
+    # resuming after the submitter died: its last sbatch may have created the job, or may
+    # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
+    sid = client.settle_by_name(spec.name, since, 3) if adopt else None
+    if sid:
+        return sid, "adopted by job name"
+    sid = client.sbatch(spec, since, job_env(step, site))
+    if adopt:
+        client.cancel_duplicates(spec.name, since, sid)
+    return sid, "submitted"
+
+
+def _record_submitted(
+    engine: Engine, runner: Runner, run: Run, job: Job, sid: str, dep: str | None, how: str
+) -> None:
+    job.slurm_job_id, job.dependency, job.status = sid, dep, JobStatus.SUBMITTED.value
+    job.submitted_at = utcnow()
+    log = EventLog()
+    with session(engine) as s:
+        s.add(job)
+        log.add(
+            s,
+            run_id=run.id,
+            step=job.step,
+            kind=EventKind.SUBMITTED,
+            slurm_job_id=sid,
+            reason=f"job {job.job_index} {how}" + (f" --array={job.array}" if job.array else ""),
+        )
+        s.commit()
+    log.publish(runner, {run.id: run.run_dir})
 
 
 def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
