@@ -4,12 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from . import helpers
+from .helpers import REPO
 
 
 @pytest.fixture
@@ -17,18 +19,20 @@ def repo() -> Path:
     return REPO
 
 
-def write_site(path: Path, scratch: Path, **limits: object) -> Path:
-    """A copy of site_configs/lab.yaml with scratch (and limits) changed."""
-    doc = yaml.safe_load((REPO / "site_configs" / "lab.yaml").read_text())
-    doc["paths"]["scratch"] = str(scratch)
-    doc["limits"].update(limits)
-    path.write_text(yaml.safe_dump(doc))
-    return path
+@pytest.fixture
+def lab_site(tmp_path: Path) -> Callable[..., Path]:
+    """The lab site config with overrides: ``lab_site(limits={"max_array_size": 11})`` writes
+    tmp_path/site.yaml (or ``name=``) with scratch in tmp_path/scratch; see helpers.lab_site."""
+
+    def make(name: str = "site.yaml", **sections: Any) -> Path:
+        return helpers.lab_site(tmp_path / name, tmp_path / "scratch", **sections)
+
+    return make
 
 
 @pytest.fixture
-def site_file(tmp_path: Path) -> Path:
-    return write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+def site_file(lab_site: Callable[..., Path]) -> Path:
+    return lab_site(limits={"max_array_size": 1001})
 
 
 @pytest.fixture
@@ -70,26 +74,6 @@ def slurm() -> None:
         )
 
 
-def path_shim(tmp_path: Path, command: str, before: str) -> str:
-    """A PATH whose ``command`` runs ``before`` (shell) and then the real command; for counting
-    or slowing real Slurm calls. Returns the PATH value to use."""
-    shim = tmp_path / "shim"
-    shim.mkdir(exist_ok=True)
-    real = shutil.which(command)
-    assert real, command
-    (shim / command).write_text(f'#!/bin/sh\n{before}\nexec {real} "$@"\n')
-    (shim / command).chmod(0o755)
-    return f"{shim}:{os.environ['PATH']}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
     """A real OpenSSH server on 127.0.0.1 with a throwaway host key and user key."""
@@ -104,7 +88,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True
         )
     (d / "authorized_keys").write_text((d / "userkey.pub").read_text())
-    port = _free_port()
+    port = helpers.free_port()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n"
         f"AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n"
@@ -138,18 +122,3 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
-
-
-def ssh_site(path: Path, scratch: Path, sshd: dict, **login: object) -> Path:
-    """The lab site reached over SSH through the test sshd."""
-    doc = yaml.safe_load((REPO / "site_configs" / "lab.yaml").read_text())
-    doc["paths"]["scratch"] = str(scratch)
-    doc["login"] = {
-        "host": "127.0.0.1",
-        "port": sshd["port"],
-        "key": sshd["key"],
-        "known_hosts": sshd["known_hosts"],
-        **login,
-    }
-    path.write_text(yaml.safe_dump(doc))
-    return path

@@ -2,12 +2,119 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """``changes`` laid over ``base``: dicts merge key by key, anything else replaces, and
+    None deletes the key."""
+    out = dict(base)
+    for k, v in changes.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def lab_site(path: Path, scratch: Path | None = None, **sections: Any) -> Path:
+    """Write a copy of site_configs/lab.yaml to ``path``, with scratch moved to ``scratch``
+    and each keyword (a top-level section: limits=, tracker=, containers=, ...) laid over it
+    (see ``merge``). The conftest fixture ``lab_site`` does this inside the test's tmp_path."""
+    doc = yaml.safe_load((REPO / "site_configs" / "lab.yaml").read_text())
+    if scratch is not None:
+        doc["paths"]["scratch"] = str(scratch)
+    path.write_text(yaml.safe_dump(merge(doc, sections)))
+    return path
+
+
+def edit_yaml(path: Path, **sections: Any) -> Path:
+    """Lay ``sections`` over the YAML file at ``path`` (see ``merge``), in place."""
+    path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), sections)))
+    return path
+
+
+def status(hpcflow: Callable, run_id: str) -> dict:
+    """``hpcflow status RUN --json --tasks`` as a dict."""
+    return json.loads(hpcflow("status", run_id, "--json", "--tasks", check=True).stdout)
+
+
+def counts(doc: dict) -> dict[str, dict[str, int]]:
+    """step -> {state: count} from a status document."""
+    return {name: st["states"] for name, st in doc["steps"].items()}
+
+
+def submit(hpcflow: Callable, site: Path, wf: Path, *sets: str) -> dict:
+    args = ["--site", str(site), "submit", str(wf), "--json"]
+    for s in sets:
+        args += ["--set", s]
+    return json.loads(hpcflow(*args, check=True).stdout)
+
+
+def wait_until(
+    check: Callable[[], Any], timeout: float = 60, every: float = 0.5, what: str = ""
+) -> Any:
+    """Poll ``check`` until it returns something truthy and return that; fail after
+    ``timeout`` seconds, naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(every)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def path_shim(tmp_path: Path, command: str, before: str) -> str:
+    """A PATH whose ``command`` runs ``before`` (shell) and then the real command; for counting
+    or slowing real Slurm calls. Returns the PATH value to use."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    real = shutil.which(command)
+    assert real, command
+    (shim / command).write_text(f'#!/bin/sh\n{before}\nexec {real} "$@"\n')
+    (shim / command).chmod(0o755)
+    return f"{shim}:{os.environ['PATH']}"
+
+
+def ssh_site(path: Path, scratch: Path, sshd: dict, **login: object) -> Path:
+    """The lab site reached over SSH through the test sshd."""
+    return lab_site(
+        path,
+        scratch,
+        login={
+            "host": "127.0.0.1",
+            "port": sshd["port"],
+            "key": sshd["key"],
+            "known_hosts": sshd["known_hosts"],
+            **login,
+        },
+    )
 
 
 @dataclass

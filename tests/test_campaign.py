@@ -14,7 +14,7 @@ from hpcflow.cli import main
 from hpcflow.errors import HpcflowError
 from hpcflow.tracker.db import open_db
 
-from .conftest import REPO
+from .helpers import REPO
 
 BASE = {
     "name": "c1",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, path_shim, ssh_site, write_site
+from .helpers import REPO, lab_site, path_shim, ssh_site
 
 pytestmark = pytest.mark.slurm
 
@@ -50,7 +50,7 @@ def _drive(hpcflow, camp: Path, timeout: float = 240, **kw) -> list[dict]:
 def test_campaign_runs_to_the_end_with_retry_and_failure_report(
     slurm, hpcflow, tmp_path: Path
 ) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site, params={"fail_events": [7], "flaky_events": [33]})
     first = _j(hpcflow, "campaign", "tick", str(camp))
     assert [s["batch"] for s in first["submitted"]] == [0, 1]  # max_in_flight 2
@@ -85,7 +85,7 @@ def test_campaign_runs_to_the_end_with_retry_and_failure_report(
 
 
 def test_overlapping_ticks_submit_one_batch(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site, max_in_flight=1)
     env = dict(
         os.environ,
@@ -111,8 +111,10 @@ def _queued() -> list[str]:
 
 
 def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(
-        tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001, max_submit_jobs=50
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001, "max_submit_jobs": 50},
     )
     camp = _campaign(tmp_path, site, max_in_flight=3)
     before = len(_queued())  # normally 0; anything else in the queue counts against the limit
@@ -124,8 +126,10 @@ def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> No
     for s in t["submitted"]:
         hpcflow("cancel", s["run_id"], check=True)
     # a batch that alone would exceed the limit is made smaller, and the plan says so
-    site15 = write_site(
-        tmp_path / "s15.yaml", tmp_path / "scratch", max_array_size=1001, max_submit_jobs=15
+    site15 = lab_site(
+        tmp_path / "s15.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001, "max_submit_jobs": 15},
     )
     plan = _j(hpcflow, "campaign", "plan", str(_campaign(tmp_path, site15, "s.yaml", name="s")))
     assert plan["batch_size"] == 14 and plan["jobs_per_batch"] == 15
@@ -135,7 +139,7 @@ def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> No
 def test_refused_batch_backs_off(slurm, hpcflow, tmp_path: Path) -> None:
     """QOS lab-tiny lets a user have 2 jobs: Slurm refuses the batch; the tick records it,
     leaves the batch waiting and backs off instead of hammering slurmctld."""
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site)
     wf = tmp_path / "workflow.yaml"
     doc = yaml.safe_load(wf.read_text())
@@ -160,7 +164,7 @@ def test_campaign_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> None:
 
 
 def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch")
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch")
     camp = _campaign(tmp_path, site)
     tab = tmp_path / "crontab"
     tab.write_text("MAILTO=''\n0 3 * * * /usr/bin/backup\n")
@@ -192,7 +196,7 @@ def test_tick_that_died_mid_submission_is_settled(slurm, hpcflow, tmp_path: Path
     label) the batch adopts it; if not, nothing reached Slurm and the batch waits again."""
     import sqlite3
 
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site, max_in_flight=1)
     t = _j(hpcflow, "campaign", "tick", str(camp))
     run_id = t["submitted"][0]["run_id"]
@@ -227,7 +231,7 @@ def test_tick_escalates_out_of_memory_elements(slurm, hpcflow, tmp_path: Path) -
     """Only ticks drive this campaign (no `status`): its OOM elements must still be
     resubmitted with more memory by the tick's sync, and the campaign must end done."""
     (tmp_path / "wf.yaml").write_text(OOM_BATCH)
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch")
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch")
     camp = {
         "name": "oom-camp",
         "workflow": "wf.yaml",

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from hpcflow.cli import main
 from hpcflow.node import jobtool
 
+from .helpers import edit_yaml
+
 ENV = {"item.event": 4, "item.unit": "A", "params.thr": 3, "params.units": ["A", "B"]}
 
 
@@ -202,15 +204,12 @@ steps:
 
 def _run_element(tmp_path: Path, site_file: Path, python: str) -> tuple[int, Path]:
     """Render the step and run its real job script with bash as Slurm would (no Slurm)."""
-    import yaml
 
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
     from hpcflow.tracker.submit import prepare
 
-    doc = yaml.safe_load(site_file.read_text())
-    doc["python"] = python
-    site_file.write_text(yaml.safe_dump(doc))
+    edit_yaml(site_file, python=python)
     (tmp_path / "wf.yaml").write_text(COND)
     site = load_site(str(site_file))
     rr = prepare(load_workflow(tmp_path / "wf.yaml", [], site), site, None)  # type: ignore[arg-type]
@@ -258,7 +257,6 @@ def test_a_crashing_python_fails_the_element_instead_of_skipping_it(
 def test_sites_check_reports_the_site_python(
     tmp_path: Path, site_file: Path, script: str | None, version: str | None, fragment: str | None
 ) -> None:
-    import yaml
 
     from hpcflow.runners.base import LocalRunner
     from hpcflow.slurm.sitecheck import check_python
@@ -271,9 +269,7 @@ def test_sites_check_reports_the_site_python(
         (tmp_path / "py").write_text(f"#!/bin/sh\n{script}\n")
         (tmp_path / "py").chmod(0o755)
         python = str(tmp_path / "py")
-    doc = yaml.safe_load(site_file.read_text())
-    doc["python"] = python
-    site_file.write_text(yaml.safe_dump(doc))
+    edit_yaml(site_file, python=python)
     got, problem = check_python(load_site(str(site_file)), LocalRunner())
     if version == "ok":
         assert got == ".".join(map(str, sys.version_info[:3])) and problem is None

@@ -19,6 +19,8 @@ from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
 
+from .helpers import lab_site
+
 BINDS = [Bind("/scratch/run", "/scratch/run"), Bind("/wf", "/wf", "ro")]
 ENV = ["HPCFLOW_INDEX", "CC_EVENT_IDENTIFIER"]
 
@@ -127,11 +129,9 @@ def test_bind_specs(spec: str, ok: bool) -> None:
 
 @pytest.mark.parametrize("runtime", ["apptainer", "singularity", "charliecloud"])
 def test_rendered_container_script(repo: Path, tmp_path: Path, runtime: str) -> None:
-    doc = yaml.safe_load((repo / "site_configs/lab.yaml").read_text())
-    doc["containers"]["runtime"] = runtime
-    doc["containers"]["binds"] = ["/data/ffrd:/data:ro"]
-    site_path = tmp_path / "site.yaml"
-    site_path.write_text(yaml.safe_dump(doc))
+    site_path = lab_site(
+        tmp_path / "site.yaml", containers={"runtime": runtime, "binds": ["/data/ffrd:/data:ro"]}
+    )
     site = load_site(str(site_path))
     wf = tmp_path / "wf.yaml"
     wf.write_text(

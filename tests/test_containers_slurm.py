@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import write_site
-from .test_e2e_slurm import counts, status
+from .helpers import counts, lab_site, status
 
 pytestmark = pytest.mark.slurm
 
@@ -60,7 +59,7 @@ steps:
 
 
 def test_charliecloud_steps_run_in_the_image(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     doc = yaml.safe_load(site.read_text())
     assert doc["containers"]["runtime"] == "charliecloud"
     busybox_image(tmp_path / "img")
@@ -140,7 +139,7 @@ def test_ffrd_plugins(slurm, hpcflow, tmp_path: Path) -> None:
     """Cloud Compute style plugins in real containers: CC_* variables, the payload at
     $FSB_ROOT_PATH/$CC_PAYLOAD_ID/payload on the run's scratch, a writable path bound into a
     read-only image, and JSON configs given as argv[1] and on stdin with {ENV::X} filled in."""
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     img = busybox_image(tmp_path / "img")
     (img / "sim/model").mkdir(parents=True)
     (img / "app").mkdir()

@@ -10,10 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import write_site
-from .test_e2e_slurm import counts, status, submit
+from .helpers import counts, lab_site, status, submit
 
 pytestmark = pytest.mark.slurm
 
@@ -59,10 +57,12 @@ steps:
 
 
 def test_conditions_skips_manifest_outputs(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["paths"]["results"] = str(tmp_path / "results")
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        paths={"results": str(tmp_path / "results")},
+    )
     wf = tmp_path / "flow.yaml"
     wf.write_text(textwrap.dedent(WORKFLOW))
     sub = submit(hpcflow, site, wf)
@@ -122,12 +122,13 @@ def test_conditions_skips_manifest_outputs(slurm, hpcflow, tmp_path: Path) -> No
 
 
 def _site_with(tmp_path: Path, **changes: object) -> Path:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
+    sections: dict = {}
     for key, value in changes.items():
         section, field = key.split("__")
-        doc.setdefault(section, {})[field] = value
-    site.write_text(yaml.safe_dump(doc))
+        sections.setdefault(section, {})[field] = value
+    site = lab_site(
+        tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001}, **sections
+    )
     return site
 
 

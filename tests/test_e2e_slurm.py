@@ -10,24 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import path_shim, write_site
+from .helpers import counts, lab_site, path_shim, status, submit
 
 pytestmark = pytest.mark.slurm
-
-
-def status(hpcflow, run_id: str) -> dict:
-    return json.loads(hpcflow("status", run_id, "--json", "--tasks", check=True).stdout)
-
-
-def counts(doc: dict) -> dict[str, dict[str, int]]:
-    return {name: st["states"] for name, st in doc["steps"].items()}
-
-
-def submit(hpcflow, site: Path, wf: Path, *sets: str) -> dict:
-    args = ["--site", str(site), "submit", str(wf), "--json"]
-    for s in sets:
-        args += ["--set", s]
-    return json.loads(hpcflow(*args, check=True).stdout)
 
 
 def test_sst_example_completes(slurm, hpcflow, repo: Path, site_file: Path) -> None:
@@ -130,7 +115,7 @@ steps:
 
 
 def test_each_chain_25_elements_chunked_by_11(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "small.yaml", tmp_path / "scratch", max_array_size=11)
+    site = lab_site(tmp_path / "small.yaml", tmp_path / "scratch", limits={"max_array_size": 11})
     wf = tmp_path / "chain.yaml"
     wf.write_text(CHAIN)
     sub = submit(hpcflow, site, wf)
@@ -175,12 +160,13 @@ steps:
 
 
 def test_refused_midway_cancels_and_records(slurm, hpcflow, tmp_path: Path) -> None:
-    import yaml
 
-    site = write_site(tmp_path / "ghost.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["partitions"]["ghost"] = {"gpus": 0, "max_time": "1d"}  # not on the cluster
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "ghost.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        partitions={"ghost": {"gpus": 0, "max_time": "1d"}},  # not on the cluster
+    )
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: ref\nsteps:\n  - {name: a, run: sleep 30}\n"
@@ -286,15 +272,14 @@ def test_in_job_retry_with_backoff(slurm, hpcflow, tmp_path: Path, site_file: Pa
 
 
 def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> None:
-    import yaml
 
     assert hpcflow("sites", "check", "lab").returncode == 0
-    site = write_site(tmp_path / "bad.yaml", tmp_path / "s", max_array_size=20000)
-    doc = yaml.safe_load(site.read_text())
-    doc["partitions"]["gpu"]["gpus"] = 4
-    doc["partitions"]["bigmem"] = {"gpus": 0}
-    doc["partitions"]["debug"].update(cpus=32, mem="64G")
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "bad.yaml",
+        tmp_path / "s",
+        limits={"max_array_size": 20000},
+        partitions={"gpu": {"gpus": 4}, "bigmem": {"gpus": 0}, "debug": {"cpus": 32, "mem": "64G"}},
+    )
     p = hpcflow("sites", "check", str(site))
     assert p.returncode == 2
     assert "partition 'debug': config says 32 CPUs per node, cluster has 16" in p.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,22 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import REPO, path_shim, write_site
-from .test_e2e_slurm import counts, status, submit
+from .helpers import REPO, counts, lab_site, path_shim, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
 LAB = str(REPO / "tests/cluster/slurm-lab")
-
-
-def wait_until(pred, timeout: float = 120, step: float = 0.5) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def sacct_ok() -> bool:
@@ -85,8 +75,12 @@ def test_slurmdbd_down_then_back(
         ),
         60,
     )
-    time.sleep(1.5)
-    doc = status(hpcflow, sub["run_id"])  # finished, but nothing can confirm how
+    gone = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    doc = wait_until(  # a refresh after they left the queue (poll_interval 1s)
+        lambda: (d := status(hpcflow, sub["run_id"]))["refreshed_at"] > gone and d,
+        30,
+        what="a refresh after the jobs left squeue",
+    )  # finished, but nothing can confirm how
     assert counts(doc)["a"] == {"RUNNING": 3} and doc["state"] == "RUNNING"
     subprocess.run(["bash", LAB, "up"], check=True, capture_output=True)
     wait_until(sacct_ok, 60)
@@ -101,10 +95,12 @@ def test_slurmdbd_down_then_back(
 
 
 def test_slurmctld_paused_during_submit(slurm, tmp_path: Path, lab_restored) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["tracker"]["submit_timeout"] = "3s"
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        tracker={"submit_timeout": "3s"},
+    )
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: pause\nsteps:\n  - {name: a, run: 'true'}\n"
@@ -113,20 +109,29 @@ def test_slurmctld_paused_during_submit(slurm, tmp_path: Path, lab_restored) -> 
     )
     db = tmp_path / "db" / "t.db"
     env = dict(os.environ, HPCFLOW_DB=str(db))
+    log = tmp_path / "submit.log"
     subprocess.run(["pkill", "-STOP", "-x", "slurmctld"], check=True)
     try:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf), "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(8)
+        with log.open("w") as err:
+            p = subprocess.Popen(
+                [sys.executable, "-m", "hpcflow", "-v", "--site", str(site), "submit", str(wf)]
+                + ["--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        # hold the controller until an sbatch has timed out and a lookup by name has failed
+        wait_until(
+            lambda: re.search(r"local: sbatch .*-> timeout(.|\n)*local: squeue .*-> ",
+                              log.read_text()),
+            120,
+            what="an sbatch timing out and a lookup by name failing after it",
+        )  # fmt: skip
     finally:
         subprocess.run(["pkill", "-CONT", "-x", "slurmctld"], check=True)
-    out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, log.read_text()
     sub = json.loads(out)
     assert len(sub["jobs"]) == 3
     for name, sid, st in db_jobs(db, sub["run_id"]):
@@ -136,7 +141,7 @@ def test_slurmctld_paused_during_submit(slurm, tmp_path: Path, lab_restored) -> 
 
 
 def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: k9\nsteps:\n"
@@ -145,7 +150,9 @@ def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
             for i in range(5)
         )
     )
-    slow = path_shim(tmp_path, "sbatch", "sleep 1")
+    marks = tmp_path / "sbatch-calls"
+    marks.mkdir()
+    slow = path_shim(tmp_path, "sbatch", f'touch "{marks}/$$"; sleep 1')
     db = tmp_path / "db" / "t.db"
     env = dict(os.environ, HPCFLOW_DB=str(db), PATH=slow)
     p = subprocess.Popen(
@@ -155,13 +162,22 @@ def test_kill_9_during_submit_is_adopted(slurm, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     wait_until(lambda: db.exists() and any(s == "SUBMITTED" for _, _, s in _all_jobs(db)), 60, 0.05)
-    time.sleep(0.5)  # inside the next sbatch (the shim sleeps): it will submit without us
+    # inside the next sbatch (the shim sleeps): it will submit without us
+    wait_until(
+        lambda: len(list(marks.iterdir())) > sum(s == "SUBMITTED" for _, _, s in _all_jobs(db)),
+        60,
+        0.02,
+    )
     p.send_signal(signal.SIGKILL)
     p.wait()
     (run_id,) = {r for (r,) in sqlite3.connect(db).execute("select id from run")}
     before = db_jobs(db, run_id)
     assert any(st == "PLANNED" for _, _, st in before), before
-    time.sleep(2)  # let the orphaned sbatch finish
+    wait_until(  # the orphaned sbatch has finished (its command line names the run)
+        lambda: subprocess.run(["pgrep", "-f", run_id], capture_output=True).returncode == 1,
+        60,
+        0.1,
+    )
     env.pop("PATH")
     env["PATH"] = os.environ["PATH"]
     r = subprocess.run(
@@ -198,10 +214,12 @@ def _all_jobs(db: Path) -> list[tuple[str, str | None, str]]:
 
 
 def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["tracker"]["poll_interval"] = "30s"
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        tracker={"poll_interval": "30s"},
+    )
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: conc\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 20]}}\n    run: 'true'\n"
@@ -255,10 +273,12 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
 
 
 def test_job_known_to_neither_sacct_nor_squeue_becomes_lost(slurm, hpcflow, tmp_path: Path) -> None:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["tracker"]["lost_after"] = "20s"
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        tracker={"lost_after": "20s"},
+    )
     wf = tmp_path / "wf.yaml"
     wf.write_text("name: lost\nsteps:\n  - {name: a, run: 'true'}\n  - {name: b, run: 'true'}\n")
     sub = submit(hpcflow, site, wf)
@@ -300,7 +320,7 @@ def test_qos_limit_refusal_is_reported_not_retried(slurm, tmp_path: Path) -> Non
     """QOS lab-tiny allows 2 submitted jobs per user: the 3rd sbatch is refused with
     QOSMaxSubmitJobPerUserLimit, which is reported at once (no retry storm), and the two jobs
     already submitted are cancelled."""
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         "name: qos\ndefaults: {resources: {qos: lab-tiny}}\nsteps:\n"
@@ -342,12 +362,15 @@ def test_suspended_counts_as_running(slurm, hpcflow, tmp_path: Path, site_file: 
     sid = sub["jobs"][0]["slurm_job_id"]
     wait_until(lambda: counts(status(hpcflow, sub["run_id"]))["a"] == {"RUNNING": 1}, 30)
     subprocess.run(["scontrol", "suspend", sid], check=True)
-    time.sleep(1.5)
-    assert (
-        subprocess.run(
-            ["squeue", "-h", "-o", "%T", "-j", sid], capture_output=True, text=True
-        ).stdout.strip()
-        == "SUSPENDED"
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["squeue", "-h", "-o", "%T", "-j", sid], capture_output=True, text=True
+            ).stdout.strip()
+            == "SUSPENDED"
+        ),
+        30,
+        what="squeue to show the job SUSPENDED",
     )
     doc = status(hpcflow, sub["run_id"])
     assert counts(doc)["a"] == {"RUNNING": 1} and doc["state"] == "RUNNING"

@@ -21,10 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import REPO, write_site
-from .test_e2e_slurm import counts, status
+from .helpers import REPO, counts, lab_site, status
 
 pytestmark = pytest.mark.slurm
 
@@ -44,11 +42,12 @@ steps:
 
 
 def _setup(tmp_path: Path, **containers: object) -> tuple[Path, Path, dict[str, str]]:
-    site = write_site(tmp_path / "site.yaml", tmp_path / "scratch", max_array_size=1001)
-    doc = yaml.safe_load(site.read_text())
-    doc["containers"].update({"runtime": "apptainer", "image_cache": str(tmp_path / "cache")})
-    doc["containers"].update(containers)
-    site.write_text(yaml.safe_dump(doc))
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001},
+        containers={"runtime": "apptainer", "image_cache": str(tmp_path / "cache"), **containers},
+    )
     wf = tmp_path / "wf.yaml"
     wf.write_text(WF)
     fake = tmp_path / "bin"

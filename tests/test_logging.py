@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from hpcflow.cli import main
+
+from .helpers import edit_yaml
 
 SECRET = "s3cr3t-registry-pw"
 
@@ -24,9 +25,7 @@ def test_commands_are_logged_without_credentials(
     py = tmp_path / SECRET / "python"
     py.parent.mkdir()
     py.symlink_to(sys.executable)
-    doc = yaml.safe_load(site_file.read_text())
-    doc["python"] = str(py)
-    site_file.write_text(yaml.safe_dump(doc))
+    edit_yaml(site_file, python=str(py))
     res = CliRunner().invoke(main, ["-v", "sites", "check", str(site_file)])
     assert "Traceback" not in res.stderr
     assert "hpcflow: local: scontrol show config -> " in res.stderr

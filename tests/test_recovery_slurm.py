@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_e2e_slurm import counts, status, submit
+from .helpers import counts, status, submit
 
 pytestmark = pytest.mark.slurm
 

@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hpcflow.compile.plan import compile_plan
 from hpcflow.errors import InvalidInput
 from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
+
+from .helpers import lab_site
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HPCFLOW_UPDATE_GOLDEN") == "1"
@@ -174,11 +175,7 @@ REMOTE_WF = (
 
 
 def _site(repo: Path, tmp_path: Path, **containers: object):
-    doc = yaml.safe_load((repo / "site_configs/lab.yaml").read_text())
-    doc["containers"].update(containers)
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return load_site(str(path))
+    return load_site(str(lab_site(tmp_path / "site.yaml", containers=containers)))
 
 
 @pytest.mark.parametrize("runtime", ["apptainer", "singularity", "charliecloud"])

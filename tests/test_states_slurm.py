@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import write_site
-from .test_e2e_slurm import status, submit
+from .helpers import lab_site, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -47,7 +44,8 @@ def test_terminal_states(slurm, hpcflow, tmp_path: Path, site_file: Path) -> Non
     wf = tmp_path / "states.yaml"
     wf.write_text(STATES)
     sub = submit(hpcflow, site_file, wf)
-    time.sleep(3)
+    (sleeper,) = [j["slurm_job_id"] for j in sub["jobs"] if j["step"] == "sleeper"]
+    wait_until(lambda: sacct_states([sleeper]) == {sleeper: "RUNNING"}, 60, what="sleeper runs")
     assert (
         "cancelled 1 Slurm job(s)"
         in hpcflow("cancel", sub["run_id"], "--step", "sleeper", check=True).stdout
@@ -105,11 +103,13 @@ def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> Non
     """Node goes down under two running jobs: the requeueable one is requeued by Slurm and
     completes on its second attempt; the --no-requeue one ends NODE_FAIL."""
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
-    plain = write_site(tmp_path / "plain.yaml", tmp_path / "s1", max_array_size=1001)
-    norq = write_site(tmp_path / "norq.yaml", tmp_path / "s2", max_array_size=1001)
-    doc = yaml.safe_load(norq.read_text())
-    doc["sbatch_extra"] = ["--no-requeue"]
-    norq.write_text(yaml.safe_dump(doc))
+    plain = lab_site(tmp_path / "plain.yaml", tmp_path / "s1", limits={"max_array_size": 1001})
+    norq = lab_site(
+        tmp_path / "norq.yaml",
+        tmp_path / "s2",
+        limits={"max_array_size": 1001},
+        sbatch_extra=["--no-requeue"],
+    )
     wf = tmp_path / "nf.yaml"
     wf.write_text(
         "name: nf\nsteps:\n  - name: work\n    run: |\n"
@@ -117,28 +117,26 @@ def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> Non
     )
     a = submit(hpcflow, plain, wf)
     b = submit(hpcflow, norq, wf)
-    for _ in range(60):
-        running = sacct_states([a["jobs"][0]["slurm_job_id"], b["jobs"][0]["slurm_job_id"]])
-        if list(running.values()) == ["RUNNING", "RUNNING"]:
-            break
-        time.sleep(0.5)
+    both = [a["jobs"][0]["slurm_job_id"], b["jobs"][0]["slurm_job_id"]]
+    wait_until(
+        lambda: list(sacct_states(both).values()) == ["RUNNING", "RUNNING"], 30, what="both run"
+    )
     hpcflow("status", a["run_id"], check=True)  # the tracker has seen them running
     hpcflow("status", b["run_id"], check=True)
     subprocess.run(
         ["scontrol", "update", f"nodename={node}", "state=down", "reason=hpcflow-test"], check=True
     )
-    for _ in range(60):  # ReturnToService=2 may bring it back by itself; else resume it
-        time.sleep(1)
+
+    def back() -> bool:  # ReturnToService=2 may bring it back by itself; else resume it
         subprocess.run(
             ["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True
         )
         state = subprocess.run(
             ["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True
         ).stdout.strip()
-        if state in ("idle", "mixed", "allocated"):
-            break
-    else:
-        pytest.fail(f"the node did not come back ({state})")
+        return state in ("idle", "mixed", "allocated")
+
+    wait_until(back, 60, 1, what="the node to come back")
     assert hpcflow("watch", b["run_id"], "--timeout", "120", "--interval", "1").returncode == 1
     assert hpcflow("watch", a["run_id"], "--timeout", "180", "--interval", "1").returncode == 0
     ta = status(hpcflow, a["run_id"])["steps"]["work"]["tasks"][0]

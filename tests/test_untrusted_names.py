@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from hpcflow.cli import main
 from hpcflow.errors import InvalidInput
 from hpcflow.spec.site import load_site
 from hpcflow.util.names import check_sbatch_extra
+
+from .helpers import lab_site
 
 WF = "name: demo\nsteps:\n  - name: a\n    run: echo\n"
 
@@ -38,11 +39,7 @@ def test_constraint_operators_are_allowed(tmp_path: Path) -> None:
 
 
 def site_with(tmp_path: Path, repo: Path, **changes: object) -> Path:
-    doc = yaml.safe_load((repo / "site_configs" / "lab.yaml").read_text())
-    doc.update(changes)
-    p = tmp_path / "site.yaml"
-    p.write_text(yaml.safe_dump(doc))
-    return p
+    return lab_site(tmp_path / "site.yaml", **changes)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-
-@pytest.mark.slurm
-def test_wheel_renders_from_fresh_venv(slurm, repo: Path, tmp_path: Path) -> None:
+def test_wheel_renders_from_fresh_venv(repo: Path, tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(repo)],

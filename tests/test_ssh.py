@@ -1,0 +1,78 @@
+"""The SSH runner against a real sshd on 127.0.0.1 (no Slurm needed): per-argument quoting,
+SFTP writes, host keys verified before anything is sent, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcflow.errors import RunnerError
+from hpcflow.runners.ssh import SSHRunner
+
+from .helpers import free_port, ssh_site
+
+WF = "name: remote\nsteps:\n  - {name: a, run: 'true'}\n"
+
+
+def _accepted(sshd: dict) -> int:
+    return sshd["log"].read_text().count("Accepted publickey")
+
+
+def test_remote_command_lines_are_quoted_per_argument(sshd, tmp_path: Path) -> None:
+    r = SSHRunner("127.0.0.1", port=sshd["port"], key=sshd["key"], known_hosts=sshd["known_hosts"])
+    evil = f"a b; touch {tmp_path}/pwned $(id)"
+    res = r.run(["printf", "%s|", evil, "two words"])
+    assert res.ok and res.stdout == f"{evil}|two words|"
+    assert not (tmp_path / "pwned").exists()
+    r.write_file(f"{tmp_path}/f.txt", "hello\n", 0o640)
+    assert (tmp_path / "f.txt").read_text() == "hello\n"
+    assert oct((tmp_path / "f.txt").stat().st_mode & 0o777) == "0o640"
+    assert r.read_file(f"{tmp_path}/f.txt") == b"hello\n"
+    r.close()
+
+
+@pytest.mark.parametrize(
+    ("known_hosts", "fragment"),
+    [
+        ("known_hosts_empty", "is not in {kh}; nothing was sent"),
+        ("known_hosts_changed", "has CHANGED"),
+        ("no_such_file", "does not exist"),
+    ],
+)
+def test_unknown_or_changed_host_key_is_refused(
+    sshd, hpcflow, tmp_path: Path, known_hosts: str, fragment: str
+) -> None:
+    kh = str(sshd["dir"] / known_hosts)
+    site = ssh_site(tmp_path / "site.yaml", tmp_path / "scratch", sshd, known_hosts=kh)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    before = _accepted(sshd)
+    p = hpcflow("--site", str(site), "submit", str(wf))
+    assert p.returncode != 0
+    assert fragment.format(kh=kh) in p.stderr, p.stderr
+    if known_hosts != "known_hosts_changed":
+        assert f"ssh-keyscan -p {sshd['port']} 127.0.0.1 >> {kh}" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert _accepted(sshd) == before  # never authenticated: nothing was sent
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_bad_key_and_unreachable_host(sshd, tmp_path: Path) -> None:
+    r = SSHRunner(
+        "127.0.0.1",
+        port=sshd["port"],
+        key=str(sshd["dir"] / "otherkey"),
+        known_hosts=sshd["known_hosts"],
+    )
+    with pytest.raises(RunnerError, match="SSH authentication failed for .* with key"):
+        r.run(["true"])
+    ok = SSHRunner("127.0.0.1", port=sshd["port"], key=sshd["key"], known_hosts=sshd["known_hosts"])
+    with pytest.raises(RunnerError, match="sleep 5 on 127.0.0.1: no answer within 1s"):
+        ok.run(["sleep", "5"], timeout=1)
+    with pytest.raises(RunnerError, match="no-such-command: command not found on 127.0.0.1"):
+        ok.run(["no-such-command"])
+
+    closed = SSHRunner("127.0.0.1", port=free_port(), known_hosts=sshd["known_hosts"])
+    with pytest.raises(RunnerError, match="cannot reach 127.0.0.1"):
+        closed.run(["true"])
