@@ -14,9 +14,19 @@ SLURM_COMMANDS = {
 
 def argv_literals(tree: ast.AST) -> list[tuple[int, str]]:
     """String constants that are a Slurm command name, as an argv element is, or a command
-    line with options ("sacct -X ..."); prose that mentions a command is not flagged."""
+    line with options ("sacct -X ..."); prose and docstrings that name one are not flagged."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     out = []
     for n in ast.walk(tree):
+        if id(n) in docstrings:
+            continue
         if isinstance(n, ast.Constant) and isinstance(n.value, str):
             words = n.value.split()
             options = [w for w in words[1:] if re.fullmatch(r"--?[A-Za-z][\w=,-]*", w)]
@@ -37,7 +47,8 @@ def test_only_the_slurm_package_names_slurm_commands() -> None:
 
 def test_the_check_sees_an_argv_built_by_hand() -> None:
     bad = ast.parse('argv = ["squeue", "-h", "-u", user]\nline = "sacct -X -j 12"\n')
-    ok = ast.parse('"""sbatch every planned job"""\nmsg = "sacct answers again"\n')
+    ok = ast.parse('"""sbatch every planned job"""\nmsg = "sacct answers again"\n'
+                   'def f():\n    """sacct -X for these jobs"""\n')  # fmt: skip
     assert [t for _, t in argv_literals(bad)] == ["squeue", "sacct -X -j 12"]
     assert argv_literals(ok) == []
 

@@ -96,3 +96,24 @@ def test_skip_marker_checked_once_on_the_transition() -> None:
     # already COMPLETED: a later refresh does not read the marker again
     again = decide([tracked("19", 0, C, may_skip=True, attempts=1)], text)
     assert all(not c.check_skip for c in again.values())
+
+
+# Captured on the lab (Slurm 22.05) one second after b_2 was killed by its invalid aftercorr
+# dependency: slurmdbd had only the meta record; b_0, b_1, b_3, b_4 completed, and their own
+# rows arrived a moment later. Finished elements are not asked about again, so the meta record
+# must not decide for them while it is fresh.
+META_ONLY = "1675|1675|hpcflow.r.b.0|CANCELLED|0:0|None|2026-11-22T02:59:30|None assigned|None\n"
+
+
+@pytest.mark.parametrize(
+    ("end_age_s", "want"), [(1, None), (119, None), (121, TaskState.UPSTREAM_FAILED)]
+)
+def test_a_fresh_meta_record_does_not_decide_finished_elements(end_age_s, want) -> None:
+    end = (datetime(2026, 11, 22, 3, 0) - timedelta(seconds=end_age_s)).strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
+    text = META_ONLY.replace("1675|1675|", "1675_[0-5]|1675|").replace("2026-11-22T02:59:30", end)
+    got = decide([tracked("1675", i, has_dependency=True) for i in range(6)], text)
+    assert {k[1]: c.new for k, c in got.items()} == (
+        {} if want is None else {i: want for i in range(6)}
+    )

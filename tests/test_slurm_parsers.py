@@ -183,7 +183,9 @@ def test_argv_builders() -> None:
         "/r/t",
     ]
     assert sacct_argv(["5", "7"], "2026-11-21T00:00:00")[-2:] == ["-j", "5,7"]
-    assert "-r" in squeue_argv(["5"])
+    assert "-r" not in squeue_argv(["5"])  # pending arrays stay one line: A_[0-99]
+    assert sacct_argv(["5"], "2026-11-21T00:00:00")[:2] == ["sacct", "-X"]
+    assert "-X" not in sacct_argv(["5_3"], "2026-11-21T00:00:00", steps=True)
 
 
 def test_meta_record_does_not_override_split_tasks() -> None:

@@ -104,14 +104,20 @@ class SlurmClient:
         return parse_sinfo(res.stdout)
 
     # -- queries -----------------------------------------------------------------------------
-    def sacct(self, job_ids: list[str], since: datetime) -> list[SacctRow]:
-        """Every row (allocations and steps) of these jobs; SlurmUnavailable when sacct fails
-        (slurmdbd down), which is not the same as "no rows"."""
-        res = self.runner.run(sacct_argv(job_ids, since.strftime(SLURM_TIME)), timeout=120)
-        if not res.ok:
-            lines = _why(res).splitlines()
-            raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
-        return parse_sacct(res.stdout)
+    def sacct(self, job_ids: list[str], since: datetime, steps: bool = False) -> list[SacctRow]:
+        """The allocation rows (with ``steps``, also MaxRSS from the step rows) of these jobs
+        or array tasks (``A_i``) that were alive after ``since`` (cluster local time);
+        SlurmUnavailable when sacct fails (slurmdbd down), which is not "no rows". Long id
+        lists are split: one argument may hold at most 128 KiB on Linux."""
+        rows: list[SacctRow] = []
+        for part in _id_batches(job_ids):
+            argv = sacct_argv(part, since.strftime(SLURM_TIME), steps=steps)
+            res = self.runner.run(argv, timeout=120)
+            if not res.ok:
+                lines = _why(res).splitlines()
+                raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
+            rows += parse_sacct(res.stdout)
+        return rows
 
     def squeue(self, job_ids: list[str]) -> list[SqueueRow] | None:
         """Queued and running elements of these jobs; None when slurmctld does not answer."""
@@ -218,3 +224,15 @@ class SlurmClient:
         time.sleep(2)  # let a late sbatch that did create a job show up under its name
         ids = self.ids_by_name(name, since) or set()
         self.scancel(sorted(ids - {keep}, key=int))
+
+
+def _id_batches(ids: list[str], max_chars: int = 100_000) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    size = 0
+    for i in ids:
+        if out[-1] and size + len(i) + 1 > max_chars:
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += len(i) + 1
+    return out if out[-1] else []

@@ -66,10 +66,14 @@ def dependency_string(deps: list[tuple[str, str]]) -> str | None:
     return ",".join(f"{k}:{':'.join(ids)}" for k, ids in by_kind.items()) or None
 
 
-def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
-    """One call for every job: allocations plus their steps (the steps carry MaxRSS)."""
+def sacct_argv(job_ids: list[str], starttime: str, steps: bool = False) -> list[str]:
+    """One call for these jobs (or single array tasks, ``A_i``). Allocation rows only (-X)
+    unless ``steps``: each task otherwise brings its .batch and .extern rows, which are only
+    needed for MaxRSS. ``--starttime`` also filters: even with -j, sacct leaves out jobs that
+    ended before it, so a refresh asks only about what may have changed since the last one."""
     return [
         "sacct",
+        *([] if steps else ["-X"]),
         "-P",
         "-n",
         f"--format={','.join(SACCT_FIELDS)}",
@@ -80,7 +84,8 @@ def sacct_argv(job_ids: list[str], starttime: str) -> list[str]:
 
 
 def squeue_argv(job_ids: list[str]) -> list[str]:
-    return ["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
+    # no -r: the pending part of an array is one line, 'A_[5-99%4]' (parse_squeue expands it)
+    return ["squeue", "-h", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)]
 
 
 def scancel_argv(job_ids: list[str]) -> list[str]:
@@ -165,6 +170,18 @@ class SacctRow:
     max_rss_mb: int | None = None  # largest MaxRSS of the job's steps
     req_mem_mb: int | None = None
     has_steps: bool = False  # sacct already lists a step (.batch) of this job
+    meta: bool = False  # from an 'A_[0-5]' meta record, not a row of its own
+
+    def meta_end_unsettled(self, now: datetime, grace_s: int = 120) -> bool:
+        """An ended meta record 'A_[...]' may stand for tasks whose own rows slurmdbd has
+        not written yet (they ran and completed): not trusted until a while after its end."""
+        if not self.meta or not self.end:
+            return False
+        try:
+            ended = datetime.strptime(self.end, "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return False
+        return (now - ended).total_seconds() < grace_s
 
     def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
         """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
@@ -297,6 +314,7 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
                 node=node_v,
                 reason=f["Reason"],
                 req_mem_mb=_mb(f.get("ReqMem", "")),
+                meta=meta,
             )
             for j, t in keys
         )

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from hpcflow.runners.base import Runner
@@ -23,22 +24,34 @@ from hpcflow.tracker.db import Event, Run, Task, utcnow
 log = logging.getLogger(__name__)
 
 
-def event_json(e: Event) -> dict[str, Any]:
+def event_json(e: Event | dict[str, Any]) -> dict[str, Any]:
     """One event as `history --json` and events.jsonl show it. ``new_state`` of a note is its
     kind, as before kinds had a column of their own."""
-    kind = EventKind(e.kind)
+    d = e if isinstance(e, dict) else e.model_dump()
+    kind = EventKind(d["kind"])
     return {
-        "time": e.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if e.time else None,
-        "run_id": e.run_id,
+        "time": d["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ") if d.get("time") else None,
+        "run_id": d["run_id"],
         "kind": kind.value,
-        "step": e.step,
-        "index": e.index,
-        "old_state": e.old_state,
-        "new_state": e.new_state if kind in MOVES else kind.value,
-        "slurm_job_id": e.slurm_job_id,
-        "exit_code": e.exit_code,
-        "reason": e.reason,
+        "step": d.get("step"),
+        "index": d.get("index"),
+        "old_state": d.get("old_state"),
+        "new_state": d.get("new_state") if kind in MOVES else kind.value,
+        "slurm_job_id": d.get("slurm_job_id"),
+        "exit_code": d.get("exit_code"),
+        "reason": d.get("reason"),
     }
+
+
+def _log_event(d: dict[str, Any]) -> None:
+    where = d["run_id"] + (f" {d['step']}[{d.get('index')}]" if d.get("step") is not None else "")
+    log.debug(
+        "tracker: %s: %s -> %s%s",
+        where,
+        d.get("old_state") or "-",
+        d.get("new_state") or d["kind"],
+        f": {d['reason']}" if d.get("reason") else "",
+    )
 
 
 class EventLog:
@@ -46,7 +59,7 @@ class EventLog:
     events.jsonl once the transaction has committed (the database is the source of truth)."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.events: list[dict[str, Any]] = []
 
     def add(self, s: Session, kind: EventKind | None = None, **fields: Any) -> Event:
         """Record one event: a state move (RUN without a step, else TASK) or, with ``kind``, a
@@ -54,23 +67,33 @@ class EventLog:
         if kind is None:
             kind = EventKind.RUN if fields.get("step") is None else EventKind.TASK
         e = Event(kind=kind.value, **fields)
+        d = e.model_dump()
         if log.isEnabledFor(logging.DEBUG):
-            where = e.run_id + (f" {e.step}[{e.index}]" if e.step is not None else "")
-            log.debug(
-                "tracker: %s: %s -> %s%s",
-                where,
-                e.old_state or "-",
-                e.new_state or e.kind,
-                f": {e.reason}" if e.reason else "",
-            )
+            _log_event(d)
         s.add(e)
-        self.events.append(e)
+        self.events.append(d)
         return e
+
+    def add_many(self, s: Session, moves: list[dict[str, Any]]) -> None:
+        """Element state moves in bulk (one executemany, no ORM objects: a refresh may record
+        100,000 at once); each dict holds Event columns."""
+        if not moves:
+            return
+        now = utcnow()
+        rows = [{"kind": EventKind.TASK.value, "time": now, **m} for m in moves]
+        cols = ("run_id", "time", "kind", "step", "index", "old_state", "new_state",
+                "slurm_job_id", "exit_code", "reason")  # fmt: skip
+        rows = [{c: r.get(c) for c in cols} for r in rows]
+        s.connection().execute(insert(Event), rows)
+        if log.isEnabledFor(logging.DEBUG):
+            for r in rows:
+                _log_event(r)
+        self.events.extend(rows)
 
     def publish(self, runner: Runner, run_dirs: dict[str, str]) -> None:
         by_run: dict[str, list[str]] = {}
         for e in self.events:
-            by_run.setdefault(e.run_id, []).append(json.dumps(event_json(e)))
+            by_run.setdefault(e["run_id"], []).append(json.dumps(event_json(e)))
         for run_id, lines in by_run.items():
             d = run_dirs.get(run_id)
             if not d:

@@ -7,6 +7,8 @@ The rules, each with a table-driven test in tests/test_reconcile.py:
 - A row sacct still shows PENDING after hpcflow saw the element start is sacct lagging, not a
   requeue, unless squeue says so.
 - SIGKILL without the .batch step row yet: out of memory or not is unknown; wait (120 s).
+- An ended meta record ('A_[0-5]' CANCELLED) without the tasks' own rows: slurmdbd may not
+  have them yet; wait (120 s) before it decides, since finished elements are not asked again.
 - Not in sacct or squeue: LOST after ``lost_after`` seconds, never while degraded.
 - Cancelled by Slurm because a dependency can never be met (--kill-on-invalid-dep) is
   UPSTREAM_FAILED; for a compensation step (every dependency afternotok) that means "not
@@ -108,6 +110,8 @@ def observe(
     for row in rows:
         if row.killed_without_step_data(local_now):
             continue  # OOM or not is not known yet: leave the element as it was
+        if row.meta_end_unsettled(local_now):
+            continue  # the tasks' own rows may still be on their way from slurmctld
         state = (
             TaskState.OUT_OF_MEMORY
             if row.oom_evidence

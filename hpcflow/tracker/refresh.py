@@ -10,11 +10,13 @@ again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -22,11 +24,12 @@ from hpcflow.errors import SlurmUnavailable
 from hpcflow.node.jobtool import task_dir
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
-from hpcflow.slurm.commands import SqueueRow
-from hpcflow.states import OWNED, EventKind, JobStatus, RunState, TaskState, run_state
+from hpcflow.slurm.commands import SacctRow, SqueueRow
+from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState, run_state
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.reconcile import (
+    MAYBE_REQUEUED,
     Change,
     Key,
     Observation,
@@ -38,6 +41,8 @@ from hpcflow.tracker.reconcile import (
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
 from hpcflow.util.locks import FileLock
+
+log = logging.getLogger(__name__)
 
 ACTIVE = (RunState.PENDING.value, RunState.RUNNING.value)
 
@@ -85,14 +90,14 @@ def refresh(
 def _refresh_due(
     engine: Engine, runner: Runner, due: list[Run], lost_after: int, out: Refreshed
 ) -> None:
-    tracked = gather(engine, [r.id for r in due])
-    if not tracked:
-        return
-    since = min(r.submitted_at for r in due) - timedelta(days=1)
-    seen, queued, out.degraded = ask_slurm(SlurmClient(runner), tracked, since)
-    changes = reconcile(
-        tracked, seen, queued, now=utcnow(), lost_after=lost_after, degraded=bool(out.degraded)
-    )
+    tracked = gather(engine, [r.id for r in due], utcnow())
+    if tracked:
+        seen, queued, out.degraded = ask_slurm(SlurmClient(runner), tracked, window_start(due))
+        changes = reconcile(
+            tracked, seen, queued, now=utcnow(), lost_after=lost_after, degraded=bool(out.degraded)
+        )
+    else:
+        changes = []
     run_dirs = {r.id: r.run_dir for r in due}
     changes = [_with_marker(runner, run_dirs, c) for c in changes]
     log = EventLog()
@@ -104,66 +109,126 @@ def _refresh_due(
     log.publish(runner, run_dirs)
 
 
-def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
-    """The submitted elements of these runs that Slurm may still change."""
-    with session(engine) as s:
-        jobs = {
-            j.id: j
-            for j in s.exec(
-                select(Job).where(col(Job.run_id).in_(run_ids), col(Job.slurm_job_id).is_not(None))
-            )
-        }
-        tasks = list(s.exec(select(Task).where(col(Task.run_id).in_(run_ids))))
-        steps = {
-            (r.run_id, r.name): r
-            for r in s.exec(select(StepRow).where(col(StepRow.run_id).in_(run_ids)))
-        }
-    out = []
-    for t in tasks:
-        job = jobs.get(t.job_id)
-        if job is None or job.slurm_job_id is None or TaskState(t.state) in OWNED:
-            continue
-        st = steps.get((t.run_id, t.step))
-        out.append(
-            Tracked(
-                id=t.id,  # type: ignore[arg-type]
-                run_id=t.run_id,
-                step=t.step,
-                index=t.index,
-                slurm_job_id=job.slurm_job_id,
-                task_id=t.task_id,
-                state=TaskState(t.state),
-                attempts=t.attempts,
-                exit_code=t.exit_code,
-                start=t.start,
-                end=t.end,
-                node=t.node,
-                reason=t.reason,
-                submitted_at=job.submitted_at,
-                has_dependency=bool(job.dependency),
-                compensation=st is not None and (st.role or "").startswith("compensation"),
-                may_skip=st is not None and st.may_skip,
-            )
+# slurmdbd may lag slurmctld by minutes, and sacct's time filter has one-second resolution:
+# a refresh asks for everything alive since this long before the last good one.
+WINDOW_MARGIN = timedelta(minutes=10)
+# NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
+REQUEUE_WINDOW = timedelta(minutes=10)
+UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
+SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
+
+
+def window_start(due: list[Run]) -> datetime:
+    """sacct --starttime for these runs, in the cluster's local time: an element that ended
+    before it was already seen ended by an earlier refresh. The first refresh of a run, and
+    the first after sacct failed, look back to a day before its submission."""
+    starts = [
+        r.refreshed_at - WINDOW_MARGIN
+        if r.refreshed_at is not None and not r.degraded
+        else r.submitted_at - timedelta(days=1)
+        for r in due
+    ]
+    utc = min(starts)
+    # sacct reads and prints the local time of the machine it runs on (docs/tracker.md)
+    return datetime.now() - (utcnow() - utc)
+
+
+def gather(engine: Engine, run_ids: list[str], now: datetime) -> list[Tracked]:
+    """The submitted elements of these runs that Slurm may still change: unfinished ones, and
+    NODE_FAIL/PREEMPTED ones shortly after they ended (Slurm may requeue them). Finished
+    elements are never asked about again. Columns, not ORM objects: this runs per poll."""
+    tables = [m.__table__ for m in (Task, Job, StepRow)]  # type: ignore[union-attr]
+    t, j, st = (x.c for x in tables)
+    stmt = (
+        columns(
+            t.id,
+            t.run_id,
+            t.step,
+            t.index,
+            j.slurm_job_id,
+            t.task_id,
+            t.state,
+            t.attempts,
+            t.exit_code,
+            t.start,
+            t.end,
+            t.node,
+            t.reason,
+            j.submitted_at,
+            j.dependency,
+            st.role,
+            st.may_skip,
+        )  # fmt: skip
+        .select_from(tables[0])
+        .join(tables[1], j.id == t.job_id)
+        .join(tables[2], (st.run_id == t.run_id) & (st.name == t.step), isouter=True)
+        .where(
+            t.run_id.in_(run_ids), j.slurm_job_id.is_not(None), t.state.in_(UNFINISHED + SETTLING)
         )
-    return out
+    )
+    local_cutoff = datetime.now() - REQUEUE_WINDOW
+    with session(engine) as s:
+        rows = list(s.connection().execute(stmt))
+    return [
+        _tracked(row)
+        for row in rows
+        if row[6] not in SETTLING or _ended_after(row[10], local_cutoff)
+    ]
+
+
+def _tracked(row: Any) -> Tracked:
+    (tid, run_id, step, index, sid, task_id, state, attempts, code, start, end, node, reason,
+     submitted_at, dependency, role, may_skip) = row  # fmt: skip
+    return Tracked(
+        id=tid, run_id=run_id, step=step, index=index, slurm_job_id=sid, task_id=task_id,
+        state=TaskState(state), attempts=attempts, exit_code=code, start=start, end=end,
+        node=node, reason=reason, submitted_at=submitted_at, has_dependency=bool(dependency),
+        compensation=(role or "").startswith("compensation"), may_skip=bool(may_skip),
+    )  # fmt: skip
+
+
+def _ended_after(end: str | None, cutoff: datetime) -> bool:
+    try:
+        return end is not None and datetime.strptime(end, "%Y-%m-%dT%H:%M:%S") >= cutoff
+    except ValueError:
+        return False
 
 
 def ask_slurm(
     client: SlurmClient, tracked: list[Tracked], since: datetime
 ) -> tuple[dict[Key, Observation], list[SqueueRow], str | None]:
-    """One sacct for every job, one squeue for the jobs sacct cannot settle: (observations,
-    squeue rows, why the answer is degraded or None)."""
+    """One sacct (-X, alive since ``since``) for the jobs with unfinished elements; for the
+    SIGKILLed among them, one more for their step rows (MaxRSS: out of memory or not); one
+    squeue for the jobs sacct cannot settle. Returns (observations, squeue rows, why the
+    answer is degraded or None)."""
     ids = sorted({t.slurm_job_id for t in tracked}, key=int)
     degraded = None
     try:
         rows = client.sacct(ids, since)
+        rows = _with_step_data(client, rows, {t.key for t in tracked}, since)
     except SlurmUnavailable as e:
         rows = []
         degraded = f"{e}: states from squeue only; finished jobs are not updated"
     seen = observe(rows, tracked, datetime.now())  # sacct prints the cluster's local time
     need = squeue_needed(tracked, seen)
     queued = (client.squeue(need) or []) if need else []
+    log.debug(
+        "refresh: %d unfinished elements in %d jobs; sacct returned %d rows (budget %d = "
+        "elements + jobs); squeue asked about %d jobs, %d elements",
+        len(tracked), len(ids), len(rows), len(tracked) + len(ids), len(need), len(queued),
+    )  # fmt: skip
     return seen, queued, degraded
+
+
+def _with_step_data(
+    client: SlurmClient, rows: list[SacctRow], tracked: set[Key], since: datetime
+) -> list[SacctRow]:
+    killed = [r for r in rows if r.signal == 9 and (r.job_id, r.task_id) in tracked]
+    if not killed:
+        return rows
+    keys = [r.job_id if r.task_id is None else f"{r.job_id}_{r.task_id}" for r in killed]
+    detail = {(r.job_id, r.task_id): r for r in client.sacct(keys, since, steps=True)}
+    return [detail.get((r.job_id, r.task_id), r) for r in rows]
 
 
 def _with_marker(runner: Runner, run_dirs: dict[str, str], c: Change) -> Change:
@@ -174,19 +239,23 @@ def _with_marker(runner: Runner, run_dirs: dict[str, str], c: Change) -> Change:
 
 
 def _record(s: Any, log: EventLog, changes: list[Change]) -> None:
-    for c in changes:
-        if c.moved:
-            log.add(
-                s,
-                run_id=c.task.run_id,
-                step=c.task.step,
-                index=c.task.index,
-                old_state=c.task.state.value,
-                new_state=c.new.value,
-                slurm_job_id=c.display_id,
-                exit_code=c.row["exit_code"],
-                reason=c.event_reason,
-            )
+    log.add_many(
+        s,
+        [
+            {
+                "run_id": c.task.run_id,
+                "step": c.task.step,
+                "index": c.task.index,
+                "old_state": c.task.state.value,
+                "new_state": c.new.value,
+                "slurm_job_id": c.display_id,
+                "exit_code": c.row["exit_code"],
+                "reason": c.event_reason,
+            }
+            for c in changes
+            if c.moved
+        ],
+    )
     if changes:
         stmt = (
             update(Task)

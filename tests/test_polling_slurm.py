@@ -1,0 +1,75 @@
+"""The polling budget on the lab (docs/tracker.md): a refresh asks sacct only about jobs with
+unfinished elements, allocation rows only, and only rows alive since the last refresh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .helpers import counts, status, submit, wait_until
+
+pytestmark = pytest.mark.slurm
+
+WF = """\
+name: budget
+steps:
+  - name: fast
+    foreach: {i: {range: [1, 30]}}
+    run: 'true'
+  - name: slow
+    run: sleep 25
+"""
+
+
+def test_refresh_asks_only_about_unfinished_work(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    sub = submit(hpcflow, site_file, wf)
+    jobs = {j["step"]: j["slurm_job_id"] for j in sub["jobs"]}
+    wait_until(
+        lambda: counts(status(hpcflow, sub["run_id"])) == {
+            "fast": {"COMPLETED": 30}, "slow": {"RUNNING": 1}
+        },
+        120,
+        what="fast done while slow runs",
+    )  # fmt: skip
+    # a recording wrapper around the real sacct: arguments and every row it printed
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
+    )
+    (shim / "sacct").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+
+    def refreshed_through_wrapper() -> bool:  # poll_interval is 1s: a status soon refreshes
+        hpcflow("status", sub["run_id"], check=True, extra_env=env)
+        return (tmp_path / "calls").exists()
+
+    wait_until(refreshed_through_wrapper, 30, what="a refresh through the wrapper")
+
+    def verbose_refresh():
+        r = hpcflow("-v", "status", sub["run_id"], "--json", check=True, extra_env=env)
+        return r if "refresh: " in r.stderr else None
+
+    p = wait_until(verbose_refresh, 30, what="a -v status that refreshes")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls and all(c.split()[0] == "-X" for c in calls), calls
+    for c in calls:
+        asked = c.split("-j ", 1)[1].split(",")
+        assert asked == [jobs["slow"]], c  # the finished array is never asked about again
+    rows = [r for r in (tmp_path / "rows").read_text().splitlines() if r]
+    assert len(rows) <= 2 * len(calls)  # per refresh: 1 unfinished element + 1 job
+    assert "refresh: 1 unfinished elements in 1 jobs" in p.stderr, p.stderr
+    w = hpcflow("watch", sub["run_id"], "--timeout", "120", "--interval", "1")
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert counts(status(hpcflow, sub["run_id"])) == {
+        "fast": {"COMPLETED": 30},
+        "slow": {"COMPLETED": 1},
+    }
