@@ -63,6 +63,8 @@ class RunState(str, Enum):
     CANCELLED = "CANCELLED"
 
 
+ACTIVE_RUN_STATES = (RunState.PENDING.value, RunState.RUNNING.value)  # a run not yet ended
+
 TERMINAL = frozenset(
     {
         TaskState.COMPLETED,

@@ -35,7 +35,7 @@ def test_only_unfinished_and_recently_failed_nodes_are_gathered(tmp_path: Path) 
     states = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "NODE_FAIL", "NODE_FAIL", "UNKNOWN"]
     ends = [None, None, old, recent, recent, old, None]
     engine = _run(tmp_path, states, ends)
-    got = gather(engine, ["r"], utcnow())  # type: ignore[arg-type]
+    got = gather(engine, ["r"])  # type: ignore[arg-type]
     # COMPLETED/FAILED are never asked about again; NODE_FAIL only while Slurm may requeue it
     assert sorted((t.index, t.state.value) for t in got) == [
         (0, "PENDING"), (1, "RUNNING"), (4, "NODE_FAIL"), (6, "UNKNOWN")

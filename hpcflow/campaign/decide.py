@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from hpcflow.states import SUCCESS, TERMINAL, BatchState, RunState, TaskState
+from hpcflow.states import ACTIVE_RUN_STATES, SUCCESS, TERMINAL, BatchState, RunState, TaskState
 
 MAX_BACKOFF_S = 3600
-ACTIVE_RUN = frozenset({RunState.PENDING.value, RunState.RUNNING.value})
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,9 @@ def to_retry(batches: Iterable[BatchView], retry_failed: int) -> list[int]:
 
 def in_flight(batches: Iterable[BatchView]) -> int:
     """Submitted batches whose run is still pending or running (a retried run counts)."""
-    return sum(1 for b in batches if b.state == BatchState.SUBMITTED and b.run_state in ACTIVE_RUN)
+    return sum(
+        1 for b in batches if b.state == BatchState.SUBMITTED and b.run_state in ACTIVE_RUN_STATES
+    )
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,16 @@ def parse_sinfo(text: str) -> dict[str, tuple[int, int, int]]:
     return live
 
 
+def ended_within(end: str | None, now: datetime, seconds: float) -> bool:
+    """A sacct End time (cluster local time) less than ``seconds`` before ``now``; False when
+    there is no parseable end."""
+    try:
+        ended = datetime.strptime(end or "", "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return (now - ended).total_seconds() < seconds
+
+
 @dataclass(frozen=True)
 class SacctRow:
     job_id: str  # the array job id (before _), or the job id
@@ -175,24 +185,12 @@ class SacctRow:
     def meta_end_unsettled(self, now: datetime, grace_s: int = 120) -> bool:
         """An ended meta record 'A_[...]' may stand for tasks whose own rows slurmdbd has
         not written yet (they ran and completed): not trusted until a while after its end."""
-        if not self.meta or not self.end:
-            return False
-        try:
-            ended = datetime.strptime(self.end, "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            return False
-        return (now - ended).total_seconds() < grace_s
+        return self.meta and ended_within(self.end, now, grace_s)
 
     def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
         """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
         memory: not confirmed for a while after the end."""
-        if self.signal != 9 or self.has_steps or not self.end:
-            return False
-        try:
-            ended = datetime.strptime(self.end, "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            return False
-        return (now - ended).total_seconds() < grace_s
+        return self.signal == 9 and not self.has_steps and ended_within(self.end, now, grace_s)
 
     @property
     def oom_evidence(self) -> bool:

@@ -54,6 +54,10 @@ def _log_event(d: dict[str, Any]) -> None:
     )
 
 
+_MOVE_COLUMNS = ("run_id", "step", "index", "old_state", "new_state", "slurm_job_id",
+                 "exit_code", "reason")  # fmt: skip
+
+
 class EventLog:
     """Collects events during a transaction; ``publish`` appends them to each run's
     events.jsonl once the transaction has committed (the database is the source of truth)."""
@@ -80,10 +84,10 @@ class EventLog:
         if not moves:
             return
         now = utcnow()
-        rows = [{"kind": EventKind.TASK.value, "time": now, **m} for m in moves]
-        cols = ("run_id", "time", "kind", "step", "index", "old_state", "new_state",
-                "slurm_job_id", "exit_code", "reason")  # fmt: skip
-        rows = [{c: r.get(c) for c in cols} for r in rows]
+        rows = [
+            {c: m.get(c) for c in _MOVE_COLUMNS} | {"kind": EventKind.TASK.value, "time": now}
+            for m in moves
+        ]
         s.connection().execute(insert(Event), rows)
         if log.isEnabledFor(logging.DEBUG):
             for r in rows:

@@ -24,8 +24,16 @@ from hpcflow.errors import SlurmUnavailable
 from hpcflow.node.jobtool import task_dir
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
-from hpcflow.slurm.commands import SacctRow, SqueueRow
-from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState, run_state
+from hpcflow.slurm.commands import SacctRow, SqueueRow, ended_within
+from hpcflow.states import (
+    ACTIVE_RUN_STATES,
+    TERMINAL,
+    EventKind,
+    JobStatus,
+    RunState,
+    TaskState,
+    run_state,
+)
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.reconcile import (
@@ -44,7 +52,7 @@ from hpcflow.util.locks import FileLock
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (RunState.PENDING.value, RunState.RUNNING.value)
+ACTIVE = ACTIVE_RUN_STATES
 
 
 def lock_path(engine: Engine, name: str) -> str:
@@ -90,7 +98,7 @@ def refresh(
 def _refresh_due(
     engine: Engine, runner: Runner, due: list[Run], lost_after: int, out: Refreshed
 ) -> None:
-    tracked = gather(engine, [r.id for r in due], utcnow())
+    tracked = gather(engine, [r.id for r in due])
     if tracked:
         seen, queued, out.degraded = ask_slurm(SlurmClient(runner), tracked, window_start(due))
         changes = reconcile(
@@ -133,7 +141,7 @@ def window_start(due: list[Run]) -> datetime:
     return datetime.now() - (utcnow() - utc)
 
 
-def gather(engine: Engine, run_ids: list[str], now: datetime) -> list[Tracked]:
+def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
     """The submitted elements of these runs that Slurm may still change: unfinished ones, and
     NODE_FAIL/PREEMPTED ones shortly after they ended (Slurm may requeue them). Finished
     elements are never asked about again. Columns, not ORM objects: this runs per poll."""
@@ -166,13 +174,14 @@ def gather(engine: Engine, run_ids: list[str], now: datetime) -> list[Tracked]:
             t.run_id.in_(run_ids), j.slurm_job_id.is_not(None), t.state.in_(UNFINISHED + SETTLING)
         )
     )
-    local_cutoff = datetime.now() - REQUEUE_WINDOW
+    local_now = datetime.now()  # sacct's End is the cluster's local time
+    window = REQUEUE_WINDOW.total_seconds()
     with session(engine) as s:
         rows = list(s.connection().execute(stmt))
     return [
         _tracked(row)
         for row in rows
-        if row[6] not in SETTLING or _ended_after(row[10], local_cutoff)
+        if row[6] not in SETTLING or ended_within(row[10], local_now, window)
     ]
 
 
@@ -185,13 +194,6 @@ def _tracked(row: Any) -> Tracked:
         node=node, reason=reason, submitted_at=submitted_at, has_dependency=bool(dependency),
         compensation=(role or "").startswith("compensation"), may_skip=bool(may_skip),
     )  # fmt: skip
-
-
-def _ended_after(end: str | None, cutoff: datetime) -> bool:
-    try:
-        return end is not None and datetime.strptime(end, "%Y-%m-%dT%H:%M:%S") >= cutoff
-    except ValueError:
-        return False
 
 
 def ask_slurm(
