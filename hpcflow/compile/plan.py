@@ -11,6 +11,7 @@ jobs of the same chunk whose groups agree.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from hpcflow.containers.images import remote_images
 from hpcflow.errors import InvalidInput
 from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP
+from hpcflow.spec.packing import UNPACKED, Pack, resolve_pack, task_resources
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded, effective_resources
 from hpcflow.spec.workflow import AfterKind, Resources, Retry, Step
@@ -31,11 +33,16 @@ class JobPlan:
     job_index: int
     chunk: int
     group: dict[str, Any]
-    task_ids: list[int] = field(default_factory=list)
+    task_ids: list[int] = field(default_factory=list)  # distinct array task ids, sorted
     elements: list[int] = field(default_factory=list)
+    element_tasks: list[int] = field(default_factory=list)  # the task id of each element
     deps: list[tuple[str, str, int]] = field(default_factory=list)  # (slurm kind, step, job)
     is_array: bool = False
     throttle: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.element_tasks and len(self.task_ids) == len(self.elements):
+            self.element_tasks = list(self.task_ids)
 
     @property
     def array_spec(self) -> str | None:
@@ -54,11 +61,16 @@ class StepPlan:
     base_axes: list[str]
     group_axes: list[str]
     n_elements: int
-    resources: Resources
+    resources: Resources  # what one array task asks for (packing multiplies the element's)
     retry: Retry
     jobs: list[JobPlan] = field(default_factory=list)
     upstream_each: list[str] = field(default_factory=list)
     extra_after: dict[str, str] = field(default_factory=dict)  # e.g. the image pull job
+    pack: Pack = UNPACKED
+    element_resources: Resources | None = None  # one element's, when packed
+    # `each` upstreams packed differently: the link is afterany on the upstream chunk, and
+    # each element checks its own upstream element's result when it starts
+    loose_each: list[str] = field(default_factory=list)
 
     @cached_property
     def value_index(self) -> dict[str, dict[Any, int]]:
@@ -127,6 +139,7 @@ def compile_plan(
     plans: dict[str, StepPlan] = {}
     canon_cache: dict[tuple[str, ...], tuple[list[str], dict[str, dict[Any, int]], list[int]]] = {}
     problems = []
+    array_steps = sum(1 for s in wf.steps if s.foreach)
     for pos, name in enumerate(loaded.order):
         step = steps_by[name]
         axes = loaded.axes[name]
@@ -158,6 +171,9 @@ def compile_plan(
         group_axes = [a for a in axes if a not in base]
         retry = step.retry or wf.defaults.retry or Retry()
         throttle = step.throttle or wf.defaults.throttle
+        element = effective_resources(wf, step, site)
+        n_elements = math.prod(len(v) for v in axes.values()) if step.foreach else 1
+        pack = resolve_pack(step.pack, n_elements, element, site, array_steps)
         sp = StepPlan(
             name=name,
             position=pos,
@@ -166,9 +182,11 @@ def compile_plan(
             base_axes=base,
             group_axes=group_axes,
             n_elements=0,
-            resources=effective_resources(wf, step, site),
+            resources=task_resources(element, pack),
             retry=retry,
             upstream_each=[u for u, k in step.after.items() if k == "each"],
+            pack=pack,
+            element_resources=element if pack.packed else None,
         )
         if not step.foreach:
             sp.n_elements = 1
@@ -190,7 +208,7 @@ def compile_plan(
         plans[CLEANUP_STEP] = cleanup_step(loaded, site, plans, len(order))
         order.append(CLEANUP_STEP)
     for name in order:
-        _link(plans[name], plans)
+        _link(plans[name], plans, M)
     return Plan(wf.name, run_id, run_dir, M, plans, order, pulls)
 
 
@@ -263,13 +281,14 @@ def _layout(
     base_pos = [names.index(a) for a in base]
     group_pos = [names.index(a) for a in sp.group_axes]
     canon_maps = [canon[a] for a in base]
+    size = sp.pack.size
     jobs: dict[tuple[tuple[Any, ...], int], JobPlan] = {}
     n = 0
     for idx, elem in enumerate(itertools.product(*sp.axes.values())):
         p = 0
         for r, cmap, bp in zip(radix, canon_maps, base_pos):
             p = p * r + cmap[elem[bp]]
-        chunk, tid = divmod(p, M)
+        chunk, tid = divmod(p // size, M)
         key = (tuple(elem[g] for g in group_pos), chunk)
         job = jobs.get(key)
         if job is None:
@@ -282,8 +301,10 @@ def _layout(
                 throttle=throttle,
             )
             jobs[key] = job
-        job.task_ids.append(tid)
+        if not job.task_ids or job.task_ids[-1] != tid:
+            job.task_ids.append(tid)
         job.elements.append(idx)
+        job.element_tasks.append(tid)
         n = idx + 1
     sp.n_elements = n
     ordered = list(jobs.values())
@@ -293,24 +314,42 @@ def _layout(
     ordered.sort(key=lambda j: (group_rank[tuple(j.group.values())], j.chunk))
     for i, job in enumerate(ordered):
         job.job_index = i
-        if sorted(job.task_ids) != job.task_ids:
-            pairs = sorted(zip(job.task_ids, job.elements))
-            job.task_ids = [t for t, _ in pairs]
+        if sorted(job.element_tasks) != job.element_tasks or len(set(job.task_ids)) != len(
+            job.task_ids
+        ):
+            pairs = sorted(zip(job.element_tasks, job.elements))
+            job.element_tasks = [t for t, _ in pairs]
             job.elements = [e for _, e in pairs]
+            job.task_ids = sorted(set(job.element_tasks))
     sp.jobs = ordered
 
 
-def _link(sp: StepPlan, plans: dict[str, StepPlan]) -> None:
+def _positions(sp: StepPlan, job: JobPlan, M: int) -> range:
+    """The component positions a job's chunk covers."""
+    per_chunk = M * sp.pack.size
+    return range(job.chunk * per_chunk, (job.chunk + 1) * per_chunk)
+
+
+def _link(sp: StepPlan, plans: dict[str, StepPlan], M: int) -> None:
+    sp.loose_each = [
+        u for u, k in sp.step.after.items() if k == "each" and plans[u].pack.size != sp.pack.size
+    ]
     for job in sp.jobs:
         deps: list[tuple[str, str, int]] = []
         for up, kind in {**sp.step.after, **sp.extra_after}.items():
             upp = plans[up]
             if kind == "each":
+                mine = _positions(sp, job, M)
                 for uj in upp.jobs:
-                    if uj.chunk == job.chunk and all(
-                        job.group.get(a, v) == v for a, v in uj.group.items()
-                    ):
+                    if not all(job.group.get(a, v) == v for a, v in uj.group.items()):
+                        continue
+                    if up not in sp.loose_each and uj.chunk == job.chunk:
+                        # equal packs: task i holds the same elements in both steps
                         deps.append(("aftercorr", up, uj.job_index))
+                    elif up in sp.loose_each:
+                        theirs = _positions(upp, uj, M)
+                        if theirs.start < mine.stop and mine.start < theirs.stop:
+                            deps.append(("afterany", up, uj.job_index))
             else:
                 deps.extend((SLURM_KIND[kind], up, uj.job_index) for uj in upp.jobs)
         job.deps = deps

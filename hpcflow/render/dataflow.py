@@ -57,6 +57,9 @@ def dataflow_context(
         "skip_checks": []
         if always
         else [(var, u) for u, var, _ in singles if step.after[u] == "each"],
+        "upstream_checks": []
+        if always
+        else [(var, u) for u, var, _ in singles if u in sp.loose_each],
         "when_spec": "",
         "manifest_spec": "",
         "outputs_spec": "",

@@ -215,6 +215,7 @@ def render_step_script(
         "retry_on": " ".join(str(c) for c in rt.exit_codes) if rt.exit_codes else "",
         "never": " ".join(str(c) for c in rt.never),
         "shard": SHARD,
+        "parallel": str(sp.pack.parallel),
         **extra,
     }
     name = "default.sh.j2"
@@ -273,7 +274,7 @@ def tasks_file(
     quoted = quoted or quoted_values(sp)
     ups = [plan.steps[u] for u in sp.upstream_each if all(a in sp.axes for a in plan.steps[u].axes)]
     lines = []
-    for tid, idx in zip(job.task_ids, job.elements):
+    for tid, idx in zip(job.element_tasks, job.elements):
         item = _item_of(sp, idx)
         parts = [f"{tid}\texport HPCFLOW_INDEX={idx}"]
         parts += [f"HPCFLOW_ITEM_{a}={quoted[a][v]}" for a, v in item.items()]

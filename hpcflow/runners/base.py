@@ -79,6 +79,10 @@ class Runner(Protocol):
 
     def read_file(self, path: str) -> bytes: ...
 
+    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+        """Many small files at once (None: missing or unreadable): one command over SSH."""
+        ...
+
     def exists(self, path: str) -> bool: ...
 
 
@@ -156,6 +160,15 @@ class LocalRunner:
 
     def read_file(self, path: str) -> bytes:
         return Path(path).read_bytes()
+
+    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for path in paths:
+            try:
+                out[path] = Path(path).read_bytes()
+            except OSError:
+                out[path] = None
+        return out
 
     def exists(self, path: str) -> bool:
         return Path(path).exists()

@@ -53,10 +53,21 @@ class Partition(Strict):
 
 class Limits(Strict):
     max_array_size: int | None = Field(None, ge=2, description="null = ask scontrol")
-    max_submit_jobs: int | None = Field(None, ge=1, description="per-user job cap")
+    max_submit_jobs: int | None = Field(
+        None, ge=1, description="array tasks you may have queued at once (MaxSubmitJobs)"
+    )
+    min_task_time: str | int = Field(
+        "5m", description="pack: auto packs short elements into array tasks at least this long"
+    )
     max_elements: int = Field(
         2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
     )
+
+    @field_validator("min_task_time")
+    @classmethod
+    def _min_task(cls, v: Any) -> Any:
+        parse_duration_s(v)
+        return v
 
 
 class Paths(Strict):

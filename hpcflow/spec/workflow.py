@@ -83,6 +83,29 @@ class Retry(Strict):
         return v
 
 
+class PackSpec(Strict):
+    size: int | Literal["auto"] = Field(
+        "auto", description="elements per array task, or auto (site limits, min_task_time)"
+    )
+    parallel: int = Field(1, ge=1, le=1024, description="elements run at once inside a task")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if v != "auto" and (not isinstance(v, int) or v < 1 or v > 1_000_000):
+            raise ValueError("pack size must be a whole number from 1 to 1000000, or auto")
+        return v
+
+    @model_validator(mode="after")
+    def _fits(self) -> PackSpec:
+        if self.size != "auto" and self.parallel > self.size:
+            raise ValueError(
+                f"pack parallel ({self.parallel}) is larger than size ({self.size}): "
+                "a task cannot run more elements at once than it holds"
+            )
+        return self
+
+
 class Container(Strict):
     image: str = Field(..., min_length=1, description="docker://, oras://, library://, .sif, dir")
 
@@ -183,6 +206,9 @@ class Step(Strict):
         default_factory=list, description="globs (relative to task_dir) copied to results"
     )
     ffrd: Ffrd | None = Field(None, description="FFRD / Cloud Compute plugin mode")
+    pack: PackSpec | None = Field(
+        None, description="elements per array task: N, auto, or {size: N|auto, parallel: k}"
+    )
 
     _norm_after = field_validator("after", mode="before")(_after_as_mapping)
 
@@ -211,6 +237,17 @@ class Step(Strict):
         return v
 
     _env = field_validator("env")(_env_names)
+
+    @field_validator("pack", mode="before")
+    @classmethod
+    def _pack(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("pack must be a whole number, auto, or {size: N, parallel: k}")
+        if isinstance(v, int):
+            return {"size": v}
+        if v == "auto":
+            return {"size": "auto"}
+        return v
 
 
 class Workflow(Strict):

@@ -16,7 +16,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.
@@ -37,6 +37,14 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     ),
     (3, []),  # campaign and batch tables: created by create_all below
     (4, [lambda c: _v4(c)]),
+    (
+        5,
+        [
+            "ALTER TABLE step ADD COLUMN pack INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE step ADD COLUMN parallel INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE step ADD COLUMN reads_result BOOLEAN NOT NULL DEFAULT 0",
+        ],
+    ),
 ]
 NETWORK_FS = {
     "nfs",
@@ -155,6 +163,13 @@ class StepRow(SQLModel, table=True):
     kind: str = Field(default="step", description="a StepKind value: step, cleanup, pull")
     role: str | None = Field(default=None, description="shown by status, e.g. compensation")
     may_skip: bool = Field(default=False, description="its elements may skip themselves")
+    pack: int = Field(default=1, description="elements per array task (pack:)")
+    parallel: int = Field(default=1, description="elements at once inside a packed task")
+    reads_result: bool = Field(
+        default=False,
+        description="an element's own result.json decides its state when its task ends "
+        "(packed, or an `each` upstream packed differently)",
+    )
     policy: dict[str, Any] = Field(
         default_factory=dict,
         sa_column=Column(JSON, nullable=False),

@@ -15,6 +15,9 @@ The rules, each with a table-driven test in tests/test_reconcile.py:
   needed": SKIPPED.
 - COMPLETED in a step whose elements may skip themselves: the element's marker decides, read
   once, on the transition (``check_skip``).
+- A packed task (several elements per array task) that ends: each element's own result.json
+  decides, read once, on the transition, when it was written by this task; an element without
+  one had not finished and takes the task's fate (``own_result``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from hpcflow.slurm.commands import SacctRow, SqueueRow
 from hpcflow.states import (
@@ -61,6 +65,7 @@ class Tracked:
     has_dependency: bool = False
     compensation: bool = False  # every dependency of its job is afternotok
     may_skip: bool = False  # the step's elements may skip themselves (when:)
+    reads_result: bool = False  # its result.json decides when the task ends (packed)
 
     @property
     def key(self) -> Key:
@@ -89,6 +94,11 @@ class Change:
     row: dict[str, object]
     event_reason: str | None = None
     check_skip: bool = False  # COMPLETED in a may-skip step: its marker says if it skipped
+
+    @property
+    def needs_evidence(self) -> bool:
+        """The element's own files must be read to conclude (once: on this transition)."""
+        return self.check_skip or (self.task.reads_result and self.moved and self.new in TERMINAL)
 
     @property
     def moved(self) -> bool:
@@ -238,3 +248,57 @@ def skipped(change: Change, why: str) -> Change:
     """The change once the element's marker said it skipped itself (``why``)."""
     row = change.row | {"state": TaskState.SKIPPED.value, "exit_code": 0, "reason": why}
     return replace(change, new=TaskState.SKIPPED, row=row, event_reason=why, check_skip=False)
+
+
+RESULT_STATES = {
+    st.value: st
+    for st in (
+        TaskState.COMPLETED,
+        TaskState.FAILED,
+        TaskState.SKIPPED,
+        TaskState.UPSTREAM_FAILED,
+    )
+}
+
+
+def _local(epoch: Any) -> str | None:
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return None
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%dT%H:%M:%S")  # as sacct prints
+
+
+def with_evidence(change: Change, result: Any, skip_text: str | None) -> Change:
+    """The change once the element's own files were read: ``result`` (its parsed
+    result.json, or None) and ``skip_text`` (its .hpcflow/skipped marker, or None)."""
+    if change.task.reads_result:
+        return own_result(change, result, skip_text)
+    if change.check_skip and skip_text is not None:
+        return skipped(change, "skipped: " + (skip_text.strip() or "when: false"))
+    return change
+
+
+def own_result(change: Change, result: Any, skip_text: str | None) -> Change:
+    """A packed element's own record, when this Slurm task wrote it, decides its state, exit
+    code and times; without one it had not finished and keeps the task's fate."""
+    if (
+        not isinstance(result, dict)
+        or result.get("slurm_job_id") != change.display_id
+        or result.get("state") not in RESULT_STATES
+    ):
+        return replace(change, check_skip=False)
+    new = RESULT_STATES[result["state"]]
+    code = result.get("exit_code")
+    reason = {
+        TaskState.COMPLETED: None,
+        TaskState.FAILED: f"exit code {code}",
+        TaskState.SKIPPED: "skipped: " + ((skip_text or "").strip() or "when: false"),
+        TaskState.UPSTREAM_FAILED: "its upstream element did not complete",
+    }[new]
+    row = change.row | {
+        "state": new.value,
+        "exit_code": code if isinstance(code, int) else None,
+        "start": _local(result.get("start")) or change.row["start"],
+        "end": _local(result.get("end")) or change.row["end"],
+        "reason": reason,
+    }
+    return replace(change, new=new, row=row, event_reason=reason, check_skip=False)

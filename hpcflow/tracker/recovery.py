@@ -84,16 +84,17 @@ def resubmit(
             assert run is not None
             jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
             tasks = {t.id: t for t in s.exec(select(Task).where(Task.run_id == run_id))}
-            positions = {
-                r.name: r.position for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))
-            }
+            steps = list(s.exec(select(StepRow).where(StepRow.run_id == run_id)))
+            positions = {r.name: r.position for r in steps}
+            packed = {r.name for r in steps if r.pack > 1}
             jn = [job_node(j) for j in jobs.values()]
             tn = [task_node(t) for t in tasks.values()]
             picked = select_tasks(Graph(jn, tn), seeds, released, rerun_steps)
             if not picked:
                 return Resubmitted()
             plan = plan_resubmission(jn, tn, positions, picked, mem_factor, time_factor)
-            out = _apply(s, log, jobs, tasks, plan, reason)
+            files = packed_tasks_files(runner, jobs, tasks, plan, packed)
+            out = _apply(s, log, jobs, tasks, plan, reason, files)
             run.cancelled = False
             move_run(s, log, run, "PENDING", "reopen", reason)
             log.add(s, EventKind.SUBMITTING, run_id=run_id, reason=reason)
@@ -113,11 +114,13 @@ def _apply(
     tasks: dict[Any, Task],
     plan: list[NewJob],
     reason: str,
+    files: dict[int, str],
 ) -> Resubmitted:
-    """Insert the planned jobs (PLANNED) and move their elements to PENDING."""
+    """Insert the planned jobs (PLANNED) and move their elements to PENDING. ``files``: the
+    tasks file of each planned job (by position) that has its own."""
     out = Resubmitted()
     new_ids: list[int] = []
-    for nj in plan:
+    for pos, nj in enumerate(plan):
         like = jobs[nj.like]
         job = Job(
             run_id=like.run_id,
@@ -127,7 +130,7 @@ def _apply(
             name=nj.name,
             array=nj.array,
             script=like.script,
-            tasks=like.tasks,
+            tasks=files.get(pos, like.tasks),
             output=like.output,
             attempt=nj.attempt,
             retry_of=like.id,
@@ -151,6 +154,39 @@ def _apply(
             out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
         out.tasks += len(nj.tasks)
     return out
+
+
+def packed_tasks_files(
+    runner: Runner,
+    jobs: dict[Any, Job],
+    tasks: dict[Any, Task],
+    plan: list[NewJob],
+    packed: set[str],
+) -> dict[int, str]:
+    """A resubmitted packed task runs only its selected elements, not every element its first
+    attempt held: each such job gets a tasks file with only their lines (same task ids, so
+    `aftercorr` links stay exact). Written before anything is recorded."""
+    out: dict[int, str] = {}
+    cache: dict[str, list[str]] = {}
+    for pos, nj in enumerate(plan):
+        like = jobs[nj.like]
+        if like.step not in packed:
+            continue
+        if like.tasks not in cache:
+            cache[like.tasks] = runner.read_file(like.tasks).decode().splitlines()
+        wanted = {f"HPCFLOW_INDEX={tasks[i].index}" for i in nj.tasks}
+        lines = [ln for ln in cache[like.tasks] if _index_word(ln) in wanted]
+        suffix = nj.name.removeprefix(like.name + ".")  # r<attempt>[.<k>]
+        path = f"{like.tasks.removesuffix('.tasks')}.{suffix}.tasks"
+        runner.write_file(path, "\n".join(lines) + "\n")
+        out[pos] = path
+    return out
+
+
+def _index_word(line: str) -> str:
+    """'<tid>\texport HPCFLOW_INDEX=<i> ...' -> 'HPCFLOW_INDEX=<i>'."""
+    words = line.split("\t", 1)[-1].split(" ", 2)
+    return words[1] if len(words) > 1 else ""
 
 
 def retry(

@@ -10,6 +10,7 @@ again.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,8 +45,8 @@ from hpcflow.tracker.reconcile import (
     Tracked,
     observe,
     reconcile,
-    skipped,
     squeue_needed,
+    with_evidence,
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
 from hpcflow.util.locks import FileLock
@@ -107,7 +108,7 @@ def _refresh_due(
     else:
         changes = []
     run_dirs = {r.id: r.run_dir for r in due}
-    changes = [_with_marker(runner, run_dirs, c) for c in changes]
+    changes = _with_evidence(runner, run_dirs, changes)
     log = EventLog()
     with session(engine) as s:
         _record(s, log, changes)
@@ -166,6 +167,7 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
             j.dependency,
             st.role,
             st.may_skip,
+            st.reads_result,
         )  # fmt: skip
         .select_from(tables[0])
         .join(tables[1], j.id == t.job_id)
@@ -187,12 +189,13 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
 
 def _tracked(row: Any) -> Tracked:
     (tid, run_id, step, index, sid, task_id, state, attempts, code, start, end, node, reason,
-     submitted_at, dependency, role, may_skip) = row  # fmt: skip
+     submitted_at, dependency, role, may_skip, reads_result) = row  # fmt: skip
     return Tracked(
         id=tid, run_id=run_id, step=step, index=index, slurm_job_id=sid, task_id=task_id,
         state=TaskState(state), attempts=attempts, exit_code=code, start=start, end=end,
         node=node, reason=reason, submitted_at=submitted_at, has_dependency=bool(dependency),
         compensation=(role or "").startswith("compensation"), may_skip=bool(may_skip),
+        reads_result=bool(reads_result),
     )  # fmt: skip
 
 
@@ -233,11 +236,39 @@ def _with_step_data(
     return [detail.get((r.job_id, r.task_id), r) for r in rows]
 
 
-def _with_marker(runner: Runner, run_dirs: dict[str, str], c: Change) -> Change:
-    if not c.check_skip:
-        return c
-    why = skip_marker(runner, run_dirs[c.task.run_id], c.task.step, c.task.index)
-    return skipped(c, why) if why is not None else c
+def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Change]) -> list[Change]:
+    """Elements whose own files decide (skip markers, packed results): read once, on the
+    transition, all in one batch (one command over SSH)."""
+    dirs = {
+        i: task_dir(run_dirs[c.task.run_id], c.task.step, c.task.index)
+        for i, c in enumerate(changes)
+        if c.needs_evidence
+    }
+    if not dirs:
+        return changes
+    files = runner.read_files([f"{d}/.hpcflow/{n}" for d in dirs.values() for n in EVIDENCE])
+    log.debug("refresh: read %d files of %d finished elements", len(files), len(dirs))
+    out = list(changes)
+    for i, d in dirs.items():
+        result, marker = (files.get(f"{d}/.hpcflow/{n}") for n in EVIDENCE)
+        out[i] = with_evidence(changes[i], _json(result), _text(marker))
+    return out
+
+
+EVIDENCE = ("result.json", "skipped")
+
+
+def _json(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode(errors="replace")
 
 
 def _record(s: Any, log: EventLog, changes: list[Change]) -> None:
@@ -282,16 +313,6 @@ def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
     run.degraded = out.degraded
     run.refreshed_at = utcnow()
     s.add(run)
-
-
-def skip_marker(runner: Runner, run_dir: str, step: str, index: int) -> str | None:
-    """Why the element skipped itself (its wrapper exits 0 and leaves .hpcflow/skipped), or
-    None if it ran."""
-    try:
-        text = runner.read_file(f"{task_dir(run_dir, step, index)}/.hpcflow/skipped")
-    except OSError:
-        return None
-    return "skipped: " + (text.decode(errors="replace").strip() or "when: false")
 
 
 def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:

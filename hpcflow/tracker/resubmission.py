@@ -50,7 +50,7 @@ class NewJob:
     plan's list, which is also the order to submit them in."""
 
     like: int  # the first-attempt job row it repeats (script, tasks file, log, chunk)
-    name: str
+    name: str  # also names its own tasks file when the step is packed (only these elements)
     array: str | None
     attempt: int
     tasks: list[int]  # task row ids it runs
@@ -67,9 +67,11 @@ class Graph:
         self.jobs = {j.id: j for j in jobs}
         self.orig = {j.id: (j.retry_of or j.id) for j in self.jobs.values()}
         self.tasks = {t.id: t for t in tasks}
-        self.by_orig_tid = {(self.orig[t.job_id], t.task_id): t for t in self.tasks.values()}
+        # a packed array task holds several elements: all of them share its task id
+        self.by_orig_tid: dict[tuple[int, int | None], list[TaskNode]] = defaultdict(list)
         self.tasks_of: dict[int, list[TaskNode]] = defaultdict(list)
         for t in self.tasks.values():
+            self.by_orig_tid[(self.orig[t.job_id], t.task_id)].append(t)
             self.tasks_of[self.orig[t.job_id]].append(t)
         self.down: dict[int, list[tuple[str, int]]] = defaultdict(list)
         for j in self.jobs.values():
@@ -79,8 +81,7 @@ class Graph:
 
     def _linked(self, kind: str, job: int, t: TaskNode) -> list[TaskNode]:
         if kind == "aftercorr":
-            x = self.by_orig_tid.get((job, t.task_id))
-            return [x] if x is not None else []
+            return list(self.by_orig_tid.get((job, t.task_id), ()))
         return list(self.tasks_of[job])
 
     def dependents(self, t: TaskNode) -> list[TaskNode]:
@@ -166,7 +167,7 @@ def plan_resubmission(
         attempt = attempt_of[orig] + 1
         for k, (needs, ts) in enumerate(sorted(groups.items(), key=lambda kv: sorted(kv[0]))):
             mem, secs, flags = scaled(g.jobs[ts[0].job_id], first, mem_factor, time_factor)
-            ids = [t.task_id for t in ts if t.task_id is not None]
+            ids = sorted({t.task_id for t in ts if t.task_id is not None})
             for t in ts:
                 new_of[t.id] = len(out)
             out.append(

@@ -135,6 +135,9 @@ def step_rows(plan: Plan, skippers: set[str]) -> list[StepRow]:
                 kind=step_kind(sp.step),
                 role=step_role(sp.step),
                 may_skip=name in skippers,
+                pack=sp.pack.size,
+                parallel=sp.pack.parallel,
+                reads_result=sp.pack.packed or bool(sp.loose_each),
                 policy={
                     "attempts": r.attempts,
                     "on_oom": r.on_oom.model_dump() if r.on_oom else None,
@@ -179,7 +182,7 @@ def task_rows(plan: Plan, row_ids: dict[tuple[str, int], int]) -> list[dict[str,
         sp = plan.steps[name]
         for jp in sp.jobs:
             jid = row_ids[(name, jp.job_index)]
-            for tid, idx in zip(jp.task_ids, jp.elements):
+            for tid, idx in zip(jp.element_tasks, jp.elements):
                 rows.append(
                     {
                         "run_id": plan.run_id,

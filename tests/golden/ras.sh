@@ -8,7 +8,8 @@
 #SBATCH --time=0-00:10:00
 # hpcflow 0.1.0: workflow quickstart, run sst-20261122-0153-3f9c, step ras
 # Submitted by hpcflow as: sbatch [--array=IDS] [--dependency=...] THIS_SCRIPT TASKS_FILE
-# TASKS_FILE has one line per array task: "<task id><TAB>export HPCFLOW_INDEX=... HPCFLOW_ITEM_<axis>=..."
+# TASKS_FILE has one line per element: "<task id><TAB>export HPCFLOW_INDEX=... HPCFLOW_ITEM_<axis>=..."
+# A packed array task (pack:) has several lines with its task id and runs them all.
 set -uo pipefail
 
 export HPCFLOW_RUN_ID=sst-20261122-0153-3f9c
@@ -18,12 +19,15 @@ export HPCFLOW_WORKFLOW_DIR=<REPO>/examples/quickstart
 
 hpcflow_tasks=${1:?usage: sbatch SCRIPT TASKS_FILE}
 hpcflow_task_id=${SLURM_ARRAY_TASK_ID:-0}
-hpcflow_line=$(awk -F '\t' -v t="$hpcflow_task_id" '$1 == t { print; exit }' "$hpcflow_tasks")
-if [[ -z $hpcflow_line ]]; then
+mapfile -t hpcflow_lines < <(awk -F '\t' -v t="$hpcflow_task_id" '$1 == t' "$hpcflow_tasks")
+set -- "${hpcflow_lines[@]}" # the task's element lines; $# counts them
+if (($# == 0)); then
   echo "hpcflow: no task $hpcflow_task_id in $hpcflow_tasks" >&2
   exit 97
 fi
-eval "${hpcflow_line#*$'\t'}"
+
+hpcflow_element() { # LINE: one element, in a subshell: its own directory, logs and result
+eval "${1#*$'\t'}"
 hpcflow_shard=$((HPCFLOW_INDEX / 1000))
 export HPCFLOW_TASK_DIR="$HPCFLOW_RUN_DIR/steps/$HPCFLOW_STEP/$hpcflow_shard/$HPCFLOW_INDEX"
 hpcflow_logs="$HPCFLOW_RUN_DIR/logs/$HPCFLOW_STEP/$hpcflow_shard"
@@ -83,3 +87,30 @@ done
 hpcflow_result "$( ((hpcflow_rc == 0)) && echo COMPLETED || echo FAILED)" "$hpcflow_rc" "$hpcflow_attempt"
 echo "hpcflow: $(date -Iseconds) exit code $hpcflow_rc after $hpcflow_attempt attempt(s)" >&2
 exit "$hpcflow_rc"
+}
+
+if (($# == 1)); then
+  (hpcflow_element "$1")
+  exit
+fi
+# packed: every element in its own subshell, up to 1 at once; the task fails if
+# any element failed (its first non-zero exit code), so afterok/afternotok see the task's fate
+hpcflow_parallel=1
+hpcflow_status=0
+hpcflow_running=0
+hpcflow_reap() {
+  wait -n
+  local rc=$?
+  hpcflow_running=$((hpcflow_running - 1))
+  ((rc != 0 && hpcflow_status == 0)) && hpcflow_status=$rc
+  return 0
+}
+echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: $# elements, up to $hpcflow_parallel at once" >&2
+for hpcflow_l in "$@"; do
+  ((hpcflow_running >= hpcflow_parallel)) && hpcflow_reap
+  (hpcflow_element "$hpcflow_l") &
+  hpcflow_running=$((hpcflow_running + 1))
+done
+while ((hpcflow_running > 0)); do hpcflow_reap; done
+echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: exit code $hpcflow_status" >&2
+exit "$hpcflow_status"
