@@ -247,3 +247,31 @@ def test_tick_escalates_out_of_memory_elements(slurm, hpcflow, tmp_path: Path) -
     run_id = st["batches"][0]["run_id"]
     hist = _j(hpcflow, "history", run_id)["events"]
     assert any(e["reason"] == "automatic on_oom: mem_factor 8.0" for e in hist), hist
+
+
+def test_campaign_whose_workflow_packs(slurm, hpcflow, tmp_path: Path) -> None:
+    site = lab_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        limits={"max_array_size": 1001, "max_submit_jobs": 15},
+    )
+    camp = _campaign(tmp_path, site, params={"fail_events": [], "flaky_events": [33]})
+    wf = yaml.safe_load((tmp_path / "workflow.yaml").read_text())
+    wf["steps"][0]["pack"] = {"size": 5, "parallel": 5}
+    (tmp_path / "workflow.yaml").write_text(yaml.safe_dump(wf))
+    plan = _j(hpcflow, "campaign", "plan", str(camp))
+    # 20 events in 4 packed tasks + the summary: a whole batch fits under 15 queued jobs
+    # (unpacked it would be 21, and the batch would be cut to 14 events)
+    assert plan["batch_size"] == 20 and plan["jobs_per_batch"] == 5
+    ticks = _drive(hpcflow, camp)
+    assert sorted(r["batch"] for t in ticks for r in t["retried"]) == [1]  # event 33, once
+    doc = _j(hpcflow, "campaign", "status", str(camp))
+    assert doc["events"] == {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0}
+    run_id = doc["batches"][1]["run_id"]
+    st = _j(hpcflow, "status", run_id, "--tasks")
+    hms = {t["item"]["event"]: t for t in st["steps"]["hms"]["tasks"]}
+    assert len(hms) == 20 and all(t["state"] == "COMPLETED" for t in hms.values())
+    # one Slurm array task ran events 21-25; event 33 ran again alone, in its retry's job
+    assert len({hms[e]["slurm_job_id"] for e in range(21, 26)}) == 1
+    assert len({t["slurm_job_id"] for t in hms.values()}) == 5
+    assert st["steps"]["hms"]["pack"] == {"size": 5, "parallel": 5}

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from hpcflow.compile.plan import images_to_pull
+from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
-from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, n_elements, read_values
+from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, read_values
 from hpcflow.spec.site import Site, load_site
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
@@ -180,8 +180,9 @@ def load_campaign(path: str | Path, site_override: str | None = None) -> LoadedC
 
 
 def _jobs(loaded: Loaded, site: Site) -> int:
-    """Slurm jobs a batch puts in the queue: every array element counts (MaxSubmitJobs)."""
-    n = sum(n_elements(axes) for axes in loaded.axes.values())
+    """Slurm jobs a batch puts in the queue: every array task counts (MaxSubmitJobs); a
+    packed step's tasks, not its elements."""
+    n = sum(array_tasks(loaded, site).values())
     extra = (loaded.workflow.cleanup != "never") + bool(images_to_pull(loaded, site))
     return n + int(extra)
 

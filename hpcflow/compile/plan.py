@@ -212,6 +212,19 @@ def compile_plan(
     return Plan(wf.name, run_id, run_dir, M, plans, order, pulls)
 
 
+def array_tasks(loaded: Loaded, site: Site | None) -> dict[str, int]:
+    """Array tasks (Slurm jobs, for MaxSubmitJobs) each step puts in the queue: a packed
+    step counts its tasks, not its elements."""
+    wf = loaded.workflow
+    n_array = sum(1 for s in wf.steps if s.foreach)
+    out = {}
+    for s in wf.steps:
+        n = math.prod(len(v) for v in loaded.axes[s.name].values()) if s.foreach else 1
+        pack = resolve_pack(s.pack, n, effective_resources(wf, s, site), site, n_array)
+        out[s.name] = pack.tasks(n)
+    return out
+
+
 def step_image(loaded: Loaded, step: Step) -> str | None:
     spec = step.container or loaded.workflow.defaults.container
     if spec is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,12 @@ from pydantic import ValidationError
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
 from hpcflow.spec.expand import DEFAULT_MAX_ELEMENTS, did_you_mean, parse_set, resolve_axes
-from hpcflow.spec.site import Site
+from hpcflow.spec.packing import resolve_pack, task_resources
+from hpcflow.spec.site import Partition, Site
 from hpcflow.spec.templates import check_not_templates, render_images
 from hpcflow.spec.workflow import Resources, Step, Workflow
 from hpcflow.util.pydantic_errors import problems_from
-from hpcflow.util.units import parse_duration_s, parse_mem_mb
+from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
 from hpcflow.util.yamlsafe import Located, load_file
 
 
@@ -75,7 +77,7 @@ def load_workflow(
         problems += check_when(wf, doc, axes, params)
         problems += check_files(wf, doc, p.resolve().parent)
     if site is not None:
-        problems += check_site(wf, doc, site)
+        problems += check_site(wf, doc, site, axes)
     if problems:
         raise InvalidInput(problems)
     return Loaded(wf, doc, p, params, axes, order)
@@ -315,8 +317,11 @@ def _escalation_base(wf: Workflow, s: Step, r: Resources, i: int, doc: Located) 
     return out
 
 
-def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
+def check_site(
+    wf: Workflow, doc: Located, site: Site, axes: dict[str, dict[str, list[Any]]] | None = None
+) -> list[Problem]:
     problems = []
+    array_steps = sum(1 for s in wf.steps if s.foreach)
     for i, s in enumerate(wf.steps):
         if s.outputs and not site.paths.results:
             problems.append(
@@ -364,6 +369,46 @@ def check_site(wf: Workflow, doc: Located, site: Site) -> list[Problem]:
                     where + ("time",),
                     f"step {s.name!r}: time {r.time} is over partition "
                     f"{r.partition!r}'s limit of {part.max_time}",
+                )
+            )
+        elif s.pack is not None and s.foreach and axes is not None and s.name in axes:
+            problems += _pack_fit(s, r, site, part, i, doc, axes[s.name], array_steps)
+    return problems
+
+
+def _pack_fit(
+    s: Step,
+    r: Resources,
+    site: Site,
+    part: Partition,
+    i: int,
+    doc: Located,
+    axes: dict[str, list[Any]],
+    array_steps: int,
+) -> list[Problem]:
+    """A packed task asks for parallel x the element's CPUs/memory/GPUs and
+    ceil(size / parallel) x its time: that must fit a node and the partition's time limit."""
+    n = math.prod(len(v) for v in axes.values())
+    pack = resolve_pack(s.pack, n, r, site, array_steps)
+    if not pack.packed:
+        return []
+    task = task_resources(r, pack)
+    where = ("steps", i, "pack")
+    problems = [
+        doc.problem(where, p.message + f" (pack parallel {pack.parallel} x the element's)")
+        for p in _node_fit(s.name, task, site, where, doc)
+    ]
+    if task.time is not None and part.max_time is not None:
+        limit = parse_duration_s(part.max_time)
+        if parse_duration_s(task.time) > limit:
+            fits = max(1, limit // max(1, parse_duration_s(r.time or 0))) * pack.parallel
+            problems.append(
+                doc.problem(
+                    where,
+                    f"step {s.name!r}: a packed task runs {pack.size} elements, "
+                    f"{pack.parallel} at once, of up to {r.time} each: "
+                    f"{slurm_time(parse_duration_s(task.time))} is over partition "
+                    f"{r.partition!r}'s limit of {part.max_time}; use pack size <= {fits}",
                 )
             )
     return problems

@@ -75,6 +75,8 @@ def status_doc(
             "states": dict(Counter(t.state for t in ts)),
             "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
         }
+        if st.pack > 1:
+            entry["pack"] = {"size": st.pack, "parallel": st.parallel}
         if with_tasks:
             entry["tasks"] = [task_doc(t, job_sid[t.job_id]) for t in ts]
             if runner is not None:
