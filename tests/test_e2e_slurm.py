@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import counts, lab_site, path_shim, status, submit
+from .helpers import counts, lab_site, path_shim, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -290,7 +290,7 @@ def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> Non
     assert "max_array_size 20000 is over the cluster's MaxArraySize 10001" in p.stderr
 
 
-def test_element_dirs_exist_before_jobs_and_clean(
+def test_shard_dirs_before_jobs_element_dirs_by_jobs_and_clean(
     slurm, hpcflow, tmp_path: Path, site_file: Path
 ) -> None:
     wf = tmp_path / "wf.yaml"
@@ -300,12 +300,15 @@ def test_element_dirs_exist_before_jobs_and_clean(
     )
     sub = submit(hpcflow, site_file, wf)
     run_dir = Path(sub["run_dir"])
-    # before the jobs run: every element directory, sharded by 1000, mode 0750
+    # submit makes the shard directories (1,000 elements each), not the elements' own: at
+    # most one metadata operation per 1,000 elements on the login node
     assert sorted(p.name for p in (run_dir / "steps/a").iterdir()) == ["0", "1"]
-    assert len(list((run_dir / "steps/a/0").iterdir())) == 1000
-    assert len(list((run_dir / "steps/a/1").iterdir())) == 500
-    assert (run_dir / "steps/a/1/1499").is_dir() and (run_dir / "steps/b/0/0").is_dir()
-    for d in (run_dir, run_dir / "steps/a/1/1499", run_dir / "logs/a/1"):
+    assert list((run_dir / "steps/a/1").iterdir()) == []  # throttle 1: not reached yet
+    # each element's job makes its directory, mode 0750
+    wait_until(lambda: (run_dir / "steps/a/0/1/.hpcflow/result.json").exists(), 60,
+               what="element 1 to run")  # fmt: skip
+    for d in (run_dir, run_dir / "steps/a/1", run_dir / "logs/a/1", run_dir / "steps/a/0/1",
+              run_dir / "steps/a/0/1/.hpcflow"):  # fmt: skip
         assert d.stat().st_mode & 0o777 == 0o750, d
     refused = hpcflow("clean", sub["run_id"])
     assert refused.returncode == 1 and "cancel it first" in refused.stderr

@@ -1,5 +1,5 @@
 """Setting up a run on the cluster before any job is submitted: the run directory (striped on
-Lustre when the site asks), every element's directory, the rendered files; remote images
+Lustre when the site asks), its step and shard directories, the rendered files; remote images
 pulled on the login node when the site says so; which sbatch gets registry credentials."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hpcflow.containers.images import (
     read_credentials,
 )
 from hpcflow.errors import HpcflowError, RunnerError
-from hpcflow.node.jobtool import SHARD, task_dir
+from hpcflow.node.jobtool import SHARD
 from hpcflow.render.scripts import RenderedRun
 from hpcflow.runners.base import Runner
 from hpcflow.spec.dataflow import PULL_STEP
@@ -21,7 +21,7 @@ from hpcflow.spec.validate import Loaded
 
 
 def write_run_dir(rr: RenderedRun, runner: Runner, stripe_count: int | None = None) -> list[str]:
-    """Create the run directory, every element's directory and the rendered files. Returns
+    """Create the run directory, the step and shard directories and the rendered files. Returns
     notes for the event log (e.g. striping skipped)."""
     base = rr.plan.run_dir
     runner.makedirs(base, 0o750)
@@ -34,8 +34,8 @@ def write_run_dir(rr: RenderedRun, runner: Runner, stripe_count: int | None = No
         for sub in ("logs", "steps"):
             runner.makedirs(f"{base}/{sub}/{name}", 0o750)
             runner.makedirs_many([f"{base}/{sub}/{name}/{k}" for k in shards], 0o750)
-        # every element's directory exists before any job starts (no mkdir storm on Lustre)
-        runner.makedirs_many([task_dir(base, name, i) for i in range(sp.n_elements)], 0o750)
+        # an element's own directory is made by its job, on the compute node: submit does one
+        # metadata operation per 1,000 elements, not one per element (docs/packing.md)
     for parent in sorted({rel.rsplit("/", 1)[0] for rel in rr.files if "/" in rel}):
         runner.makedirs(f"{base}/{parent}", 0o750)
     for rel, content in rr.files.items():

@@ -30,7 +30,8 @@ eval "${1#*$'\t'}"
 hpcflow_shard=$((HPCFLOW_INDEX / 1000))
 export HPCFLOW_TASK_DIR="$HPCFLOW_RUN_DIR/steps/$HPCFLOW_STEP/$hpcflow_shard/$HPCFLOW_INDEX"
 hpcflow_logs="$HPCFLOW_RUN_DIR/logs/$HPCFLOW_STEP/$hpcflow_shard"
-mkdir -p "$HPCFLOW_TASK_DIR/.hpcflow" "$hpcflow_logs" || exit 98
+# made here, on the compute node, not by submit (docs/packing.md#element-directories)
+mkdir -m 0750 -p "$HPCFLOW_TASK_DIR" "$hpcflow_logs" && mkdir -m 0750 -p "$HPCFLOW_TASK_DIR/.hpcflow" || exit 98
 exec >>"$hpcflow_logs/$HPCFLOW_INDEX.out" 2>>"$hpcflow_logs/$HPCFLOW_INDEX.err"
 rm -f "$HPCFLOW_TASK_DIR/.hpcflow/skipped" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
 hpcflow_tool=(python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py")
