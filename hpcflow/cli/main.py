@@ -86,9 +86,14 @@ def set_option(f: F) -> F:
 @main.command()
 @click.argument("workflow", type=click.Path())
 @set_option
+@json_option
 @click.pass_obj
-def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None) -> None:
-    """Check WORKFLOW (and, with --site, what the site can provide)."""
+def validate(
+    obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, as_json: bool
+) -> None:
+    """Check WORKFLOW. With --site, also what it can provide and what would be submitted:
+    sbatch calls, array tasks, pack sizes, files, and whether that fits your submit limit
+    (read from Slurm, cached per site)."""
     from hpcflow.render.scripts import check_templates
     from hpcflow.spec.expand import n_elements
     from hpcflow.spec.validate import load_workflow
@@ -97,7 +102,19 @@ def validate(obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int |
     loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
     check_templates(loaded, site)
     total = sum(n_elements(a) for a in loaded.axes.values())
+    report = None
+    if site is not None:
+        from hpcflow.slurm.planning import plan_report
+
+        report = plan_report(loaded, site, runner_for(site))
+    if as_json:
+        emit_json({"file": workflow, "valid": True, "elements": total, "plan": report})
+        return
     click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
+    if report is not None:
+        from hpcflow.cli.plan_text import report_text
+
+        click.echo(report_text(report))
 
 
 @main.command()
@@ -117,8 +134,8 @@ def render(
 ) -> None:
     """Write the sbatch scripts and a readable plan for WORKFLOW; submit nothing."""
     from hpcflow.runners.base import LocalRunner
+    from hpcflow.slurm.planning import prepare
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.submit import prepare
 
     site = obj.site()
     loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
@@ -330,14 +347,43 @@ def sites_show(name: str, as_json: bool) -> None:
     emit_json(site.model_dump())
 
 
+@sites.command("init")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def sites_init(name: str, output: str | None, force: bool) -> None:
+    """Write a site config NAME from the live cluster (partitions, GPUs, time limits,
+    MaxArraySize, your account and submit limits) for you to edit."""
+    import getpass
+    import re
+
+    from hpcflow.runners.base import LocalRunner
+    from hpcflow.slurm.siteinit import init_site
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,62}", name):
+        raise BadUsage(f"site name {name!r}: use letters, digits, _ and - (a letter first)")
+    if output and Path(output).exists() and not force:
+        raise BadUsage(f"{output} exists; use --force to overwrite it")
+    text = init_site(LocalRunner(), name, getpass.getuser())
+    if output:
+        LocalRunner().write_file(output, text, 0o640)
+        click.echo(f"wrote {output}; edit it, then: hpcflow sites check {output}")
+    else:
+        click.echo(text, nl=False)
+
+
 @sites.command("check")
 @click.argument("name")
-def sites_check(name: str) -> None:
+@click.option("--offline", is_flag=True, help="Check the file only; ask no cluster.")
+def sites_check(name: str, offline: bool) -> None:
     """Validate a site config and compare it with the live cluster when Slurm is reachable."""
     from hpcflow.slurm.sitecheck import check_live, check_python
     from hpcflow.spec.site import load_site
 
     site = load_site(name)
+    if offline:
+        click.echo(f"{site.source}: ok (file only)")
+        return
     runner = runner_for(site)
     problems = check_live(site, runner)
     version, problem = check_python(site, runner)

@@ -59,11 +59,14 @@ class Limits(Strict):
     min_task_time: str | int = Field(
         "5m", description="pack: auto packs short elements into array tasks at least this long"
     )
+    cache_ttl: str | int = Field(
+        "1h", description="how long the limits read from Slurm (scontrol, sacctmgr) are reused"
+    )
     max_elements: int = Field(
         2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
     )
 
-    @field_validator("min_task_time")
+    @field_validator("min_task_time", "cache_ttl")
     @classmethod
     def _min_task(cls, v: Any) -> Any:
         parse_duration_s(v)

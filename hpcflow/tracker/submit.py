@@ -5,10 +5,9 @@ what Slurm already has instead of submitting it twice."""
 
 from __future__ import annotations
 
-import secrets
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,13 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from hpcflow.compile.plan import Plan, compile_plan
+from hpcflow.compile.plan import Plan
 from hpcflow.containers.images import read_credentials
 from hpcflow.errors import SlurmError, SlurmUnavailable
-from hpcflow.render.scripts import RenderedRun, _item_of, render_run
+from hpcflow.render.scripts import RenderedRun, _item_of
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
+from hpcflow.slurm.planning import prepare
 from hpcflow.spec.dataflow import may_skip, step_kind, step_role
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
@@ -31,31 +31,6 @@ from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
 from hpcflow.util.locks import FileLock
 from hpcflow.util.units import parse_duration_s, parse_mem_mb
-
-
-def new_run_id(workflow: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"{workflow}-{now:%Y%m%d-%H%M}-{secrets.token_hex(2)}"
-
-
-def run_dir_for(site: Site, workflow: str, run_id: str) -> str:
-    return f"{site.scratch_root().rstrip('/')}/hpcflow/{workflow}/{run_id}"
-
-
-def site_max_array_size(site: Site, runner: Runner) -> int:
-    if site.limits.max_array_size:
-        return site.limits.max_array_size
-    try:
-        return SlurmClient(runner).max_array_size()
-    except SlurmError as e:
-        raise type(e)(f"{e}; set limits.max_array_size in the site config") from e
-
-
-def prepare(loaded: Loaded, site: Site, runner: Runner, run_id: str | None = None) -> RenderedRun:
-    run_id = run_id or new_run_id(loaded.workflow.name)
-    m = site_max_array_size(site, runner)
-    plan = compile_plan(loaded, site, m, run_id, run_dir_for(site, loaded.workflow.name, run_id))
-    return render_run(plan, loaded, site)
 
 
 # -- the per-run submit lock: held while a process submits; free means nobody is -------------
