@@ -73,3 +73,26 @@ def test_refresh_asks_only_about_unfinished_work(
         "fast": {"COMPLETED": 30},
         "slow": {"COMPLETED": 1},
     }
+
+
+def test_one_sacct_per_user_per_poll_interval(slurm, hpcflow, tmp_path: Path, lab_site) -> None:
+    """Two runs, statuses of each, in turn: one sacct covers both within the interval."""
+    site = lab_site(limits={"max_array_size": 1001}, tracker={"poll_interval": "60s"})
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: two\nsteps:\n  - name: s\n    run: sleep 20\n")
+    a, b = submit(hpcflow, site, wf), submit(hpcflow, site, wf)
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\nexec {real} "$@"\n')
+    (shim / "sacct").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    for run in (a, b, a, b, a):
+        hpcflow("status", run["run_id"], check=True, extra_env=env)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 1, calls
+    # ... and that one sacct asked about both runs' jobs
+    ids = {a["jobs"][0]["slurm_job_id"], b["jobs"][0]["slurm_job_id"]}
+    assert all(i in calls[0] for i in ids), calls
+    hpcflow("cancel", a["run_id"], check=True, extra_env=env)
+    hpcflow("cancel", b["run_id"], check=True, extra_env=env)

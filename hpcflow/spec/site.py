@@ -107,7 +107,9 @@ class Containers(Strict):
 
 
 class TrackerCfg(Strict):
-    poll_interval: str | int = Field("30s", description="min time between Slurm queries")
+    poll_interval: str | int = Field(
+        "60s", description="min time between sacct queries for this site's runs (all of them)"
+    )
     lost_after: str | int = Field("5m", description="grace before an unseen job is LOST")
     submit_timeout: str | int = Field("60s", description="how long one sbatch may take")
 

@@ -74,26 +74,47 @@ def refresh(
     poll_seconds: int,
     lost_after: int = 300,
     force: bool = False,
+    site: str | None = None,
 ) -> Refreshed:
+    """Refresh the due ``runs``. With ``site`` (the site config the runs use), the poll
+    interval is the user's, not each run's: no refresh within it of the last one of any run
+    of that site, and a refresh covers every active run of the site, in one sacct. ``force``
+    (a command about to act on what it reads) ignores the interval."""
     out = Refreshed()
     with FileLock(lock_path(engine, "refresh")):
         now = utcnow()
         with session(engine) as s:
             fresh = [s.get(Run, r.id) for r in runs]
-        due = [
-            r
-            for r in fresh
-            if r is not None
-            and r.state in ACTIVE
-            and (
-                force
-                or r.refreshed_at is None
-                or (now - r.refreshed_at).total_seconds() >= poll_seconds
-            )
-        ]
+            due = [
+                r
+                for r in fresh
+                if r is not None
+                and r.state in ACTIVE
+                and (
+                    force
+                    or r.refreshed_at is None
+                    or (now - r.refreshed_at).total_seconds() >= poll_seconds
+                )
+            ]
+            if due and site is not None and not force:
+                due = _site_budget(s, site, now, poll_seconds)
         if due:
             _refresh_due(engine, runner, due, lost_after, out)
     return out
+
+
+def _site_budget(s: Any, site: str, now: datetime, poll_seconds: int) -> list[Run]:
+    """All active runs of the site, unless one of them was refreshed within the interval."""
+    active = list(s.exec(select(Run).where(Run.site == site, col(Run.state).in_(ACTIVE))))
+    last = max((r.refreshed_at for r in active if r.refreshed_at is not None), default=None)
+    if last is not None and (now - last).total_seconds() < poll_seconds:
+        log.debug(
+            "refresh: not due (last sacct for site %s %.0f s ago)",
+            site,
+            (now - last).total_seconds(),
+        )
+        return []
+    return active
 
 
 def _refresh_due(

@@ -24,6 +24,6 @@ def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: boo
     ids = [r.id for r in runs]
     resume_incomplete(engine, runner, site, ids)
     lost_after = parse_duration_s(site.tracker.lost_after)
-    refresh(engine, runner, runs, site.poll_seconds(), lost_after, force)
+    refresh(engine, runner, runs, site.poll_seconds(), lost_after, force, site.source)
     for run_id in ids:
         escalate(engine, runner, site, run_id)
