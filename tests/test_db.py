@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from hpcflow.tracker.db import SCHEMA_VERSION, filesystem_type, network_fs_warning, open_db
+from hpcflow.tracker.db import SCHEMA_VERSION, open_db
+from hpcflow.util.fs import filesystem_type, network_fs_warning
 
 V1_JOB = """CREATE TABLE job (id INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR NOT NULL,
  step VARCHAR NOT NULL, job_index INTEGER NOT NULL, chunk INTEGER NOT NULL,

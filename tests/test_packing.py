@@ -218,8 +218,17 @@ def test_own_result_decides_a_packed_element(task_fate, result, want) -> None:
         assert got.row["reason"] == "skipped: when: condition is false"
 
 
-def test_unpacked_elements_read_nothing() -> None:
-    c = replace(change(TaskState.COMPLETED), task=replace(change(TaskState.COMPLETED).task,
-                                                          reads_result=False))  # fmt: skip
-    assert not c.needs_evidence
-    assert with_evidence(c, None, None) is c
+def test_unpacked_elements_store_their_record_once() -> None:
+    ran = change(TaskState.COMPLETED)
+    ran = replace(ran, task=replace(ran.task, reads_result=False))
+    assert ran.needs_evidence  # it ran: its result.json and outputs.json are read, once
+    rec = {"slurm_job_id": "5_1", "state": "COMPLETED", "exit_code": 0, "attempts": 2}
+    got = with_evidence(ran, rec, None, {"peak": 3})
+    assert got.new is TaskState.COMPLETED and got.row["result"] == rec
+    assert got.row["outputs"] == {"peak": 3}
+    stale = with_evidence(ran, rec | {"slurm_job_id": "4_1"}, None, {"peak": 1})
+    assert stale.row["result"] is None and stale.row["outputs"] is None  # not this attempt's
+    never = replace(ran, row=ran.row | {"node": None}, new=TaskState.UPSTREAM_FAILED)
+    assert not never.needs_evidence  # never started: nothing to read
+    done = replace(ran, task=replace(ran.task, state=TaskState.COMPLETED))
+    assert not done.needs_evidence  # already ended: never read again

@@ -197,10 +197,7 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
     runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
     if not no_refresh:
         refresh_runs(obj, runs)
-    docs = [
-        status_doc(obj.engine, r.id, tasks, runner_for(site_for_run(r)) if tasks else None)
-        for r in runs
-    ]
+    docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
     if as_json:
         emit_json(docs[0] if run else {"runs": docs})
         return

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
+from hpcflow.util.fs import network_fs_warning
 
 SCHEMA_VERSION = 5
 
@@ -37,30 +38,8 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     ),
     (3, []),  # campaign and batch tables: created by create_all below
     (4, [lambda c: _v4(c)]),
-    (
-        5,
-        [
-            "ALTER TABLE step ADD COLUMN pack INTEGER NOT NULL DEFAULT 1",
-            "ALTER TABLE step ADD COLUMN parallel INTEGER NOT NULL DEFAULT 1",
-            "ALTER TABLE step ADD COLUMN reads_result BOOLEAN NOT NULL DEFAULT 0",
-        ],
-    ),
+    (5, [lambda c: _v5(c)]),
 ]
-NETWORK_FS = {
-    "nfs",
-    "nfs4",
-    "lustre",
-    "cifs",
-    "smb3",
-    "smbfs",
-    "gpfs",
-    "beegfs",
-    "ceph",
-    "fuse.sshfs",
-    "9p",
-    "panfs",
-    "wekafs",
-}
 
 
 def _columns(c: Any, table: str) -> set[str]:
@@ -105,6 +84,21 @@ def _v4(c: Any) -> None:
         )
     if _columns(c, "event"):
         _rebuild_event(c)
+
+
+def _v5(c: Any) -> None:
+    """Packing: a step's pack and whether its elements' own records decide; an element's
+    record and outputs, stored when it ended. Tables a database lacks come from create_all."""
+    adds = [
+        ("step", "pack", "INTEGER NOT NULL DEFAULT 1"),
+        ("step", "parallel", "INTEGER NOT NULL DEFAULT 1"),
+        ("step", "reads_result", "BOOLEAN NOT NULL DEFAULT 0"),
+        ("task", "result", "JSON"),
+        ("task", "outputs", "JSON"),
+    ]
+    for table, col_, decl in adds:
+        if _columns(c, table) and col_ not in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
 
 
 def _rebuild_event(c: Any) -> None:
@@ -227,6 +221,16 @@ class Task(SQLModel, table=True):
     end: str | None = None
     node: str | None = None
     reason: str | None = None
+    result: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="its .hpcflow/result.json, read once when it ended",
+    )
+    outputs: Any = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="its outputs.json (at most 64 KiB), read once when it ended",
+    )
 
 
 class Event(SQLModel, table=True):
@@ -374,35 +378,6 @@ def migrate(engine: Engine) -> int:
             SQLModel.metadata.create_all(c)  # tables added by later versions (checkfirst)
         c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
     return int(found)
-
-
-def filesystem_type(path: str | Path, mounts: str | None = None) -> str | None:
-    """The type of the filesystem holding ``path`` (longest mount point in /proc/mounts)."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return None
-    target = os.path.realpath(path)
-    best, kind = "", None
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mnt = parts[1].replace("\\040", " ")
-        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
-            best, kind = mnt, parts[2]
-    return kind
-
-
-def network_fs_warning(path: str | Path) -> str | None:
-    kind = filesystem_type(Path(path).parent)
-    if kind in NETWORK_FS:
-        return (
-            f"the tracker database {path} is on a {kind} filesystem, where SQLite locking "
-            "is unsafe; put it on a local disk (--db or HPCFLOW_DB)"
-        )
-    return None
 
 
 def session(engine: Engine) -> Session:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from typing import Any
 
+from sqlalchemy import func
+from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -48,43 +48,59 @@ def active_runs(engine: Engine) -> list[Run]:
         return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
 
 
-def status_doc(
-    engine: Engine, run_id: str, with_tasks: bool = False, runner: Runner | None = None
-) -> dict[str, Any]:
-    """The run at a glance. With tasks and a runner, finished elements are enriched with what
-    their wrapper recorded (.hpcflow/result.json) and what they wrote (outputs.json)."""
+def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[str, Any]:
+    """The run at a glance: counts per step (one GROUP BY). With tasks, every element as the
+    tracker has it, with what it recorded when it ended (result.json, outputs.json, read once
+    on that transition): no file is opened here."""
     run = get_run(engine, run_id)
+    t = Task.__table__.c  # type: ignore[attr-defined]
     with session(engine) as s:
         steps = s.exec(
             select(StepRow).where(StepRow.run_id == run.id).order_by(col(StepRow.position))
         ).all()
         jobs = s.exec(select(Job).where(Job.run_id == run.id).order_by(col(Job.id))).all()
-        tasks = s.exec(
-            select(Task).where(Task.run_id == run.id).order_by(col(Task.step), col(Task.index))
+        conn = s.connection()
+        grouped = conn.execute(
+            columns(t.step, t.state, func.count())
+            .where(t.run_id == run.id)
+            .group_by(t.step, t.state)
         ).all()
+        rows = (
+            conn.execute(
+                columns(*(t[c] for c in TASK_COLUMNS))
+                .where(t.run_id == run.id)
+                .order_by(t.step, t.index)
+            ).all()
+            if with_tasks
+            else []
+        )
     job_sid = {j.id: j.slurm_job_id for j in jobs}
+    states: dict[str, dict[str, int]] = {}
+    for step, state, n in grouped:
+        states.setdefault(step, {})[state] = n
+    by_step: dict[str, list[Any]] = {}
+    for r in rows:
+        by_step.setdefault(r.step, []).append(r)
     doc = run_header(run)
-    by_step: dict[str, list[Task]] = {}
-    for t in tasks:
-        by_step.setdefault(t.step, []).append(t)
     for st in steps:
-        ts = by_step.get(st.name, [])
         entry: dict[str, Any] = {
             "role": st.role,
             "total": st.total,
-            "states": dict(Counter(t.state for t in ts)),
+            "states": states.get(st.name, {}),
             "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
         }
         if st.pack > 1:
             entry["pack"] = {"size": st.pack, "parallel": st.parallel}
         if with_tasks:
-            entry["tasks"] = [task_doc(t, job_sid[t.job_id]) for t in ts]
-            if runner is not None:
-                for t, row in zip(ts, entry["tasks"]):
-                    if TaskState(t.state) in TERMINAL:
-                        row.update(element_files(runner, run.run_dir, t.step, t.index))
+            entry["tasks"] = [
+                task_doc(r, job_sid[r.job_id], run.run_dir) for r in by_step.get(st.name, [])
+            ]
         doc["steps"][st.name] = entry
     return doc
+
+
+TASK_COLUMNS = ("step", "index", "item", "state", "exit_code", "job_id", "task_id", "attempts",
+                "start", "end", "node", "reason", "result", "outputs")  # fmt: skip
 
 
 def run_header(run: Run) -> dict[str, Any]:
@@ -105,9 +121,9 @@ def run_header(run: Run) -> dict[str, Any]:
     }
 
 
-def task_doc(t: Task, slurm_job_id: str | None) -> dict[str, Any]:
-    """One element as `status --json --tasks` prints it."""
-    return {
+def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> dict[str, Any]:
+    """One element as `status --json --tasks` prints it (a Task row or a row of columns)."""
+    doc = {
         "index": t.index,
         "item": t.item,
         "state": t.state,
@@ -119,18 +135,10 @@ def task_doc(t: Task, slurm_job_id: str | None) -> dict[str, Any]:
         "node": t.node,
         "reason": t.reason,
     }
-
-
-def element_files(runner: Runner, run_dir: str, step: str, index: int) -> dict[str, Any]:
-    """result (start, end, exit code, in-job attempts) and outputs of one element, if any."""
-    d = task_dir(run_dir, step, index)
-    out: dict[str, Any] = {"task_dir": d}
-    for key, rel in (("result", ".hpcflow/result.json"), ("outputs", "outputs.json")):
-        try:
-            out[key] = json.loads(runner.read_file(f"{d}/{rel}"))
-        except (OSError, ValueError):
-            out[key] = None
-    return out
+    if run_dir is not None and TaskState(t.state) in TERMINAL:
+        doc |= {"task_dir": task_dir(run_dir, t.step, t.index), "result": t.result,
+                "outputs": t.outputs}  # fmt: skip
+    return doc
 
 
 def _iso(dt: Any) -> str | None:

@@ -97,8 +97,12 @@ class Change:
 
     @property
     def needs_evidence(self) -> bool:
-        """The element's own files must be read to conclude (once: on this transition)."""
-        return self.check_skip or (self.task.reads_result and self.moved and self.new in TERMINAL)
+        """The element's own files are read on this transition (once): it just ended and
+        either ran (result.json, outputs.json) or its files decide (markers, packed)."""
+        ended = self.moved and self.new in TERMINAL and self.task.state not in TERMINAL
+        return self.check_skip or (
+            ended and (self.task.reads_result or self.row.get("node") is not None)
+        )
 
     @property
     def moved(self) -> bool:
@@ -267,14 +271,20 @@ def _local(epoch: Any) -> str | None:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%dT%H:%M:%S")  # as sacct prints
 
 
-def with_evidence(change: Change, result: Any, skip_text: str | None) -> Change:
+def with_evidence(
+    change: Change, result: Any, skip_text: str | None, outputs: Any = None
+) -> Change:
     """The change once the element's own files were read: ``result`` (its parsed
-    result.json, or None) and ``skip_text`` (its .hpcflow/skipped marker, or None)."""
+    result.json, or None), ``skip_text`` (its .hpcflow/skipped marker, or None) and
+    ``outputs`` (its parsed outputs.json). The record and outputs of this attempt are kept
+    in the row, so nothing reads them again."""
     if change.task.reads_result:
-        return own_result(change, result, skip_text)
-    if change.check_skip and skip_text is not None:
-        return skipped(change, "skipped: " + (skip_text.strip() or "when: false"))
-    return change
+        change = own_result(change, result, skip_text)
+    elif change.check_skip and skip_text is not None:
+        change = skipped(change, "skipped: " + (skip_text.strip() or "when: false"))
+    mine = isinstance(result, dict) and result.get("slurm_job_id") == change.display_id
+    row = change.row | {"result": result if mine else None, "outputs": outputs if mine else None}
+    return replace(change, row=row)
 
 
 def own_result(change: Change, result: Any, skip_text: str | None) -> Change:

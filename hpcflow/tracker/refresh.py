@@ -267,20 +267,21 @@ def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Chang
     }
     if not dirs:
         return changes
-    files = runner.read_files([f"{d}/.hpcflow/{n}" for d in dirs.values() for n in EVIDENCE])
+    files = runner.read_files([f"{d}/{n}" for d in dirs.values() for n in EVIDENCE])
     log.debug("refresh: read %d files of %d finished elements", len(files), len(dirs))
     out = list(changes)
     for i, d in dirs.items():
-        result, marker = (files.get(f"{d}/.hpcflow/{n}") for n in EVIDENCE)
-        out[i] = with_evidence(changes[i], _json(result), _text(marker))
+        result, marker, outputs = (files.get(f"{d}/{n}") for n in EVIDENCE)
+        out[i] = with_evidence(changes[i], _json(result), _text(marker), _json(outputs))
     return out
 
 
-EVIDENCE = ("result.json", "skipped")
+EVIDENCE = (".hpcflow/result.json", ".hpcflow/skipped", "outputs.json")
+MAX_STORED = 65536  # bytes of one element's outputs.json kept in the tracker
 
 
 def _json(raw: bytes | None) -> Any:
-    if raw is None:
+    if raw is None or len(raw) > MAX_STORED:
         return None
     try:
         return json.loads(raw)
@@ -310,13 +311,16 @@ def _record(s: Any, log: EventLog, changes: list[Change]) -> None:
             if c.moved
         ],
     )
-    if changes:
+    by_keys: dict[tuple[str, ...], list[Change]] = {}
+    for c in changes:  # elements that just ended also store their record and outputs
+        by_keys.setdefault(tuple(c.row), []).append(c)
+    for keys, group in by_keys.items():
         stmt = (
             update(Task)
             .where(Task.id == bindparam("_id"))  # type: ignore[arg-type]
-            .values({f: bindparam(f) for f in changes[0].row})
+            .values({f: bindparam(f) for f in keys})
         )
-        s.connection().execute(stmt, [{"_id": c.task.id, **c.row} for c in changes])
+        s.connection().execute(stmt, [{"_id": c.task.id, **c.row} for c in group])
 
 
 def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
