@@ -192,12 +192,16 @@ def submit(
 @click.pass_obj
 def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bool) -> None:
     """Per-step counts by state for RUN (default: every active run)."""
-    from hpcflow.tracker.query import active_runs, get_run, status_doc
+    from hpcflow.tracker.lite import status_lite
 
-    runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
-    if not no_refresh:
-        refresh_runs(obj, runs)
-    docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
+    docs = status_lite(obj.db_path, run, tasks, not no_refresh)
+    if docs is None:
+        from hpcflow.tracker.query import active_runs, get_run, status_doc
+
+        runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
+        if not no_refresh:
+            refresh_runs(obj, runs)
+        docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
     if as_json:
         emit_json(docs[0] if run else {"runs": docs})
         return

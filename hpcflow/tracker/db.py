@@ -15,9 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
+from hpcflow.tracker.lite import SCHEMA_VERSION, default_db_path
 from hpcflow.util.fs import network_fs_warning
-
-SCHEMA_VERSION = 5
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.
@@ -95,6 +94,7 @@ def _v5(c: Any) -> None:
         ("step", "reads_result", "BOOLEAN NOT NULL DEFAULT 0"),
         ("task", "result", "JSON"),
         ("task", "outputs", "JSON"),
+        ("run", "poll_seconds", "INTEGER"),
     ]
     for table, col_, decl in adds:
         if _columns(c, table) and col_ not in _columns(c, table):
@@ -145,6 +145,9 @@ class Run(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, description="when it became terminal")
     cancelled: bool = Field(default=False, description="cancelled by the user")
     degraded: str | None = Field(default=None, description="note when Slurm was degraded")
+    poll_seconds: int | None = Field(
+        default=None, description="its site's poll interval at submit (status without a sync)"
+    )
 
 
 class StepRow(SQLModel, table=True):
@@ -272,14 +275,6 @@ class BatchRow(SQLModel, table=True):
     retries: int = Field(default=0, description="`retry_failed` rounds used")
     submitted_at: datetime | None = None
     note: str | None = None
-
-
-def default_db_path() -> Path:
-    env = os.environ.get("HPCFLOW_DB")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(xdg) / "hpcflow" / "tracker.db"
 
 
 def _check_perms(path: Path) -> None:

@@ -78,6 +78,7 @@ def record_run(
                 run_dir=plan.run_dir,
                 workflow_path=str(loaded.path.resolve()),
                 params=loaded.params,
+                poll_seconds=site.poll_seconds(),
             )
         )
         s.flush()

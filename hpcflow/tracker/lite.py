@@ -1,0 +1,226 @@
+"""Reading the tracker with the standard library's sqlite3 alone: `status` when no refresh is
+due needs no SQLAlchemy (whose import costs ~0.5 s per command). The status document is built
+here for both paths: ``query.status_doc`` runs the same code on SQLAlchemy's connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hpcflow.node.jobtool import task_dir
+
+SCHEMA_VERSION = 5
+ACTIVE = ("PENDING", "RUNNING")  # states.ACTIVE_RUN_STATES, as stored
+TERMINAL_TASK = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+                 "PREEMPTED", "UPSTREAM_FAILED", "SKIPPED", "LOST", "RESOLVED")  # fmt: skip
+ESCALATING = ("OUT_OF_MEMORY", "TIMEOUT")
+RUN_FIELDS = ("id", "workflow", "version", "namespace", "label", "site", "state", "run_dir",
+              "submitted_at", "refreshed_at", "finished_at", "degraded")  # fmt: skip
+TASK_FIELDS = ("step", "\"index\"", "item", "state", "exit_code", "job_id", "task_id",
+               "attempts", "start", "\"end\"", "node", "reason", "result", "outputs")  # fmt: skip
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("HPCFLOW_DB")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(xdg) / "hpcflow" / "tracker.db"
+
+
+def connect_ro(path: Path) -> sqlite3.Connection | None:
+    """A read-only connection, or None when the full path must open it: a missing file,
+    another schema version, or a file whose owner or mode the full path refuses."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        conn.close()
+        return None
+    return conn
+
+
+def _dt(text: Any) -> datetime | None:
+    if not text:
+        return None
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(str(text)).replace(tzinfo=timezone.utc)
+
+
+def _iso(dt: Any) -> str | None:
+    d = _dt(dt)
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else None
+
+
+def _json(text: Any) -> Any:
+    return json.loads(text) if isinstance(text, str) else text
+
+
+def run_header(run: Any) -> dict[str, Any]:
+    """A run (a Run row, or anything with its fields) as status and runs print it."""
+    return {
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "namespace": run.namespace,
+        "label": run.label,
+        "site": run.site,
+        "state": run.state,
+        "run_dir": run.run_dir,
+        "submitted_at": _iso(run.submitted_at),
+        "refreshed_at": _iso(run.refreshed_at),
+        "finished_at": _iso(run.finished_at),
+        "degraded": run.degraded,
+        "steps": {},
+    }
+
+
+class _Row:
+    """A result row with its columns as attributes."""
+
+    def __init__(self, names: tuple[str, ...], values: tuple[Any, ...]):
+        self.__dict__.update(zip((n.strip('"') for n in names), values))
+
+    def __getattr__(self, name: str) -> Any:  # only reached for a column not selected
+        raise AttributeError(name)
+
+
+def _rows(cur: Any, sql: str, params: tuple[Any, ...], names: tuple[str, ...]) -> list[_Row]:
+    cur.execute(sql, params)
+    return [_Row(names, r) for r in cur.fetchall()]
+
+
+def find_run(conn: Any, run_id: str) -> Any | None:
+    """The run with this id, or the only one it is a prefix of; None otherwise."""
+    cur = conn.cursor()
+    cols = ", ".join(RUN_FIELDS)
+    rows = _rows(cur, f"SELECT {cols} FROM run WHERE id = ?", (run_id,), RUN_FIELDS)
+    if not rows:
+        like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = _rows(
+            cur, f"SELECT {cols} FROM run WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (like,), RUN_FIELDS
+        )
+    return rows[0] if len(rows) == 1 else None
+
+
+def active_runs(conn: Any) -> list[Any]:
+    cols = ", ".join(RUN_FIELDS)
+    sql = f"SELECT {cols} FROM run WHERE state IN (?, ?) ORDER BY submitted_at"
+    return _rows(conn.cursor(), sql, ACTIVE, RUN_FIELDS)
+
+
+def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
+    """The run at a glance: counts per step (one GROUP BY). With tasks, every element as the
+    tracker has it, with what it recorded when it ended (result.json, outputs.json, read once
+    on that transition): no file is opened here."""
+    cur = conn.cursor()
+    step_cols = ("name", "role", "total", "pack", "parallel")
+    sql = f"SELECT {', '.join(step_cols)} FROM step WHERE run_id = ? ORDER BY position"
+    steps = _rows(cur, sql, (run.id,), step_cols)
+    jobs = _rows(cur, "SELECT id, step, slurm_job_id FROM job WHERE run_id = ? ORDER BY id",
+                 (run.id,), ("id", "step", "slurm_job_id"))  # fmt: skip
+    cur.execute(
+        "SELECT step, state, count(*) FROM task WHERE run_id = ? GROUP BY step, state", (run.id,)
+    )
+    states: dict[str, dict[str, int]] = {}
+    for step, state, n in cur.fetchall():
+        states.setdefault(step, {})[state] = n
+    by_step: dict[str, list[Any]] = {}
+    if with_tasks:
+        sql = f'SELECT {", ".join(TASK_FIELDS)} FROM task WHERE run_id = ? ORDER BY step, "index"'
+        for r in _rows(cur, sql, (run.id,), TASK_FIELDS):
+            by_step.setdefault(r.step, []).append(r)
+    job_sid = {j.id: j.slurm_job_id for j in jobs}
+    doc = run_header(run)
+    for st in steps:
+        entry: dict[str, Any] = {
+            "role": st.role,
+            "total": st.total,
+            "states": states.get(st.name, {}),
+            "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
+        }
+        if st.pack > 1:
+            entry["pack"] = {"size": st.pack, "parallel": st.parallel}
+        if with_tasks:
+            entry["tasks"] = [
+                task_doc(r, job_sid[r.job_id], run.run_dir) for r in by_step.get(st.name, [])
+            ]
+        doc["steps"][st.name] = entry
+    return doc
+
+
+def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> dict[str, Any]:
+    """One element as `status --json --tasks` prints it."""
+    doc = {
+        "index": t.index,
+        "item": _json(t.item),
+        "state": t.state,
+        "exit_code": t.exit_code,
+        "slurm_job_id": f"{slurm_job_id}_{t.task_id}" if t.task_id is not None else slurm_job_id,
+        "attempts": t.attempts,
+        "start": t.start,
+        "end": t.end,
+        "node": t.node,
+        "reason": t.reason,
+    }
+    if run_dir is not None and t.state in TERMINAL_TASK:
+        doc |= {"task_dir": task_dir(run_dir, t.step, t.index), "result": _json(t.result),
+                "outputs": _json(t.outputs)}  # fmt: skip
+    return doc
+
+
+def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool:
+    """Would a sync do anything for these runs: a refresh due under the per-site poll budget
+    (docs/tracker.md), a submission to resume, or an escalation to consider?"""
+    now = now or datetime.now(timezone.utc)
+    cur = conn.cursor()
+    for run in runs:
+        cur.execute("SELECT 1 FROM job WHERE run_id = ? AND status = 'PLANNED' LIMIT 1", (run.id,))
+        if cur.fetchone():
+            return True
+        cur.execute(
+            "SELECT 1 FROM task WHERE run_id = ? AND state IN (?, ?) LIMIT 1", (run.id, *ESCALATING)
+        )
+        if cur.fetchone():
+            return True
+        if run.state not in ACTIVE:
+            continue
+        cur.execute("SELECT poll_seconds FROM run WHERE id = ?", (run.id,))
+        poll = cur.fetchone()[0]
+        cur.execute(
+            "SELECT max(refreshed_at) FROM run WHERE site = ? AND state IN (?, ?)",
+            (run.site, *ACTIVE),
+        )
+        last = _dt(cur.fetchone()[0])
+        if poll is None or last is None or (now - last).total_seconds() >= poll:
+            return True
+    return False
+
+
+def status_lite(
+    db_path: str | None, run_id: str | None, with_tasks: bool, sync: bool
+) -> list[dict[str, Any]] | None:
+    """`status` read with sqlite3 alone, when no sync is due; None when the full path must
+    run: a sync due, no database yet or one of another schema, an unknown run id (its
+    error message comes from there)."""
+    path = Path(db_path).expanduser() if db_path else default_db_path()
+    conn = connect_ro(path)
+    if conn is None:
+        return None
+    try:
+        runs = [find_run(conn, run_id)] if run_id else active_runs(conn)
+        if any(r is None for r in runs) or (sync and sync_needed(conn, runs)):
+            return None
+        return [status_doc(conn, r, with_tasks) for r in runs]
+    finally:
+        conn.close()
