@@ -181,19 +181,20 @@ from pathlib import Path
 try:  # the package layout since the restructure
     from hpcflow.compile.plan import compile_plan
     from hpcflow.render.scripts import render_run
-    from hpcflow.runners.base import Result
+    from hpcflow.runners.base import LocalRunner, Result
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.db import Job, Run, open_db, session
+    from hpcflow.tracker.db import Job, Run, Task, open_db, session
     from hpcflow.tracker.refresh import refresh
     from hpcflow.tracker.submit import record_run
 except ImportError:  # the flat layout before it
     from hpcflow.compiler import compile_plan
     from hpcflow.render import render_run
     from hpcflow.runner import Result
+    LocalRunner = None
     from hpcflow.site import load_site
     from hpcflow.validate import load_workflow
-    from hpcflow.db import Job, Run, open_db, session
+    from hpcflow.db import Job, Run, Task, open_db, session
     from hpcflow.refresh import refresh
     from hpcflow.submit import record_run
 from sqlmodel import select
@@ -221,11 +222,23 @@ with tempfile.TemporaryDirectory() as d:
             tids = range(lo, hi + 1) if lo is not None else [None]
             for t in tids:
                 jid = f"{j.slurm_job_id}_{t}" if t is not None else j.slurm_job_id
-                lines.append(f"{jid}|{jid}|{j.name}|COMPLETED|0:0|2026-12-02T05:00:00|"
-                             "2026-12-02T05:00:01|vm|None||256M")
+                lines.append(f"{jid}|{jid}|{j.name}|STATE|0:0|2026-12-02T05:00:00|"
+                             "END|vm|None||256M")
         s.commit()
         run = s.exec(select(Run)).one()
-    text = "\n".join(lines) + "\n"
+        sids = {j.id: j.slurm_job_id for j in s.exec(select(Job))}
+        # what every element's wrapper wrote when it ended, read once by the refresh
+        for t in s.exec(select(Task)):
+            sid = sids[t.job_id] + (f"_{t.task_id}" if t.task_id is not None else "")
+            tdir = Path(plan.run_dir, "steps", t.step, str(t.index // 1000), str(t.index))
+            (tdir / ".hpcflow").mkdir(parents=True, exist_ok=True)
+            (tdir / ".hpcflow/result.json").write_text(json.dumps({"index": t.index,
+                "state": "COMPLETED", "exit_code": 0, "attempts": 1, "start": 1, "end": 2,
+                "slurm_job_id": sid}))
+    template = "\n".join(lines) + "\n"
+    running = template.replace("|STATE|", "|RUNNING|").replace("|END|", "|Unknown|")
+    done = template.replace("|STATE|", "|COMPLETED|").replace("|END|", "|2026-12-02T05:00:01|")
+    text = running
 
     class Canned:
         def run(self, argv, **_):
@@ -237,24 +250,38 @@ with tempfile.TemporaryDirectory() as d:
         def read_file(self, path):
             raise OSError(path)
 
+        def read_files(self, paths):  # the real files, as LocalRunner reads them
+            return LocalRunner().read_files(paths)
+
+    refresh(engine, Canned(), [run], 0, force=True)  # every element starts
+    c0 = time.process_time()
+    refresh(engine, Canned(), [run], 0, force=True)  # nothing changed
+    cpu_nochange = time.process_time() - c0
+    text = done
     t0 = time.perf_counter()
-    refresh(engine, Canned(), [run], 0, force=True)
+    refresh(engine, Canned(), [run], 0, force=True)  # every element ended
     t_refresh = time.perf_counter() - t0
     with session(engine) as s:
         state = s.get(Run, run.id).state
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     elements = sum(sp.n_elements for sp in plan.steps.values())
     print(json.dumps({"elements": elements, "record_s": t_record, "refresh_s": t_refresh,
+                      "nochange_cpu_s": cpu_nochange, "peak_mb": peak,
                       "sacct_rows": len(lines), "run": state}))
 """
 
 
-def bench_tracker(against: str | None) -> None:
+def bench_tracker(against: str | None, elements: int = 100_000) -> None:
     trees = [("this checkout", REPO)] + ([("--against", Path(against))] if against else [])
-    print(f"{'':<16}{'elements':>9}{'sacct rows':>11}{'record s':>10}{'refresh s':>11}  run")
+    print(
+        f"{'':<16}{'elements':>9}{'sacct rows':>11}{'record s':>10}{'refresh s':>11}"
+        f"{'no-change cpu s':>16}{'peak MB':>8}  run"
+    )
     got = {}
     for label, tree in trees:
         p = subprocess.run(
-            [sys.executable, "-c", TRACKER_CODE, str(tree), FFRD, str(100_000 // 3)],
+            [sys.executable, "-c", TRACKER_CODE, str(tree), FFRD, str(elements // 3)],
             capture_output=True,
             text=True,
             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
@@ -264,7 +291,7 @@ def bench_tracker(against: str | None) -> None:
         r = got[label] = json.loads(p.stdout)
         print(
             f"{label:<16}{r['elements']:>9}{r['sacct_rows']:>11}{r['record_s']:>10.2f}"
-            f"{r['refresh_s']:>11.2f}  {r['run']}"
+            f"{r['refresh_s']:>11.2f}{r['nochange_cpu_s']:>16.2f}{r['peak_mb']:>8.0f}  {r['run']}"
         )
     if against:
         a, b = got["this checkout"], got["--against"]
@@ -279,11 +306,12 @@ def main() -> None:
     ap.add_argument("what", choices=["compile", "chain", "tracker", "all"])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--against", help="tracker: also measure this checkout, same run")
+    ap.add_argument("--elements", type=int, default=100_000, help="tracker: run size")
     a = ap.parse_args()
     if a.what in ("compile", "all"):
         bench_compile()
     if a.what in ("tracker", "all"):
-        bench_tracker(a.against)
+        bench_tracker(a.against, a.elements)
     if a.what in ("chain", "all"):
         bench_chain(a.n)
 

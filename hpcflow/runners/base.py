@@ -163,11 +163,21 @@ class LocalRunner:
 
     def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
-        for path in paths:
+        for path in paths:  # os.open, not pathlib: a refresh may read 100,000 small files
             try:
-                out[path] = Path(path).read_bytes()
+                fd = os.open(path, os.O_RDONLY)
             except OSError:
                 out[path] = None
+                continue
+            try:
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                out[path] = b"".join(chunks)
+            except OSError:
+                out[path] = None
+            finally:
+                os.close(fd)
         return out
 
     def exists(self, path: str) -> bool:

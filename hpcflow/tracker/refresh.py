@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
 from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -267,7 +266,12 @@ def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Chang
     }
     if not dirs:
         return changes
-    files = runner.read_files([f"{d}/{n}" for d in dirs.values() for n in EVIDENCE])
+    wanted = [
+        f"{d}/{n}"
+        for i, d in dirs.items()
+        for n in (EVIDENCE if changes[i].check_skip or changes[i].task.reads_result else RAN)
+    ]
+    files = runner.read_files(wanted)
     log.debug("refresh: read %d files of %d finished elements", len(files), len(dirs))
     out = list(changes)
     for i, d in dirs.items():
@@ -277,6 +281,7 @@ def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Chang
 
 
 EVIDENCE = (".hpcflow/result.json", ".hpcflow/skipped", "outputs.json")
+RAN = (EVIDENCE[0], EVIDENCE[2])  # the marker only where an element may skip or is packed
 MAX_STORED = 65536  # bytes of one element's outputs.json kept in the tracker
 
 
@@ -287,6 +292,13 @@ def _json(raw: bytes | None) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+JSON_COLUMNS = frozenset({"result", "outputs"})
+
+
+def _db_json(v: Any) -> str | None:
+    return None if v is None else json.dumps(v)
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -315,12 +327,15 @@ def _record(s: Any, log: EventLog, changes: list[Change]) -> None:
     for c in changes:  # elements that just ended also store their record and outputs
         by_keys.setdefault(tuple(c.row), []).append(c)
     for keys, group in by_keys.items():
-        stmt = (
-            update(Task)
-            .where(Task.id == bindparam("_id"))  # type: ignore[arg-type]
-            .values({f: bindparam(f) for f in keys})
-        )
-        s.connection().execute(stmt, [{"_id": c.task.id, **c.row} for c in group])
+        # the driver's executemany, JSON serialised here: SQLAlchemy's per-row bind
+        # processing costs more than SQLite itself at 100,000 rows
+        sets = ", ".join(f'"{k}" = ?' for k in keys)
+        json_cols = [k in JSON_COLUMNS for k in keys]
+        params = [
+            (*(_db_json(v) if j else v for v, j in zip(c.row.values(), json_cols)), c.task.id)
+            for c in group
+        ]
+        s.connection().exec_driver_sql(f"UPDATE task SET {sets} WHERE id = ?", params)
 
 
 def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
