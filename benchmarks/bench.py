@@ -174,6 +174,177 @@ def bench_chain(n: int) -> None:
     print(f"{'one sbatch per element':<28}{3 * n:>13}{t_submit_single:>10.2f}{t_single:>20.1f}")
 
 
+PACKWF = """\
+name: packbench
+cleanup: never
+params: {n: 2000}
+steps:
+  - name: work
+    foreach: {i: {range: [1, "{{ params.n }}"]}}
+    PACK
+    resources: {mem: 64M}
+    run: sleep 0.1
+"""
+
+
+def _hpcflow(dp: Path, *args: str) -> dict:
+    import os
+
+    p = subprocess.run(
+        [sys.executable, "-m", "hpcflow", *args, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HPCFLOW_DB": str(dp / "tracker.db")},
+        check=True,
+    )
+    return json.loads(p.stdout)
+
+
+def bench_pack(n: int, pack: int) -> None:
+    """(a) makespan of n elements of ~0.1 s: raw one-task-per-element array, hpcflow
+    unpacked, hpcflow packed; submit to the last job leaving the queue, same lab, one run."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        dp = Path(d)
+        site = dp / "site.yaml"
+        site.write_text(
+            (REPO / "site_configs/lab.yaml")
+            .read_text()
+            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
+            .replace("max_array_size: null", "max_array_size: 10001")
+        )
+        rows = []
+        t0 = time.perf_counter()
+        jid = subprocess.run(
+            ["sbatch", "--parsable", f"--array=0-{n - 1}", "-o", "/dev/null", "--mem=64M",
+             "--wrap", "sleep 0.1"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().split(";")[0]  # fmt: skip
+        _wait([jid])
+        rows.append(("raw sbatch --array (1/task)", n, time.perf_counter() - t0))
+        for label, spec in (("hpcflow unpacked", ""), (f"hpcflow pack: {pack}", f"pack: {pack}")):
+            wf = dp / f"wf{len(rows)}.yaml"
+            wf.write_text(PACKWF.replace("PACK", spec))
+            t0 = time.perf_counter()
+            sub = _hpcflow(dp, "--site", str(site), "submit", str(wf), "--set", f"n={n}")
+            _wait([j["slurm_job_id"] for j in sub["jobs"]])
+            took = time.perf_counter() - t0
+            import os
+
+            w = subprocess.run(  # every element COMPLETED, once slurmdbd has them all
+                [sys.executable, "-m", "hpcflow", "watch", sub["run_id"], "--timeout", "600",
+                 "--interval", "2"],
+                env={**os.environ, "HPCFLOW_DB": str(dp / "tracker.db")}, capture_output=True,
+            )  # fmt: skip
+            assert w.returncode == 0, w.stdout[-2000:]
+            tasks = -(-n // pack) if spec else n
+            rows.append((label, tasks, took))
+    raw = rows[0][2]
+    print(f"{n} elements of ~0.1 s on the lab cluster (16 slots on 2 cores)")
+    print(f"{'':<30}{'array tasks':>12}{'makespan s':>12}{'vs raw':>8}")
+    for label, tasks, took in rows:
+        print(f"{label:<30}{tasks:>12}{took:>12.1f}{took / raw:>8.2f}")
+
+
+def _timed(argv: list[str], env: dict[str, str], runs: int = 3) -> tuple[float, float]:
+    """(median wall s, max RSS MB) of a command, via /usr/bin/time."""
+    walls, rss = [], 0.0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True,
+                           text=True, env=env)  # fmt: skip
+        walls.append(time.perf_counter() - t0)
+        if p.returncode:
+            raise SystemExit(f"{argv}: {p.stderr[-2000:]}")
+        rss = max(rss, int(p.stderr.strip().splitlines()[-1]) / 1024)
+    return sorted(walls)[len(walls) // 2], rss
+
+
+def bench_latency(elements: int) -> None:
+    """(c) status and submit latency at ``elements``, as ratios to the bare tools, one run."""
+    import os
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        dp = Path(d)
+        site = dp / "site.yaml"
+        site.write_text(
+            (REPO / "site_configs/lab.yaml")
+            .read_text()
+            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
+            .replace("max_array_size: null", "max_array_size: 10001")
+            .replace("poll_interval: 1s", "poll_interval: 60s")
+        )
+        env = {**os.environ, "HPCFLOW_DB": str(dp / "tracker.db")}
+        py = [sys.executable]
+        hp = [sys.executable, "-m", "hpcflow"]
+        bare, _ = _timed([*py, "-c", "pass"], env, 5)
+        subprocess.run([*hp, "runs"], env=env, check=True, capture_output=True)  # creates it
+        empty, rss_empty = _timed([*hp, "status"], env, 5)
+        wf = dp / "wf.yaml"  # packed by 10: 100,000 elements are 10,000 array tasks
+        wf.write_text(FFRD.replace("    foreach: {event", "    pack: 10\n    foreach: {event")
+                      .replace("      event: {range", "      event: {range", 1))  # fmt: skip
+        wf.write_text(wf.read_text().replace("    after: {hms: each}\n",
+                                             "    after: {hms: each}\n    pack: 10\n"))  # fmt: skip
+        n = str(elements // 3)
+        inproc = subprocess.run([*py, "-c", SUBMIT_PARTS, str(site), str(wf), n], env=env,
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        parts = json.loads(inproc.stdout)
+        t0 = time.perf_counter()
+        p = subprocess.run([*hp, "--site", str(site), "submit", str(wf), "--set", f"n={n}",
+                            "--json"], env=env, capture_output=True, text=True)  # fmt: skip
+        t_submit = time.perf_counter() - t0
+        if p.returncode:
+            raise SystemExit(p.stderr)
+        sub = json.loads(p.stdout)
+        run_id = sub["run_id"]
+        subprocess.run(["scancel", *[j["slurm_job_id"] for j in sub["jobs"]]], check=True)
+        # a status when no refresh is due: mark the run refreshed now (no Slurm asked)
+        import sqlite3
+        from datetime import datetime, timezone
+
+        with sqlite3.connect(dp / "tracker.db") as c:
+            now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+            c.execute("UPDATE run SET refreshed_at = ?", (now,))
+        st, rss_st = _timed([*hp, "status", run_id], env, 5)
+        tasks, rss_tasks = _timed([*hp, "status", run_id, "--json", "--tasks"], env, 3)
+    whole = parts["compile_s"] + parts["render_s"] + parts["record_s"]
+    print(f"{elements} elements (FFRD shape, packed by 10), lab cluster, one run")
+    print(f"python -c pass                   {bare:7.3f} s")
+    print(f"status, empty database           {empty:7.3f} s  {empty / bare:5.1f}x bare  "
+          f"{rss_empty:5.0f} MB")  # fmt: skip
+    print(f"status RUN, no refresh due       {st:7.3f} s  {st / empty:5.2f}x empty status  "
+          f"{rss_st:5.0f} MB")  # fmt: skip
+    print(f"status RUN --json --tasks        {tasks:7.3f} s  {rss_tasks:17.0f} MB")
+    print(
+        f"compile + render + DB insert     {whole:7.3f} s  (in one process: "
+        f"{parts['compile_s']:.2f} + {parts['render_s']:.2f} + {parts['record_s']:.2f})"
+    )
+    print(f"hpcflow submit (whole command)   {t_submit:7.3f} s  {t_submit / whole:5.2f}x that, "
+          f"{len(sub['jobs'])} sbatch calls")  # fmt: skip
+
+
+SUBMIT_PARTS = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+from hpcflow.compile.plan import compile_plan
+from hpcflow.render.scripts import render_run
+from hpcflow.spec.site import load_site
+from hpcflow.spec.validate import load_workflow
+from hpcflow.tracker.db import open_db
+from hpcflow.tracker.submit import record_run
+site = load_site(sys.argv[1])
+t0 = time.perf_counter()
+loaded = load_workflow(sys.argv[2], [f"n={sys.argv[3]}"], site)
+plan = compile_plan(loaded, site, 10001, "bench-run", "/tmp/x/run")
+t1 = time.perf_counter()
+rr = render_run(plan, loaded, site)
+t2 = time.perf_counter()
+with tempfile.TemporaryDirectory() as d:
+    record_run(open_db(Path(d) / "t.db"), rr, loaded, site, None)
+t3 = time.perf_counter()
+print(json.dumps({"compile_s": t1 - t0, "render_s": t2 - t1, "record_s": t3 - t2}))
+"""
+
+
 TRACKER_CODE = r"""
 import json, sys, tempfile, time
 from datetime import datetime, timezone
@@ -303,7 +474,8 @@ def bench_tracker(against: str | None, elements: int = 100_000) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["compile", "chain", "tracker", "all"])
+    ap.add_argument("what", choices=["compile", "chain", "tracker", "pack", "latency", "all"])
+    ap.add_argument("--pack", type=int, default=125, help="pack: elements per task")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--against", help="tracker: also measure this checkout, same run")
     ap.add_argument("--elements", type=int, default=100_000, help="tracker: run size")
@@ -314,6 +486,10 @@ def main() -> None:
         bench_tracker(a.against, a.elements)
     if a.what in ("chain", "all"):
         bench_chain(a.n)
+    if a.what in ("latency", "all"):
+        bench_latency(a.elements)
+    if a.what in ("pack", "all"):
+        bench_pack(a.n if a.n != 200 else 2000, a.pack)
 
 
 if __name__ == "__main__":
