@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import counts, status, submit
+from .helpers import counts, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -165,3 +165,29 @@ def test_packed_elements_skipped_by_when(slurm, hpcflow, tmp_path: Path, site_fi
                       4: "COMPLETED", 5: "SKIPPED"}  # fmt: skip
     reasons = {t["item"]["i"]: t["reason"] for t in doc["steps"]["a"]["tasks"]}
     assert "when: condition is false" in reasons[1]
+
+
+CANCEL = """\
+name: packcancel
+steps:
+  - name: a
+    foreach: {i: {range: [0, 3]}}
+    pack: 4
+    run: if [ {{ item.i }} -ge 1 ]; then sleep 300; fi; echo ok > out
+"""
+
+
+def test_cancelled_packed_task_keeps_what_finished(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(CANCEL)
+    sub = submit(hpcflow, site_file, wf)
+    done = Path(sub["run_dir"], "steps/a/0/0/.hpcflow/result.json")
+    wait_until(done.exists, 120, what="element 0 to finish inside the running task")
+    hpcflow("cancel", sub["run_id"], check=True)
+    wait_until(
+        lambda: counts(status(hpcflow, sub["run_id"]))["a"] == {"COMPLETED": 1, "CANCELLED": 3},
+        120,
+        what="element 0 COMPLETED, the rest CANCELLED",
+    )

@@ -99,7 +99,19 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         )
         if step:
             q2 = q2.where(Task.step == step)
+        # a packed task may have finished some of its elements, even if the tracker has not
+        # seen it start yet: their own records decide, at the next refresh (docs/packing.md)
+        packed = {
+            x.name
+            for x in s.exec(select(StepRow).where(StepRow.run_id == run.id))
+            if x.reads_result
+        }
+        submitted = {
+            j.id for j in s.exec(select(Job).where(Job.run_id == run.id)) if j.slurm_job_id
+        }
         for t in s.exec(q2).all():
+            if t.step in packed and t.job_id in submitted:
+                continue
             move_task(s, log, t, TaskState.CANCELLED, "cancel", "hpcflow cancel")
         r = s.get(Run, run.id)
         assert r is not None

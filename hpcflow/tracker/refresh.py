@@ -266,22 +266,27 @@ def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Chang
     }
     if not dirs:
         return changes
+    paths = {
+        i: [f"{d}/{n}" for n in EVIDENCE] for i, d in dirs.items()
+    }  # result.json, skipped, outputs.json
     wanted = [
-        f"{d}/{n}"
-        for i, d in dirs.items()
-        for n in (EVIDENCE if changes[i].check_skip or changes[i].task.reads_result else RAN)
+        p
+        for i, ps in paths.items()
+        for p in (ps if changes[i].check_skip or changes[i].task.reads_result else ps[::2])
     ]
     files = runner.read_files(wanted)
     log.debug("refresh: read %d files of %d finished elements", len(files), len(dirs))
     out = list(changes)
-    for i, d in dirs.items():
-        result, marker, outputs = (files.get(f"{d}/{n}") for n in EVIDENCE)
-        out[i] = with_evidence(changes[i], _json(result), _text(marker), _json(outputs))
+    for i, (result, marker, outputs) in paths.items():
+        got = files.get
+        out[i] = with_evidence(
+            changes[i], _json(got(result)), _text(got(marker)), _json(got(outputs))
+        )
     return out
 
 
+# the marker (the middle one) only where an element may skip or is packed
 EVIDENCE = (".hpcflow/result.json", ".hpcflow/skipped", "outputs.json")
-RAN = (EVIDENCE[0], EVIDENCE[2])  # the marker only where an element may skip or is packed
 MAX_STORED = 65536  # bytes of one element's outputs.json kept in the tracker
 
 
