@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -231,6 +232,7 @@ def _time(v: str) -> str | None:
     return None if v in ("", "Unknown", "None", "N/A") else v
 
 
+@functools.lru_cache(maxsize=256)  # a run's rows repeat a handful of ReqMem values
 def _mb(v: str) -> int | None:
     v = v.strip().rstrip("cn")
     if not v or v in ("0", "Unknown"):
@@ -241,6 +243,15 @@ def _mb(v: str) -> int | None:
         return parse_mem_mb(v)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _exit(text: str) -> tuple[int | None, int | None]:
+    """'0:0' -> (exit code, signal)."""
+    if ":" not in text:
+        return None, None
+    c, s_ = text.split(":", 1)
+    return (int(c) if c.isdigit() else None), (int(s_) if s_.isdigit() else None)
 
 
 def _keys(job: str) -> tuple[list[tuple[str, int | None]], bool]:
@@ -290,11 +301,7 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
                     rss[k] = max(rss.get(k, 0), mb)
             continue
         keys, meta = _keys(job)
-        code = sig = None
-        exitc = f["ExitCode"]
-        if ":" in exitc:
-            c, s_ = exitc.split(":", 1)
-            code, sig = (int(c) if c.isdigit() else None), (int(s_) if s_.isdigit() else None)
+        code, sig = _exit(f["ExitCode"])
         node = f["NodeList"]
         node_v = None if node in ("", "None assigned", "(null)") else node
         target = leftovers if meta else rows

@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select as columns
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -165,51 +164,43 @@ def window_start(due: list[Run]) -> datetime:
 def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
     """The submitted elements of these runs that Slurm may still change: unfinished ones, and
     NODE_FAIL/PREEMPTED ones shortly after they ended (Slurm may requeue them). Finished
-    elements are never asked about again. Columns, not ORM objects: this runs per poll."""
-    tables = [m.__table__ for m in (Task, Job, StepRow)]  # type: ignore[union-attr]
-    t, j, st = (x.c for x in tables)
-    stmt = (
-        columns(
-            t.id,
-            t.run_id,
-            t.step,
-            t.index,
-            j.slurm_job_id,
-            t.task_id,
-            t.state,
-            t.attempts,
-            t.exit_code,
-            t.start,
-            t.end,
-            t.node,
-            t.reason,
-            j.submitted_at,
-            j.dependency,
-            st.role,
-            st.may_skip,
-            st.reads_result,
-        )  # fmt: skip
-        .select_from(tables[0])
-        .join(tables[1], j.id == t.job_id)
-        .join(tables[2], (st.run_id == t.run_id) & (st.name == t.step), isouter=True)
-        .where(
-            t.run_id.in_(run_ids), j.slurm_job_id.is_not(None), t.state.in_(UNFINISHED + SETTLING)
-        )
+    elements are never asked about again. Plain SQL through the driver: this runs per poll,
+    over up to every element of the run."""
+    states = UNFINISHED + SETTLING
+    sql = (
+        'SELECT t.id, t.run_id, t.step, t."index", j.slurm_job_id, t.task_id, t.state, '
+        't.attempts, t.exit_code, t.start, t."end", t.node, t.reason, j.submitted_at, '
+        "j.dependency, st.role, st.may_skip, st.reads_result "
+        "FROM task t JOIN job j ON j.id = t.job_id "
+        "LEFT JOIN step st ON st.run_id = t.run_id AND st.name = t.step "
+        f"WHERE t.run_id IN ({', '.join('?' * len(run_ids))}) "
+        f"AND j.slurm_job_id IS NOT NULL AND t.state IN ({', '.join('?' * len(states))})"
     )
     local_now = datetime.now()  # sacct's End is the cluster's local time
     window = REQUEUE_WINDOW.total_seconds()
     with session(engine) as s:
-        rows = list(s.connection().execute(stmt))
+        rows = s.connection().exec_driver_sql(sql, (*run_ids, *states)).all()
+    stamps: dict[Any, datetime | None] = {}
     return [
-        _tracked(row)
+        _tracked(row, stamps)
         for row in rows
         if row[6] not in SETTLING or ended_within(row[10], local_now, window)
     ]
 
 
-def _tracked(row: Any) -> Tracked:
+def _stamp(text: Any) -> datetime | None:
+    """A DateTime column as the driver returns it (SQLAlchemy's text, UTC) -> aware."""
+    if text is None or isinstance(text, datetime):
+        return text
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def _tracked(row: Any, stamps: dict[Any, datetime | None]) -> Tracked:
     (tid, run_id, step, index, sid, task_id, state, attempts, code, start, end, node, reason,
-     submitted_at, dependency, role, may_skip, reads_result) = row  # fmt: skip
+     submitted, dependency, role, may_skip, reads_result) = row  # fmt: skip
+    if submitted not in stamps:
+        stamps[submitted] = _stamp(submitted)
+    submitted_at = stamps[submitted]
     return Tracked(
         id=tid, run_id=run_id, step=step, index=index, slurm_job_id=sid, task_id=task_id,
         state=TaskState(state), attempts=attempts, exit_code=code, start=start, end=end,
@@ -373,7 +364,9 @@ def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
 
 
 def derive_run_state(s: Any, run: Run) -> str:
-    states = [TaskState(x) for x in s.exec(select(Task.state).where(Task.run_id == run.id))]
+    # the run's state depends only on which states its elements are in: DISTINCT, not rows
+    stmt = select(Task.state).where(Task.run_id == run.id).distinct()
+    states = [TaskState(x) for x in s.exec(stmt)]
     if s.exec(
         select(Job).where(Job.run_id == run.id, Job.status == JobStatus.PLANNED.value)
     ).first():
