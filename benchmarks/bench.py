@@ -99,15 +99,21 @@ def _wait(job_ids: list[str], timeout: float = 1800) -> None:
     raise SystemExit("timed out waiting for jobs")
 
 
+def _site_in(dp: Path, **swap: str) -> Path:
+    """The lab site config with scratch in ``dp`` and ``swap`` (old text -> new) applied."""
+    text = (REPO / "site_configs/lab.yaml").read_text()
+    text = text.replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
+    for old, new in swap.items():
+        text = text.replace(old, new)
+    site = dp / "site.yaml"
+    site.write_text(text)
+    return site
+
+
 def bench_chain(n: int) -> None:
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         dp = Path(d)
-        site = dp / "site.yaml"
-        site.write_text(
-            (REPO / "site_configs/lab.yaml")
-            .read_text()
-            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
-        )
+        site = _site_in(dp)
         wf = dp / "chain.yaml"
         wf.write_text(CHAIN)
         env_db = {"HPCFLOW_DB": str(dp / "tracker.db")}
@@ -205,13 +211,7 @@ def bench_pack(n: int, pack: int) -> None:
     unpacked, hpcflow packed; submit to the last job leaving the queue, same lab, one run."""
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         dp = Path(d)
-        site = dp / "site.yaml"
-        site.write_text(
-            (REPO / "site_configs/lab.yaml")
-            .read_text()
-            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
-            .replace("max_array_size: null", "max_array_size: 10001")
-        )
+        site = _site_in(dp, **{"max_array_size: null": "max_array_size: 10001"})
         rows = []
         t0 = time.perf_counter()
         jid = subprocess.run(
@@ -265,13 +265,12 @@ def bench_latency(elements: int) -> None:
 
     with tempfile.TemporaryDirectory(dir="/tmp") as d:
         dp = Path(d)
-        site = dp / "site.yaml"
-        site.write_text(
-            (REPO / "site_configs/lab.yaml")
-            .read_text()
-            .replace("/tmp/hpcflow-scratch/{user}", str(dp / "scratch"))
-            .replace("max_array_size: null", "max_array_size: 10001")
-            .replace("poll_interval: 1s", "poll_interval: 60s")
+        site = _site_in(
+            dp,
+            **{
+                "max_array_size: null": "max_array_size: 10001",
+                "poll_interval: 1s": "poll_interval: 60s",
+            },
         )
         env = {**os.environ, "HPCFLOW_DB": str(dp / "tracker.db")}
         py = [sys.executable]

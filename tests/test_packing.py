@@ -232,3 +232,21 @@ def test_unpacked_elements_store_their_record_once() -> None:
     assert not never.needs_evidence  # never started: nothing to read
     done = replace(ran, task=replace(ran.task, state=TaskState.COMPLETED))
     assert not done.needs_evidence  # already ended: never read again
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("true", "pack must be a whole number, auto, or {size: N, parallel: k}"),
+        ("0", "pack size must be a whole number from 1 to 1000000, or auto"),
+        ("lots", "Input should be a valid dictionary"),
+        ("{size: 4, parallel: 0}", "greater than or equal to 1"),
+        ("{size: 4, speed: 2}", "speed"),
+    ],
+)
+def test_bad_pack_values_are_refused_with_their_line(tmp_path: Path, value, fragment) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF.replace("PACK_A", value).replace("PACK_B", "null"))
+    with pytest.raises(InvalidInput) as e:
+        load_workflow(wf)
+    assert "wf.yaml:5:" in str(e.value) and fragment in str(e.value), str(e.value)

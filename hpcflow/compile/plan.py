@@ -11,7 +11,6 @@ jobs of the same chunk whose groups agree.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from hpcflow.containers.images import remote_images
 from hpcflow.errors import InvalidInput
 from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP
+from hpcflow.spec.expand import n_elements
 from hpcflow.spec.packing import UNPACKED, Pack, resolve_pack, task_resources
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded, effective_resources
@@ -172,8 +172,8 @@ def compile_plan(
         retry = step.retry or wf.defaults.retry or Retry()
         throttle = step.throttle or wf.defaults.throttle
         element = effective_resources(wf, step, site)
-        n_elements = math.prod(len(v) for v in axes.values()) if step.foreach else 1
-        pack = resolve_pack(step.pack, n_elements, element, site, array_steps)
+        n = n_elements(axes) if step.foreach else 1
+        pack = resolve_pack(step.pack, n, element, site, array_steps)
         sp = StepPlan(
             name=name,
             position=pos,
@@ -219,7 +219,7 @@ def array_tasks(loaded: Loaded, site: Site | None) -> dict[str, int]:
     n_array = sum(1 for s in wf.steps if s.foreach)
     out = {}
     for s in wf.steps:
-        n = math.prod(len(v) for v in loaded.axes[s.name].values()) if s.foreach else 1
+        n = n_elements(loaded.axes[s.name]) if s.foreach else 1
         pack = resolve_pack(s.pack, n, effective_resources(wf, s, site), site, n_array)
         out[s.name] = pack.tasks(n)
     return out

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcflow.errors import HpcflowError
-from hpcflow.slurm.commands import SHOW_CONFIG_ARGV, parse_show_config
+from hpcflow.errors import HpcflowError, SlurmUnavailable
+from hpcflow.slurm.client import SlurmClient
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class ClusterLimits:
     user: str
     max_array_size: int | None = None
     max_job_count: int | None = None
+    cluster: str | None = None  # ClusterName
     assocs: list[Association] = field(default_factory=list)
     qos: dict[str, Qos] = field(default_factory=dict)
     fetched_at: float = 0.0
@@ -104,6 +105,7 @@ class ClusterLimits:
         assocs = [Association(**{**a, "qos": tuple(a["qos"])}) for a in doc.get("assocs", [])]
         qos = {k: Qos(**v) for k, v in doc.get("qos", {}).items()}
         keep = {k: doc[k] for k in ("user", "max_array_size", "max_job_count", "fetched_at")}
+        keep["cluster"] = doc.get("cluster")
         return cls(**keep, assocs=assocs, qos=qos, errors=list(doc.get("errors", [])))
 
 
@@ -163,13 +165,13 @@ def fetch(runner: Any, user: str) -> ClusterLimits:
     slurmdbd still has MaxArraySize."""
     cl = ClusterLimits(user=user, fetched_at=time.time())
     try:
-        res = runner.run(SHOW_CONFIG_ARGV, timeout=30)
-        if res.ok:
-            cfg = parse_show_config(res.stdout)
+        try:
+            cfg = SlurmClient(runner).show_config()
             cl.max_array_size = _int(cfg.get("MaxArraySize", ""))
             cl.max_job_count = _int(cfg.get("MaxJobCount", ""))
-        else:
-            cl.errors.append(f"scontrol show config: {res.stderr.strip()[:200]}")
+            cl.cluster = cfg.get("ClusterName")
+        except SlurmUnavailable as e:
+            cl.errors.append(str(e)[:200])
         res = runner.run(assoc_argv(user), timeout=30)
         if res.ok:
             cl.assocs = parse_assoc(res.stdout)

@@ -10,10 +10,8 @@ from dataclasses import dataclass
 
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.runners.base import Runner
-from hpcflow.slurm.commands import SHOW_CONFIG_ARGV, parse_show_config
+from hpcflow.slurm.commands import SINFO_ARGV
 from hpcflow.slurm.limits import fetch, submit_limit
-
-SINFO_INIT_ARGV = ["sinfo", "-h", "-o", "%P|%G|%l|%c|%m"]
 
 
 def user_argv(user: str) -> list[str]:
@@ -36,7 +34,7 @@ def _num(x: str) -> int:
 
 
 def parse_partitions(text: str) -> dict[str, PartitionInfo]:
-    """sinfo '%P|%G|%l|%c|%m' -> partitions (the largest node of each; '*' marks the
+    """sinfo '%P|%G|%l|%c|%m' (SINFO_ARGV) -> partitions (the largest node of each; '*' marks the
     default; a time limit of 'infinite' is no limit)."""
     out: dict[str, PartitionInfo] = {}
     for line in text.splitlines():
@@ -102,12 +100,10 @@ def site_yaml(
 
 def init_site(runner: Runner, name: str, user: str) -> str:
     """The site config text, from the live cluster."""
-    res = runner.run(SINFO_INIT_ARGV, timeout=30)
+    res = runner.run(SINFO_ARGV, timeout=30)
     if not res.ok:
         raise SlurmUnavailable(f"sinfo failed: {res.stderr.strip()}")
     parts = parse_partitions(res.stdout)
-    res = runner.run(SHOW_CONFIG_ARGV, timeout=30)
-    cfg = parse_show_config(res.stdout) if res.ok else {}
     res = runner.run(user_argv(user), timeout=30)
     account = None
     if res.ok and res.stdout.strip():
@@ -125,5 +121,4 @@ def init_site(runner: Runner, name: str, user: str) -> str:
             lim = submit_limit(cl, a.account, q)
             notes.append(f"  with --qos={q}: at most {lim.limit} queued ({lim.source})")
     notes += [f"(not read: {e})" for e in cl.errors]
-    mas = cl.max_array_size
-    return site_yaml(name, parts, mas, cfg.get("ClusterName", "?"), account, notes)
+    return site_yaml(name, parts, cl.max_array_size, cl.cluster or "?", account, notes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,13 @@ from pydantic import ValidationError
 
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
-from hpcflow.spec.expand import DEFAULT_MAX_ELEMENTS, did_you_mean, parse_set, resolve_axes
+from hpcflow.spec.expand import (
+    DEFAULT_MAX_ELEMENTS,
+    did_you_mean,
+    n_elements,
+    parse_set,
+    resolve_axes,
+)
 from hpcflow.spec.packing import resolve_pack, task_resources
 from hpcflow.spec.site import Partition, Site
 from hpcflow.spec.templates import check_not_templates, render_images
@@ -388,8 +393,7 @@ def _pack_fit(
 ) -> list[Problem]:
     """A packed task asks for parallel x the element's CPUs/memory/GPUs and
     ceil(size / parallel) x its time: that must fit a node and the partition's time limit."""
-    n = math.prod(len(v) for v in axes.values())
-    pack = resolve_pack(s.pack, n, r, site, array_steps)
+    pack = resolve_pack(s.pack, n_elements(axes), r, site, array_steps)
     if not pack.packed:
         return []
     task = task_resources(r, pack)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from hpcflow.node.jobtool import task_dir
+from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
 
 SCHEMA_VERSION = 5
-ACTIVE = ("PENDING", "RUNNING")  # states.ACTIVE_RUN_STATES, as stored
-TERMINAL_TASK = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-                 "PREEMPTED", "UPSTREAM_FAILED", "SKIPPED", "LOST", "RESOLVED")  # fmt: skip
-ESCALATING = ("OUT_OF_MEMORY", "TIMEOUT")
+ACTIVE = ACTIVE_RUN_STATES
+TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
+ESCALATING = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)  # resubmission.ESCALATIONS
 RUN_FIELDS = ("id", "workflow", "version", "namespace", "label", "site", "state", "run_dir",
               "submitted_at", "refreshed_at", "finished_at", "degraded")  # fmt: skip
 TASK_FIELDS = ("step", "\"index\"", "item", "state", "exit_code", "job_id", "task_id",

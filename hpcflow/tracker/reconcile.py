@@ -281,27 +281,32 @@ def with_evidence(
     if change.task.reads_result:
         change = own_result(change, result, skip_text)
     elif change.check_skip and skip_text is not None:
-        change = skipped(change, "skipped: " + (skip_text.strip() or "when: false"))
-    mine = isinstance(result, dict) and result.get("slurm_job_id") == change.display_id
+        change = skipped(change, _skip_reason(skip_text))
+    mine = _this_attempts(change, result)
     row = change.row | {"result": result if mine else None, "outputs": outputs if mine else None}
     return replace(change, row=row)
+
+
+def _this_attempts(change: Change, result: Any) -> bool:
+    """The record was written by the Slurm task the element is in now, not an earlier one."""
+    return isinstance(result, dict) and result.get("slurm_job_id") == change.display_id
+
+
+def _skip_reason(marker: str | None) -> str:
+    return "skipped: " + ((marker or "").strip() or "when: false")
 
 
 def own_result(change: Change, result: Any, skip_text: str | None) -> Change:
     """A packed element's own record, when this Slurm task wrote it, decides its state, exit
     code and times; without one it had not finished and keeps the task's fate."""
-    if (
-        not isinstance(result, dict)
-        or result.get("slurm_job_id") != change.display_id
-        or result.get("state") not in RESULT_STATES
-    ):
+    if not _this_attempts(change, result) or result.get("state") not in RESULT_STATES:
         return replace(change, check_skip=False)
     new = RESULT_STATES[result["state"]]
     code = result.get("exit_code")
     reason = {
         TaskState.COMPLETED: None,
         TaskState.FAILED: f"exit code {code}",
-        TaskState.SKIPPED: "skipped: " + ((skip_text or "").strip() or "when: false"),
+        TaskState.SKIPPED: _skip_reason(skip_text),
         TaskState.UPSTREAM_FAILED: "its upstream element did not complete",
     }[new]
     row = change.row | {
