@@ -471,9 +471,267 @@ def bench_tracker(against: str | None, elements: int = 100_000) -> None:
         )
 
 
+REFRESH_PREP = r"""
+import json, os, sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+from hpcflow.compile.plan import compile_plan
+from hpcflow.render.scripts import render_run
+from hpcflow.spec.site import load_site
+from hpcflow.spec.validate import load_workflow
+from hpcflow.tracker.db import Job, open_db, session
+from hpcflow.tracker.submit import record_run
+from sqlmodel import select
+
+repo, wf_text, n, d = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+site = load_site(str(repo / "site_configs/lab.yaml"))
+wf = d / "wf.yaml"
+wf.write_text(wf_text)
+loaded = load_workflow(wf, [f"n={n}"], site)
+plan = compile_plan(loaded, site, 1001, "bench-run", str(d / "run"))
+engine = open_db(d / "t.db")
+record_run(engine, render_run(plan, loaded, site), loaded, site, None)
+blocks = {"running": {}, "done": {}}
+fmt = "{jid}|{jid}|{name}|{state}|0:0|2026-12-02T05:00:00|{end}|vm|None||256M"
+with session(engine) as s:
+    for j in s.exec(select(Job)):
+        j.slurm_job_id, j.status = str(1000 + j.id), "SUBMITTED"
+        j.submitted_at = datetime.now(timezone.utc)
+        s.add(j)
+        if j.array:
+            lo, hi = (int(x) for x in j.array.split("%")[0].split("-"))
+            jids = [f"{j.slurm_job_id}_{t}" for t in range(lo, hi + 1)]
+        else:
+            jids = [j.slurm_job_id]
+        for phase, state, end in (("running", "RUNNING", "Unknown"),
+                                  ("done", "COMPLETED", "2026-12-02T05:00:01")):
+            blocks[phase][j.slurm_job_id] = "".join(
+                fmt.format(jid=x, name=j.name, state=state, end=end) + "\n" for x in jids)
+    s.commit()
+    run_id = s.exec(select(Job)).first().run_id
+for phase, b in blocks.items():
+    (d / f"sacct.{phase}.json").write_text(json.dumps(b))
+# what every element's wrapper wrote when it ended, read once by the refresh
+import sqlite3
+with sqlite3.connect(d / "t.db") as c:
+    rows = c.execute("SELECT t.step, t.'index', t.task_id, j.slurm_job_id FROM task t "
+                     "JOIN job j ON j.id = t.job_id").fetchall()
+for step, index, task_id, sid in rows:
+    tdir = Path(plan.run_dir, "steps", step, str(index // 1000), str(index), ".hpcflow")
+    tdir.mkdir(parents=True, exist_ok=True)
+    (tdir / "result.json").write_text(json.dumps({"index": index, "state": "COMPLETED",
+        "exit_code": 0, "attempts": 1, "start": 1, "end": 2,
+        "slurm_job_id": sid + (f"_{task_id}" if task_id is not None else ""),
+        "outputs": False}))
+print(json.dumps({"run_id": run_id, "elements": len(rows)}))
+"""
+
+# sacct that prints real-format rows (-P -n, SACCT_FIELDS) for the jobs it is asked about,
+# from the phase the benchmark set; logs each call (argv, rows) for the budget and the
+# bare-sacct timing
+FAKE_SACCT = r"""#!PYTHON
+import json, os, sys
+d = os.environ["FAKE_SLURM"]
+phase = open(os.path.join(d, "phase")).read().strip()
+blocks = json.load(open(os.path.join(d, f"sacct.{phase}.json")))
+ids = sys.argv[sys.argv.index("-j") + 1].split(",")
+out = "".join(blocks.get(i, "") for i in ids)
+sys.stdout.write(out)
+if os.environ.get("FAKE_SLURM_LOG", "1") == "1":
+    with open(os.path.join(d, "calls.log"), "a") as f:
+        f.write(json.dumps({"argv": sys.argv[1:], "rows": out.count("\n")}) + "\n")
+"""
+
+REFRESH_ONE = r"""
+import json, resource, sys, time
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from hpcflow.runners.base import LocalRunner
+from hpcflow.tracker.db import Run, open_db, session
+from hpcflow.tracker.refresh import refresh
+engine = open_db(sys.argv[1])
+with session(engine) as s:
+    run = s.get(Run, sys.argv[2])
+rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+w0, c0 = time.perf_counter(), time.process_time()
+refresh(engine, LocalRunner(), [run], 0, force=True)
+wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+with session(engine) as s:
+    state = s.get(Run, run.id).state
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "run": state,
+                  "rss_before_mb": rss1 / 1024,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _unfinished(db: Path) -> int:
+    import sqlite3
+
+    from hpcflow.states import TERMINAL
+
+    done = [st.value for st in TERMINAL]
+    with sqlite3.connect(db) as c:
+        q = f"SELECT count(*) FROM task WHERE state NOT IN ({', '.join('?' * len(done))})"
+        return int(c.execute(q, done).fetchone()[0])
+
+
+def _calls(d: Path) -> list[dict]:
+    log = d / "calls.log"
+    if not log.exists():
+        return []
+    calls = [json.loads(x) for x in log.read_text().splitlines()]
+    log.unlink()
+    return calls
+
+
+def _bare(argv: list[str], env: dict[str, str], runs: int = 3) -> float:
+    """Median wall time of the same command the refresh ran, output captured, nothing else."""
+    walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+        walls.append(time.perf_counter() - t0)
+    return sorted(walls)[len(walls) // 2]
+
+
+def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str) -> dict:
+    """One forced refresh in a fresh process (what `hpcflow status` pays), then the bare
+    sacct it ran, same argv, timed alone."""
+    tracked = _unfinished(d / "t.db")
+    p = subprocess.run([sys.executable, "-c", REFRESH_ONE, str(d / "t.db"), run_id],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    if p.returncode:
+        raise SystemExit(p.stderr)
+    r = json.loads(p.stdout)
+    calls = _calls(d)
+    sacct = [c for c in calls if "-j" in c["argv"]]
+    r["tracked"] = tracked
+    r["sacct_calls"] = len(sacct)
+    r["rows"] = sum(c["rows"] for c in sacct)
+    r["jobs"] = len(sacct[0]["argv"][sacct[0]["argv"].index("-j") + 1].split(",")) if sacct else 0
+    quiet = {**env, "FAKE_SLURM_LOG": "0"}
+    r["bare_s"] = sum(_bare([bare_sacct, *c["argv"]], quiet) for c in sacct)
+    return r
+
+
+def _refresh_row(label: str, n: int, r: dict) -> None:
+    grown = max(r["peak_mb"] - r["rss_before_mb"], 0.0) * 1024 / r["tracked"] if r["tracked"] else 0
+    ratio = f"{r['wall_s'] / r['bare_s']:7.2f}" if r["bare_s"] else "      -"
+    print(f"{n:>8} {label:<22}{r['tracked']:>8}{r['rows']:>8}{r['tracked'] + r['jobs']:>8}"
+          f"{r['wall_s']:>8.2f}{r['cpu_s']:>7.2f}{r['bare_s']:>8.3f}{ratio}"
+          f"{r['peak_mb']:>7.0f}{grown:>7.2f}  {r['run']}")  # fmt: skip
+
+
+REFRESH_HEAD = (f"{'elements':>8} {'refresh':<22}{'tracked':>8}{'rows':>8}{'budget':>8}"
+                f"{'wall s':>8}{'cpu s':>7}{'sacct s':>8}{'ratio':>7}{'peak MB':>7}"
+                f"{'KB/el':>7}  run")  # fmt: skip
+
+
+REFRESH_PHASES = [
+    ("all start", "running"),
+    ("no change", "running"),
+    ("all end (files read)", "done"),
+    ("after: nothing left", "done"),
+]
+
+
+def bench_refresh(sizes: list[int]) -> None:
+    """(b) refresh cost against the sacct it runs, with a fake sacct that prints real-format
+    rows (-X -P -n, SACCT_FIELDS) for the jobs asked: each refresh in a fresh process, as
+    `hpcflow status` runs it; 'sacct s' is the same sacct argv run alone."""
+    import os
+
+    print("fake sacct (real-format rows); wall/cpu/peak: the refresh process; KB/el: its")
+    print("growth during the refresh per tracked element; budget: tracked elements + jobs")
+    print(REFRESH_HEAD)
+    for total in sizes:
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            d = Path(tmp)
+            env = {"PYTHONPATH": str(REPO), "PATH": f"{d}/bin:/usr/bin:/bin", "FAKE_SLURM": tmp,
+                   "HOME": tmp}  # fmt: skip
+            argv = [sys.executable, "-c", REFRESH_PREP, str(REPO), FFRD, str(total // 3), tmp]
+            p = subprocess.run(argv, capture_output=True, text=True, env=env)
+            if p.returncode:
+                raise SystemExit(p.stderr)
+            run_id = json.loads(p.stdout)["run_id"]
+            (d / "bin").mkdir()
+            fake = d / "bin/sacct"
+            fake.write_text(FAKE_SACCT.replace("PYTHON", sys.executable))
+            (d / "bin/squeue").write_text("#!/bin/sh\n")
+            for f in ("sacct", "squeue"):
+                os.chmod(d / "bin" / f, 0o755)
+            n = total + 1  # the FFRD shape: hms n + ras 2n + sample + summarize
+            for label, phase in REFRESH_PHASES:
+                (d / "phase").write_text(phase)
+                _refresh_row(label, n, _refresh_once(d, run_id, env, str(fake)))
+
+
+LAB_WF = """\
+name: refreshlab
+cleanup: never
+params: {n: 5000}
+steps:
+  - name: work
+    foreach: {i: {range: [1, "{{ params.n }}"]}}
+    resources: {mem: 64M}
+    run: 'true'
+"""
+
+SACCT_WRAPPER = r"""#!/bin/sh
+# the real sacct, recorded: argv and how many rows it printed
+out=$(/usr/bin/sacct "$@"); rc=$?
+[ -n "$out" ] && printf '%s\n' "$out"
+rows=$([ -n "$out" ] && printf '%s\n' "$out" | wc -l || echo 0)
+PYTHON -c 'import json,sys; print(json.dumps({"argv": sys.argv[2:], "rows": int(sys.argv[1])}))' \
+  "$rows" "$@" >> "$FAKE_SLURM/calls.log"
+exit $rc
+"""
+
+
+def bench_refresh_lab(n: int) -> None:
+    """(b) on the lab cluster: an n-element array runs while refreshes (each in a fresh
+    process) ask the real sacct, through a wrapper that counts rows; each is compared with
+    the same sacct argv run alone right after."""
+    import os
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        d = Path(tmp)
+        site = _site_in(d, **{"max_array_size: null": "max_array_size: 10001"})
+        (d / "bin").mkdir()
+        (d / "bin/sacct").write_text(SACCT_WRAPPER.replace("PYTHON", sys.executable))
+        os.chmod(d / "bin/sacct", 0o755)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_SLURM": tmp,
+               "HPCFLOW_DB": str(d / "t.db"), "PATH": f"{d}/bin:{os.environ['PATH']}"}  # fmt: skip
+        wf = d / "wf.yaml"
+        wf.write_text(LAB_WF)
+        argv = [sys.executable, "-m", "hpcflow", "--site", str(site), "submit", str(wf), "--set",
+                f"n={n}", "--json"]  # fmt: skip
+        sub = json.loads(subprocess.run(argv, env=env, capture_output=True, text=True,
+                                        check=True).stdout)  # fmt: skip
+        _calls(d)
+        print(f"lab cluster, real sacct, {n} elements of `true` in one array, refreshed while")
+        print("it runs (the drain is ~17-20 tasks/s); sacct s: the same argv run alone after")
+        print(REFRESH_HEAD)
+        ratios = []
+        while True:
+            r = _refresh_once(d, sub["run_id"], env, "/usr/bin/sacct")
+            if r["bare_s"]:
+                ratios.append(r["wall_s"] / r["bare_s"])
+            _refresh_row("while running" if r["tracked"] else "after: nothing left", n, r)
+            if not r["tracked"]:
+                break
+            time.sleep(5)
+        ratios.sort()
+        print(f"refresh / bare sacct over {len(ratios)} refreshes: median "
+              f"{ratios[len(ratios) // 2]:.2f}, max {ratios[-1]:.2f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["compile", "chain", "tracker", "pack", "latency", "all"])
+    ap.add_argument(
+        "what",
+        choices=["compile", "chain", "tracker", "pack", "latency", "refresh", "refresh-lab", "all"],
+    )
+    ap.add_argument("--sizes", default="1000,10000,52000,100000", help="refresh: run sizes")
     ap.add_argument("--pack", type=int, default=125, help="pack: elements per task")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--against", help="tracker: also measure this checkout, same run")
@@ -487,6 +745,10 @@ def main() -> None:
         bench_chain(a.n)
     if a.what in ("latency", "all"):
         bench_latency(a.elements)
+    if a.what in ("refresh", "all"):
+        bench_refresh([int(x) for x in a.sizes.split(",")])
+    if a.what == "refresh-lab":
+        bench_refresh_lab(a.n if a.n != 200 else 5000)
     if a.what in ("pack", "all"):
         bench_pack(a.n if a.n != 200 else 2000, a.pack)
 

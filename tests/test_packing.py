@@ -149,7 +149,8 @@ def test_packed_task_runs_each_element_with_its_own_record(tmp_path: Path) -> No
     wf = tmp_path / "wf.yaml"
     wf.write_text(
         WF.replace("PACK_A", "{size: 4, parallel: 2}").replace("PACK_B", "null")
-        .replace("echo {{ item.i }} > out", "test {{ item.i }} != 6 || exit 3; echo hi > out")
+        .replace("echo {{ item.i }} > out", "test {{ item.i }} != 6 || exit 3; echo hi > out; "
+                 "test {{ item.i }} != 5 || echo 1 > outputs.json")
     )  # fmt: skip
     s = site(tmp_path)
     loaded = load_workflow(wf, site=s)
@@ -164,6 +165,9 @@ def test_packed_task_runs_each_element_with_its_own_record(tmp_path: Path) -> No
     assert {i: r["state"] for i, r in results.items()} == {
         4: "COMPLETED", 5: "COMPLETED", 6: "FAILED", 7: "COMPLETED"}  # fmt: skip
     assert {r["slurm_job_id"] for r in results.values()} == {"77_1"}
+    # whether the refresh needs to read outputs.json at all: only element 5 wrote one
+    assert {i: r["outputs"] for i, r in results.items()} == {
+        4: False, 5: True, 6: False, 7: False}  # fmt: skip
     assert not (tmp_path / "run/steps/a/0/3").exists()  # other tasks' elements: untouched
     # b's element 6 checks its own upstream element and records UPSTREAM_FAILED
     p = run_task(rr, tmp_path, "b", 6)

@@ -86,6 +86,9 @@ class Runner(Protocol):
     def exists(self, path: str) -> bool: ...
 
 
+READ_CHUNK = 65536
+
+
 class LocalRunner:
     """Runs commands on this machine (the login node)."""
 
@@ -170,10 +173,13 @@ class LocalRunner:
                 out[path] = None
                 continue
             try:
-                chunks = []
-                while chunk := os.read(fd, 65536):
-                    chunks.append(chunk)
-                out[path] = b"".join(chunks)
+                data = os.read(fd, READ_CHUNK)
+                if len(data) == READ_CHUNK:  # small files take one read, not two
+                    chunks = [data]
+                    while chunk := os.read(fd, READ_CHUNK):
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                out[path] = data
             except OSError:
                 out[path] = None
             finally:

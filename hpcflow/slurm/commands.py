@@ -165,7 +165,9 @@ def ended_within(end: str | None, now: datetime, seconds: float) -> bool:
     return (now - ended).total_seconds() < seconds
 
 
-@dataclass(frozen=True)
+# slots, not frozen: a frozen dataclass's __init__ costs ~9x (object.__setattr__ per field),
+# and a refresh makes one of these per unfinished element. Treated as immutable all the same.
+@dataclass(slots=True)
 class SacctRow:
     job_id: str  # the array job id (before _), or the job id
     task_id: int | None  # None for a non-array job
@@ -205,7 +207,6 @@ class SacctRow:
         )
 
 
-_ARRAY = re.compile(r"^(\d+)_(\d+)$")
 _ARRAY_PENDING = re.compile(r"^(\d+)_\[(.+)\]$")
 
 
@@ -226,10 +227,6 @@ def expand_array_ids(spec: str) -> list[int]:
         else:
             out.append(int(part))
     return out
-
-
-def _time(v: str) -> str | None:
-    return None if v in ("", "Unknown", "None", "N/A") else v
 
 
 @functools.lru_cache(maxsize=256)  # a run's rows repeat a handful of ReqMem values
@@ -256,75 +253,74 @@ def _exit(text: str) -> tuple[int | None, int | None]:
 
 def _keys(job: str) -> tuple[list[tuple[str, int | None]], bool]:
     """'5' / '5_3' / '5_[0-9%2]' -> ([(job, task)...], is_meta_record)."""
-    if m := _ARRAY.match(job):
-        return [(m.group(1), int(m.group(2)))], False
+    head, sep, tail = job.partition("_")
+    if not sep:
+        return ([(job, None)], False) if job.isdecimal() else ([], False)
+    if head.isdecimal() and tail.isdecimal():
+        return [(head, int(tail))], False
     if m := _ARRAY_PENDING.match(job):
         return [(m.group(1), t) for t in expand_array_ids(m.group(2))], True
-    if job.isdigit():
-        return [(job, None)], False
     return [], False
 
 
 def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
     """Parse ``sacct -P -n --format=<fields>`` output (default SACCT_FIELDS), one row per
     job or array task. A '|' inside JobName is rejoined. Step rows (.batch, .extern) only
-    contribute MaxRSS; het-job components (+N) are skipped."""
+    contribute MaxRSS; het-job components (+N) are skipped. A refresh parses up to one row per
+    unfinished element: column positions are looked up once, not per row."""
     fields = fields or SACCT_FIELDS
     n, name_at = len(fields), fields.index("JobName")
+    at = {f: i for i, f in enumerate(fields)}
+    i_id, i_raw, i_state, i_exit = at["JobID"], at["JobIDRaw"], at["State"], at["ExitCode"]
+    i_start, i_end, i_node, i_reason = at["Start"], at["End"], at["NodeList"], at["Reason"]
+    i_rss, i_req = at.get("MaxRSS"), at.get("ReqMem")
     rows: list[SacctRow] = []
     leftovers: list[SacctRow] = []  # from 'A_[...]' meta records
     rss: dict[tuple[str, int | None], int] = {}
     stepped: set[tuple[str, int | None]] = set()
+    shared: dict[str, str] = {}
+    same = shared.setdefault  # one string object for the values rows share (names, states, nodes)
     for line in stdout.splitlines():
-        if not line.strip():
-            continue
         parts = line.split("|")
-        if len(parts) < n:
-            continue
-        if len(parts) > n:
+        if len(parts) != n:
+            if len(parts) < n:
+                continue  # blank or cut short
             extra = len(parts) - n
             parts = (
                 parts[:name_at]
                 + ["|".join(parts[name_at : name_at + 1 + extra])]
                 + parts[name_at + 1 + extra :]
             )
-        f = dict(zip(fields, parts))
-        job = f["JobID"]
+        job = parts[i_id]
         if "+" in job:
             continue
         if "." in job:
             keys, _ = _keys(job.split(".", 1)[0])
-            mb = _mb(f.get("MaxRSS", ""))
+            mb = _mb(parts[i_rss]) if i_rss is not None else None
             stepped.update(keys)
             for k in keys:
                 if mb is not None:
                     rss[k] = max(rss.get(k, 0), mb)
             continue
         keys, meta = _keys(job)
-        code, sig = _exit(f["ExitCode"])
-        node = f["NodeList"]
-        node_v = None if node in ("", "None assigned", "(null)") else node
+        code, sig = _exit(parts[i_exit])
+        node = parts[i_node]
+        node_v = None if node in _NO_NODE else same(node, node)
+        start, end = parts[i_start], parts[i_end]
+        start_v = None if start in _NO_TIME else start
+        end_v = None if end in _NO_TIME else end
+        req = _mb(parts[i_req]) if i_req is not None else None
+        name, state, reason = parts[name_at], parts[i_state], parts[i_reason]
+        name, state, reason = same(name, name), same(state, state), same(reason, reason)
         target = leftovers if meta else rows
-        target.extend(
-            SacctRow(
-                job_id=j,
-                task_id=t,
-                raw_id=f["JobIDRaw"],
-                name=f["JobName"],
-                state=f["State"],
-                exit_code=code,
-                signal=sig,
-                start=_time(f["Start"]),
-                end=_time(f["End"]),
-                node=node_v,
-                reason=f["Reason"],
-                req_mem_mb=_mb(f.get("ReqMem", "")),
-                meta=meta,
-            )
-            for j, t in keys
-        )
-    explicit = {(r.job_id, r.task_id) for r in rows}
-    rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
+        for j, t in keys:
+            target.append(
+                SacctRow(j, t, parts[i_raw], name, state, code, sig, start_v, end_v, node_v,
+                         reason, None, req, False, meta)
+            )  # fmt: skip
+    if leftovers:
+        explicit = {(r.job_id, r.task_id) for r in rows}
+        rows.extend(r for r in leftovers if (r.job_id, r.task_id) not in explicit)
     if stepped:
         rows = [
             replace(
@@ -335,6 +331,10 @@ def parse_sacct(stdout: str, fields: list[str] | None = None) -> list[SacctRow]:
             for r in rows
         ]
     return rows
+
+
+_NO_NODE = frozenset({"", "None assigned", "(null)"})
+_NO_TIME = frozenset({"", "Unknown", "None", "N/A"})
 
 
 @dataclass(frozen=True)
@@ -352,18 +352,7 @@ def parse_squeue(stdout: str) -> list[SqueueRow]:
         if len(parts) != 3:
             continue
         job, state, reason = parts
-        m = _ARRAY.match(job)
-        if m:
-            rows.append(SqueueRow(m.group(1), int(m.group(2)), state, reason))
-            continue
-        m = _ARRAY_PENDING.match(job)
-        if m:
-            rows.extend(
-                SqueueRow(m.group(1), t, state, reason) for t in expand_array_ids(m.group(2))
-            )
-            continue
-        if job.isdigit():
-            rows.append(SqueueRow(job, None, state, reason))
+        rows.extend(SqueueRow(j, t, state, reason) for j, t in _keys(job)[0])
     return rows
 
 

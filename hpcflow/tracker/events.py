@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlmodel import Session
@@ -23,13 +24,16 @@ from hpcflow.tracker.db import Event, Run, Task, utcnow
 log = logging.getLogger(__name__)
 
 
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def event_json(e: Event | dict[str, Any]) -> dict[str, Any]:
     """One event as `history --json` and events.jsonl show it. ``new_state`` of a note is its
     kind, as before kinds had a column of their own."""
     d = e if isinstance(e, dict) else e.model_dump()
     kind = EventKind(d["kind"])
     return {
-        "time": d["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ") if d.get("time") else None,
+        "time": d["time"].strftime(_TIME_FORMAT) if d.get("time") else None,
         "run_id": d["run_id"],
         "kind": kind.value,
         "step": d.get("step"),
@@ -53,16 +57,47 @@ def _log_event(d: dict[str, Any]) -> None:
     )
 
 
-_MOVE_COLUMNS = ("run_id", "step", "index", "old_state", "new_state", "slurm_job_id",
-                 "exit_code", "reason")  # fmt: skip
+MOVE_COLUMNS = ("run_id", "step", "index", "old_state", "new_state", "slurm_job_id",
+                "exit_code", "reason")  # fmt: skip
+
+
+def _js(v: str | None) -> str:
+    return "null" if v is None else encode_basestring_ascii(v)
+
+
+def move_lines(moves: list[tuple[Any, ...]], time: str) -> list[tuple[str, str]]:
+    """(run id, events.jsonl line) of element moves (MOVE_COLUMNS tuples) at ``time``: the
+    same text as ``json.dumps(event_json(...))``, formatted here because a refresh may publish
+    100,000 at once; the few distinct run, step and state strings are escaped once."""
+    head = f'{{"time": "{time}", "run_id": '
+    cache: dict[str | None, str] = {}
+
+    def once(v: str | None) -> str:
+        got = cache.get(v)
+        if got is None:
+            got = cache[v] = _js(v)
+        return got
+
+    kind = f'"kind": "{EventKind.TASK.value}"'
+    return [
+        (run_id, f'{head}{once(run_id)}, {kind}, "step": {once(step)}, "index": '
+         f'{"null" if index is None else int(index)}, "old_state": {once(old)}, '
+         f'"new_state": {once(new)}, "slurm_job_id": {_js(sid)}, "exit_code": '
+         f'{"null" if code is None else int(code)}, "reason": {_js(reason)}}}')
+        for run_id, step, index, old, new, sid, code, reason in moves
+    ]  # fmt: skip
+
+
+PUBLISH_LINES = 5000
 
 
 class EventLog:
     """Collects events during a transaction; ``publish`` appends them to each run's
-    events.jsonl once the transaction has committed (the database is the source of truth)."""
+    events.jsonl once the transaction has committed (the database is the source of truth).
+    Held as the lines to write, not as objects: a refresh may record 100,000 at once."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.lines: list[tuple[str, str]] = []  # (run id, events.jsonl line)
 
     def add(self, s: Session, kind: EventKind | None = None, **fields: Any) -> Event:
         """Record one event: a state move (RUN without a step, else TASK) or, with ``kind``, a
@@ -74,43 +109,44 @@ class EventLog:
         if log.isEnabledFor(logging.DEBUG):
             _log_event(d)
         s.add(e)
-        self.events.append(d)
+        self.lines.append((e.run_id, json.dumps(event_json(d))))
         return e
 
-    def add_many(self, s: Session, moves: list[dict[str, Any]]) -> None:
+    def add_many(self, s: Session, moves: list[tuple[Any, ...]]) -> None:
         """Element state moves in bulk (one executemany, no ORM objects: a refresh may record
-        100,000 at once); each dict holds Event columns."""
+        100,000 at once); each a tuple of MOVE_COLUMNS."""
         if not moves:
             return
         now = utcnow()
         kind = EventKind.TASK.value
-        rows = [{c: m.get(c) for c in _MOVE_COLUMNS} | {"kind": kind, "time": now} for m in moves]
         # the driver's executemany: SQLAlchemy's per-row parameter processing costs more than
         # SQLite at 100,000 rows; the time as SQLAlchemy's SQLite DateTime stores it
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        names = ", ".join(f'"{c}"' for c in (*_MOVE_COLUMNS, "kind", "time"))
-        marks = ", ".join("?" * (len(_MOVE_COLUMNS) + 2))
+        names = ", ".join(f'"{c}"' for c in (*MOVE_COLUMNS, "kind", "time"))
+        marks = ", ".join("?" * (len(MOVE_COLUMNS) + 2))
         s.connection().exec_driver_sql(
             f"INSERT INTO event ({names}) VALUES ({marks})",
-            [(*(m.get(c) for c in _MOVE_COLUMNS), kind, stamp) for m in moves],
+            [(*m, kind, stamp) for m in moves],
         )
         if log.isEnabledFor(logging.DEBUG):
-            for r in rows:
-                _log_event(r)
-        self.events.extend(rows)
+            for m in moves:
+                _log_event(dict(zip(MOVE_COLUMNS, m)) | {"kind": kind})
+        self.lines.extend(move_lines(moves, now.strftime(_TIME_FORMAT)))
 
     def publish(self, runner: Runner, run_dirs: dict[str, str]) -> None:
         by_run: dict[str, list[str]] = {}
-        for e in self.events:
-            by_run.setdefault(e["run_id"], []).append(json.dumps(event_json(e)))
+        for run_id, line in self.lines:
+            by_run.setdefault(run_id, []).append(line)
         for run_id, lines in by_run.items():
             d = run_dirs.get(run_id)
             if not d:
                 continue
             # a cleaned run directory loses nothing: the database has every event
             with contextlib.suppress(OSError):
-                runner.append_file(f"{d}/events.jsonl", "\n".join(lines) + "\n")
-        self.events.clear()
+                for i in range(0, len(lines), PUBLISH_LINES):  # not one 30 MB string
+                    part = lines[i : i + PUBLISH_LINES]
+                    runner.append_file(f"{d}/events.jsonl", "\n".join(part) + "\n")
+        self.lines.clear()
 
 
 def move_run(

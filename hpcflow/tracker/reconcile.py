@@ -22,7 +22,7 @@ The rules, each with a table-driven test in tests/test_reconcile.py:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,10 @@ MAYBE_REQUEUED = frozenset({TaskState.PENDING, TaskState.NODE_FAIL, TaskState.PR
 FIELDS = ("state", "exit_code", "start", "end", "node", "attempts", "reason")
 
 
-@dataclass(frozen=True)
+# slots, not frozen: a frozen dataclass's __init__ costs ~9x (object.__setattr__ per field),
+# and a refresh makes one Tracked, Observation and Change per unfinished element. They are
+# treated as immutable all the same (``replace``).
+@dataclass(slots=True)
 class Tracked:
     """One element as the tracker has it, with what its job and step add."""
 
@@ -75,7 +78,7 @@ class Tracked:
         return {f: getattr(self, f) for f in FIELDS} | {"state": self.state.value}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Observation:
     state: TaskState
     exit_code: int | None = None
@@ -85,7 +88,7 @@ class Observation:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
     """A tracked element's new row; ``event`` is set when its state changes."""
 
@@ -154,18 +157,23 @@ def squeue_needed(tasks: Iterable[Tracked], seen: dict[Key, Observation]) -> lis
     return sorted(need, key=int)
 
 
+def by_key(queued: Iterable[SqueueRow]) -> dict[Key, SqueueRow]:
+    return {(r.job_id, r.task_id): r for r in queued}
+
+
 def reconcile(
     tasks: Iterable[Tracked],
     seen: dict[Key, Observation],
-    queued: Iterable[SqueueRow],
+    queued: Iterable[SqueueRow] | Mapping[Key, SqueueRow],
     *,
     now: datetime,
     lost_after: float,
     degraded: bool = False,
 ) -> list[Change]:
     """The changes to record. ``seen`` from ``observe`` (empty when sacct failed, then
-    ``degraded``); ``queued`` from squeue; ``now`` in UTC."""
-    q = {(r.job_id, r.task_id): r for r in queued}
+    ``degraded``); ``queued`` from squeue (or ``by_key`` of it, when deciding in slices);
+    ``now`` in UTC."""
+    q = queued if isinstance(queued, Mapping) else by_key(queued)
     out = []
     for t in tasks:
         o = _conclude(t, seen.get(t.key), q.get(t.key), now, lost_after, degraded)
@@ -285,6 +293,12 @@ def with_evidence(
     mine = _this_attempts(change, result)
     row = change.row | {"result": result if mine else None, "outputs": outputs if mine else None}
     return replace(change, row=row)
+
+
+def wants_outputs(change: Change, result: Any) -> bool:
+    """Its outputs.json is worth reading: the record is this attempt's and does not say it
+    wrote none (records from before the "outputs" flag say nothing: read)."""
+    return _this_attempts(change, result) and result.get("outputs") is not False
 
 
 def _this_attempts(change: Change, result: Any) -> bool:

@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -41,12 +42,15 @@ from hpcflow.tracker.reconcile import (
     Key,
     Observation,
     Tracked,
+    by_key,
     observe,
     reconcile,
     squeue_needed,
+    wants_outputs,
     with_evidence,
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
+from hpcflow.util.gcpause import gc_paused
 from hpcflow.util.locks import FileLock
 
 log = logging.getLogger(__name__)
@@ -97,7 +101,8 @@ def refresh(
             if due and site is not None and not force:
                 due = _site_budget(s, site, now, poll_seconds)
         if due:
-            _refresh_due(engine, runner, due, lost_after, out)
+            with gc_paused():
+                _refresh_due(engine, runner, due, lost_after, out)
     return out
 
 
@@ -115,22 +120,30 @@ def _site_budget(s: Any, site: str, now: datetime, poll_seconds: int) -> list[Ru
     return active
 
 
+# Elements decided, read and turned into rows per slice: what a refresh holds at once is
+# bounded by the slice, not the run (2 KB per tracked element at 52,000: docs/benchmarks.md).
+SLICE = 10_000
+
+
 def _refresh_due(
     engine: Engine, runner: Runner, due: list[Run], lost_after: int, out: Refreshed
 ) -> None:
     tracked = gather(engine, [r.id for r in due])
+    run_dirs = {r.id: r.run_dir for r in due}
+    moves: list[tuple[Any, ...]] = []
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     if tracked:
         seen, queued, out.degraded = ask_slurm(SlurmClient(runner), tracked, window_start(due))
-        changes = reconcile(
-            tracked, seen, queued, now=utcnow(), lost_after=lost_after, degraded=bool(out.degraded)
-        )
-    else:
-        changes = []
-    run_dirs = {r.id: r.run_dir for r in due}
-    changes = _with_evidence(runner, run_dirs, changes)
+        now, squeued = utcnow(), by_key(queued)
+        for i in range(0, len(tracked), SLICE):
+            changes = reconcile(tracked[i : i + SLICE], seen, squeued, now=now,
+                                lost_after=lost_after, degraded=bool(out.degraded))  # fmt: skip
+            _rows(_with_evidence(runner, run_dirs, changes), moves, updates)
+        del tracked, seen, squeued
     log = EventLog()
     with session(engine) as s:
-        _record(s, log, changes)
+        log.add_many(s, moves)
+        _update_tasks(s, updates)
         for r in due:
             _settle_run(s, log, r.id, out)
         s.commit()
@@ -164,28 +177,59 @@ def window_start(due: list[Run]) -> datetime:
 def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
     """The submitted elements of these runs that Slurm may still change: unfinished ones, and
     NODE_FAIL/PREEMPTED ones shortly after they ended (Slurm may requeue them). Finished
-    elements are never asked about again. Plain SQL through the driver: this runs per poll,
-    over up to every element of the run."""
+    elements are never asked about again. Plain SQL through the driver, and the few job and
+    step rows joined here, not per element in SQL: this runs per poll, over up to every
+    element of the run."""
     states = UNFINISHED + SETTLING
-    sql = (
-        'SELECT t.id, t.run_id, t.step, t."index", j.slurm_job_id, t.task_id, t.state, '
-        't.attempts, t.exit_code, t.start, t."end", t.node, t.reason, j.submitted_at, '
-        "j.dependency, st.role, st.may_skip, st.reads_result "
-        "FROM task t JOIN job j ON j.id = t.job_id "
-        "LEFT JOIN step st ON st.run_id = t.run_id AND st.name = t.step "
-        f"WHERE t.run_id IN ({', '.join('?' * len(run_ids))}) "
-        f"AND j.slurm_job_id IS NOT NULL AND t.state IN ({', '.join('?' * len(states))})"
-    )
+    runs = ", ".join("?" * len(run_ids))
     local_now = datetime.now()  # sacct's End is the cluster's local time
     window = REQUEUE_WINDOW.total_seconds()
     with session(engine) as s:
-        rows = s.connection().exec_driver_sql(sql, (*run_ids, *states)).all()
-    stamps: dict[Any, datetime | None] = {}
-    return [
-        _tracked(row, stamps)
-        for row in rows
-        if row[6] not in SETTLING or ended_within(row[10], local_now, window)
-    ]
+        db = s.connection()
+        jobs = {
+            jid: (sid, _stamp(submitted), bool(dependency))
+            for jid, sid, submitted, dependency in db.exec_driver_sql(
+                "SELECT id, slurm_job_id, submitted_at, dependency FROM job "
+                f"WHERE run_id IN ({runs}) AND slurm_job_id IS NOT NULL",
+                tuple(run_ids),
+            )
+        }
+        steps = {
+            (run_id, name): (run_id, name, (role or "").startswith("compensation"),
+                             bool(may_skip), bool(reads_result))
+            for run_id, name, role, may_skip, reads_result in db.exec_driver_sql(
+                f"SELECT run_id, name, role, may_skip, reads_result FROM step "
+                f"WHERE run_id IN ({runs})",
+                tuple(run_ids),
+            )
+        }  # fmt: skip
+        rows = db.exec_driver_sql(
+            'SELECT id, run_id, step, "index", job_id, task_id, state, attempts, exit_code, '
+            'start, "end", node, reason FROM task '
+            f"WHERE run_id IN ({runs}) AND state IN ({', '.join('?' * len(states))})",
+            (*run_ids, *states),
+        )
+        out = []
+        shared: dict[str, str] = {}
+        same = shared.setdefault  # one string object for the values elements share
+        for tid, run_id, step, index, job_id, task_id, state, attempts, code, start, end, \
+                node, reason in rows:  # fmt: skip
+            job = jobs.get(job_id)
+            if job is None or (state in SETTLING and not ended_within(end, local_now, window)):
+                continue  # not submitted yet / settled
+            sid, submitted_at, has_dependency = job
+            run_id, step, compensation, may_skip, reads_result = steps.get(
+                (run_id, step), (run_id, step, False, False, False)
+            )
+            out.append(
+                Tracked(tid, run_id, step, index, sid, task_id, _STATES[state], attempts, code,
+                        start, end, node and same(node, node), reason and same(reason, reason),
+                        submitted_at, has_dependency, compensation, may_skip, reads_result)
+            )  # fmt: skip
+    return out
+
+
+_STATES = {st.value: st for st in TaskState}
 
 
 def _stamp(text: Any) -> datetime | None:
@@ -193,21 +237,6 @@ def _stamp(text: Any) -> datetime | None:
     if text is None or isinstance(text, datetime):
         return text
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-
-
-def _tracked(row: Any, stamps: dict[Any, datetime | None]) -> Tracked:
-    (tid, run_id, step, index, sid, task_id, state, attempts, code, start, end, node, reason,
-     submitted, dependency, role, may_skip, reads_result) = row  # fmt: skip
-    if submitted not in stamps:
-        stamps[submitted] = _stamp(submitted)
-    submitted_at = stamps[submitted]
-    return Tracked(
-        id=tid, run_id=run_id, step=step, index=index, slurm_job_id=sid, task_id=task_id,
-        state=TaskState(state), attempts=attempts, exit_code=code, start=start, end=end,
-        node=node, reason=reason, submitted_at=submitted_at, has_dependency=bool(dependency),
-        compensation=(role or "").startswith("compensation"), may_skip=bool(may_skip),
-        reads_result=bool(reads_result),
-    )  # fmt: skip
 
 
 def ask_slurm(
@@ -248,8 +277,9 @@ def _with_step_data(
 
 
 def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Change]) -> list[Change]:
-    """Elements whose own files decide (skip markers, packed results): read once, on the
-    transition, all in one batch (one command over SSH)."""
+    """Elements that just ended: their own files are read once, on the transition, in one
+    batch (one command over SSH): result.json, the skip marker where the element may skip
+    or is packed, then outputs.json of those whose record says they wrote one."""
     dirs = {
         i: task_dir(run_dirs[c.task.run_id], c.task.step, c.task.index)
         for i, c in enumerate(changes)
@@ -257,27 +287,23 @@ def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Chang
     }
     if not dirs:
         return changes
-    paths = {
-        i: [f"{d}/{n}" for n in EVIDENCE] for i, d in dirs.items()
-    }  # result.json, skipped, outputs.json
-    wanted = [
-        p
-        for i, ps in paths.items()
-        for p in (ps if changes[i].check_skip or changes[i].task.reads_result else ps[::2])
-    ]
-    files = runner.read_files(wanted)
-    log.debug("refresh: read %d files of %d finished elements", len(files), len(dirs))
+    marked = {i for i in dirs if changes[i].check_skip or changes[i].task.reads_result}
+    first = [f"{d}/{RESULT}" for d in dirs.values()] + [f"{dirs[i]}/{MARKER}" for i in marked]
+    files = runner.read_files(first)
+    results = {i: _json(files[f"{d}/{RESULT}"]) for i, d in dirs.items()}
+    more = [f"{d}/{OUTPUTS}" for i, d in dirs.items() if wants_outputs(changes[i], results[i])]
+    if more:
+        files.update(runner.read_files(more))
+    log.debug("refresh: read %d files of %d finished elements", len(first) + len(more), len(dirs))
     out = list(changes)
-    for i, (result, marker, outputs) in paths.items():
-        got = files.get
-        out[i] = with_evidence(
-            changes[i], _json(got(result)), _text(got(marker)), _json(got(outputs))
-        )
+    for i, d in dirs.items():
+        marker = files.get(f"{d}/{MARKER}")
+        outputs = files.get(f"{d}/{OUTPUTS}")
+        out[i] = with_evidence(changes[i], results[i], _text(marker), _json(outputs))
     return out
 
 
-# the marker (the middle one) only where an element may skip or is packed
-EVIDENCE = (".hpcflow/result.json", ".hpcflow/skipped", "outputs.json")
+RESULT, MARKER, OUTPUTS = ".hpcflow/result.json", ".hpcflow/skipped", "outputs.json"
 MAX_STORED = 65536  # bytes of one element's outputs.json kept in the tracker
 
 
@@ -301,37 +327,44 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode(errors="replace")
 
 
-def _record(s: Any, log: EventLog, changes: list[Change]) -> None:
-    log.add_many(
-        s,
-        [
-            {
-                "run_id": c.task.run_id,
-                "step": c.task.step,
-                "index": c.task.index,
-                "old_state": c.task.state.value,
-                "new_state": c.new.value,
-                "slurm_job_id": c.display_id,
-                "exit_code": c.row["exit_code"],
-                "reason": c.event_reason,
-            }
-            for c in changes
-            if c.moved
-        ],
-    )
+def _rows(
+    changes: list[Change],
+    moves: list[tuple[Any, ...]],
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]],
+) -> None:
+    """Append the event rows (MOVE_COLUMNS) and task row updates, grouped by the columns
+    they set, that ``changes`` make: compact tuples, so the Change objects can go."""
+    moves.extend(
+        (t.run_id, t.step, t.index, t.state._value_, c.new._value_, c.display_id,
+         c.row["exit_code"], c.event_reason)
+        for c in changes
+        if c.new is not (t := c.task).state
+    )  # fmt: skip
     by_keys: dict[tuple[str, ...], list[Change]] = {}
     for c in changes:  # elements that just ended also store their record and outputs
         by_keys.setdefault(tuple(c.row), []).append(c)
     for keys, group in by_keys.items():
-        # the driver's executemany, JSON serialised here: SQLAlchemy's per-row bind
+        values = itemgetter(*keys)
+        json_at = [i for i, k in enumerate(keys) if k in JSON_COLUMNS]
+        params = [(*values(c.row), c.task.id) for c in group]
+        if json_at:
+            params = [_dumped(p, json_at) for p in params]
+        updates.setdefault(keys, []).extend(params)
+
+
+def _update_tasks(s: Any, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
+    for keys, params in updates.items():
+        # the driver's executemany, JSON serialised by _rows: SQLAlchemy's per-row bind
         # processing costs more than SQLite itself at 100,000 rows
         sets = ", ".join(f'"{k}" = ?' for k in keys)
-        json_cols = [k in JSON_COLUMNS for k in keys]
-        params = [
-            (*(_db_json(v) if j else v for v, j in zip(c.row.values(), json_cols)), c.task.id)
-            for c in group
-        ]
         s.connection().exec_driver_sql(f"UPDATE task SET {sets} WHERE id = ?", params)
+
+
+def _dumped(values: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
+    out = list(values)
+    for i in at:
+        out[i] = _db_json(out[i])
+    return tuple(out)
 
 
 def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:

@@ -37,9 +37,11 @@ rm -f "$HPCFLOW_TASK_DIR/.hpcflow/skipped" "$HPCFLOW_TASK_DIR/.hpcflow/result.js
 hpcflow_tool=(python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py")
 hpcflow_start=$(date +%s)
 hpcflow_result() { # STATE EXIT_CODE ATTEMPTS: what status --tasks, manifests and when: read
-  printf '{"index": %d, "state": "%s", "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s"}\n' \
+  local outputs=false # whether the tracker needs to read outputs.json at all
+  [[ -e $HPCFLOW_TASK_DIR/outputs.json ]] && outputs=true
+  printf '{"index": %d, "state": "%s", "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s", "outputs": %s}\n' \
     "$HPCFLOW_INDEX" "$1" "$2" "$3" "$hpcflow_start" "$(date +%s)" \
-    "${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}" \
+    "${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}" "$outputs" \
     >"$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" &&
     mv -f "$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
 }

@@ -1,0 +1,128 @@
+"""What a refresh writes (tracker/refresh.py): element rows, events and events.jsonl, on a real
+SQLite tracker and real element files, with sacct's answer canned. Decided and read in slices,
+it records the same as in one piece, and reads an element's outputs.json only when its record
+says it wrote one."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hpcflow.runners.base import LocalRunner, Result
+from hpcflow.tracker import refresh as refresh_mod
+from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session, utcnow
+from hpcflow.tracker.events import event_json, move_lines
+
+N = 7
+
+
+class Canned(LocalRunner):
+    """sacct answers from a text; files are the real ones, and every path read is noted."""
+
+    def __init__(self, sacct: str) -> None:
+        self.sacct, self.read = sacct, []  # type: list[str]
+
+    def run(self, argv, **_):  # type: ignore[no-untyped-def, override]
+        return Result(argv, 0, self.sacct if argv[0] == "sacct" else "", "")
+
+    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+        self.read.extend(paths)
+        return super().read_files(paths)
+
+
+def _tracker(tmp_path: Path) -> tuple[object, Path]:
+    engine = open_db(tmp_path / "t.db")
+    run_dir = tmp_path / "run"
+    with session(engine) as s:
+        s.add(Run(id="r", workflow="w", site="lab", state="RUNNING", run_dir=str(run_dir),
+                  workflow_path="/w.yaml"))  # fmt: skip
+        s.flush()
+        s.add(StepRow(run_id="r", name="a", position=0, total=N))
+        s.add(Job(id=1, run_id="r", step="a", job_index=0, chunk=0, name="hpcflow.r.a.0",
+                  slurm_job_id="77", array=f"0-{N - 1}", status="SUBMITTED",
+                  submitted_at=utcnow()))  # fmt: skip
+        s.flush()
+        for i in range(N):
+            s.add(Task(run_id="r", step="a", index=i, job_id=1, task_id=i, state="RUNNING",
+                       attempts=1, start="2026-12-06T05:00:00", node="vm"))  # fmt: skip
+        s.commit()
+    return engine, run_dir
+
+
+def _element(run_dir: Path, i: int, flag: bool | None, outputs: object) -> None:
+    d = run_dir / f"steps/a/0/{i}"
+    (d / ".hpcflow").mkdir(parents=True)
+    rec = {"index": i, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "start": 1,
+           "end": 2, "slurm_job_id": f"77_{i}"}  # fmt: skip
+    if flag is not None:  # records written before the flag existed say nothing
+        rec["outputs"] = flag
+    (d / ".hpcflow/result.json").write_text(json.dumps(rec))
+    if outputs is not None:
+        (d / "outputs.json").write_text(json.dumps(outputs))
+
+
+SACCT = "".join(
+    f"77_{i}|77_{i}|hpcflow.r.a.0|COMPLETED|0:0|2026-12-06T05:00:00|2026-12-06T05:00:09|vm|"
+    "None||64M\n"
+    for i in range(N)
+)
+
+
+@pytest.mark.parametrize("slice_size", [2, 10_000])
+def test_refresh_records_every_element_once_and_reads_outputs_only_when_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_size: int
+) -> None:
+    monkeypatch.setattr(refresh_mod, "SLICE", slice_size)
+    engine, run_dir = _tracker(tmp_path)
+    # (flag in result.json, outputs.json): wrote one / wrote none / an older record
+    elements = [(True, {"peak": 1}), (True, {"peak": 2}), (False, None), (False, None),
+                (None, {"peak": 5}), (None, None)]  # fmt: skip
+    for i, (flag, outputs) in enumerate(elements):
+        _element(run_dir, i, flag, outputs)
+    # element 6 never wrote a record: it keeps what Slurm said
+    runner = Canned(SACCT)
+    with session(engine) as s:
+        run = s.get(Run, "r")
+    refresh_mod.refresh(engine, runner, [run], 0, force=True)  # type: ignore[arg-type]
+
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        rows = c.execute('SELECT "index", state, outputs, result FROM task ORDER BY "index"')
+        got = {i: (st, json.loads(o) if o else None, bool(r)) for i, st, o, r in rows}
+        events = c.execute("SELECT * FROM event WHERE kind = 'TASK' ORDER BY id").fetchall()
+        names = [d[0] for d in c.execute("SELECT * FROM event").description]
+    assert got == {
+        0: ("COMPLETED", {"peak": 1}, True), 1: ("COMPLETED", {"peak": 2}, True),
+        2: ("COMPLETED", None, True), 3: ("COMPLETED", None, True),
+        4: ("COMPLETED", {"peak": 5}, True), 5: ("COMPLETED", None, True),
+        6: ("COMPLETED", None, False),
+    }  # fmt: skip
+    read_outputs = sorted(int(p.split("/")[-2]) for p in runner.read if p.endswith("outputs.json"))
+    assert read_outputs == [0, 1, 4, 5]  # flagged, or an old record that does not say
+    # one event per element, in the database and in events.jsonl, with the same text
+    assert sorted(e[names.index("index")] for e in events) == list(range(N))
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    task_lines = [json.loads(x) for x in lines if json.loads(x)["kind"] == "TASK"]
+    assert sorted(x["index"] for x in task_lines) == list(range(N))
+    assert {(x["old_state"], x["new_state"]) for x in task_lines} == {("RUNNING", "COMPLETED")}
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        ("r-1", "hms", 3, "RUNNING", "FAILED", "77_3", 2, "exit code 2"),
+        ("r-1", "hms", 0, "PENDING", "UPSTREAM_FAILED", "78", None, None),
+        ('q"uote\\', "st\u00e9p", 12, "RUNNING", "COMPLETED", "9_1", 0, "line\nbreak\t\u2603"),
+    ],
+)
+def test_bulk_event_lines_are_what_json_dumps_writes(move: tuple) -> None:
+    from datetime import datetime
+
+    when = datetime(2026, 12, 6, 7, 8, 9, 123456)
+    ((run_id, line),) = move_lines([move], when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    cols = ("run_id", "step", "index", "old_state", "new_state", "slurm_job_id", "exit_code",
+            "reason")  # fmt: skip
+    want = json.dumps(event_json(dict(zip(cols, move)) | {"kind": "TASK", "time": when}))
+    assert run_id == move[0] and line == want
