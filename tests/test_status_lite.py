@@ -18,7 +18,7 @@ from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
 from hpcflow.tracker import lite
 from hpcflow.tracker.db import open_db
-from hpcflow.tracker.query import status_doc
+from hpcflow.tracker.query import status_docs
 from hpcflow.tracker.submit import record_run
 
 from .helpers import lab_site
@@ -65,7 +65,8 @@ def test_same_document_as_the_full_path(recorded) -> None:
     assert conn is not None
     run = lite.find_run(conn, run_id[:-2])  # a unique prefix
     got = lite.status_doc(conn, run, with_tasks=True)
-    assert got == status_doc(open_db(db), run_id, with_tasks=True)
+    with status_docs(open_db(db), [run_id], with_tasks=True) as full:
+        assert got == full[0]
     assert got["steps"]["a"]["pack"] == {"size": 2, "parallel": 1}
     a1 = next(t for t in got["steps"]["a"]["tasks"] if t["index"] == 1)
     assert a1["result"] == {"attempts": 2} and a1["slurm_job_id"] == "7_0"

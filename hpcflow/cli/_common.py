@@ -74,7 +74,10 @@ def runner_for(site: Any) -> Any:
 
 
 def emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, default=str))
+    """One JSON document on stdout; its LazyLists (a run's elements) written as read."""
+    from hpcflow.util.jsonstream import dump
+
+    dump(doc, sys.stdout.write)
 
 
 def site_for_run(run: Any) -> Any:

@@ -192,25 +192,28 @@ def submit(
 @click.pass_obj
 def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bool) -> None:
     """Per-step counts by state for RUN (default: every active run)."""
+    from contextlib import ExitStack
+
     from hpcflow.tracker.lite import status_lite
 
-    docs = status_lite(obj.db_path, run, tasks, not no_refresh)
-    if docs is None:
-        from hpcflow.tracker.query import active_runs, get_run, status_doc
+    with ExitStack() as stack:  # elements (--tasks) are read while they are printed
+        docs = stack.enter_context(status_lite(obj.db_path, run, tasks, not no_refresh))
+        if docs is None:
+            from hpcflow.tracker.query import active_runs, get_run, status_docs
 
-        runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
-        if not no_refresh:
-            refresh_runs(obj, runs)
-        docs = [status_doc(obj.engine, r.id, tasks) for r in runs]
-    if as_json:
-        emit_json(docs[0] if run else {"runs": docs})
-        return
-    if not docs:
-        click.echo("no active runs (`hpcflow runs` lists all)")
-    from hpcflow.cli.view import print_status
+            runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
+            if not no_refresh:
+                refresh_runs(obj, runs)
+            docs = stack.enter_context(status_docs(obj.engine, [r.id for r in runs], tasks))
+        if as_json:
+            emit_json(docs[0] if run else {"runs": docs})
+            return
+        if not docs:
+            click.echo("no active runs (`hpcflow runs` lists all)")
+        from hpcflow.cli.view import print_status
 
-    for d in docs:
-        print_status(d, tasks)
+        for d in docs:
+            print_status(d, tasks)
 
 
 @main.command()

@@ -8,12 +8,16 @@ import json
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
+from hpcflow.util.jsonstream import LazyList
 
 SCHEMA_VERSION = 5
 ACTIVE = ACTIVE_RUN_STATES
@@ -135,11 +139,6 @@ def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
     states: dict[str, dict[str, int]] = {}
     for step, state, n in cur.fetchall():
         states.setdefault(step, {})[state] = n
-    by_step: dict[str, list[Any]] = {}
-    if with_tasks:
-        sql = f'SELECT {", ".join(TASK_FIELDS)} FROM task WHERE run_id = ? ORDER BY step, "index"'
-        for r in _rows(cur, sql, (run.id,), TASK_FIELDS):
-            by_step.setdefault(r.step, []).append(r)
     job_sid = {j.id: j.slurm_job_id for j in jobs}
     doc = run_header(run)
     for st in steps:
@@ -152,11 +151,26 @@ def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
         if st.pack > 1:
             entry["pack"] = {"size": st.pack, "parallel": st.parallel}
         if with_tasks:
-            entry["tasks"] = [
-                task_doc(r, job_sid[r.job_id], run.run_dir) for r in by_step.get(st.name, [])
-            ]
+            entry["tasks"] = LazyList(partial(_task_docs, conn, run, st.name, job_sid))
         doc["steps"][st.name] = entry
     return doc
+
+
+def _task_docs(conn: Any, run: Any, step: str, job_sid: dict[int, str | None]) -> Iterator[Any]:
+    """A step's elements, read from the cursor as they are written (a LazyList): never the
+    whole run in memory."""
+    sql = (
+        f'SELECT {", ".join(TASK_FIELDS)} FROM task WHERE run_id = ? AND step = ? ORDER BY "index"'
+    )
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, (run.id, step))
+        while rows := cur.fetchmany(1000):
+            for r in rows:
+                t = _Row(TASK_FIELDS, r)
+                yield task_doc(t, job_sid[t.job_id], run.run_dir)
+    finally:
+        cur.close()
 
 
 def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> dict[str, Any]:
@@ -207,20 +221,24 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
     return False
 
 
+@contextmanager
 def status_lite(
     db_path: str | None, run_id: str | None, with_tasks: bool, sync: bool
-) -> list[dict[str, Any]] | None:
+) -> Iterator[list[dict[str, Any]] | None]:
     """`status` read with sqlite3 alone, when no sync is due; None when the full path must
     run: a sync due, no database yet or one of another schema, an unknown run id (its
-    error message comes from there)."""
+    error message comes from there). The connection stays open while the documents are used:
+    their elements are read as they are written."""
     path = Path(db_path).expanduser() if db_path else default_db_path()
     conn = connect_ro(path)
     if conn is None:
-        return None
+        yield None
+        return
     try:
         runs = [find_run(conn, run_id)] if run_id else active_runs(conn)
         if any(r is None for r in runs) or (sync and sync_needed(conn, runs)):
-            return None
-        return [status_doc(conn, r, with_tasks) for r in runs]
+            yield None
+            return
+        yield [status_doc(conn, r, with_tasks) for r in runs]
     finally:
         conn.close()

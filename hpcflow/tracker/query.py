@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -46,12 +48,22 @@ def active_runs(engine: Engine) -> list[Run]:
         return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
 
 
-def status_doc(engine: Engine, run_id: str, with_tasks: bool = False) -> dict[str, Any]:
+def status_doc(engine: Engine, run_id: str) -> dict[str, Any]:
     """``lite.status_doc`` (one implementation for both paths) on SQLAlchemy's connection."""
-    run = get_run(engine, run_id)
+    with status_docs(engine, [run_id]) as docs:
+        return docs[0]
+
+
+@contextmanager
+def status_docs(
+    engine: Engine, run_ids: list[str], with_tasks: bool = False
+) -> Iterator[list[dict[str, Any]]]:
+    """Status documents of these runs; with tasks, their elements are read while they are
+    written, so the connection stays open for the block."""
+    runs = [get_run(engine, r) for r in run_ids]
     conn = engine.raw_connection()
     try:
-        return lite.status_doc(conn, run, with_tasks)
+        yield [lite.status_doc(conn, run, with_tasks) for run in runs]
     finally:
         conn.close()
 
