@@ -96,3 +96,51 @@ def test_one_sacct_per_user_per_poll_interval(slurm, hpcflow, tmp_path: Path, la
     assert all(i in calls[0] for i in ids), calls
     hpcflow("cancel", a["run_id"], check=True, extra_env=env)
     hpcflow("cancel", b["run_id"], check=True, extra_env=env)
+
+
+TAIL = """\
+name: tail
+steps:
+  - name: work
+    foreach: {i: {range: [1, 20]}}
+    run: 'if [ {{ item.i }} -gt 17 ]; then sleep 30; fi'
+"""
+
+
+def test_the_tail_of_an_array_is_asked_for_by_task(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    """Once every element left of an array runs, sacct is asked for those tasks alone
+    (A_17,A_18,A_19): the 17 that ended within the time window do not come back."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(TAIL)
+    sub = submit(hpcflow, site_file, wf)
+    job = sub["jobs"][0]["slurm_job_id"]
+    wait_until(
+        lambda: counts(status(hpcflow, sub["run_id"])) == {
+            "work": {"COMPLETED": 17, "RUNNING": 3}
+        },
+        60,
+        what="17 done, 3 running",
+    )  # fmt: skip
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
+    )
+    (shim / "sacct").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    wait_until(
+        lambda: hpcflow("status", sub["run_id"], check=True, extra_env=env)
+        and (tmp_path / "calls").exists(),
+        30,
+        what="a refresh through the wrapper",
+    )
+    call = (tmp_path / "calls").read_text().splitlines()[0]
+    assert call.split("-j ", 1)[1] == f"{job}_17,{job}_18,{job}_19", call
+    rows = [r for r in (tmp_path / "rows").read_text().splitlines() if r]
+    assert len(rows) == 3, rows  # the 17 finished tasks are in the window, but not asked
+    w = hpcflow("watch", sub["run_id"], "--timeout", "120", "--interval", "1")
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert counts(status(hpcflow, sub["run_id"])) == {"work": {"COMPLETED": 20}}

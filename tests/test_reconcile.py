@@ -117,3 +117,15 @@ def test_a_fresh_meta_record_does_not_decide_finished_elements(end_age_s, want) 
     assert {k[1]: c.new for k, c in got.items()} == (
         {} if want is None else {i: want for i in range(6)}
     )
+
+
+def test_sacct_is_asked_by_task_only_for_jobs_whose_elements_all_run() -> None:
+    from hpcflow.tracker import reconcile as rec
+
+    tasks = [tracked("9", 3, R), tracked("9", 1, R), tracked("12", 0, R), tracked("12", 1, P),
+             tracked("10", None, R), tracked("30", 2, TaskState.NODE_FAIL)]  # fmt: skip
+    # 9: all running -> by task; 12: one pending (inside the meta record) -> whole job;
+    # 10: not an array; 30: may be requeued into the pending record -> whole job
+    assert rec.sacct_targets(tasks) == ["9_1", "9_3", "10", "12", "30"]
+    many = [tracked("5", i, R) for i in range(rec.MAX_TASK_IDS + 1)]
+    assert rec.sacct_targets(many) == ["5"]

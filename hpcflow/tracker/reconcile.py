@@ -146,6 +146,29 @@ def observe(
     return seen
 
 
+MAX_TASK_IDS = 1000  # per job; more running tasks than this: ask for the whole job
+
+
+def sacct_targets(tasks: Iterable[Tracked]) -> list[str]:
+    """What sacct -j asks about: a job whose tracked elements are all running, by its tasks
+    (``A_3,A_7``), so its tasks that ended earlier in the time window do not come back; any
+    other job whole: ``-j A_5`` finds nothing while A_5 is still in the pending meta record
+    ``A_[5-99]``, and a bracketed range is refused by sacct."""
+    by_job: dict[str, list[Tracked]] = {}
+    for t in tasks:
+        by_job.setdefault(t.slurm_job_id, []).append(t)
+    out = []
+    for job in sorted(by_job, key=int):
+        ts = by_job[job]
+        if len(ts) <= MAX_TASK_IDS and all(
+            t.state is TaskState.RUNNING and t.task_id is not None for t in ts
+        ):
+            out.extend(f"{job}_{t.task_id}" for t in sorted(ts, key=lambda t: t.task_id or 0))
+        else:
+            out.append(job)
+    return out
+
+
 def squeue_needed(tasks: Iterable[Tracked], seen: dict[Key, Observation]) -> list[str]:
     """Slurm job ids to ask squeue about: pending reasons, possible requeues, and jobs sacct
     does not show (yet)."""

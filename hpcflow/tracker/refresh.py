@@ -44,6 +44,7 @@ from hpcflow.tracker.reconcile import (
     Tracked,
     by_key,
     observe,
+    sacct_targets,
     reconcile,
     squeue_needed,
     wants_outputs,
@@ -247,7 +248,7 @@ def ask_slurm(
     SIGKILLed among them, one more for their step rows (MaxRSS: out of memory or not); one
     squeue for the jobs sacct cannot settle. Returns (observations, squeue rows, why the
     answer is degraded or None)."""
-    ids = sorted({t.slurm_job_id for t in tracked}, key=int)
+    ids = sacct_targets(tracked)
     degraded = None
     try:
         rows = client.sacct(ids, since)
@@ -258,11 +259,15 @@ def ask_slurm(
     seen = observe(rows, tracked, datetime.now())  # sacct prints the cluster's local time
     need = squeue_needed(tracked, seen)
     queued = (client.squeue(need) or []) if need else []
-    log.debug(
-        "refresh: %d unfinished elements in %d jobs; sacct returned %d rows (budget %d = "
-        "elements + jobs); squeue asked about %d jobs, %d elements",
-        len(tracked), len(ids), len(rows), len(tracked) + len(ids), len(need), len(queued),
-    )  # fmt: skip
+    if log.isEnabledFor(logging.DEBUG):
+        jobs = len({t.slurm_job_id for t in tracked})
+        printed = sum(1 for r in rows if not r.meta) + len({r.job_id for r in rows if r.meta})
+        log.debug(
+            "refresh: %d unfinished elements in %d jobs; sacct -j with %d ids returned %d rows "
+            "(budget %d = elements + jobs, plus tasks of those jobs that ended in the window); "
+            "squeue asked about %d jobs, %d elements",
+            len(tracked), jobs, len(ids), printed, len(tracked) + jobs, len(need), len(queued),
+        )  # fmt: skip
     return seen, queued, degraded
 
 
