@@ -132,8 +132,10 @@ def test_the_tail_of_an_array_is_asked_for_by_task(
     (shim / "sacct").chmod(0o755)
     env = {"PATH": f"{shim}:{os.environ['PATH']}"}
     wait_until(
-        lambda: hpcflow("status", sub["run_id"], check=True, extra_env=env)
-        and (tmp_path / "calls").exists(),
+        lambda: (
+            hpcflow("status", sub["run_id"], check=True, extra_env=env)
+            and (tmp_path / "calls").exists()
+        ),
         30,
         what="a refresh through the wrapper",
     )

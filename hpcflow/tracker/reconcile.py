@@ -157,7 +157,7 @@ def sacct_targets(tasks: Iterable[Tracked]) -> list[str]:
     by_job: dict[str, list[Tracked]] = {}
     for t in tasks:
         by_job.setdefault(t.slurm_job_id, []).append(t)
-    out = []
+    out: list[str] = []
     for job in sorted(by_job, key=int):
         ts = by_job[job]
         if len(ts) <= MAX_TASK_IDS and all(

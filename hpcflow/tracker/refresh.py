@@ -21,7 +21,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from hpcflow.errors import SlurmUnavailable
-from hpcflow.node.jobtool import task_dir
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.commands import SacctRow, SqueueRow, ended_within
@@ -36,6 +35,7 @@ from hpcflow.states import (
 )
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
+from hpcflow.tracker.evidence import read_evidence
 from hpcflow.tracker.reconcile import (
     MAYBE_REQUEUED,
     Change,
@@ -44,11 +44,9 @@ from hpcflow.tracker.reconcile import (
     Tracked,
     by_key,
     observe,
-    sacct_targets,
     reconcile,
+    sacct_targets,
     squeue_needed,
-    wants_outputs,
-    with_evidence,
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
 from hpcflow.util.gcpause import gc_paused
@@ -140,7 +138,7 @@ def _refresh_due(
         for i in range(0, len(tracked), SLICE):
             changes = reconcile(tracked[i : i + SLICE], seen, squeued, now=now,
                                 lost_after=lost_after, degraded=bool(out.degraded))  # fmt: skip
-            _rows(_with_evidence(runner, run_dirs, changes), moves, updates)
+            _rows(read_evidence(runner, run_dirs, changes), moves, updates)
         del tracked, seen, squeued
     log = EventLog()
     with session(engine) as s:
@@ -282,55 +280,11 @@ def _with_step_data(
     return [detail.get((r.job_id, r.task_id), r) for r in rows]
 
 
-def _with_evidence(runner: Runner, run_dirs: dict[str, str], changes: list[Change]) -> list[Change]:
-    """Elements that just ended: their own files are read once, on the transition, in one
-    batch (one command over SSH): result.json, the skip marker where the element may skip
-    or is packed, then outputs.json of those whose record says they wrote one."""
-    dirs = {
-        i: task_dir(run_dirs[c.task.run_id], c.task.step, c.task.index)
-        for i, c in enumerate(changes)
-        if c.needs_evidence
-    }
-    if not dirs:
-        return changes
-    marked = {i for i in dirs if changes[i].check_skip or changes[i].task.reads_result}
-    first = [f"{d}/{RESULT}" for d in dirs.values()] + [f"{dirs[i]}/{MARKER}" for i in marked]
-    files = runner.read_files(first)
-    results = {i: _json(files[f"{d}/{RESULT}"]) for i, d in dirs.items()}
-    more = [f"{d}/{OUTPUTS}" for i, d in dirs.items() if wants_outputs(changes[i], results[i])]
-    if more:
-        files.update(runner.read_files(more))
-    log.debug("refresh: read %d files of %d finished elements", len(first) + len(more), len(dirs))
-    out = list(changes)
-    for i, d in dirs.items():
-        marker = files.get(f"{d}/{MARKER}")
-        outputs = files.get(f"{d}/{OUTPUTS}")
-        out[i] = with_evidence(changes[i], results[i], _text(marker), _json(outputs))
-    return out
-
-
-RESULT, MARKER, OUTPUTS = ".hpcflow/result.json", ".hpcflow/skipped", "outputs.json"
-MAX_STORED = 65536  # bytes of one element's outputs.json kept in the tracker
-
-
-def _json(raw: bytes | None) -> Any:
-    if raw is None or len(raw) > MAX_STORED:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
 JSON_COLUMNS = frozenset({"result", "outputs"})
 
 
 def _db_json(v: Any) -> str | None:
     return None if v is None else json.dumps(v)
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode(errors="replace")
 
 
 def _rows(
