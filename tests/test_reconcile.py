@@ -129,3 +129,30 @@ def test_sacct_is_asked_by_task_only_for_jobs_whose_elements_all_run() -> None:
     assert rec.sacct_targets(tasks) == ["9_1", "9_3", "10", "12", "30"]
     many = [tracked("5", i, R) for i in range(rec.MAX_TASK_IDS + 1)]
     assert rec.sacct_targets(many) == ["5"]
+
+
+def test_the_unchanged_shortcut_agrees_with_the_rules() -> None:
+    """reconcile skips elements whose sacct row says what the tracker has; for every state
+    pair and field difference, the full rules would have recorded no change either."""
+    from itertools import product
+
+    from hpcflow.tracker.reconcile import Observation, _change, _conclude, unchanged
+
+    fields = [  # (tracked extra, observation extra)
+        ({}, {}),
+        ({"start": "t0", "node": "vm"}, {"start": "t0", "node": "vm"}),
+        ({"start": "t0", "node": "vm"}, {"start": "t1", "node": "vm"}),
+        ({"exit_code": 0, "end": "t2"}, {"exit_code": 0, "end": "t2"}),
+        ({"exit_code": None, "end": None}, {"exit_code": 1, "end": "t2"}),
+        ({"reason": None}, {"reason": ""}),
+        ({"reason": "x"}, {"reason": "y"}),
+    ]
+    checked = 0
+    for old, new, (tk, ok), comp in product(TaskState, TaskState, fields, (False, True)):
+        t = tracked("5", 1, old, compensation=comp, **tk)
+        o = Observation(new, **ok)
+        if unchanged(t, o):
+            checked += 1
+            concluded = _conclude(t, o, None, NOW, 300, False)
+            assert concluded is None or _change(t, concluded) is None, (t, o)
+    assert checked > len(TaskState)  # the shortcut is taken, for every state

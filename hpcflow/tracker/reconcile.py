@@ -199,13 +199,31 @@ def reconcile(
     q = queued if isinstance(queued, Mapping) else by_key(queued)
     out = []
     for t in tasks:
-        o = _conclude(t, seen.get(t.key), q.get(t.key), now, lost_after, degraded)
+        key = (t.slurm_job_id, t.task_id)
+        o, qrow = seen.get(key), q.get(key)
+        if qrow is None and o is not None and unchanged(t, o):
+            continue  # most elements, most refreshes: Slurm says what the tracker has
+        o = _conclude(t, o, qrow, now, lost_after, degraded)
         if o is None:
             continue
         change = _change(t, o)
         if change is not None:
             out.append(change)
     return out
+
+
+def unchanged(t: Tracked, o: Observation) -> bool:
+    """sacct says exactly what the tracker has (and no rule turns it into something else):
+    ``_change`` would return None. Checked first, as it is the common case."""
+    if o.state is not t.state or o.start != t.start or o.node != t.node:
+        return False
+    ended = t.state in TERMINAL
+    return (
+        (o.reason or None) == t.reason
+        and t.exit_code == (o.exit_code if ended else None)
+        and t.end == (o.end if ended else None)
+        and not (t.compensation and o.state is TaskState.UPSTREAM_FAILED)
+    )
 
 
 def _conclude(
