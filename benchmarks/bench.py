@@ -455,6 +455,7 @@ def bench_tracker(against: str | None, elements: int = 100_000) -> None:
             capture_output=True,
             text=True,
             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+            cwd="/",  # python -c puts the working directory first on sys.path
         )
         if p.returncode:
             raise SystemExit(f"{label} ({tree}):\n{p.stderr}")
@@ -601,8 +602,9 @@ def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str) ->
     """One forced refresh in a fresh process (what `hpcflow status` pays), then the bare
     sacct it ran, same argv, timed alone."""
     tracked = _unfinished(d / "t.db")
+    # cwd: python -c puts the working directory first on sys.path, before PYTHONPATH
     p = subprocess.run([sys.executable, "-c", REFRESH_ONE, str(d / "t.db"), run_id],
-                       capture_output=True, text=True, env=env)  # fmt: skip
+                       capture_output=True, text=True, env=env, cwd=d)  # fmt: skip
     if p.returncode:
         raise SystemExit(p.stderr)
     r = json.loads(p.stdout)
@@ -624,12 +626,12 @@ def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str) ->
 def _refresh_row(label: str, n: int, r: dict) -> None:
     grown = max(r["peak_mb"] - r["rss_before_mb"], 0.0) * 1024 / r["tracked"] if r["tracked"] else 0
     ratio = f"{r['wall_s'] / r['bare_s']:7.2f}" if r["bare_s"] else "      -"
-    print(f"{n:>8} {label:<22}{r['tracked']:>8}{r['rows']:>8}{r['tracked'] + r['jobs']:>8}"
+    print(f"{n:>8} {label:<34}{r['tracked']:>8}{r['rows']:>8}{r['tracked'] + r['jobs']:>8}"
           f"{r['wall_s']:>8.2f}{r['cpu_s']:>7.2f}{r['bare_s']:>8.3f}{ratio}"
           f"{r['peak_mb']:>7.0f}{grown:>7.2f}  {r['run']}")  # fmt: skip
 
 
-REFRESH_HEAD = (f"{'elements':>8} {'refresh':<22}{'tracked':>8}{'rows':>8}{'budget':>8}"
+REFRESH_HEAD = (f"{'elements':>8} {'refresh':<34}{'tracked':>8}{'rows':>8}{'budget':>8}"
                 f"{'wall s':>8}{'cpu s':>7}{'sacct s':>8}{'ratio':>7}{'peak MB':>7}"
                 f"{'KB/el':>7}  run")  # fmt: skip
 
@@ -642,11 +644,14 @@ REFRESH_PHASES = [
 ]
 
 
-def bench_refresh(sizes: list[int]) -> None:
+def bench_refresh(sizes: list[int], against: str | None = None) -> None:
     """(b) refresh cost against the sacct it runs, with a fake sacct that prints real-format
     rows (-X -P -n, SACCT_FIELDS) for the jobs asked: each refresh in a fresh process, as
-    `hpcflow status` runs it; 'sacct s' is the same sacct argv run alone."""
+    `hpcflow status` runs it; 'sacct s' is the same sacct argv run alone. With ``against``
+    (another checkout of the same schema), its refreshes of the same database and files, in
+    the same run."""
     import os
+    import shutil
 
     print("fake sacct (real-format rows); wall/cpu/peak: the refresh process; KB/el: its")
     print("growth during the refresh per tracked element; budget: tracked elements + jobs")
@@ -668,9 +673,13 @@ def bench_refresh(sizes: list[int]) -> None:
             for f in ("sacct", "squeue"):
                 os.chmod(d / "bin" / f, 0o755)
             n = total + 1  # the FFRD shape: hms n + ras 2n + sample + summarize
-            for label, phase in REFRESH_PHASES:
-                (d / "phase").write_text(phase)
-                _refresh_row(label, n, _refresh_once(d, run_id, env, str(fake)))
+            shutil.copy(d / "t.db", d / "t.db.recorded")
+            for tree in [REPO] + ([Path(against)] if against else []):
+                shutil.copy(d / "t.db.recorded", d / "t.db")
+                for label, phase in REFRESH_PHASES:
+                    (d / "phase").write_text(phase)
+                    r = _refresh_once(d, run_id, env | {"PYTHONPATH": str(tree)}, str(fake))
+                    _refresh_row(label + (" (--against)" if tree != REPO else ""), n, r)
 
 
 LAB_WF = """\
@@ -745,7 +754,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,52000,100000", help="refresh: run sizes")
     ap.add_argument("--pack", type=int, default=125, help="pack: elements per task")
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--against", help="tracker: also measure this checkout, same run")
+    ap.add_argument("--against", help="tracker, refresh: also measure this checkout, same run")
     ap.add_argument("--elements", type=int, default=100_000, help="tracker: run size")
     a = ap.parse_args()
     if a.what in ("compile", "all"):
@@ -757,7 +766,7 @@ def main() -> None:
     if a.what in ("latency", "all"):
         bench_latency(a.elements)
     if a.what in ("refresh", "all"):
-        bench_refresh([int(x) for x in a.sizes.split(",")])
+        bench_refresh([int(x) for x in a.sizes.split(",")], a.against)
     if a.what == "refresh-lab":
         bench_refresh_lab(a.n if a.n != 200 else 5000)
     if a.what in ("pack", "all"):
