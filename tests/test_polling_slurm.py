@@ -146,3 +146,51 @@ def test_the_tail_of_an_array_is_asked_for_by_task(
     w = hpcflow("watch", sub["run_id"], "--timeout", "120", "--interval", "1")
     assert w.returncode == 0, w.stdout + w.stderr
     assert counts(status(hpcflow, sub["run_id"])) == {"work": {"COMPLETED": 20}}
+
+
+BUSY = """\
+name: busy
+steps:
+  - name: work
+    foreach: {i: {range: [1, 40]}}
+    run: sleep 6
+"""
+
+
+def test_pending_elements_are_asked_of_squeue_not_sacct(
+    slurm, hpcflow, tmp_path: Path, site_file: Path
+) -> None:
+    """40 elements on 16 slots: squeue says which are still pending; sacct is asked only
+    about the others, task by task, so its rows stay within the elements that left the queue."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(BUSY)
+    sub = submit(hpcflow, site_file, wf)
+    job = sub["jobs"][0]["slurm_job_id"]
+    wait_until(
+        lambda: counts(status(hpcflow, sub["run_id"]))["work"].get("RUNNING", 0) > 0,
+        60,
+        what="some elements running",
+    )
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
+    )
+    (shim / "sacct").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+
+    def verbose_refresh():
+        r = hpcflow("-v", "status", sub["run_id"], "--json", check=True, extra_env=env)
+        return r if "squeue first for 1 jobs" in r.stderr else None
+
+    p = wait_until(verbose_refresh, 30, what="a -v status that asks squeue first")
+    call = [c for c in (tmp_path / "calls").read_text().splitlines() if c.startswith("-X")][-1]
+    asked = call.split("-j ", 1)[1].split(",")
+    assert asked and all(a.startswith(f"{job}_") for a in asked), call  # by task, not whole
+    assert len(asked) < 40, call  # the pending ones are left to squeue
+    lines = p.stderr.splitlines()
+    assert any("sacct -j with" in x for x in lines), p.stderr
+    w = hpcflow("watch", sub["run_id"], "--timeout", "180", "--interval", "1")
+    assert w.returncode == 0, w.stdout + w.stderr
+    assert counts(status(hpcflow, sub["run_id"])) == {"work": {"COMPLETED": 40}}

@@ -126,3 +126,70 @@ def test_bulk_event_lines_are_what_json_dumps_writes(move: tuple) -> None:
             "reason")  # fmt: skip
     want = json.dumps(event_json(dict(zip(cols, move)) | {"kind": "TASK", "time": when}))
     assert run_id == move[0] and line == want
+
+
+class Slurm:
+    """A runner that answers squeue and sacct from tables keyed by the -j argument."""
+
+    def __init__(self, squeue: str | None, sacct: dict[str, str]) -> None:
+        self.squeue, self.sacct, self.calls = squeue, sacct, []  # type: ignore[var-annotated]
+
+    def run(self, argv, **_):  # type: ignore[no-untyped-def]
+        ids = argv[argv.index("-j") + 1]
+        self.calls.append((argv[0], ids))
+        if argv[0] == "squeue":
+            return Result(argv, 1 if self.squeue is None else 0, self.squeue or "", "down")
+        return Result(argv, 0, self.sacct.get(ids, ""), "")
+
+
+def _row(jid: str, state: str, end: str = "Unknown") -> str:
+    return f"{jid}|{jid}|hpcflow.r.a.0|{state}|0:0|2026-12-06T05:00:00|{end}|vm|None||64M\n"
+
+
+def _ask(slurm: Slurm):  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.states import TaskState
+    from hpcflow.tracker.reconcile import Tracked
+    from hpcflow.tracker.refresh import ask_slurm
+
+    sub = datetime.now(timezone.utc) - timedelta(hours=1)
+    tracked = [Tracked(i, "r", "a", i, "50", i, TaskState.RUNNING if i < 4 else TaskState.PENDING,
+                       submitted_at=sub) for i in range(10)]  # fmt: skip
+    seen, queued, degraded = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
+    return seen, {(r.job_id, r.task_id): r.state for r in queued}, degraded
+
+
+SQUEUE = "50_[6-9]|PENDING|Resources\n50_4|RUNNING|None\n" + "".join(
+    f"50_{i}|RUNNING|None\n" for i in range(3)
+)
+
+
+def test_pending_tasks_come_from_squeue_and_the_rest_from_sacct_by_task() -> None:
+    ended = _row("50_3", "COMPLETED", "2026-12-06T05:00:09")
+    ended += _row("50_5", "FAILED", "2026-12-06T05:00:09")
+    sacct = "".join(_row(f"50_{i}", "RUNNING") for i in (0, 1, 2, 4)) + ended
+    slurm = Slurm(SQUEUE, {"50_0,50_1,50_2,50_3,50_4,50_5": sacct})
+    seen, queued, degraded = _ask(slurm)
+    # squeue first (slurmctld), then sacct only for what is not pending: 6-9 are not asked
+    assert slurm.calls == [("squeue", "50"), ("sacct", "50_0,50_1,50_2,50_3,50_4,50_5")]
+    assert seen[("50", 3)].state.value == "COMPLETED" and seen[("50", 5)].state.value == "FAILED"
+    assert queued[("50", 7)] == "PENDING" and degraded is None
+
+
+def test_a_task_slurmdbd_has_not_written_yet_is_asked_for_with_its_job() -> None:
+    # 50_5 left the queue, but sacct has no row of its own for it yet: the job again, whole
+    meta = "50_[5-9]|50_5|hpcflow.r.a.0|PENDING|0:0|Unknown|Unknown|None assigned|None||64M\n"
+    asked_by_task = "".join(_row(f"50_{i}", "RUNNING") for i in range(5))
+    slurm = Slurm(SQUEUE, {"50_0,50_1,50_2,50_3,50_4,50_5": asked_by_task, "50": meta})
+    seen, _, _ = _ask(slurm)
+    assert slurm.calls[-1] == ("sacct", "50") and len(slurm.calls) == 3
+    assert seen[("50", 5)].state.value == "PENDING"  # as slurmdbd has it: not LOST
+    assert seen[("50", 2)].state.value == "RUNNING"  # its own row, not the meta record's
+
+
+def test_without_squeue_a_job_with_pending_elements_is_asked_for_whole() -> None:
+    slurm = Slurm(None, {"50": "".join(_row(f"50_{i}", "RUNNING") for i in range(10))})
+    seen, queued, _ = _ask(slurm)
+    assert ("sacct", "50") in slurm.calls and len(seen) == 10

@@ -43,9 +43,11 @@ from hpcflow.tracker.reconcile import (
     Observation,
     Tracked,
     by_key,
+    not_yet_in_sacct,
     observe,
     reconcile,
     sacct_targets,
+    squeue_first,
     squeue_needed,
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
@@ -242,29 +244,40 @@ def _stamp(text: Any) -> datetime | None:
 def ask_slurm(
     client: SlurmClient, tracked: list[Tracked], since: datetime
 ) -> tuple[dict[Key, Observation], list[SqueueRow], str | None]:
-    """One sacct (-X, alive since ``since``) for the jobs with unfinished elements; for the
-    SIGKILLed among them, one more for their step rows (MaxRSS: out of memory or not); one
-    squeue for the jobs sacct cannot settle. Returns (observations, squeue rows, why the
-    answer is degraded or None)."""
-    ids = sacct_targets(tracked)
+    """squeue first for the array jobs with pending elements (slurmctld: which are still
+    pending, and why); one sacct (-X, alive since ``since``) for the rest, by task where
+    that is exact; for the SIGKILLed among them, one more for their step rows (MaxRSS: out of
+    memory or not); squeue again only for jobs sacct cannot settle. Returns (observations,
+    squeue rows, why the answer is degraded or None)."""
+    first = squeue_first(tracked)
+    answer = client.squeue(first) if first else []
+    queued = answer or []
+    squeued = first if answer is not None else []
+    q = by_key(queued)
+    ids = sacct_targets(tracked, q, squeued)
     degraded = None
     try:
-        rows = client.sacct(ids, since)
+        rows = client.sacct(ids, since) if ids else []
+        if late := not_yet_in_sacct(ids, rows, q):
+            have = {(r.job_id, r.task_id) for r in rows}
+            rows += [r for r in client.sacct(late, since) if (r.job_id, r.task_id) not in have]
         rows = _with_step_data(client, rows, {t.key for t in tracked}, since)
     except SlurmUnavailable as e:
-        rows = []
+        rows, late = [], []
         degraded = f"{e}: states from squeue only; finished jobs are not updated"
     seen = observe(rows, tracked, datetime.now())  # sacct prints the cluster's local time
-    need = squeue_needed(tracked, seen)
-    queued = (client.squeue(need) or []) if need else []
+    need = [j for j in squeue_needed(tracked, seen) if j not in set(squeued)]
+    if need:
+        queued += client.squeue(need) or []
     if log.isEnabledFor(logging.DEBUG):
         jobs = len({t.slurm_job_id for t in tracked})
         printed = sum(1 for r in rows if not r.meta) + len({r.job_id for r in rows if r.meta})
         log.debug(
-            "refresh: %d unfinished elements in %d jobs; sacct -j with %d ids returned %d rows "
-            "(budget %d = elements + jobs, plus tasks of those jobs that ended in the window); "
-            "squeue asked about %d jobs, %d elements",
-            len(tracked), jobs, len(ids), printed, len(tracked) + jobs, len(need), len(queued),
+            "refresh: %d unfinished elements in %d jobs; squeue first for %d jobs; sacct -j "
+            "with %d ids (%d jobs again whole, not yet in slurmdbd) returned %d rows (budget "
+            "%d = elements + jobs); squeue asked about %d more jobs; %d squeue rows",
+            len(tracked), jobs, len(first), len(ids), len(late), printed, len(tracked) + jobs,
+            len(need), len(queued),
         )  # fmt: skip
     return seen, queued, degraded
 
