@@ -209,15 +209,29 @@ def test_cancel(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
 
 
 def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
-    """Two active runs refresh with one sacct call (counted with a PATH shim)."""
+    """Two active runs refresh with one sacct call (counted with a PATH shim). The elements
+    run first: sacct is not asked about elements squeue shows pending."""
     wf = tmp_path / "wf.yaml"
     wf.write_text(
-        "name: two\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 3]}}\n    run: sleep 2\n"
+        "name: two\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 3]}}\n    run: sleep 20\n"
     )
-    r1 = submit(hpcflow, site_file, wf)["run_id"]
-    r2 = submit(hpcflow, site_file, wf)["run_id"]
+    s1, s2 = submit(hpcflow, site_file, wf), submit(hpcflow, site_file, wf)
+    r1, r2 = s1["run_id"], s2["run_id"]
+    ids = [s["jobs"][0]["slurm_job_id"] for s in (s1, s2)]
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["squeue", "-h", "-t", "R", "-r", "-j", ",".join(ids)],
+                capture_output=True,
+                text=True,
+            ).stdout.count("\n")
+            == 6
+        ),
+        60,
+        what="all six elements running",
+    )
     log = tmp_path / "calls.log"
-    env_path = path_shim(tmp_path, "sacct", f"echo sacct >> {log}")
+    env_path = path_shim(tmp_path, "sacct", f'echo "sacct $*" >> {log}')
     p = subprocess.run(
         ["python", "-m", "hpcflow", "status", "--json"],
         capture_output=True,
@@ -226,7 +240,8 @@ def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_
     )
     assert p.returncode == 0, p.stderr
     assert {d["run_id"] for d in json.loads(p.stdout)["runs"]} == {r1, r2}
-    assert log.read_text().count("sacct") == 1
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and all(i in calls[0] for i in ids), calls
     hpcflow("cancel", r1)
     hpcflow("cancel", r2)
 

@@ -230,12 +230,6 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
     counted = path_shim(tmp_path, "sacct", f"echo x >> {calls}\nsleep 2")
     env = dict(os.environ, HPCFLOW_DB=str(db), PATH=counted)
     cmd = [sys.executable, "-m", "hpcflow", "status", sub["run_id"], "--json"]
-    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(calls.exists, 30, 0.05)
-    victim.send_signal(signal.SIGKILL)  # in the middle of a refresh
-    victim.wait()
-    assert sqlite3.connect(db).execute("pragma integrity_check").fetchone() == ("ok",)
-    calls.unlink()
     ids = ",".join(j["slurm_job_id"] for j in sub["jobs"])
 
     def all_recorded() -> bool:  # slurmdbd may lag behind squeue: wait for sacct itself
@@ -246,7 +240,14 @@ def test_kill_9_during_refresh_and_concurrent_status(slurm, hpcflow, tmp_path: P
         ).stdout.split()
         return out.count("COMPLETED") == 20
 
+    # the elements have left the queue, so the refresh asks sacct (not squeue) about them
     wait_until(all_recorded, 90)
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(calls.exists, 30, 0.05)
+    victim.send_signal(signal.SIGKILL)  # in the middle of a refresh
+    victim.wait()
+    assert sqlite3.connect(db).execute("pragma integrity_check").fetchone() == ("ok",)
+    calls.unlink()
 
     def run_all(commands: list[list[str]]) -> list[tuple[str, str]]:
         procs = [

@@ -157,7 +157,7 @@ def _ask(slurm: Slurm):  # type: ignore[no-untyped-def]
     sub = datetime.now(timezone.utc) - timedelta(hours=1)
     tracked = [Tracked(i, "r", "a", i, "50", i, TaskState.RUNNING if i < 4 else TaskState.PENDING,
                        submitted_at=sub) for i in range(10)]  # fmt: skip
-    seen, queued, degraded = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
+    seen, queued, degraded, _ = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
     return seen, {(r.job_id, r.task_id): r.state for r in queued}, degraded
 
 
@@ -193,3 +193,20 @@ def test_without_squeue_a_job_with_pending_elements_is_asked_for_whole() -> None
     slurm = Slurm(None, {"50": "".join(_row(f"50_{i}", "RUNNING") for i in range(10))})
     seen, queued, _ = _ask(slurm)
     assert ("sacct", "50") in slurm.calls and len(seen) == 10
+
+
+def test_sacct_is_not_asked_when_squeue_holds_every_element_pending() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.states import TaskState
+    from hpcflow.tracker.reconcile import Tracked
+    from hpcflow.tracker.refresh import ask_slurm
+
+    sub = datetime.now(timezone.utc) - timedelta(hours=1)
+    tracked = [Tracked(i, "r", "a", i, "60", i, TaskState.PENDING, submitted_at=sub)
+               for i in range(4)]  # fmt: skip
+    slurm = Slurm("60_[0-3]|PENDING|Priority\n", {})
+    seen, queued, degraded, asked = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
+    assert slurm.calls == [("squeue", "60")] and not asked and degraded is None
+    assert len(queued) == 4 and seen == {}

@@ -68,6 +68,7 @@ def lock_path(engine: Engine, name: str) -> str:
 class Refreshed:
     runs: list[str] = field(default_factory=list)
     degraded: str | None = None
+    sacct_asked: bool = True  # False: every element was pending in squeue; degraded unknown
 
 
 def refresh(
@@ -135,7 +136,9 @@ def _refresh_due(
     moves: list[tuple[Any, ...]] = []
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     if tracked:
-        seen, queued, out.degraded = ask_slurm(SlurmClient(runner), tracked, window_start(due))
+        seen, queued, out.degraded, out.sacct_asked = ask_slurm(
+            SlurmClient(runner), tracked, window_start(due)
+        )
         now, squeued = utcnow(), by_key(queued)
         for i in range(0, len(tracked), SLICE):
             changes = reconcile(tracked[i : i + SLICE], seen, squeued, now=now,
@@ -243,12 +246,12 @@ def _stamp(text: Any) -> datetime | None:
 
 def ask_slurm(
     client: SlurmClient, tracked: list[Tracked], since: datetime
-) -> tuple[dict[Key, Observation], list[SqueueRow], str | None]:
+) -> tuple[dict[Key, Observation], list[SqueueRow], str | None, bool]:
     """squeue first for the array jobs with pending elements (slurmctld: which are still
     pending, and why); one sacct (-X, alive since ``since``) for the rest, by task where
     that is exact; for the SIGKILLed among them, one more for their step rows (MaxRSS: out of
     memory or not); squeue again only for jobs sacct cannot settle. Returns (observations,
-    squeue rows, why the answer is degraded or None)."""
+    squeue rows, why the answer is degraded or None, whether sacct was asked at all)."""
     first = squeue_first(tracked)
     answer = client.squeue(first) if first else []
     queued = answer or []
@@ -279,7 +282,7 @@ def ask_slurm(
             len(tracked), jobs, len(first), len(ids), len(late), printed, len(tracked) + jobs,
             len(need), len(queued),
         )  # fmt: skip
-    return seen, queued, degraded
+    return seen, queued, degraded, bool(ids)
 
 
 def _with_step_data(
@@ -345,14 +348,15 @@ def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
     assert run is not None
     if move_run(s, log, run, derive_run_state(s, run), "derive"):
         out.runs.append(run.id)
-    if run.degraded != out.degraded:
+    # every element pending in squeue: sacct was not asked, its health is not known this time
+    if out.sacct_asked and run.degraded != out.degraded:
         log.add(
             s,
             run_id=run.id,
             kind=EventKind.DEGRADED if out.degraded else EventKind.RECOVERED,
             reason=out.degraded or "sacct answers again",
         )
-    run.degraded = out.degraded
+        run.degraded = out.degraded
     run.refreshed_at = utcnow()
     s.add(run)
 
