@@ -309,8 +309,9 @@ def test_shard_dirs_before_jobs_element_dirs_by_jobs_and_clean(
     slurm, hpcflow, tmp_path: Path, site_file: Path
 ) -> None:
     wf = tmp_path / "wf.yaml"
-    wf.write_text(
-        "name: dirs\nsteps:\n  - name: a\n    foreach: {i: {range: [1, 1500]}}\n"
+    wf.write_text(  # a waits for the gate: none of its elements can have started yet below
+        "name: dirs\nsteps:\n  - {name: gate, run: sleep 5}\n  - name: a\n    after: [gate]\n"
+        "    foreach: {i: {range: [1, 1500]}}\n"
         "    throttle: 1\n    run: 'true'\n  - {name: b, after: [a], run: 'true'}\n"
     )
     sub = submit(hpcflow, site_file, wf)
@@ -318,7 +319,7 @@ def test_shard_dirs_before_jobs_element_dirs_by_jobs_and_clean(
     # submit makes the shard directories (1,000 elements each), not the elements' own: at
     # most one metadata operation per 1,000 elements on the login node
     assert sorted(p.name for p in (run_dir / "steps/a").iterdir()) == ["0", "1"]
-    assert list((run_dir / "steps/a/1").iterdir()) == []  # throttle 1: not reached yet
+    assert list((run_dir / "steps/a/1").iterdir()) == []  # no element has started yet
     # each element's job makes its directory, mode 0750
     wait_until(lambda: (run_dir / "steps/a/0/1/.hpcflow/result.json").exists(), 60,
                what="element 1 to run")  # fmt: skip
