@@ -133,10 +133,12 @@ class Slurm:
 
     def __init__(self, squeue: str | None, sacct: dict[str, str]) -> None:
         self.squeue, self.sacct, self.calls = squeue, sacct, []  # type: ignore[var-annotated]
+        self.starts: list[str] = []
 
     def run(self, argv, **_):  # type: ignore[no-untyped-def]
         ids = argv[argv.index("-j") + 1]
         self.calls.append((argv[0], ids))
+        self.starts.extend(a for a in argv if a.startswith("--starttime="))
         if argv[0] == "squeue":
             return Result(argv, 1 if self.squeue is None else 0, self.squeue or "", "down")
         return Result(argv, 0, self.sacct.get(ids, ""), "")
@@ -157,7 +159,8 @@ def _ask(slurm: Slurm):  # type: ignore[no-untyped-def]
     sub = datetime.now(timezone.utc) - timedelta(hours=1)
     tracked = [Tracked(i, "r", "a", i, "50", i, TaskState.RUNNING if i < 4 else TaskState.PENDING,
                        submitted_at=sub) for i in range(10)]  # fmt: skip
-    seen, queued, degraded, _ = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
+    window, late = datetime(2026, 12, 6, 4, 50), datetime(2026, 12, 6, 4, 58)
+    seen, queued, degraded, _ = ask_slurm(SlurmClient(slurm), tracked, window, late)  # type: ignore[arg-type]
     return seen, {(r.job_id, r.task_id): r.state for r in queued}, degraded
 
 
@@ -185,6 +188,8 @@ def test_a_task_slurmdbd_has_not_written_yet_is_asked_for_with_its_job() -> None
     slurm = Slurm(SQUEUE, {"50_0,50_1,50_2,50_3,50_4,50_5": asked_by_task, "50": meta})
     seen, _, _ = _ask(slurm)
     assert slurm.calls[-1] == ("sacct", "50") and len(slurm.calls) == 3
+    # the job again since the last refresh (minus a margin), not the whole 10-minute window
+    assert slurm.starts == ["--starttime=2026-12-06T04:50:00", "--starttime=2026-12-06T04:58:00"]
     assert seen[("50", 5)].state.value == "PENDING"  # as slurmdbd has it: not LOST
     assert seen[("50", 2)].state.value == "RUNNING"  # its own row, not the meta record's
 

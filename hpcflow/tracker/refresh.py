@@ -137,7 +137,7 @@ def _refresh_due(
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     if tracked:
         seen, queued, out.degraded, out.sacct_asked = ask_slurm(
-            SlurmClient(runner), tracked, window_start(due)
+            SlurmClient(runner), tracked, window_start(due), window_start(due, LATE_MARGIN)
         )
         now, squeued = utcnow(), by_key(queued)
         for i in range(0, len(tracked), SLICE):
@@ -158,18 +158,21 @@ def _refresh_due(
 # slurmdbd may lag slurmctld by minutes, and sacct's time filter has one-second resolution:
 # a refresh asks for everything alive since this long before the last good one.
 WINDOW_MARGIN = timedelta(minutes=10)
+# A task that left squeue since the last refresh but is not in slurmdbd yet ended after that
+# refresh: its job is asked for again with this margin (clock skew), not the whole window.
+LATE_MARGIN = timedelta(minutes=2)
 # NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
 REQUEUE_WINDOW = timedelta(minutes=10)
 UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
 SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
 
 
-def window_start(due: list[Run]) -> datetime:
+def window_start(due: list[Run], margin: timedelta = WINDOW_MARGIN) -> datetime:
     """sacct --starttime for these runs, in the cluster's local time: an element that ended
     before it was already seen ended by an earlier refresh. The first refresh of a run, and
     the first after sacct failed, look back to a day before its submission."""
     starts = [
-        r.refreshed_at - WINDOW_MARGIN
+        r.refreshed_at - margin
         if r.refreshed_at is not None and not r.degraded
         else r.submitted_at - timedelta(days=1)
         for r in due
@@ -245,12 +248,13 @@ def _stamp(text: Any) -> datetime | None:
 
 
 def ask_slurm(
-    client: SlurmClient, tracked: list[Tracked], since: datetime
+    client: SlurmClient, tracked: list[Tracked], since: datetime, late_since: datetime | None = None
 ) -> tuple[dict[Key, Observation], list[SqueueRow], str | None, bool]:
     """squeue first for the array jobs with pending elements (slurmctld: which are still
     pending, and why); one sacct (-X, alive since ``since``) for the rest, by task where
     that is exact; for the SIGKILLed among them, one more for their step rows (MaxRSS: out of
-    memory or not); squeue again only for jobs sacct cannot settle. Returns (observations,
+    memory or not); squeue again only for jobs sacct cannot settle. A task asked by id that
+    neither shows gets its job asked for whole, alive since ``late_since``. Returns (observations,
     squeue rows, why the answer is degraded or None, whether sacct was asked at all)."""
     first = squeue_first(tracked)
     answer = client.squeue(first) if first else []
@@ -263,7 +267,8 @@ def ask_slurm(
         rows = client.sacct(ids, since) if ids else []
         if late := not_yet_in_sacct(ids, rows, q):
             have = {(r.job_id, r.task_id) for r in rows}
-            rows += [r for r in client.sacct(late, since) if (r.job_id, r.task_id) not in have]
+            again = client.sacct(late, late_since or since)  # their pending meta record
+            rows += [r for r in again if (r.job_id, r.task_id) not in have]
         rows = _with_step_data(client, rows, {t.key for t in tracked}, since)
     except SlurmUnavailable as e:
         rows, late = [], []
