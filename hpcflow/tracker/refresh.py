@@ -158,9 +158,10 @@ def _refresh_due(
 # slurmdbd may lag slurmctld by minutes, and sacct's time filter has one-second resolution:
 # a refresh asks for everything alive since this long before the last good one.
 WINDOW_MARGIN = timedelta(minutes=10)
-# A task that left squeue since the last refresh but is not in slurmdbd yet ended after that
-# refresh: its job is asked for again with this margin (clock skew), not the whole window.
-LATE_MARGIN = timedelta(minutes=2)
+# A task that left squeue since the last refresh's squeue but is not in slurmdbd yet ended
+# after that: its job is asked for again from the last refresh's end minus this margin (the
+# refresh's own length, up to seconds at 100,000 elements, and clock skew), not the window.
+LATE_MARGIN = timedelta(seconds=30)
 # NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
 REQUEUE_WINDOW = timedelta(minutes=10)
 UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
