@@ -13,6 +13,20 @@ from .helpers import counts, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
 
+
+def recording_sacct(tmp_path: Path) -> dict[str, str]:
+    """A wrapper around the real sacct that appends its arguments to ``calls`` and every row
+    it printed to ``rows`` (in tmp_path); returns the environment that puts it on PATH."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
+    )
+    (shim / "sacct").chmod(0o755)
+    return {"PATH": f"{shim}:{os.environ['PATH']}"}
+
+
 WF = """\
 name: budget
 steps:
@@ -39,14 +53,7 @@ def test_refresh_asks_only_about_unfinished_work(
         what="fast done while slow runs",
     )  # fmt: skip
     # a recording wrapper around the real sacct: arguments and every row it printed
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = shutil.which("sacct")
-    (shim / "sacct").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
-    )
-    (shim / "sacct").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    env = recording_sacct(tmp_path)
 
     def refreshed_through_wrapper() -> bool:  # poll_interval is 1s: a status soon refreshes
         hpcflow("status", sub["run_id"], check=True, extra_env=env)
@@ -81,12 +88,7 @@ def test_one_sacct_per_user_per_poll_interval(slurm, hpcflow, tmp_path: Path, la
     wf = tmp_path / "wf.yaml"
     wf.write_text("name: two\nsteps:\n  - name: s\n    run: sleep 20\n")
     a, b = submit(hpcflow, site, wf), submit(hpcflow, site, wf)
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = shutil.which("sacct")
-    (shim / "sacct").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\nexec {real} "$@"\n')
-    (shim / "sacct").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    env = recording_sacct(tmp_path)
     for run in (a, b, a, b, a):
         hpcflow("status", run["run_id"], check=True, extra_env=env)
     calls = (tmp_path / "calls").read_text().splitlines()
@@ -123,14 +125,7 @@ def test_the_tail_of_an_array_is_asked_for_by_task(
         60,
         what="17 done, 3 running",
     )  # fmt: skip
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = shutil.which("sacct")
-    (shim / "sacct").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
-    )
-    (shim / "sacct").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    env = recording_sacct(tmp_path)
     wait_until(
         lambda: (
             hpcflow("status", sub["run_id"], check=True, extra_env=env)
@@ -171,14 +166,7 @@ def test_pending_elements_are_asked_of_squeue_not_sacct(
         60,
         what="some elements running",
     )
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = shutil.which("sacct")
-    (shim / "sacct").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
-    )
-    (shim / "sacct").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    env = recording_sacct(tmp_path)
 
     def verbose_refresh():
         r = hpcflow("-v", "status", sub["run_id"], "--json", check=True, extra_env=env)
