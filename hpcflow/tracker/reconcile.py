@@ -1,6 +1,12 @@
 """What a refresh concludes, as pure functions: tracked elements + what sacct and squeue said
 -> the changes to record. No I/O; ``refresh.py`` gathers before and applies after.
 
+What to ask (tests in tests/test_reconcile.py and tests/test_refresh_apply.py):
+- Array jobs with an element pending or maybe requeued: squeue first (``squeue_first``);
+  sacct by task for the tasks squeue does not show pending, and for jobs whose elements all
+  run; other jobs whole (``sacct_targets``). A task asked by id that neither shows: its job
+  again, whole (``not_yet_in_sacct``), never taken for lost.
+
 The rules, each with a table-driven test in tests/test_reconcile.py:
 - sacct (slurmdbd) is the record; squeue (slurmctld) wins for rows sacct may show stale:
   PENDING (for the reason) and NODE_FAIL/PREEMPTED (possibly requeued already).
