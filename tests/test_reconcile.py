@@ -120,7 +120,7 @@ def test_a_fresh_meta_record_does_not_decide_finished_elements(end_age_s, want) 
 
 
 def test_sacct_is_asked_by_task_only_for_jobs_whose_elements_all_run() -> None:
-    from hpcflow.tracker import reconcile as rec
+    from hpcflow.tracker import asking as rec
 
     tasks = [tracked("9", 3, R), tracked("9", 1, R), tracked("12", 0, R), tracked("12", 1, P),
              tracked("10", None, R), tracked("30", 2, TaskState.NODE_FAIL)]  # fmt: skip

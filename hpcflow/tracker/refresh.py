@@ -33,6 +33,7 @@ from hpcflow.states import (
     TaskState,
     run_state,
 )
+from hpcflow.tracker.asking import not_yet_in_sacct, sacct_targets, squeue_first
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.evidence import read_evidence
@@ -43,11 +44,8 @@ from hpcflow.tracker.reconcile import (
     Observation,
     Tracked,
     by_key,
-    not_yet_in_sacct,
     observe,
     reconcile,
-    sacct_targets,
-    squeue_first,
     squeue_needed,
 )
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
