@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 
 class TaskState(str, Enum):
@@ -159,6 +160,7 @@ SLURM_STATE: dict[str, TaskState] = {
 DEPENDENCY_NEVER = "DependencyNeverSatisfied"
 
 
+@lru_cache(maxsize=4096)  # pure, and called per element per refresh with few distinct args
 def map_slurm_state(
     state: str, reason: str = "", started: bool = True, has_dependency: bool = False
 ) -> TaskState:

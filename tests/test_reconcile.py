@@ -156,3 +156,27 @@ def test_the_unchanged_shortcut_agrees_with_the_rules() -> None:
             concluded = _conclude(t, o, None, NOW, 300, False)
             assert concluded is None or _change(t, concluded) is None, (t, o)
     assert checked > len(TaskState)  # the shortcut is taken, for every state
+
+
+def test_the_still_pending_shortcut_agrees_with_the_rules() -> None:
+    """reconcile skips elements squeue shows pending for the reason the tracker has (sacct
+    not asked about them); for every tracked state, squeue state and reason, the full rules
+    would have recorded no change either."""
+    from itertools import product
+
+    from hpcflow.slurm.commands import SqueueRow
+    from hpcflow.tracker.reconcile import _change, _conclude, still_pending
+
+    squeue_states = ["PENDING", "RUNNING", "REQUEUED", "COMPLETING", "SUSPENDED", "CANCELLED"]
+    reasons = ["", "Resources", "Priority", "JobArrayTaskLimit", "DependencyNeverSatisfied"]
+    tracked_fields = [{}, {"reason": "Priority"}, {"reason": "Resources"},
+                      {"start": "t0", "node": "vm"}]  # fmt: skip
+    checked = 0
+    for old, st, why, tk in product(TaskState, squeue_states, reasons, tracked_fields):
+        t = tracked("5", 1, old, **tk)
+        q = SqueueRow("5", 1, st, why)
+        if still_pending(t, q):
+            checked += 1
+            concluded = _conclude(t, None, q, NOW, 300, False)
+            assert concluded is None or _change(t, concluded) is None, (t, q)
+    assert checked >= 2  # taken for pending elements with and without a reason

@@ -3,12 +3,14 @@ cluster (tests/captured/, Slurm 22.05)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from hpcflow.slurm.commands import (
     dependency_string,
+    ended_within,
     expand_array_ids,
     is_temporary_error,
     max_array_size,
@@ -255,3 +257,20 @@ def test_sinfo_partitions_parse() -> None:
     # sinfo groups unlike nodes: "64+" is the smallest of a group; the largest node wins
     grouped = "big*|gpu:a100:4(S:0-1)|2-00:00:00|64+|512000+\nbig*|(null)|2-00:00:00|128|1024000\n"
     assert parse_sinfo(grouped) == {"big": (4, 128, 1024000)}
+
+
+@pytest.mark.parametrize(
+    ("end", "within"),
+    [
+        ("2026-12-06T10:00:00", True),  # 30 s before now
+        ("2026-12-06T09:58:00", False),  # 150 s before
+        ("Unknown", False),  # pending: no end yet
+        (None, False),
+        ("", False),
+        ("2026-12-06T10:00:00+01:00", False),  # not sacct's format: never "recent"
+        ("2026-13-06T10:00:00", False),
+    ],
+)
+def test_ended_within_reads_sacct_end_times(end, within):
+    now = datetime(2026, 12, 6, 10, 0, 30)
+    assert ended_within(end, now, 120) is within

@@ -158,8 +158,10 @@ def parse_sinfo(text: str) -> dict[str, tuple[int, int, int]]:
 def ended_within(end: str | None, now: datetime, seconds: float) -> bool:
     """A sacct End time (cluster local time) less than ``seconds`` before ``now``; False when
     there is no parseable end."""
+    if not end or len(end) != 19:  # None, "Unknown": a pending meta record has no end
+        return False
     try:
-        ended = datetime.strptime(end or "", "%Y-%m-%dT%H:%M:%S")
+        ended = datetime.fromisoformat(end)  # ~10x strptime; 'YYYY-MM-DDTHH:MM:SS' only
     except ValueError:
         return False
     return (now - ended).total_seconds() < seconds

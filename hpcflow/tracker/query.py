@@ -16,7 +16,8 @@ from hpcflow.states import HPCFLOW_MOVES, TaskState
 from hpcflow.tracker import lite
 from hpcflow.tracker.db import Event, Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
-from hpcflow.tracker.refresh import ACTIVE, derive_run_state
+from hpcflow.tracker.refresh import ACTIVE
+from hpcflow.tracker.runstate import derive_run_state
 
 
 def get_run(engine: Engine, run_id: str) -> Run:

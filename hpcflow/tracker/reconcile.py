@@ -182,6 +182,8 @@ def reconcile(
         o, qrow = seen.get(key), q.get(key)
         if qrow is None and o is not None and unchanged(t, o):
             continue  # most elements, most refreshes: Slurm says what the tracker has
+        if o is None and qrow is not None and still_pending(t, qrow):
+            continue  # the queued rest of an array: squeue says what the tracker has
         o = _conclude(t, o, qrow, now, lost_after, degraded)
         if o is None:
             continue
@@ -202,6 +204,18 @@ def unchanged(t: Tracked, o: Observation) -> bool:
         and t.exit_code == (o.exit_code if ended else None)
         and t.end == (o.end if ended else None)
         and not (t.compensation and o.state is TaskState.UPSTREAM_FAILED)
+    )
+
+
+def still_pending(t: Tracked, qrow: SqueueRow) -> bool:
+    """squeue shows the element pending for the reason the tracker has: ``_conclude`` and
+    ``_change`` would return nothing new."""
+    return (
+        t.state is TaskState.PENDING
+        and t.start is None
+        and t.node is None
+        and (qrow.reason or None) == t.reason
+        and map_slurm_state(qrow.state, qrow.reason) is TaskState.PENDING
     )
 
 

@@ -16,7 +16,6 @@ from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
-from hpcflow.tracker.refresh import escalatable
 from hpcflow.tracker.resubmission import (
     Graph,
     JobNode,
@@ -27,6 +26,7 @@ from hpcflow.tracker.resubmission import (
 from hpcflow.tracker.resubmission import (
     select as select_tasks,
 )
+from hpcflow.tracker.runstate import escalatable
 from hpcflow.tracker.submit import RunLock, submit_planned
 
 

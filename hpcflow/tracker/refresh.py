@@ -28,13 +28,10 @@ from hpcflow.states import (
     ACTIVE_RUN_STATES,
     TERMINAL,
     EventKind,
-    JobStatus,
-    RunState,
     TaskState,
-    run_state,
 )
 from hpcflow.tracker.asking import not_yet_in_sacct, sacct_targets, squeue_first
-from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.tracker.db import Run, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.evidence import read_evidence
 from hpcflow.tracker.reconcile import (
@@ -48,7 +45,7 @@ from hpcflow.tracker.reconcile import (
     reconcile,
     squeue_needed,
 )
-from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
+from hpcflow.tracker.runstate import db_stamp, derived
 from hpcflow.util.gcpause import gc_paused
 from hpcflow.util.locks import FileLock
 
@@ -348,12 +345,27 @@ def _dumped(values: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
 
 
 def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
+    """The run's state from its elements', its degraded flag, refreshed_at. Driver SQL for
+    the common case (nothing to move): each ORM statement's first compile in a fresh
+    `status` process costs about as much as the lab's sacct."""
+    s.flush()
+    db = s.connection()
+    state, cancelled, degraded = db.exec_driver_sql(
+        "SELECT state, cancelled, degraded FROM run WHERE id = ?", (run_id,)
+    ).one()
+    new = derived(db, run_id, state, bool(cancelled))
+    # every element pending in squeue: sacct was not asked, its health is not known this time
+    flag = out.sacct_asked and degraded != out.degraded
+    if new == state and not flag:
+        db.exec_driver_sql(
+            "UPDATE run SET refreshed_at = ? WHERE id = ?", (db_stamp(utcnow()), run_id)
+        )
+        return
     run = s.get(Run, run_id)
     assert run is not None
-    if move_run(s, log, run, derive_run_state(s, run), "derive"):
+    if move_run(s, log, run, new, "derive"):
         out.runs.append(run.id)
-    # every element pending in squeue: sacct was not asked, its health is not known this time
-    if out.sacct_asked and run.degraded != out.degraded:
+    if flag:
         log.add(
             s,
             run_id=run.id,
@@ -363,28 +375,3 @@ def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
         run.degraded = out.degraded
     run.refreshed_at = utcnow()
     s.add(run)
-
-
-def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
-    """Tasks a step's retry.on_oom / retry.on_timeout will resubmit (see ``escalations``)."""
-    policy = {r.name: r.policy for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
-    states = [st.value for st in ESCALATING_STATES]
-    rows = s.exec(
-        select(Task.id, Task.step, Task.state, Task.attempts).where(
-            Task.run_id == run_id, col(Task.state).in_(states)
-        )
-    )
-    return escalations((Ended(i, step, TaskState(st), n) for i, step, st, n in rows), policy)
-
-
-def derive_run_state(s: Any, run: Run) -> str:
-    # the run's state depends only on which states its elements are in: DISTINCT, not rows
-    stmt = select(Task.state).where(Task.run_id == run.id).distinct()
-    states = [TaskState(x) for x in s.exec(stmt)]
-    if s.exec(
-        select(Job).where(Job.run_id == run.id, Job.status == JobStatus.PLANNED.value)
-    ).first():
-        return run.state  # submission not finished: leave it to the submitter / reconcile
-    if escalatable(s, run.id):
-        return RunState.RUNNING.value  # some elements are about to be resubmitted
-    return run_state(states, run.cancelled).value

@@ -1,0 +1,61 @@
+"""A run's state from its elements' (plain SQL through the driver: a refresh settles its
+runs in every `status` process, where each ORM statement's first compile costs about as much
+as the lab's sacct)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from hpcflow.states import JobStatus, RunState, TaskState, run_state
+from hpcflow.tracker.db import Run
+from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
+
+
+def db_stamp(t: datetime) -> str:
+    """A UTC time as SQLAlchemy's SQLite DateTime stores it."""
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+    """Tasks a step's retry.on_oom / retry.on_timeout will resubmit (see ``escalations``)."""
+    s.flush()  # driver SQL below: ORM changes pending in the session first
+    return _escalatable(s.connection(), run_id)
+
+
+def _escalatable(db: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+    states = [st.value for st in ESCALATING_STATES]
+    rows = list(
+        db.exec_driver_sql(
+            "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
+            f"({', '.join('?' * len(states))})",
+            (run_id, *states),
+        )
+    )
+    if not rows:
+        return {}
+    policy = {
+        name: json.loads(p) if isinstance(p, str) else p
+        for name, p in db.exec_driver_sql(
+            "SELECT name, policy FROM step WHERE run_id = ?", (run_id,)
+        )
+    }
+    return escalations((Ended(i, step, TaskState(st), n) for i, step, st, n in rows), policy)
+
+
+def derive_run_state(s: Any, run: Run) -> str:
+    s.flush()  # driver SQL below: ORM changes pending in the session first
+    return derived(s.connection(), run.id, run.state, run.cancelled)
+
+
+def derived(db: Any, run_id: str, state: str, cancelled: bool) -> str:
+    # the run's state depends only on which states its elements are in: DISTINCT, not rows
+    q = "SELECT DISTINCT state FROM task WHERE run_id = ?"
+    states = [TaskState(x) for (x,) in db.exec_driver_sql(q, (run_id,))]
+    planned = "SELECT 1 FROM job WHERE run_id = ? AND status = ? LIMIT 1"
+    if db.exec_driver_sql(planned, (run_id, JobStatus.PLANNED.value)).first():
+        return state  # submission not finished: leave it to the submitter / reconcile
+    if _escalatable(db, run_id):
+        return RunState.RUNNING.value  # some elements are about to be resubmitted
+    return run_state(states, cancelled).value
