@@ -157,3 +157,16 @@ _PEAK = (
     "sys.argv = ['hpcflow'] + sys.argv[1:]\n"
     "runpy.run_module('hpcflow', run_name='__main__')\n"
 )
+
+
+def recording_sacct(tmp_path: Path) -> dict[str, str]:
+    """A wrapper around the real sacct that appends its arguments to ``calls`` and every row
+    it printed to ``rows`` (in tmp_path); returns the environment that puts it on PATH."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("sacct")
+    (shim / "sacct").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
+    )
+    (shim / "sacct").chmod(0o755)
+    return {"PATH": f"{shim}:{os.environ['PATH']}"}

@@ -3,28 +3,13 @@ unfinished elements, allocation rows only, and only rows alive since the last re
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from .helpers import counts, status, submit, wait_until
+from .helpers import counts, recording_sacct, status, submit, wait_until
 
 pytestmark = pytest.mark.slurm
-
-
-def recording_sacct(tmp_path: Path) -> dict[str, str]:
-    """A wrapper around the real sacct that appends its arguments to ``calls`` and every row
-    it printed to ``rows`` (in tmp_path); returns the environment that puts it on PATH."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    real = shutil.which("sacct")
-    (shim / "sacct").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n{real} "$@" | tee -a {tmp_path}/rows\n'
-    )
-    (shim / "sacct").chmod(0o755)
-    return {"PATH": f"{shim}:{os.environ['PATH']}"}
 
 
 WF = """\

@@ -290,3 +290,35 @@ def complete_step(ctx: click.Context, _param: click.Parameter, incomplete: str) 
         return [CompletionItem(st.name) for st in steps if st.name.startswith(incomplete)]
     except Exception:
         return []
+
+
+_set = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a workflow parameter (repeatable).",
+)
+_max_elements = click.option(
+    "--max-elements",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Refuse workflows that expand to more than N elements "
+    "(default: the site's limits.max_elements, 2,000,000).",
+)
+
+_overrides = click.option(
+    "--overrides",
+    "overrides_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Per-step resources over the workflow's (e.g. from `efficiency --write-overrides`).",
+)
+
+
+def set_option(f: F) -> F:
+    """--set, --max-elements and --overrides: the options of every command that loads a
+    workflow."""
+    return _set(_max_elements(_overrides(f)))  # type: ignore[return-value]

@@ -12,7 +12,6 @@ import click
 from hpcflow import __version__
 from hpcflow.cli._common import (
     Ctx,
-    F,
     Group,
     complete_run,
     complete_step,
@@ -20,10 +19,12 @@ from hpcflow.cli._common import (
     json_option,
     refresh_runs,
     runner_for,
+    set_option,
     site_for_run,
 )
 from hpcflow.cli.campaign import campaign
 from hpcflow.cli.recovery import COMMANDS as RECOVERY_COMMANDS
+from hpcflow.cli.usage import COMMANDS as USAGE_COMMANDS
 from hpcflow.errors import BadUsage, NotFound
 from hpcflow.states import RunState
 
@@ -61,35 +62,18 @@ def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> 
         root.propagate = False
 
 
-_set = click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a workflow parameter (repeatable).",
-)
-_max_elements = click.option(
-    "--max-elements",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Refuse workflows that expand to more than N elements "
-    "(default: the site's limits.max_elements, 2,000,000).",
-)
-
-
-def set_option(f: F) -> F:
-    """--set and --max-elements: the options of every command that loads a workflow."""
-    return _set(_max_elements(f))  # type: ignore[return-value]
-
-
 @main.command()
 @click.argument("workflow", type=click.Path())
 @set_option
 @json_option
 @click.pass_obj
 def validate(
-    obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, as_json: bool
+    obj: Ctx,
+    workflow: str,
+    sets: tuple[str, ...],
+    max_elements: int | None,
+    overrides_file: str | None,
+    as_json: bool,
 ) -> None:
     """Check WORKFLOW. With --site, also what it can provide and what would be submitted:
     sbatch calls, array tasks, pack sizes, files, and whether that fits your submit limit
@@ -99,7 +83,9 @@ def validate(
     from hpcflow.spec.validate import load_workflow
 
     site = obj.site(required=False)
-    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    loaded = load_workflow(
+        workflow, list(sets), site, max_elements=max_elements, resources=overrides_file
+    )
     check_templates(loaded, site)
     total = sum(n_elements(a) for a in loaded.axes.values())
     report = None
@@ -130,7 +116,12 @@ def validate(
 )
 @click.pass_obj
 def render(
-    obj: Ctx, workflow: str, sets: tuple[str, ...], max_elements: int | None, out_dir: str
+    obj: Ctx,
+    workflow: str,
+    sets: tuple[str, ...],
+    max_elements: int | None,
+    overrides_file: str | None,
+    out_dir: str,
 ) -> None:
     """Write the sbatch scripts and a readable plan for WORKFLOW; submit nothing."""
     from hpcflow.runners.base import LocalRunner
@@ -138,7 +129,9 @@ def render(
     from hpcflow.spec.validate import load_workflow
 
     site = obj.site()
-    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    loaded = load_workflow(
+        workflow, list(sets), site, max_elements=max_elements, resources=overrides_file
+    )
     rr = prepare(loaded, site, runner_for(site))
     local = LocalRunner()
     out = Path(out_dir)
@@ -160,6 +153,7 @@ def submit(
     workflow: str,
     sets: tuple[str, ...],
     max_elements: int | None,
+    overrides_file: str | None,
     label: str | None,
     as_json: bool,
 ) -> None:
@@ -168,7 +162,9 @@ def submit(
     from hpcflow.tracker.submit import submit as do_submit
 
     site = obj.site()
-    loaded = load_workflow(workflow, list(sets), site, max_elements=max_elements)
+    loaded = load_workflow(
+        workflow, list(sets), site, max_elements=max_elements, resources=overrides_file
+    )
     engine = obj.engine
     res = do_submit(engine, runner_for(site), loaded, site, label)
     if as_json:
@@ -404,7 +400,7 @@ def sites_check(name: str, offline: bool) -> None:
 
 # composed here: the command modules know nothing of `main`
 main.add_command(campaign)
-for _cmd in RECOVERY_COMMANDS:
+for _cmd in [*RECOVERY_COMMANDS, *USAGE_COMMANDS]:
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -168,3 +168,48 @@ def watch(
         c.line()  # Live leaves the cursor at the end of the last bar when not on a terminal
     c.print(f"run {run_id}: [bold]{doc['state']}[/]")
     return 0 if doc["state"] == "COMPLETED" else 1
+
+
+def print_efficiency(doc: dict[str, Any]) -> None:
+    """One row per step: used against requested, and the suggestion (docs/efficiency.md)."""
+    c = _console()
+    c.print(f"[bold]{escape(doc['run_id'])}[/]  used against requested")
+    t = Table(show_edge=False)
+    cols = ["step", "elements", "CPUs", "CPU eff", "mem req", "mem p50/p95/max", "time limit",
+            "elapsed p50/p95/max", "core-h used/reserved", "suggest"]  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("step", "suggest") else "right")
+    for name, st in doc["steps"].items():
+        cpu, mem, el, ch = st["cpu"], st["mem"], st["elapsed"], st["core_hours"]
+        sug = st["suggest"]
+        shown = ", ".join(f"{k}: {sug[k]}" for k in ("mem", "time") if k in sug)
+        if st["ran_out"]["memory"] or st["ran_out"]["time"]:
+            shown += (
+                f" [red](ran out: {st['ran_out']['memory']} mem, {st['ran_out']['time']} time)[/]"
+            )
+        t.add_row(
+            escape(name),
+            f"{st['measured']}/{st['elements']}",
+            _or_dash(cpu["requested"]),
+            f"{cpu['efficiency']:.0%}" if cpu["efficiency"] is not None else "-",
+            f"{mem['requested_mb']}M" if mem["requested_mb"] else "-",
+            "/".join(_mb_text(mem[k]) for k in ("p50_mb", "p95_mb", "max_mb")),
+            human_duration(el["limit_s"]) if el["limit_s"] else "-",
+            "/".join(
+                human_duration(el[k]) if el[k] is not None else "-"
+                for k in ("p50_s", "p95_s", "max_s")
+            ),  # fmt: skip
+            f"{ch['used']:.2f}/{ch['reserved']:.2f}",
+            shown or "-",
+        )
+    c.print(t)
+
+
+def _or_dash(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def _mb_text(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1024:.1f}G" if v >= 1024 else f"{v:.0f}M"

@@ -38,6 +38,7 @@ from hpcflow.slurm.commands import (
     squeue_by_name_argv,
     user_tasks_argv,
 )
+from hpcflow.slurm.usage import Usage, parse_usage, usage_argv
 from hpcflow.spec.site import Site
 from hpcflow.util.units import parse_duration_s
 
@@ -118,6 +119,18 @@ class SlurmClient:
                 raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
             rows += parse_sacct(res.stdout)
         return rows
+
+    def usage(self, job_ids: list[str], since: datetime) -> dict[tuple[str, int | None], Usage]:
+        """What the elements of these finished jobs used (allocation and step rows, once per
+        job: docs/efficiency.md); SlurmUnavailable when sacct fails."""
+        out: dict[tuple[str, int | None], Usage] = {}
+        for part in _id_batches(job_ids):
+            res = self.runner.run(usage_argv(part, since.strftime(SLURM_TIME)), timeout=120)
+            if not res.ok:
+                lines = _why(res).splitlines()
+                raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
+            out.update(parse_usage(res.stdout))
+        return out
 
     def squeue(self, job_ids: list[str]) -> list[SqueueRow] | None:
         """Queued and running elements of these jobs; None when slurmctld does not answer."""

@@ -17,6 +17,7 @@ from hpcflow.spec.expand import (
     parse_set,
     resolve_axes,
 )
+from hpcflow.spec.overrides import apply_file
 from hpcflow.spec.packing import resolve_pack, task_resources
 from hpcflow.spec.site import Partition, Site
 from hpcflow.spec.templates import check_not_templates, render_images
@@ -44,10 +45,11 @@ def load_workflow(
     site: Site | None = None,
     overrides: dict[str, Any] | None = None,
     max_elements: int | None = None,
+    resources: str | Path | None = None,
 ) -> Loaded:
-    """Load and check a workflow. ``overrides`` sets params by value (campaign batches),
-    after ``sets`` (`--set k=v` text). ``max_elements`` (default: the site's
-    limits.max_elements) bounds the expansion before it happens."""
+    """Load and check a workflow. ``overrides`` sets params by value (campaign batches), after
+    ``sets`` (`--set k=v`). ``max_elements`` (default: the site's) bounds the expansion before
+    it happens. ``resources``: a file of per-step resources (spec/overrides.py)."""
     p = Path(path)
     doc = load_file(p)
     if not isinstance(doc.data, dict):
@@ -57,20 +59,14 @@ def load_workflow(
     except ValidationError as e:
         raise InvalidInput(problems_from(e, doc, Workflow) + check_not_templates(doc)) from e
     problems = check_graph(wf, doc) + check_not_templates(doc)
+    wf, problems = apply_file(wf, resources, problems) if resources else (wf, problems)
     order = [] if problems else topo_order(wf)
     params = parse_set(sets or [], wf, doc)
     for k, v in (overrides or {}).items():
         if k not in params:
-            raise InvalidInput(
-                [
-                    Problem(
-                        str(p),
-                        1,
-                        f"the workflow has no parameter {k!r} (params: "
-                        f"{', '.join(params) or 'none'}); declare it under params:",
-                    )
-                ]
-            )
+            known = ", ".join(params) or "none"
+            why = f"the workflow has no parameter {k!r} (params: {known}); declare it under params:"
+            raise InvalidInput([Problem(str(p), 1, why)])
         params[k] = v
     if max_elements is None:
         max_elements = site.limits.max_elements if site is not None else DEFAULT_MAX_ELEMENTS

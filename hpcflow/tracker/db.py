@@ -38,6 +38,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (3, []),  # campaign and batch tables: created by create_all below
     (4, [lambda c: _v4(c)]),
     (5, [lambda c: _v5(c)]),
+    (6, [lambda c: _v6(c)]),
 ]
 
 
@@ -96,6 +97,14 @@ def _v5(c: Any) -> None:
         ("task", "outputs", "JSON"),
         ("run", "poll_seconds", "INTEGER"),
     ]
+    for table, col_, decl in adds:
+        if _columns(c, table) and col_ not in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+
+
+def _v6(c: Any) -> None:
+    """Usage: what an element used, from sacct once its chunk finished (docs/efficiency.md)."""
+    adds = [("task", "usage", "JSON"), ("job", "usage_done", "BOOLEAN NOT NULL DEFAULT 0")]
     for table, col_, decl in adds:
         if _columns(c, table) and col_ not in _columns(c, table):
             c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
@@ -205,6 +214,9 @@ class Job(SQLModel, table=True):
     mem_mb: int | None = Field(default=None, description="--mem asked for (None: Slurm's default)")
     time_s: int | None = Field(default=None, description="--time asked for (None: the default)")
     gpus: int | None = Field(default=None, description="GPUs per node asked for")
+    usage_done: bool = Field(
+        default=False, description="its elements' usage was asked of sacct (once, at its end)"
+    )
 
 
 class Task(SQLModel, table=True):
@@ -233,6 +245,11 @@ class Task(SQLModel, table=True):
         default=None,
         sa_column=Column(JSON, nullable=True),
         description="its outputs.json (at most 64 KiB), read once when it ended",
+    )
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="what sacct accounted for it (usage.Usage.as_json), once its chunk ended",
     )
 
 

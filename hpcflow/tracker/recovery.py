@@ -150,6 +150,7 @@ def _apply(
             t.job_id = job.id  # type: ignore[assignment]
             t.exit_code = None
             t.start = t.end = t.node = None
+            t.usage = None  # the new attempt's, once its chunk ends
             s.add(t)
             out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
         out.tasks += len(nj.tasks)

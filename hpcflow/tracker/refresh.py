@@ -46,6 +46,7 @@ from hpcflow.tracker.reconcile import (
     squeue_needed,
 )
 from hpcflow.tracker.runstate import db_stamp, derived
+from hpcflow.tracker.usage import collect_usage
 from hpcflow.util.gcpause import gc_paused
 from hpcflow.util.locks import FileLock
 
@@ -148,6 +149,10 @@ def _refresh_due(
             _settle_run(s, log, r.id, out)
         s.commit()
     log.publish(runner, run_dirs)
+    if any(m[4] in ENDED for m in moves):  # chunks may have finished: their usage, once
+        with session(engine) as s:
+            collect_usage(s.connection(), SlurmClient(runner), [r.id for r in due])
+            s.commit()
 
 
 # slurmdbd may lag slurmctld by minutes, and sacct's time filter has one-second resolution:
@@ -160,6 +165,7 @@ LATE_MARGIN = timedelta(seconds=30)
 # NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
 REQUEUE_WINDOW = timedelta(minutes=10)
 UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
+ENDED = frozenset(st.value for st in TERMINAL)
 SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
 
 

@@ -36,12 +36,24 @@ exec >>"$hpcflow_logs/$HPCFLOW_INDEX.out" 2>>"$hpcflow_logs/$HPCFLOW_INDEX.err"
 rm -f "$HPCFLOW_TASK_DIR/.hpcflow/skipped" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
 hpcflow_tool=(python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py")
 hpcflow_start=$(date +%s)
+hpcflow_us() { # microseconds since the epoch: bash 5's EPOCHREALTIME (any locale's separator), else date
+  local t=${EPOCHREALTIME:-}
+  [[ -n $t ]] && echo "${t/[.,]/}" || date +%s%6N
+}
+hpcflow_t0=$(hpcflow_us)
 hpcflow_result() { # STATE EXIT_CODE ATTEMPTS: what status --tasks, manifests and when: read
   local outputs=false # whether the tracker needs to read outputs.json at all
   [[ -e $HPCFLOW_TASK_DIR/outputs.json ]] && outputs=true
-  printf '{"index": %d, "state": "%s", "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s", "outputs": %s}\n' \
+  # this element's own use (docs/efficiency.md): wall time, and the CPU time of everything it
+  # ran (this subshell's waited-for children: fields 16-17 of /proc/PID/stat, in 1/100 s)
+  local wall_ms=$((($(hpcflow_us) - hpcflow_t0) / 1000)) cpu_ms=null st
+  if read -r -a st </proc/$BASHPID/stat 2>/dev/null && [[ ${st[1]} == *")" ]]; then
+    cpu_ms=$(((st[15] + st[16]) * 10))
+  fi
+  printf '{"index": %d, "state": "%s", "exit_code": %d, "attempts": %d, "start": %d, "end": %d, "slurm_job_id": "%s", "outputs": %s, "wall_ms": %d, "cpu_ms": %s}\n' \
     "$HPCFLOW_INDEX" "$1" "$2" "$3" "$hpcflow_start" "$(date +%s)" \
     "${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}" "$outputs" \
+    "$wall_ms" "$cpu_ms" \
     >"$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" &&
     mv -f "$HPCFLOW_TASK_DIR/.hpcflow/result.json.tmp" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
 }

@@ -1,0 +1,79 @@
+"""CLI commands about what a run used: efficiency (docs/efficiency.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hpcflow.cli._common import (
+    Ctx,
+    complete_run,
+    emit_json,
+    json_option,
+    refresh_runs,
+    runner_for,
+    site_for_run,
+)
+
+
+def efficiency_doc(obj: Ctx, run_ref: str, step: str | None) -> dict[str, Any]:
+    """Refresh the run, collect the usage sacct has not given yet (once per finished
+    chunk), then summarise per step."""
+    from hpcflow.errors import HpcflowError, NotFound
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.tracker.db import session
+    from hpcflow.tracker.efficiency import summarize_step
+    from hpcflow.tracker.query import get_run, run_steps
+    from hpcflow.tracker.usage import collect_usage, element_uses
+
+    run = get_run(obj.engine, run_ref)
+    if step is not None and step not in run_steps(obj.engine, run.id):
+        raise NotFound(f"run {run.id} has no step {step!r}")
+    try:
+        refresh_runs(obj, [run])
+        with session(obj.engine) as s:
+            collect_usage(s.connection(), SlurmClient(runner_for(site_for_run(run))), [run.id])
+            s.commit()
+    except HpcflowError as e:  # what is stored is still worth showing
+        click.echo(f"hpcflow: usage not refreshed: {e}", err=True)
+    with session(obj.engine) as s:
+        uses = element_uses(s.connection(), run.id, step)
+    return {"run_id": run.id, "steps": {name: summarize_step(st) for name, st in uses.items()}}
+
+
+@click.command()
+@click.argument("run", shell_complete=complete_run)
+@click.option("--step", help="Only this step.")
+@json_option
+@click.option(
+    "--write-overrides",
+    "overrides_out",
+    type=click.Path(dir_okay=False),
+    help="Write the suggestions as a YAML file that `submit --overrides FILE` applies.",
+)
+@click.pass_obj
+def efficiency(
+    obj: Ctx, run: str, step: str | None, as_json: bool, overrides_out: str | None
+) -> None:
+    """Used against requested, per step of RUN: CPU efficiency, memory and elapsed time
+    (p50/p95/max), core-hours, and what to request next time."""
+    doc = efficiency_doc(obj, run, step)
+    if overrides_out:
+        from hpcflow.spec.overrides import overrides_yaml
+
+        text = overrides_yaml(doc)
+        Path(overrides_out).write_text(text)
+        Path(overrides_out).chmod(0o640)
+    if as_json:
+        emit_json(doc)
+        return
+    from hpcflow.cli.view import print_efficiency
+
+    print_efficiency(doc)
+    if overrides_out:
+        click.echo(f"wrote {overrides_out}: submit --overrides {overrides_out} applies it")
+
+
+COMMANDS = [efficiency]

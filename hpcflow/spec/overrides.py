@@ -1,0 +1,106 @@
+"""Resource overrides: a YAML file of per-step resources that `submit`, `validate` and
+`render --overrides FILE` apply over the workflow's (docs/efficiency.md#overrides).
+`hpcflow efficiency RUN --write-overrides FILE` writes one from its suggestions.
+
+    # hpcflow efficiency hms-20261206-1012-ab12 --write-overrides
+    steps:
+      hms:
+        resources: {mem: 1600M, time: 15m}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from hpcflow.errors import InvalidInput, Problem
+from hpcflow.spec.expand import did_you_mean
+from hpcflow.spec.workflow import Strict, Workflow
+from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.units import parse_slurm_time_s, valid_mem
+from hpcflow.util.yamlsafe import Located, load_file
+
+
+class ResourceOverride(Strict):
+    mem: str | int | None = Field(None, description="memory per element, e.g. 1600M (--mem)")
+    time: str | int | None = Field(None, description="wall time per element, e.g. 15m (--time)")
+    cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per element")
+    gpus: int | None = Field(None, ge=0, le=65535, description="GPUs per element")
+
+    _mem = field_validator("mem")(valid_mem)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if v is not None:
+            parse_slurm_time_s(v)
+        return v
+
+
+class StepOverride(Strict):
+    resources: ResourceOverride = Field(description="replaces these fields of the step's")
+
+
+class Overrides(Strict):
+    steps: dict[str, StepOverride] = Field(
+        default_factory=dict, description="step name -> what to override"
+    )
+
+
+def load_overrides(path: str | Path) -> tuple[Overrides, Located]:
+    doc = load_file(path)
+    if not isinstance(doc.data, dict):
+        raise InvalidInput([Problem(str(path), 1, "an overrides file must be a YAML mapping")])
+    try:
+        return Overrides.model_validate(doc.data), doc
+    except ValidationError as e:
+        raise InvalidInput(problems_from(e, doc, Overrides)) from e
+
+
+def apply_overrides(wf: Workflow, ov: Overrides, doc: Located) -> tuple[Workflow, list[Problem]]:
+    """The workflow with each named step's resources replaced field by field; a step the
+    workflow does not have is a problem at its line in the overrides file."""
+    names = [s.name for s in wf.steps]
+    problems = [
+        doc.problem(
+            ("steps", name), f"the workflow has no step {name!r}" + did_you_mean(name, set(names))
+        )  # fmt: skip
+        for name in ov.steps
+        if name not in names
+    ]
+    steps = []
+    for s in wf.steps:
+        o = ov.steps.get(s.name)
+        if o is None:
+            steps.append(s)
+            continue
+        update = o.resources.model_dump(exclude_none=True)
+        steps.append(s.model_copy(update={"resources": s.resources.model_copy(update=update)}))
+    return wf.model_copy(update={"steps": steps}), problems
+
+
+def apply_file(
+    wf: Workflow, path: str | Path, problems: list[Problem]
+) -> tuple[Workflow, list[Problem]]:
+    """``wf`` with the overrides file at ``path`` applied; its problems after ``problems``."""
+    wf, more = apply_overrides(wf, *load_overrides(path))
+    return wf, problems + more
+
+
+def overrides_yaml(doc: dict[str, Any]) -> str:
+    """An efficiency document's suggestions as an overrides file (mem and time per step)."""
+    lines = [f"# hpcflow efficiency {doc['run_id']} --write-overrides", "steps:"]
+    for name, st in doc["steps"].items():
+        sug = {k: v for k, v in st.get("suggest", {}).items() if k in ("mem", "time")}
+        if not sug:
+            continue
+        why = st["suggest"].get("why", {})
+        note = "; ".join(f"{k}: {v}" for k, v in why.items())
+        lines.append(f"  {name}:{'  # ' + note if note else ''}")
+        fields = ", ".join(f"{k}: {v}" for k, v in sug.items())
+        lines.append(f"    resources: {{{fields}}}")
+    if len(lines) == 2:
+        lines[1] = "steps: {}  # nothing measured yet"
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,171 @@
+"""What elements used, from sacct, collected once per chunk (docs/efficiency.md).
+
+When every element of a submitted job (a chunk: one array) has ended, one sacct with its step
+rows asks what each task used (AllocCPUS, ElapsedRaw, TimelimitRaw, TotalCPU, MaxRSS, ReqMem,
+AllocTRES); the answer is stored on the elements and the job is marked, so it is never asked
+again and survives slurmdbd purges. A refresh does this only when it saw elements end; the
+rest (the chunk that ended with the run, step rows slurmdbd had not yet written) is collected
+by the next refresh that sees an end, or by `hpcflow efficiency` / `report`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from hpcflow.errors import SlurmUnavailable
+from hpcflow.slurm.client import SlurmClient
+from hpcflow.slurm.usage import Usage
+from hpcflow.states import TERMINAL, TaskState
+from hpcflow.tracker.efficiency import ElementUse, StepEfficiency
+
+log = logging.getLogger(__name__)
+
+# slurmdbd may write a task's step rows (MaxRSS) a moment after its allocation row
+STEP_ROWS_GRACE = timedelta(seconds=120)
+UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
+MAX_JOBS_PER_CALL = 200  # whole jobs per sacct call; each brings ~3 rows per element
+
+
+def finished_jobs(db: Any, run_ids: Sequence[str]) -> list[tuple[int, str, str | None, str]]:
+    """Jobs of these runs whose elements have all ended and whose usage was not collected:
+    (job row id, Slurm job id, latest element end (cluster local time), submitted_at)."""
+    runs = ", ".join("?" * len(run_ids))
+    states = ", ".join("?" * len(UNFINISHED))
+    q = (
+        'SELECT j.id, j.slurm_job_id, max(t."end"), j.submitted_at FROM job j '
+        "JOIN task t ON t.job_id = j.id "
+        f"WHERE j.run_id IN ({runs}) AND j.usage_done = 0 AND j.slurm_job_id IS NOT NULL "
+        f"GROUP BY j.id HAVING sum(t.state IN ({states})) = 0"
+    )
+    return [tuple(r) for r in db.exec_driver_sql(q, (*run_ids, *UNFINISHED))]  # type: ignore[misc]
+
+
+def settled(usage: dict[tuple[str, int | None], Usage], slurm_id: str, task_ids: list[int | None],
+            last_end: str | None, local_now: datetime) -> bool:  # fmt: skip
+    """Whether a job's answer is final: every task that ran has its step rows, or its last
+    element ended long enough ago that missing step rows will not come."""
+    ran = [usage[(slurm_id, t)] for t in task_ids if (slurm_id, t) in usage]
+    if all(u.steps > 0 or not u.elapsed_s for u in ran):
+        return True
+    try:
+        ended = datetime.fromisoformat(last_end or "")
+    except ValueError:
+        return True
+    return local_now - ended > STEP_ROWS_GRACE
+
+
+def collect_usage(db: Any, client: SlurmClient, run_ids: Sequence[str]) -> int:
+    """Ask sacct once for the finished, uncollected jobs of these runs and store what their
+    elements used; returns the number of jobs collected. A failed sacct leaves them for
+    later: usage is never worth failing a refresh over."""
+    jobs = finished_jobs(db, run_ids)
+    done = 0
+    local_now = datetime.now()  # sacct prints the cluster's local time
+    for i in range(0, len(jobs), MAX_JOBS_PER_CALL):
+        part = jobs[i : i + MAX_JOBS_PER_CALL]
+        since = min(_stamp(sub) for *_, sub in part) - timedelta(days=1)
+        try:
+            usage = client.usage([sid for _, sid, _, _ in part], _local(since))
+        except SlurmUnavailable as e:
+            log.info("usage: not collected this time: %s", e)
+            return done
+        for job_id, sid, last_end, _ in part:
+            tids = [t for (t,) in db.exec_driver_sql(
+                "SELECT DISTINCT task_id FROM task WHERE job_id = ?", (job_id,))]  # fmt: skip
+            if not settled(usage, sid, tids, last_end, local_now):
+                continue
+            params = [
+                (json.dumps(usage[(sid, t)].as_json()), job_id, t)
+                for t in tids
+                if (sid, t) in usage
+            ]
+            if params:
+                q = "UPDATE task SET usage = ? WHERE job_id = ? AND task_id IS ?"
+                db.exec_driver_sql(q, params)
+            db.exec_driver_sql("UPDATE job SET usage_done = 1 WHERE id = ?", (job_id,))
+            done += 1
+    log.debug("usage: collected for %d of %d finished jobs", done, len(jobs))
+    return done
+
+
+def _stamp(text: Any) -> datetime:
+    if isinstance(text, datetime):
+        return text
+    return datetime.fromisoformat(str(text))
+
+
+def _local(utc_naive: datetime) -> datetime:
+    """A UTC time from the database -> the local time sacct's --starttime reads."""
+    from datetime import timezone
+
+    aware = utc_naive if utc_naive.tzinfo else utc_naive.replace(tzinfo=timezone.utc)
+    return aware.astimezone().replace(tzinfo=None)
+
+
+def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, StepEfficiency]:
+    """What each finished element of a run asked for and used, by step: from its record
+    (the wrapper's wall and CPU time) and its usage (sacct, once its chunk ended). A packed
+    task's MaxRSS is shared by the elements it ran at once (docs/efficiency.md)."""
+    where, args = ("AND t.step = ?", (run_id, step)) if step else ("", (run_id,))
+    rows = db.exec_driver_sql(
+        "SELECT t.step, t.state, t.result, t.usage, j.cpus, j.mem_mb, j.time_s, j.gpus, "
+        "s.pack, s.parallel FROM task t JOIN job j ON j.id = t.job_id "
+        "JOIN step s ON s.run_id = t.run_id AND s.name = t.step "
+        f'WHERE t.run_id = ? {where} ORDER BY s.position, t."index"',
+        args,
+    )
+    out: dict[str, StepEfficiency] = {}
+    for name, state, result, usage, cpus, mem, secs, gpus, pack, parallel in rows:
+        res, use = _obj(result), _obj(usage)
+        packed = (pack or 1) > 1
+        wall = res.get("wall_ms")
+        cpu = res.get("cpu_ms")
+        elapsed = (wall / 1000 if wall is not None else None) if packed else use.get(
+            "elapsed_s", wall / 1000 if wall is not None else None)  # fmt: skip
+        rss = use.get("max_rss_mb")
+        e = ElementUse(
+            state=state,
+            cpus=cpus or use.get("alloc_cpus"),
+            mem_req_mb=mem or use.get("req_mem_mb"),
+            time_limit_s=secs,
+            gpus=gpus or 0,
+            elapsed_s=elapsed if state in RAN else None,
+            cpu_s=(use.get("total_cpu_s") if not packed else None)
+            or (cpu / 1000 if cpu is not None else None),  # fmt: skip
+            peak_mb=rss / (parallel or 1) if rss is not None else None,
+        )
+        out.setdefault(name, StepEfficiency()).elements.append(e)
+    for name, new_state, mem_mb, time_s in db.exec_driver_sql(
+        "SELECT e.step, e.new_state, j.mem_mb, j.time_s FROM event e "
+        "LEFT JOIN job j ON j.run_id = e.run_id AND j.slurm_job_id = "
+        "substr(e.slurm_job_id, 1, instr(e.slurm_job_id || '_', '_') - 1) "
+        "WHERE e.run_id = ? AND e.new_state IN ('OUT_OF_MEMORY', 'TIMEOUT')",
+        (run_id,),
+    ):
+        if name not in out:
+            continue
+        f = out[name].floors
+        if new_state == "OUT_OF_MEMORY":
+            f.oom += 1
+            f.mem_mb = max(f.mem_mb, mem_mb or 0)
+        else:
+            f.timeouts += 1
+            f.time_s = max(f.time_s, time_s or 0)
+    return out
+
+
+# elements whose time and use say what the work needs (not SKIPPED, UPSTREAM_FAILED, ...)
+RAN = frozenset({"COMPLETED", "FAILED", "OUT_OF_MEMORY", "TIMEOUT"})
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return {}
+    return v if isinstance(v, dict) else {}
