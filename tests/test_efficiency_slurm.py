@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .browser import opened
 from .helpers import counts, recording_sacct, status, submit
 
 pytestmark = pytest.mark.slurm
@@ -42,6 +43,7 @@ steps:
 USAGE_FORMAT = "--format=JobID,State,AllocCPUS"
 
 
+@pytest.mark.browser
 def test_efficiency_reports_what_elements_used(
     slurm, hpcflow, tmp_path: Path, site_file: Path
 ) -> None:
@@ -118,3 +120,18 @@ def test_efficiency_reports_what_elements_used(
     req = subprocess.run(["scontrol", "show", "job", burn_job], capture_output=True, text=True)
     hpcflow("cancel", sub2["run_id"], check=True)
     assert f"mem={suggested}" in req.stdout.replace("MinMemoryNode", "mem"), req.stdout
+
+    # the report of this run, in a real headless Chromium
+    out = tmp_path / "report.html"
+    hpcflow("report", sub["run_id"], "-o", str(out), check=True)
+    doc = status(hpcflow, sub["run_id"])
+    with opened(out) as b:
+        assert b.console_errors == [] and b.requests == [out.resolve().as_uri()]
+        for name, st in doc["steps"].items():
+            for state, n in st["states"].items():
+                cell = b.page.locator(f'td[data-step="{name}"][data-state="{state}"]')
+                assert cell.inner_text() == str(n), (name, state)
+        body = b.page.locator("body").inner_text()
+        assert "OUT_OF_MEMORY" in body and "oom[0] OUT_OF_MEMORY: last lines of stderr" in body
+        assert "attempt 1" in body  # the wrapper's own line in the element's stderr
+        b.screenshot("report-lab.png")

@@ -1,4 +1,5 @@
-"""CLI commands about what a run used: efficiency (docs/efficiency.md)."""
+"""CLI commands about what a run used and did: efficiency (docs/efficiency.md) and report
+(docs/report.md)."""
 
 from __future__ import annotations
 
@@ -18,26 +19,38 @@ from hpcflow.cli._common import (
 )
 
 
-def efficiency_doc(obj: Ctx, run_ref: str, step: str | None) -> dict[str, Any]:
-    """Refresh the run, collect the usage sacct has not given yet (once per finished
-    chunk), then summarise per step."""
-    from hpcflow.errors import HpcflowError, NotFound
+def refreshed(obj: Ctx, run_ref: str) -> Any:
+    """The run, refreshed, with the usage sacct has not given yet collected (once per
+    finished chunk). Slurm not answering is said and the stored data used."""
+    from hpcflow.errors import HpcflowError
     from hpcflow.slurm.client import SlurmClient
     from hpcflow.tracker.db import session
-    from hpcflow.tracker.efficiency import summarize_step
-    from hpcflow.tracker.query import get_run, run_steps
-    from hpcflow.tracker.usage import collect_usage, element_uses
+    from hpcflow.tracker.query import get_run
+    from hpcflow.tracker.usage import collect_usage
 
     run = get_run(obj.engine, run_ref)
-    if step is not None and step not in run_steps(obj.engine, run.id):
-        raise NotFound(f"run {run.id} has no step {step!r}")
     try:
         refresh_runs(obj, [run])
         with session(obj.engine) as s:
             collect_usage(s.connection(), SlurmClient(runner_for(site_for_run(run))), [run.id])
             s.commit()
     except HpcflowError as e:  # what is stored is still worth showing
-        click.echo(f"hpcflow: usage not refreshed: {e}", err=True)
+        click.echo(f"hpcflow: not refreshed: {e}", err=True)
+    return run
+
+
+def efficiency_doc(obj: Ctx, run_ref: str, step: str | None) -> dict[str, Any]:
+    """Per-step summaries of what the run's finished elements used."""
+    from hpcflow.errors import NotFound
+    from hpcflow.tracker.db import session
+    from hpcflow.tracker.efficiency import summarize_step
+    from hpcflow.tracker.query import get_run, run_steps
+    from hpcflow.tracker.usage import element_uses
+
+    run = get_run(obj.engine, run_ref)
+    if step is not None and step not in run_steps(obj.engine, run.id):
+        raise NotFound(f"run {run.id} has no step {step!r}")
+    run = refreshed(obj, run.id)
     with session(obj.engine) as s:
         uses = element_uses(s.connection(), run.id, step)
     return {"run_id": run.id, "steps": {name: summarize_step(st) for name, st in uses.items()}}
@@ -76,4 +89,29 @@ def efficiency(
         click.echo(f"wrote {overrides_out}: submit --overrides {overrides_out} applies it")
 
 
-COMMANDS = [efficiency]
+@click.command()
+@click.argument("run", shell_complete=complete_run)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write.",
+)
+@click.pass_obj
+def report(obj: Ctx, run: str, out: str) -> None:
+    """Write one self-contained HTML file about RUN: summary, step graph, timeline, states
+    over time, efficiency, failures with their stderr, history. It loads nothing from the
+    network."""
+    from hpcflow.report.page import build, render
+
+    r = refreshed(obj, run)
+    html = render(build(obj.engine, runner_for(site_for_run(r)), r.id))
+    path = Path(out)
+    path.write_text(html, encoding="utf-8")
+    path.chmod(0o640)
+    click.echo(f"wrote {out} ({len(html.encode()) / 1024:.0f} KiB)")
+
+
+COMMANDS = [efficiency, report]

@@ -83,6 +83,11 @@ class Runner(Protocol):
         """Many small files at once (None: missing or unreadable): one command over SSH."""
         ...
 
+    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
+        """The last ``max_bytes`` of each file (None: missing or unreadable), whatever its
+        size: logs, for reports. One command over SSH."""
+        ...
+
     def exists(self, path: str) -> bool: ...
 
 
@@ -184,6 +189,17 @@ class LocalRunner:
                 out[path] = None
             finally:
                 os.close(fd)
+        return out
+
+    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+                    out[path] = f.read(max_bytes)
+            except OSError:
+                out[path] = None
         return out
 
     def exists(self, path: str) -> bool:

@@ -239,6 +239,19 @@ class SSHRunner:
                     out[head[1:]] = body.encode() if head[0] == "+" else None
         return {p: out.get(p) for p in paths}
 
+    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
+        """As read_files, with ``tail -c``: one remote shell for all of them."""
+        out: dict[str, bytes | None] = {}
+        script = READ_MANY.replace("head -c 65536", f"tail -c {int(max_bytes)}")
+        res = self.run(["sh", "-c", script], input="".join(p + "\n" for p in paths))
+        if not res.ok:
+            raise RunnerError(f"reading files on {self.host}: {res.stderr.strip()}")
+        for record in res.stdout.split("\0"):
+            head, _, body = record.partition("\n")
+            if head[:1] in "+-" and head[1:]:
+                out[head[1:]] = body.encode() if head[0] == "+" else None
+        return {p: out.get(p) for p in paths}
+
     def exists(self, path: str) -> bool:
         try:
             self.sftp().stat(path)
