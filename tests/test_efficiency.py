@@ -167,3 +167,11 @@ def test_the_written_overrides_file_loads_back(tmp_path) -> None:
     empty = overrides_yaml({"run_id": "r1", "steps": {"ras": {"suggest": {}}}})
     ov.write_text(empty)
     load_workflow(_wf(tmp_path), resources=ov)  # nothing measured: a valid, empty file
+
+
+def test_percentiles_other_than_p95_and_the_memory_cap() -> None:
+    peaks = [float(v) for v in range(1, 101)]
+    assert suggest(peaks, [], Floors(), margin=0.0, mem_at=50)["mem"] == "100M"
+    got = suggest(peaks, [], Floors(), margin=0.0, mem_at=100)
+    assert got["why"]["mem"].startswith("max")
+    assert suggest([9000.0], [], Floors(), partition_mem_mb=8000)["mem"] == "8000M"

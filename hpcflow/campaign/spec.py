@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, read_values
+from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.site import Site, load_site
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
@@ -46,6 +47,37 @@ class EventSet(Strict):
         return self
 
 
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
+
+
+class RightSize(Strict):
+    """Later batches' per-step memory and time from the finished batches' measurements
+    (docs/campaigns.md#right-sizing)."""
+
+    mem: Literal["p50", "p90", "p95", "p99", "max"] | None = Field(
+        "p95", description="the percentile of measured peaks memory is sized from (null: off)"
+    )
+    time: Literal["p50", "p90", "p95", "p99", "max"] | None = Field(
+        "p95", description="the percentile of elapsed times the time limit is sized from"
+    )
+    margin: str = Field("20%", description="headroom over the percentile, e.g. 20%")
+    min_samples: int = Field(
+        50, ge=1, le=1_000_000, description="completed elements of a step needed before sizing"
+    )
+
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, v: str) -> str:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(v))
+        if not m or float(m.group(1)) > 1000:
+            raise ValueError("margin is a percentage, e.g. 20%")
+        return v
+
+    @property
+    def fraction(self) -> float:
+        return float(self.margin.strip().rstrip("%")) / 100
+
+
 class Campaign(Strict):
     name: str = Field(..., pattern=WORKFLOW_NAME, description="campaign name")
     description: str | None = Field(None, description="free text")
@@ -65,6 +97,9 @@ class Campaign(Strict):
     retry_failed: int = Field(0, ge=0, le=20, description="retry rounds for a failed batch")
     refusal_backoff: str = Field(
         "5m", description="wait after Slurm refuses a batch (doubles per refusal, max 1h)"
+    )
+    right_size: RightSize | None = Field(
+        None, description="size later batches' memory and time from finished batches"
     )
 
     @field_validator("refusal_backoff")
@@ -108,11 +143,12 @@ class LoadedCampaign:
             return {"first": events[0], "last": events[-1]}
         return list(events)
 
-    def load_batch(self, events: list[Any]) -> Loaded:
+    def load_batch(self, events: list[Any], resources: Overrides | None = None) -> Loaded:
         return load_workflow(
             self.workflow_path,
             site=self.site,
             overrides={**self.campaign.params, self.campaign.batch_param: self.batch_value(events)},
+            resources=resources,
         )
 
 

@@ -28,10 +28,12 @@ from hpcflow.campaign.decide import (
     settled,
     to_retry,
 )
+from hpcflow.campaign.measure import next_sizes
 from hpcflow.campaign.spec import LoadedCampaign
 from hpcflow.errors import HpcflowError, SlurmError
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
+from hpcflow.spec.overrides import Overrides
 from hpcflow.states import SUCCESS, BatchState, TaskState
 from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
 from hpcflow.tracker.recovery import retry
@@ -125,6 +127,9 @@ def _views(batches: list[BatchRow], runs: dict[str, Run]) -> list[BatchView]:
     ]
 
 
+Sizes = tuple[Overrides | None, dict[str, dict[str, str]], list[str]]
+
+
 def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     site, c = lc.site, lc.campaign
     out: dict[str, Any] = {"campaign": lc.name, "submitted": [], "retried": [], "notes": []}
@@ -155,8 +160,9 @@ def _tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
         camp.backoff_until, now,
     )  # fmt: skip
     refused = False
+    sizes = _sizes(engine, runner, lc, batches, runs, waiting[: adm.count])
     for b in waiting[: adm.count]:
-        if not _submit_batch(engine, runner, lc, b, out):
+        if not _submit_batch(engine, runner, lc, b, out, sizes):
             refused = True
             break
         flying += 1
@@ -191,16 +197,34 @@ def _retry_failed(
         _save(engine, b)
 
 
+def _sizes(
+    engine: Engine, runner: Runner, lc: LoadedCampaign, batches: list[BatchRow],
+    runs: dict[str, Run], todo: list[BatchRow],
+) -> Sizes:  # fmt: skip
+    """right_size: what the next batches ask for, from the batches before them."""
+    if lc.campaign.right_size is None or not todo:
+        return None, {}, []
+    every = [b.run_id for b in batches if b.run_id]
+    finished = [i for i in every if i in runs and runs[i].state not in ACTIVE]
+    return next_sizes(engine, runner, lc, finished, every, lc.load_batch(todo[0].events))
+
+
 def _submit_batch(
-    engine: Engine, runner: Runner, lc: LoadedCampaign, b: BatchRow, out: dict[str, Any]
+    engine: Engine,
+    runner: Runner,
+    lc: LoadedCampaign,
+    b: BatchRow,
+    out: dict[str, Any],
+    sizes: Sizes = (None, {}, []),
 ) -> bool:
     """Submit one batch under its idempotency key; False when Slurm refused it."""
     b.attempt += 1
     b.state = SUBMITTING
     _save(engine, b)  # the idempotency key's intent, before any run or sbatch exists
+    resources, sized, notes = sizes
     try:
-        loaded = lc.load_batch(b.events)
-        sub = submit(engine, runner, loaded, lc.site, f"{b.key}#{b.attempt}")
+        loaded = lc.load_batch(b.events, resources)
+        sub = submit(engine, runner, loaded, lc.site, f"{b.key}#{b.attempt}", notes)
     except SlurmError as e:
         b.state, b.run_id, b.note = WAITING, None, f"refused: {e}".splitlines()[0]
         _save(engine, b)
@@ -212,7 +236,10 @@ def _submit_batch(
         _save(engine, b)
         raise
     b.state, b.run_id, b.submitted_at, b.note = SUBMITTED, sub.run_id, utcnow(), None
+    b.resources = sized or None
     _save(engine, b)
+    if notes:
+        out["notes"].extend(f"batch {b.index}: {n}" for n in notes)
     _clear_backoff(engine, lc.name)
     out["submitted"].append({"batch": b.index, "run_id": sub.run_id, "events": b.n_events})
     return True
@@ -314,6 +341,7 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
                 "events": b.n_events,
                 "retries": b.retries,
                 "note": b.note,
+                "right_size": b.resources,
             }
         )
     with session(engine) as s:

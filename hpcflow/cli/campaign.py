@@ -135,6 +135,12 @@ def status(obj: Ctx, file: str, as_json: bool, failed_csv: str | None) -> None:
         click.echo(f"Slurm refused a batch: next submission after {doc['backoff_until']}")
     for b in doc["batches"]:
         note = f"  {b['note']}" if b.get("note") else ""
+        if b.get("right_size"):
+            sizes = "; ".join(
+                f"{step} " + " ".join(f"{k} {v}" for k, v in r.items())
+                for step, r in b["right_size"].items()
+            )
+            note += f"  right_size: {sizes}"
         run = b["run_id"] or ""
         click.echo(f"  batch {b['index']}: {b['state']:<10} {b['events']} events  {run}{note}")
     if doc["failed_events"]:

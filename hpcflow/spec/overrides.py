@@ -59,17 +59,17 @@ def load_overrides(path: str | Path) -> tuple[Overrides, Located]:
         raise InvalidInput(problems_from(e, doc, Overrides)) from e
 
 
-def apply_overrides(wf: Workflow, ov: Overrides, doc: Located) -> tuple[Workflow, list[Problem]]:
+def apply_overrides(
+    wf: Workflow, ov: Overrides, doc: Located | None = None
+) -> tuple[Workflow, list[Problem]]:
     """The workflow with each named step's resources replaced field by field; a step the
     workflow does not have is a problem at its line in the overrides file."""
     names = [s.name for s in wf.steps]
-    problems = [
-        doc.problem(
-            ("steps", name), f"the workflow has no step {name!r}" + did_you_mean(name, set(names))
-        )  # fmt: skip
-        for name in ov.steps
-        if name not in names
-    ]
+    problems = []
+    for name in ov.steps:
+        if name not in names:
+            why = f"the workflow has no step {name!r}" + did_you_mean(name, set(names))
+            problems.append(doc.problem(("steps", name), why) if doc else Problem("", 1, why))
     steps = []
     for s in wf.steps:
         o = ov.steps.get(s.name)
@@ -82,10 +82,14 @@ def apply_overrides(wf: Workflow, ov: Overrides, doc: Located) -> tuple[Workflow
 
 
 def apply_file(
-    wf: Workflow, path: str | Path, problems: list[Problem]
+    wf: Workflow, path: str | Path | Overrides, problems: list[Problem]
 ) -> tuple[Workflow, list[Problem]]:
-    """``wf`` with the overrides file at ``path`` applied; its problems after ``problems``."""
-    wf, more = apply_overrides(wf, *load_overrides(path))
+    """``wf`` with the overrides (a file, or already made: right-sizing) applied; their
+    problems after ``problems``."""
+    if isinstance(path, Overrides):
+        wf, more = apply_overrides(wf, path)
+    else:
+        wf, more = apply_overrides(wf, *load_overrides(path))
     return wf, problems + more
 
 

@@ -17,7 +17,7 @@ from hpcflow.spec.expand import (
     parse_set,
     resolve_axes,
 )
-from hpcflow.spec.overrides import apply_file
+from hpcflow.spec.overrides import Overrides, apply_file
 from hpcflow.spec.packing import resolve_pack, task_resources
 from hpcflow.spec.site import Partition, Site
 from hpcflow.spec.templates import check_not_templates, render_images
@@ -45,7 +45,7 @@ def load_workflow(
     site: Site | None = None,
     overrides: dict[str, Any] | None = None,
     max_elements: int | None = None,
-    resources: str | Path | None = None,
+    resources: str | Path | Overrides | None = None,
 ) -> Loaded:
     """Load and check a workflow. ``overrides`` sets params by value (campaign batches), after
     ``sets`` (`--set k=v`). ``max_elements`` (default: the site's) bounds the expansion before

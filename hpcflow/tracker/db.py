@@ -103,8 +103,13 @@ def _v5(c: Any) -> None:
 
 
 def _v6(c: Any) -> None:
-    """Usage: what an element used, from sacct once its chunk finished (docs/efficiency.md)."""
-    adds = [("task", "usage", "JSON"), ("job", "usage_done", "BOOLEAN NOT NULL DEFAULT 0")]
+    """Usage: what an element used, from sacct once its chunk finished (docs/efficiency.md);
+    what right-sizing set for a campaign batch."""
+    adds = [
+        ("task", "usage", "JSON"),
+        ("job", "usage_done", "BOOLEAN NOT NULL DEFAULT 0"),
+        ("batch", "resources", "JSON"),
+    ]
     for table, col_, decl in adds:
         if _columns(c, table) and col_ not in _columns(c, table):
             c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
@@ -292,6 +297,11 @@ class BatchRow(SQLModel, table=True):
     retries: int = Field(default=0, description="`retry_failed` rounds used")
     submitted_at: datetime | None = None
     note: str | None = None
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="step -> {mem, time} that right_size set for this batch",
+    )
 
 
 def _check_perms(path: Path) -> None:

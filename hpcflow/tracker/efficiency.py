@@ -76,26 +76,29 @@ def time_text(seconds: float) -> str:
 def suggest(
     peaks_mb: list[float], elapsed_s: list[float], floors: Floors, margin: float = MARGIN,
     min_samples: int = MIN_SAMPLES, partition_time_s: int | None = None,
+    partition_mem_mb: int | None = None, mem_at: float = 95, time_at: float = 95,
 ) -> dict[str, Any]:  # fmt: skip
     """{'mem': '1600M', 'time': '15m', 'why': {...}} from the p95 plus ``margin``; a key is
     left out when there are fewer than ``min_samples`` measurements. Never below the largest
     measurement, nor below the request of an element that ran out of memory / time (then
-    one step of escalation above it), nor above the partition's time limit."""
+    ``margin`` above it), nor above the partition's limits. ``mem_at`` / ``time_at``: the
+    percentile (100: the maximum)."""
     out: dict[str, Any] = {}
     why: dict[str, str] = {}
     if len(peaks_mb) >= min_samples or floors.oom:
-        p95 = percentile(peaks_mb, 95) or 0.0
+        p95 = percentile(peaks_mb, mem_at) or 0.0
         want = max(p95 * (1 + margin), max(peaks_mb, default=0.0))
-        why["mem"] = f"p95 {mem_text(p95)} + {margin:.0%}" if peaks_mb else ""
+        why["mem"] = f"{_p(mem_at)} {mem_text(p95)} + {margin:.0%}" if peaks_mb else ""
         if floors.oom and want <= floors.mem_mb:
             want = floors.mem_mb * (1 + margin)
             why["mem"] = (f"{floors.oom} element(s) ran out of memory at "
                           f"{mem_text(floors.mem_mb)}: never lower")  # fmt: skip
-        out["mem"] = mem_text(want)
+        capped = partition_mem_mb is not None and want >= partition_mem_mb
+        out["mem"] = f"{partition_mem_mb}M" if capped else mem_text(want)
     if len(elapsed_s) >= min_samples or floors.timeouts:
-        p95 = percentile(elapsed_s, 95) or 0.0
+        p95 = percentile(elapsed_s, time_at) or 0.0
         want = max(p95 * (1 + margin), max(elapsed_s, default=0.0))
-        why["time"] = f"p95 {time_text(p95)} + {margin:.0%}" if elapsed_s else ""
+        why["time"] = f"{_p(time_at)} {time_text(p95)} + {margin:.0%}" if elapsed_s else ""
         if floors.timeouts and want <= floors.time_s:
             want = floors.time_s * (1 + margin)
             why["time"] = (f"{floors.timeouts} element(s) ran out of time at "
@@ -106,6 +109,10 @@ def suggest(
     if out:
         out["why"] = {k: v for k, v in why.items() if v}
     return out
+
+
+def _p(at: float) -> str:
+    return "max" if at >= 100 else f"p{at:g}"
 
 
 @dataclass

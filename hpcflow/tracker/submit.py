@@ -176,12 +176,19 @@ def task_rows(plan: Plan, row_ids: dict[tuple[str, int], int]) -> list[dict[str,
 
 
 def submit(
-    engine: Engine, runner: Runner, loaded: Loaded, site: Site, label: str | None = None
+    engine: Engine,
+    runner: Runner,
+    loaded: Loaded,
+    site: Site,
+    label: str | None = None,
+    notes: list[str] | None = None,
 ) -> Submitted:
+    """Record, then sbatch, a run; ``notes`` go into its history (e.g. right-sizing)."""
+    extra = list(notes or [])
     if site.containers.credentials:
         read_credentials(site.containers.credentials)  # refuse a readable file before anything
     rr = prepare(loaded, site, runner)
-    notes = write_run_dir(rr, runner, site.lustre.stripe_count)
+    notes = extra + write_run_dir(rr, runner, site.lustre.stripe_count)
     notes += pull_on_login(rr, loaded, site, runner)
     lock = RunLock(engine, rr.plan.run_id)
     lock.acquire()  # before the run is visible: nobody may think its submitter is dead

@@ -20,7 +20,7 @@ from hpcflow.errors import SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.usage import Usage
 from hpcflow.states import TERMINAL, TaskState
-from hpcflow.tracker.efficiency import ElementUse, StepEfficiency
+from hpcflow.tracker.efficiency import ElementUse, Floors, StepEfficiency
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,16 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
             peak_mb=rss / (parallel or 1) if rss is not None else None,
         )
         out.setdefault(name, StepEfficiency()).elements.append(e)
+    for name, f in ran_out(db, run_id).items():
+        if name in out:
+            out[name].floors = f
+    return out
+
+
+def ran_out(db: Any, run_id: str) -> dict[str, Floors]:
+    """Per step: how many elements ran out of memory / time (every attempt, from the
+    history) and the largest request they ran out of."""
+    out: dict[str, Floors] = {}
     for name, new_state, mem_mb, time_s in db.exec_driver_sql(
         "SELECT e.step, e.new_state, j.mem_mb, j.time_s FROM event e "
         "LEFT JOIN job j ON j.run_id = e.run_id AND j.slurm_job_id = "
@@ -146,9 +156,7 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
         "WHERE e.run_id = ? AND e.new_state IN ('OUT_OF_MEMORY', 'TIMEOUT')",
         (run_id,),
     ):
-        if name not in out:
-            continue
-        f = out[name].floors
+        f = out.setdefault(name, Floors())
         if new_state == "OUT_OF_MEMORY":
             f.oom += 1
             f.mem_mb = max(f.mem_mb, mem_mb or 0)
