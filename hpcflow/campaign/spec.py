@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, read_values
+from hpcflow.spec.notify import NotifyTarget
 from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.site import Site, load_site
 from hpcflow.spec.validate import Loaded, load_workflow
@@ -97,6 +98,11 @@ class Campaign(Strict):
     retry_failed: int = Field(0, ge=0, le=20, description="retry rounds for a failed batch")
     refusal_backoff: str = Field(
         "5m", description="wait after Slurm refuses a batch (doubles per refusal, max 1h)"
+    )
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        max_length=16,
+        description="where tick digests and run ends go",
     )
     right_size: RightSize | None = Field(
         None, description="size later batches' memory and time from finished batches"

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from hpcflow import __version__
 from hpcflow.campaign.decide import (
     BatchView,
     admit,
@@ -36,6 +37,7 @@ from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
 from hpcflow.states import SUCCESS, BatchState, TaskState
 from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
+from hpcflow.tracker.notify import deliver, last_batches, queue, targets_for
 from hpcflow.tracker.recovery import retry
 from hpcflow.tracker.refresh import ACTIVE
 from hpcflow.tracker.submit import RunLock, submit
@@ -110,9 +112,28 @@ def tick(engine: Engine, runner: Runner, lc: LoadedCampaign) -> dict[str, Any]:
     if not lock.acquire(wait=False):
         return {"campaign": lc.name, "skipped": "another tick of this campaign is running"}
     try:
-        return _tick(engine, runner, lc)
+        out = _tick(engine, runner, lc)
+        digest(engine, lc, out)
+        return out
     finally:
         lock.release()
+
+
+def digest(engine: Engine, lc: LoadedCampaign, out: dict[str, Any]) -> None:
+    """One notification per tick that changed something (docs/notify.md), then delivery of
+    whatever is pending: never more than a few seconds, never an error for the tick."""
+    targets = targets_for("campaign_tick", lc.site.notify, lc.campaign.notify)
+    if targets:
+        st = status(engine, lc)
+        batches = {str(b["index"]): b["state"] for b in st["batches"]}
+        doc = {"kind": "campaign_tick", "hpcflow": __version__, "campaign": lc.name,
+               "time": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), "events": st["events"],
+               "batches": batches, "submitted": out["submitted"], "retried": out["retried"],
+               "notes": out["notes"], "failed_events": len(st["failed_events"]),
+               "finished": st["finished"]}  # fmt: skip
+        if out["submitted"] or out["retried"] or batches != last_batches(engine, lc.name):
+            queue(engine, f"campaign_tick:{lc.name}:{doc['time']}", targets, doc)
+    deliver(engine)
 
 
 def _views(batches: list[BatchRow], runs: dict[str, Run]) -> list[BatchView]:
@@ -224,7 +245,8 @@ def _submit_batch(
     resources, sized, notes = sizes
     try:
         loaded = lc.load_batch(b.events, resources)
-        sub = submit(engine, runner, loaded, lc.site, f"{b.key}#{b.attempt}", notes)
+        sub = submit(engine, runner, loaded, lc.site, f"{b.key}#{b.attempt}", notes,
+                     lc.campaign.notify)  # fmt: skip
     except SlurmError as e:
         b.state, b.run_id, b.note = WAITING, None, f"refused: {e}".splitlines()[0]
         _save(engine, b)
@@ -341,8 +363,8 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
                 "events": b.n_events,
                 "retries": b.retries,
                 "note": b.note,
-                "right_size": b.resources,
             }
+            | ({"right_size": b.resources} if b.resources else {})
         )
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)

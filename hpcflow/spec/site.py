@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hpcflow import resources_dir
 from hpcflow.errors import InvalidInput, Problem
+from hpcflow.spec.notify import NotifyTarget
 from hpcflow.spec.workflow import STEP_NAME, Resources
 from hpcflow.util.names import check_env_name, check_sbatch_extra, sbatch_word
 from hpcflow.util.pydantic_errors import problems_from
@@ -145,6 +146,9 @@ class Site(Strict):
     job_templates: str | None = Field(None, description="directory of the site's own templates")
     defaults: Resources = Field(
         default_factory=Resources, description="resources every step gets unless it says"
+    )
+    notify: list[NotifyTarget] = Field(
+        default_factory=list, max_length=16, description="notify targets for every run of this site"
     )
     python: str = Field(
         "python3",

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hpcflow.spec.notify import NotifyTarget
 from hpcflow.util.names import check_env_name, is_ident, sbatch_word
 from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
 
@@ -258,6 +259,11 @@ class Workflow(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="parameters (--set)")
     containers: dict[str, Container] = Field(default_factory=dict, description="named images")
     defaults: StepDefaults = Field(default_factory=StepDefaults, description="step defaults")
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        max_length=16,
+        description="where run ends go (with the site's)",
+    )
     steps: list[Step] = Field(..., min_length=1, description="the steps, a DAG via after")
     cleanup: Literal["on_success", "always", "never"] = Field(
         "never", description="remove the run's scratch when the run ends (a final job)"

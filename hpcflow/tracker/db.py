@@ -18,124 +18,6 @@ from hpcflow.errors import TrackerError
 from hpcflow.tracker.lite import SCHEMA_VERSION, default_db_path
 from hpcflow.util.fs import network_fs_warning
 
-# Ordered migrations: version -> SQL run to reach it from the one before. A new database is
-# created at SCHEMA_VERSION directly by create_all.
-MIGRATIONS: list[tuple[int, list[Any]]] = [
-    (
-        2,
-        [
-            "ALTER TABLE job ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE job ADD COLUMN submitted_at DATETIME",
-            "ALTER TABLE job ADD COLUMN extra_json VARCHAR NOT NULL DEFAULT '[]'",
-            "ALTER TABLE job ADD COLUMN script VARCHAR NOT NULL DEFAULT ''",
-            "ALTER TABLE job ADD COLUMN tasks VARCHAR NOT NULL DEFAULT ''",
-            "ALTER TABLE job ADD COLUMN output VARCHAR NOT NULL DEFAULT ''",
-            "ALTER TABLE job ADD COLUMN deps_json VARCHAR NOT NULL DEFAULT '[]'",
-            "ALTER TABLE job ADD COLUMN retry_of INTEGER",
-            "ALTER TABLE step ADD COLUMN policy_json VARCHAR NOT NULL DEFAULT '{}'",
-        ],
-    ),
-    (3, []),  # campaign and batch tables: created by create_all below
-    (4, [lambda c: _v4(c)]),
-    (5, [lambda c: _v5(c)]),
-    (6, [lambda c: _v6(c)]),
-]
-
-
-def _columns(c: Any, table: str) -> set[str]:
-    return {row[1] for row in c.exec_driver_sql(f"PRAGMA table_info({table})")}
-
-
-def _v4(c: Any) -> None:
-    """JSON columns instead of hand-serialised *_json text (the stored text is the same); what
-    the compiler knew stored on steps and jobs; events say what kind they are. Tables a
-    database from before version 3 lacks are created afresh by create_all."""
-    renames = [
-        ("run", "params_json", "params"),
-        ("step", "policy_json", "policy"),
-        ("job", "extra_json", "extra"),
-        ("job", "deps_json", "deps"),
-        ("task", "item_json", "item"),
-        ("batch", "events_json", "events"),
-    ]
-    for table, old, new in renames:
-        if old in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
-    adds = [
-        ("step", "kind", "VARCHAR NOT NULL DEFAULT 'step'"),
-        ("step", "role", "VARCHAR"),
-        ("step", "may_skip", "BOOLEAN NOT NULL DEFAULT 0"),
-        ("job", "cpus", "INTEGER"),
-        ("job", "mem_mb", "INTEGER"),
-        ("job", "time_s", "INTEGER"),
-        ("job", "gpus", "INTEGER"),
-    ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
-    from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP  # migration only: not on every open
-
-    if _columns(c, "step"):
-        c.exec_driver_sql(
-            f"UPDATE step SET kind = CASE name WHEN '{CLEANUP_STEP}' THEN 'cleanup' "
-            f"WHEN '{PULL_STEP}' THEN 'pull' ELSE 'step' END, "
-            "role = json_extract(policy, '$.role'), "
-            "may_skip = coalesce(json_extract(policy, '$.may_skip'), 0)"
-        )
-    if _columns(c, "event"):
-        _rebuild_event(c)
-
-
-def _v5(c: Any) -> None:
-    """Packing: a step's pack and whether its elements' own records decide; an element's
-    record and outputs, stored when it ended. Tables a database lacks come from create_all."""
-    adds = [
-        ("step", "pack", "INTEGER NOT NULL DEFAULT 1"),
-        ("step", "parallel", "INTEGER NOT NULL DEFAULT 1"),
-        ("step", "reads_result", "BOOLEAN NOT NULL DEFAULT 0"),
-        ("task", "result", "JSON"),
-        ("task", "outputs", "JSON"),
-        ("run", "poll_seconds", "INTEGER"),
-    ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
-
-
-def _v6(c: Any) -> None:
-    """Usage: what an element used, from sacct once its chunk finished (docs/efficiency.md);
-    what right-sizing set for a campaign batch."""
-    adds = [
-        ("task", "usage", "JSON"),
-        ("job", "usage_done", "BOOLEAN NOT NULL DEFAULT 0"),
-        ("batch", "resources", "JSON"),
-    ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
-
-
-def _rebuild_event(c: Any) -> None:
-    """Events get a kind; a note's new_state becomes NULL, which the old NOT NULL column cannot
-    hold: SQLite's way is a new table, a copy, and a drop."""
-    c.exec_driver_sql("ALTER TABLE event RENAME TO event_v3")
-    for (name,) in c.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='event_v3' "
-        "AND sql IS NOT NULL"
-    ).all():
-        c.exec_driver_sql(f"DROP INDEX {name}")
-    Event.__table__.create(c)  # type: ignore[attr-defined]
-    notes = "'SUBMITTING', 'SUBMITTED', 'NOTE', 'DEGRADED', 'RECOVERED', 'CLEANED'"
-    c.exec_driver_sql(
-        'INSERT INTO event (id, run_id, time, kind, step, "index", old_state, new_state, '
-        "slurm_job_id, exit_code, reason) SELECT id, run_id, time, "
-        f"CASE WHEN new_state IN ({notes}) THEN new_state WHEN step IS NULL THEN 'RUN' "
-        f"ELSE 'TASK' END, step, \"index\", old_state, "
-        f"CASE WHEN new_state IN ({notes}) THEN NULL ELSE new_state END, "
-        "slurm_job_id, exit_code, reason FROM event_v3"
-    )
-    c.exec_driver_sql("DROP TABLE event_v3")
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -161,6 +43,11 @@ class Run(SQLModel, table=True):
     degraded: str | None = Field(default=None, description="note when Slurm was degraded")
     poll_seconds: int | None = Field(
         default=None, description="its site's poll interval at submit (status without a sync)"
+    )
+    notify: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="where its end is notified: the site's and workflow's targets (no secrets)",
     )
 
 
@@ -283,6 +170,23 @@ class CampaignRow(SQLModel, table=True):
     note: str | None = Field(default=None, description="last tick's note")
 
 
+class Notice(SQLModel, table=True):
+    """A notification to deliver (docs/notify.md): queued once, retried on later syncs."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, description="what it is about, once: run_end:<run>:<n>, ...")
+    target: dict[str, Any] = Field(
+        sa_column=Column(JSON, nullable=False), description="NotifyTarget (names, no secrets)"
+    )
+    payload: dict[str, Any] = Field(
+        sa_column=Column(JSON, nullable=False), description="the JSON document sent"
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+    attempts: int = Field(default=0, description="deliveries tried")
+    delivered_at: datetime | None = Field(default=None, description="when it was accepted")
+    error: str | None = Field(default=None, description="why the last delivery failed")
+
+
 class BatchRow(SQLModel, table=True):
     __tablename__ = "batch"
     id: int | None = Field(default=None, primary_key=True)
@@ -390,6 +294,8 @@ def migrate(engine: Engine) -> int:
                     f"database schema {found} is newer than this hpcflow "
                     f"({SCHEMA_VERSION}); upgrade hpcflow"
                 )
+            from hpcflow.tracker.migrations import MIGRATIONS  # only when there is work
+
             for version, statements in MIGRATIONS:
                 if version > max(found, 1):
                     for sql in statements:

@@ -23,11 +23,13 @@ from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare
 from hpcflow.spec.dataflow import may_skip, step_kind, step_role
+from hpcflow.spec.notify import NotifyTarget
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
 from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
+from hpcflow.tracker.notify import targets_for
 from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
 from hpcflow.util.locks import FileLock
 from hpcflow.util.units import parse_duration_s, parse_mem_mb
@@ -61,6 +63,7 @@ def record_run(
     site: Site,
     label: str | None,
     notes: list[str] | None = None,
+    notify: list[NotifyTarget] | None = None,
 ) -> EventLog:
     """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
     plan, wf = rr.plan, loaded.workflow
@@ -79,6 +82,7 @@ def record_run(
                 workflow_path=str(loaded.path.resolve()),
                 params=loaded.params,
                 poll_seconds=site.poll_seconds(),
+                notify=targets_for("run_end", site.notify, wf.notify, notify or []) or None,
             )
         )
         s.flush()
@@ -182,8 +186,10 @@ def submit(
     site: Site,
     label: str | None = None,
     notes: list[str] | None = None,
+    notify: list[NotifyTarget] | None = None,
 ) -> Submitted:
-    """Record, then sbatch, a run; ``notes`` go into its history (e.g. right-sizing)."""
+    """Record, then sbatch, a run; ``notes`` go into its history (e.g. right-sizing),
+    ``notify`` adds targets for its end (a campaign's) to the site's and workflow's."""
     extra = list(notes or [])
     if site.containers.credentials:
         read_credentials(site.containers.credentials)  # refuse a readable file before anything
@@ -193,7 +199,7 @@ def submit(
     lock = RunLock(engine, rr.plan.run_id)
     lock.acquire()  # before the run is visible: nobody may think its submitter is dead
     try:
-        record_run(engine, rr, loaded, site, label, notes).publish(
+        record_run(engine, rr, loaded, site, label, notes, notify or []).publish(
             runner, {rr.plan.run_id: rr.plan.run_dir}
         )
         jobs = submit_planned(engine, runner, rr.plan.run_id, site)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
+from hpcflow.tracker.notify import deliver, queue_run_ends
 from hpcflow.tracker.recovery import escalate
 from hpcflow.tracker.refresh import refresh
 from hpcflow.tracker.submit import resume_incomplete
@@ -27,3 +28,7 @@ def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: boo
     refresh(engine, runner, runs, site.poll_seconds(), lost_after, force, site.source)
     for run_id in ids:
         escalate(engine, runner, site, run_id)
+    # runs that ended get their notifications queued once; anything pending is delivered
+    # (bounded in time: an endpoint that hangs never holds up the sync for long)
+    queue_run_ends(engine, ids)
+    deliver(engine)

@@ -1,0 +1,210 @@
+"""Notifications (docs/notify.md): documents queued in the tracker's notice table, then
+delivered by the same call, and again by later syncs until accepted. Delivery never fails a
+run or a tick, and takes at most DELIVERY_BUDGET_S per sync whatever the endpoints do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from hpcflow import __version__
+from hpcflow.errors import HpcflowError
+from hpcflow.spec.notify import NotifyTarget
+from hpcflow.states import TERMINAL, TaskState
+from hpcflow.tracker.db import Notice, session, utcnow
+
+log = logging.getLogger(__name__)
+
+DELIVERY_BUDGET_S = 5.0  # per sync, for every pending notice together
+TIMEOUT_S = 3.0  # per delivery
+MAX_ATTEMPTS = 50  # then it stays in the table, undelivered, with its last error
+FAILURE_GROUPS = 20  # failure groups in a run_end document
+DONE = frozenset(st.value for st in TERMINAL)
+
+
+def targets_for(event: str, *sources: list[NotifyTarget]) -> list[dict[str, Any]]:
+    """The targets (as stored: no secrets) among ``sources`` that want ``event``, once each."""
+    out: list[dict[str, Any]] = []
+    for src in sources:
+        for t in src:
+            d = t.model_dump(exclude_none=True)
+            if event in t.on and d not in out:
+                out.append(d)
+    return out
+
+
+def run_end_doc(db: Any, run_id: str) -> dict[str, Any]:
+    """What a run's end says: its state, counts per step, and its failures grouped."""
+    state, workflow, label, finished = db.exec_driver_sql(
+        "SELECT state, workflow, label, finished_at FROM run WHERE id = ?", (run_id,)
+    ).one()
+    counts: dict[str, dict[str, int]] = {}
+    for step, st, n in db.exec_driver_sql(
+        "SELECT step, state, count(*) FROM task WHERE run_id = ? GROUP BY step, state", (run_id,)
+    ):
+        counts.setdefault(step, {})[st] = n
+    bad = [s.value for s in (TaskState.FAILED, TaskState.TIMEOUT, TaskState.OUT_OF_MEMORY,
+                             TaskState.NODE_FAIL, TaskState.LOST, TaskState.UNKNOWN)]  # fmt: skip
+    failures = [
+        {
+            "step": step,
+            "state": st,
+            "exit_code": code,
+            "reason": reason,
+            "count": n,
+            "first_index": first,
+        }  # fmt: skip
+        for step, st, code, reason, n, first in db.exec_driver_sql(
+            'SELECT step, state, exit_code, reason, count(*), min("index") FROM task '
+            f"WHERE run_id = ? AND state IN ({', '.join('?' * len(bad))}) "
+            "GROUP BY step, state, exit_code, reason ORDER BY count(*) DESC "
+            f"LIMIT {FAILURE_GROUPS}",
+            (run_id, *bad),
+        )
+    ]
+    return {"kind": "run_end", "hpcflow": __version__, "run_id": run_id, "workflow": workflow,
+            "label": label, "state": state, "finished_at": str(finished) if finished else None,
+            "counts": counts, "failures": failures}  # fmt: skip
+
+
+def queue_run_ends(engine: Engine, run_ids: list[str]) -> int:
+    """A run_end notice per target of each of these runs that has ended (once: by key)."""
+    added = 0
+    with session(engine) as s:
+        db = s.connection()
+        for run_id in run_ids:
+            row = db.exec_driver_sql(
+                "SELECT state, notify FROM run WHERE id = ?", (run_id,)
+            ).first()
+            if row is None or row[0] not in ("COMPLETED", "FAILED", "CANCELLED") or not row[1]:
+                continue
+            targets = json.loads(row[1]) if isinstance(row[1], str) else row[1]
+            doc = run_end_doc(db, run_id)
+            for i, t in enumerate(targets):
+                added += _queue(s, f"run_end:{run_id}:{i}", t, doc)
+        s.commit()
+    return added
+
+
+def queue(engine: Engine, key: str, targets: list[dict[str, Any]], doc: dict[str, Any]) -> int:
+    with session(engine) as s:
+        n = sum(_queue(s, f"{key}:{i}", t, doc) for i, t in enumerate(targets))
+        s.commit()
+    return n
+
+
+def last_batches(engine: Engine, campaign: str) -> dict[str, str] | None:
+    """The batch states the campaign's last digest reported (None: no digest yet)."""
+    with session(engine) as s:
+        row = (
+            s.connection()
+            .exec_driver_sql(
+                "SELECT payload FROM notice WHERE key LIKE ? ORDER BY id DESC LIMIT 1",
+                (f"campaign_tick:{campaign}:%",),
+            )
+            .first()
+        )
+    if row is None:
+        return None
+    doc = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+    return dict(doc.get("batches") or {})
+
+
+def _queue(s: Any, key: str, target: dict[str, Any], doc: dict[str, Any]) -> int:
+    if s.connection().exec_driver_sql("SELECT 1 FROM notice WHERE key = ?", (key,)).first():
+        return 0
+    s.add(Notice(key=key, target=target, payload=doc))
+    s.flush()
+    return 1
+
+
+def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, int]:
+    """Try every pending notice, oldest first, within ``budget_s`` in all; failures are
+    logged and kept for the next sync. Never raises for an endpoint's sake."""
+    start = time.monotonic()
+    got = {"delivered": 0, "failed": 0, "left": 0}
+    with session(engine) as s:
+        pending = (
+            s.connection()
+            .exec_driver_sql(
+                "SELECT id FROM notice WHERE delivered_at IS NULL AND attempts < ? ORDER BY id",
+                (MAX_ATTEMPTS,),
+            )
+            .all()
+        )
+    for (nid,) in pending:
+        left = budget_s - (time.monotonic() - start)
+        if left <= 0.2:
+            got["left"] += 1
+            continue
+        with session(engine) as s:
+            n = s.get(Notice, nid)
+            if n is None or n.delivered_at is not None:
+                continue
+            why = _send(n.target, n.payload, min(TIMEOUT_S, left))
+            n.attempts += 1
+            if why is None:
+                n.delivered_at, n.error = utcnow(), None
+                got["delivered"] += 1
+            else:
+                n.error = why[:500]
+                got["failed"] += 1
+                log.warning("hpcflow: notification %s not delivered (attempt %d): %s; retried "
+                            "on the next sync", n.key, n.attempts, n.error)  # fmt: skip
+            s.add(n)
+            s.commit()
+    return got
+
+
+def _send(target: dict[str, Any], doc: dict[str, Any], timeout: float) -> str | None:
+    try:
+        t = NotifyTarget.model_validate(target)
+        secret = _secret(t)
+    except (HpcflowError, ValueError) as e:
+        return str(e)
+    if t.webhook:
+        from hpcflow.util.webhook import post_json  # urllib: only when there is one to send
+
+        url, headers = t.webhook, {}
+        if secret and "{secret}" in url:
+            url = url.replace("{secret}", secret)
+        elif secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        return post_json(url, doc, timeout, headers, secret)
+    assert t.command is not None
+    env = {"HPCFLOW_NOTIFY_SECRET": secret} if secret else None
+    from hpcflow.runners.base import LocalRunner  # the command runs where hpcflow runs
+
+    try:
+        r = LocalRunner().run(t.command, timeout=timeout, input=json.dumps(doc), env=env)
+    except HpcflowError as e:
+        return str(e)
+    if r.ok:
+        return None
+    why = f"{t.command[0]} exited {r.returncode}: {(r.stderr or '').strip()[-200:]}"
+    return why.replace(secret, "***") if secret else why
+
+
+def _secret(t: NotifyTarget) -> str | None:
+    if t.secret_env:
+        v = os.environ.get(t.secret_env)
+        if not v:
+            raise HpcflowError(f"secret_env {t.secret_env} is not set")
+        return v
+    if t.secret_file:
+        p = os.path.expanduser(t.secret_file)
+        try:
+            st = os.stat(p)
+            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise HpcflowError(f"secret_file {p} is readable by others; run `chmod 600 {p}`")
+            with open(p, encoding="utf-8") as f:
+                return f.readline().strip() or None
+        except OSError as e:
+            raise HpcflowError(f"secret_file {p}: {e.strerror}") from e
+    return None
