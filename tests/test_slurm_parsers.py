@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcflow.slurm.commands import (
+    SACCT_FIELDS,
     dependency_string,
     ended_within,
     expand_array_ids,
@@ -274,3 +275,42 @@ def test_sinfo_partitions_parse() -> None:
 def test_ended_within_reads_sacct_end_times(end, within):
     now = datetime(2026, 12, 6, 10, 0, 30)
     assert ended_within(end, now, 120) is within
+
+
+def test_a_step_row_without_maxrss_is_not_step_data_yet() -> None:
+    """slurmdbd records a step's start before its end and usage: a .batch row with an empty
+    MaxRSS right after a SIGKILL does not say "not memory" yet (seen on the lab: the element
+    was taken for FAILED one second after an over-memory kill)."""
+    from datetime import datetime
+
+    text = cap("sacct-overmemorykill.txt")
+    lines = [ln.split("|") for ln in text.splitlines() if ln]
+    rss = SACCT_FIELDS.index("MaxRSS")
+    started = (
+        "\n".join(
+            "|".join(p[:rss] + [""] + p[rss + 1 :]) if ".batch" in p[0] else "|".join(p)
+            for p in lines
+        )
+        + "\n"
+    )
+    (row,) = parse_sacct(started)
+    assert row.has_steps and row.max_rss_mb is None and not row.oom_evidence
+    ended = datetime.strptime(row.end or "", "%Y-%m-%dT%H:%M:%S")
+    assert row.killed_without_step_data(ended)  # wait for the usage, within the grace
+    assert not row.killed_without_step_data(datetime(2030, 1, 1))
+
+
+def test_a_job_record_not_complete_yet_does_not_decide_a_kill() -> None:
+    """Captured on the lab one second after an over-memory kill of a job that ran for one
+    second: slurmdbd had the allocation as JobName 'allocation', ReqMem '16?'."""
+    from datetime import datetime
+
+    text = (
+        "78610|78610|allocation|FAILED|0:9|2026-12-06T10:38:25|2026-12-06T10:38:26|vm|None||16?\n"
+        "78610.batch|78610.batch|batch|CANCELLED by 0|0:9|2026-12-06T10:38:25|"
+        "2026-12-06T10:38:26|vm||471192K|\n"
+    )
+    (row,) = parse_sacct(text)
+    assert row.req_mem_mb is None and row.max_rss_mb == 460 and not row.oom_evidence
+    assert row.killed_without_step_data(datetime(2026, 12, 6, 10, 38, 28))
+    assert not row.killed_without_step_data(datetime(2026, 12, 6, 11, 0, 0))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,24 @@ def test_efficiency_of_a_recorded_run_needs_no_slurm(hpcflow, tmp_path: Path) ->
     assert ras["suggest"]["time"].endswith("m")
     bad = hpcflow("efficiency", run_id, "--step", "nope", extra_env=env)
     assert bad.returncode != 0 and "no step 'nope'" in bad.stderr
+
+
+def test_states_over_time_end_where_the_run_ended(tmp_path: Path) -> None:
+    """The report's state chart: every element PENDING at the start, and its last bin holds
+    exactly the run's final counts, even for moves recorded after the last element ended."""
+    from hpcflow.report.data import BINS, states_over_time
+    from hpcflow.tracker.db import open_db, session
+
+    from .synthetic import finished_run
+
+    db, run_id = finished_run(tmp_path, 50)
+    engine = open_db(db)
+    with session(engine) as s:
+        c = s.connection()
+        totals = dict(c.exec_driver_sql("SELECT step, count(*) FROM task GROUP BY step").all())
+        final = dict(c.exec_driver_sql("SELECT state, count(*) FROM task GROUP BY state").all())
+        start = datetime(2026, 12, 6, 0, 0, tzinfo=timezone.utc).timestamp()
+        series = states_over_time(c, run_id, totals, start, start + 1800)  # ends before moves
+    assert all(len(v) == BINS for v in series.values())
+    assert series["PENDING"][0] == sum(totals.values())
+    assert {k: v[-1] for k, v in series.items() if v[-1]} == final

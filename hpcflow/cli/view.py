@@ -171,38 +171,30 @@ def watch(
 
 
 def print_efficiency(doc: dict[str, Any]) -> None:
-    """One row per step: used against requested, and the suggestion (docs/efficiency.md)."""
-    c = _console()
+    """Three lines per step: what it used against what it asked for, and the suggestion
+    (docs/efficiency.md). Plain lines: they fit a login node's 80 columns."""
+    c = Console(highlight=False, soft_wrap=True)  # long lines stay whole: grep-able
     c.print(f"[bold]{escape(doc['run_id'])}[/]  used against requested")
-    t = Table(show_edge=False)
-    cols = ["step", "elements", "CPUs", "CPU eff", "mem req", "mem p50/p95/max", "time limit",
-            "elapsed p50/p95/max", "core-h used/reserved", "suggest"]  # fmt: skip
-    for col in cols:
-        t.add_column(col, justify="left" if col in ("step", "suggest") else "right")
     for name, st in doc["steps"].items():
         cpu, mem, el, ch = st["cpu"], st["mem"], st["elapsed"], st["core_hours"]
-        sug = st["suggest"]
-        shown = ", ".join(f"{k}: {sug[k]}" for k in ("mem", "time") if k in sug)
-        if st["ran_out"]["memory"] or st["ran_out"]["time"]:
-            shown += (
-                f" [red](ran out: {st['ran_out']['memory']} mem, {st['ran_out']['time']} time)[/]"
-            )
-        t.add_row(
-            escape(name),
-            f"{st['measured']}/{st['elements']}",
-            _or_dash(cpu["requested"]),
-            f"{cpu['efficiency']:.0%}" if cpu["efficiency"] is not None else "-",
-            f"{mem['requested_mb']}M" if mem["requested_mb"] else "-",
-            "/".join(_mb_text(mem[k]) for k in ("p50_mb", "p95_mb", "max_mb")),
-            human_duration(el["limit_s"]) if el["limit_s"] else "-",
-            "/".join(
-                human_duration(el[k]) if el[k] is not None else "-"
-                for k in ("p50_s", "p95_s", "max_s")
-            ),  # fmt: skip
-            f"{ch['used']:.2f}/{ch['reserved']:.2f}",
-            shown or "-",
-        )
-    c.print(t)
+        eff = f"{cpu['efficiency']:.0%}" if cpu["efficiency"] is not None else "-"
+        asked = f"{mem['requested_mb']}M" if mem["requested_mb"] else "default"
+        limit = human_duration(el["limit_s"]) if el["limit_s"] else "default"
+        spans = "/".join(human_duration(el[k]) if el[k] is not None else "-"
+                         for k in ("p50_s", "p95_s", "max_s"))  # fmt: skip
+        peaks = "/".join(_mb_text(mem[k]) for k in ("p50_mb", "p95_mb", "max_mb"))
+        c.print(f"[bold]{escape(name)}[/]  {st['measured']}/{st['elements']} measured  "
+                f"CPUs {_or_dash(cpu['requested'])} at {eff}  "
+                f"core-h {ch['used']:.2f} of {ch['reserved']:.2f}")  # fmt: skip
+        c.print(f"  mem {asked} asked, p50/p95/max {peaks}   "
+                f"time {limit} limit, p50/p95/max {spans}")  # fmt: skip
+        sug, why = st["suggest"], st["suggest"].get("why", {})
+        shown = ", ".join(f"{k}: {sug[k]}" + (f" ({escape(why[k])})" if why.get(k) else "")
+                          for k in ("mem", "time") if k in sug)  # fmt: skip
+        out = st["ran_out"]
+        if out["memory"] or out["time"]:
+            c.print(f"  [red]ran out: {out['memory']} of memory, {out['time']} of time[/]")
+        c.print(f"  suggest {shown or '- (nothing completed yet)'}")
 
 
 def _or_dash(v: Any) -> str:

@@ -162,7 +162,7 @@ def states_over_time(db: Any, run_id: str, totals: dict[str, int], t0: float,
         t = epoch_utc(when)
         if t is None:
             continue
-        close_until(min(BINS, max(0, int((t - t0) / span * BINS))))
+        close_until(min(BINS - 1, max(0, int((t - t0) / span * BINS))))  # late: last bin
         current[old] = current.get(old, 0) - 1
         current[new] = current.get(new, 0) + 1
     close_until(BINS)

@@ -194,8 +194,15 @@ class SacctRow:
 
     def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
         """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
-        memory: not confirmed for a while after the end."""
-        return self.signal == 9 and not self.has_steps and ended_within(self.end, now, grace_s)
+        memory: not confirmed for a while after the end. A step row without MaxRSS counts as
+        not sent yet (slurmdbd records a step's start before its end and its usage), and so
+        does an allocation row whose ReqMem is not known yet (a job that ended within a
+        second of its start can show JobName 'allocation' and ReqMem '16?' at first)."""
+        return (
+            self.signal == 9
+            and (not self.has_steps or self.max_rss_mb is None or self.req_mem_mb is None)
+            and ended_within(self.end, now, grace_s)
+        )
 
     @property
     def oom_evidence(self) -> bool:

@@ -88,7 +88,7 @@ def suggest(
     if len(peaks_mb) >= min_samples or floors.oom:
         p95 = percentile(peaks_mb, mem_at) or 0.0
         want = max(p95 * (1 + margin), max(peaks_mb, default=0.0))
-        why["mem"] = f"{_p(mem_at)} {mem_text(p95)} + {margin:.0%}" if peaks_mb else ""
+        why["mem"] = f"{_p(mem_at)} {p95:.0f}M + {margin:.0%}" if peaks_mb else ""
         if floors.oom and want <= floors.mem_mb:
             want = floors.mem_mb * (1 + margin)
             why["mem"] = (f"{floors.oom} element(s) ran out of memory at "
@@ -98,7 +98,7 @@ def suggest(
     if len(elapsed_s) >= min_samples or floors.timeouts:
         p95 = percentile(elapsed_s, time_at) or 0.0
         want = max(p95 * (1 + margin), max(elapsed_s, default=0.0))
-        why["time"] = f"{_p(time_at)} {time_text(p95)} + {margin:.0%}" if elapsed_s else ""
+        why["time"] = f"{_p(time_at)} {_secs(p95)} + {margin:.0%}" if elapsed_s else ""
         if floors.timeouts and want <= floors.time_s:
             want = floors.time_s * (1 + margin)
             why["time"] = (f"{floors.timeouts} element(s) ran out of time at "
@@ -109,6 +109,10 @@ def suggest(
     if out:
         out["why"] = {k: v for k, v in why.items() if v}
     return out
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f}s" if s < 120 else time_text(s)
 
 
 def _p(at: float) -> str:

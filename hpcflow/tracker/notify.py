@@ -85,6 +85,8 @@ def queue_run_ends(engine: Engine, run_ids: list[str]) -> int:
             if row is None or row[0] not in ("COMPLETED", "FAILED", "CANCELLED") or not row[1]:
                 continue
             targets = json.loads(row[1]) if isinstance(row[1], str) else row[1]
+            if not targets:  # SQLAlchemy stores a JSON None as 'null'
+                continue
             doc = run_end_doc(db, run_id)
             for i, t in enumerate(targets):
                 added += _queue(s, f"run_end:{run_id}:{i}", t, doc)

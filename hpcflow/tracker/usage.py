@@ -127,16 +127,20 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
         elapsed = (wall / 1000 if wall is not None else None) if packed else use.get(
             "elapsed_s", wall / 1000 if wall is not None else None)  # fmt: skip
         rss = use.get("max_rss_mb")
+        # a packed task asks for parallel x an element's CPUs, memory and GPUs, and
+        # ceil(size / parallel) x its time (spec/packing.py): per element, divided back
+        k, rounds = (parallel or 1), -(-(pack or 1) // (parallel or 1))
+        cpus, mem = cpus or use.get("alloc_cpus"), mem or use.get("req_mem_mb")
         e = ElementUse(
             state=state,
-            cpus=cpus or use.get("alloc_cpus"),
-            mem_req_mb=mem or use.get("req_mem_mb"),
-            time_limit_s=secs,
-            gpus=gpus or 0,
+            cpus=max(1, cpus // k) if cpus else None,
+            mem_req_mb=mem // k if mem else None,
+            time_limit_s=secs // rounds if secs else None,
+            gpus=(gpus or 0) // k,
             elapsed_s=elapsed if state in RAN else None,
             cpu_s=(use.get("total_cpu_s") if not packed else None)
             or (cpu / 1000 if cpu is not None else None),  # fmt: skip
-            peak_mb=rss / (parallel or 1) if rss is not None else None,
+            peak_mb=rss / k if rss is not None else None,
         )
         out.setdefault(name, StepEfficiency()).elements.append(e)
     for name, f in ran_out(db, run_id).items():
