@@ -14,7 +14,7 @@ from hpcflow.errors import HpcflowError
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
-from hpcflow.spec.validate import Loaded
+from hpcflow.spec.validate import Loaded, effective_resources
 from hpcflow.tracker.db import session
 from hpcflow.tracker.efficiency import Floors, StepEfficiency
 from hpcflow.tracker.usage import collect_usage, element_uses, ran_out
@@ -25,7 +25,7 @@ def requests(loaded: Loaded, lc: LoadedCampaign) -> dict[str, Request]:
     site = lc.site
     out = {}
     for s in loaded.workflow.steps:
-        r = s.resources
+        r = effective_resources(loaded.workflow, s, site)  # step, workflow and site defaults
         part = site.partitions.get(r.partition or site.default_partition() or "")
         out[s.name] = Request(
             parse_mem_mb(r.mem) if r.mem is not None else None,
