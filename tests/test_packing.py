@@ -254,3 +254,39 @@ def test_bad_pack_values_are_refused_with_their_line(tmp_path: Path, value, frag
     with pytest.raises(InvalidInput) as e:
         load_workflow(wf)
     assert "wf.yaml:5:" in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_the_job_tool_runs_packed_elements_and_records_each_ones_peak(tmp_path: Path) -> None:
+    """`hpcflow_job.py pack K LINE...` (what a packed task runs when the node has python):
+    each element in `bash -c hpcflow_element`, K at once, its own peak RSS from wait4 added
+    to its result.json, and the task's exit code the first non-zero one. Real processes."""
+    import subprocess
+    import sys
+
+    from hpcflow.node import jobtool
+
+    run_dir = tmp_path / "run"
+    script = tmp_path / "task.sh"
+    script.write_text(f"""
+hpcflow_element() {{
+  eval "${{1#*$'\\t'}}"
+  d="$HPCFLOW_RUN_DIR/steps/$HPCFLOW_STEP/0/$HPCFLOW_INDEX/.hpcflow"
+  mkdir -p "$d"
+  python3 -c "x = b'1' * ($HPCFLOW_INDEX * 50 * 1024 * 1024)"
+  printf '{{"index": %d, "state": "COMPLETED"}}\\n' "$HPCFLOW_INDEX" > "$d/result.json"
+  [ "$HPCFLOW_INDEX" = 3 ] && exit 7
+  exit 0
+}}
+export -f hpcflow_element
+export HPCFLOW_RUN_DIR={run_dir} HPCFLOW_STEP=s
+exec {sys.executable} {jobtool.__file__} pack 2 "$@"
+""")
+    lines = [f"0\texport HPCFLOW_INDEX={i}" for i in (1, 2, 3, 4)]
+    p = subprocess.run(["bash", str(script), *lines], capture_output=True, text=True)
+    assert p.returncode == 7, p.stderr  # element 3's exit code is the task's
+    peaks = {}
+    for i in (1, 2, 3, 4):
+        res = json.loads((run_dir / f"steps/s/0/{i}/.hpcflow/result.json").read_text())
+        peaks[i] = res["max_rss_kb"] / 1024
+    for i, mb in peaks.items():  # i x 50 MB, plus the interpreter
+        assert i * 50 <= mb <= i * 50 + 40, peaks

@@ -422,13 +422,77 @@ def cmd_ffrd_config(src: str, dst: str) -> int:
     return 0
 
 
+_INDEX = re.compile(r"\bHPCFLOW_INDEX=(\d+)")
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1
+
+
+def _add_peak(line: str, max_rss_kb: int) -> None:
+    """Add the element's own peak RSS (its largest process, from wait4) to its result.json."""
+    m = _INDEX.search(line)
+    run_dir, step = os.environ.get("HPCFLOW_RUN_DIR"), os.environ.get("HPCFLOW_STEP")
+    if not m or not run_dir or not step:
+        return
+    path = os.path.join(task_dir(run_dir, step, int(m.group(1))), ".hpcflow", "result.json")
+    res = _read_json(path)
+    if not isinstance(res, dict):
+        return  # killed before it wrote one: the task's fate decides
+    res["max_rss_kb"] = int(max_rss_kb)
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(json.dumps(res) + "\n")
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
+
+
+def cmd_pack(parallel: int, lines: List[str]) -> int:
+    """A packed task's elements, up to ``parallel`` at once, each in its own
+    `bash -c 'hpcflow_element LINE'` (the job script exports the function). Waiting with
+    wait4 gives each element its own peak RSS. Exit: the first non-zero exit code."""
+    running: dict = {}
+    status = 0
+
+    def reap() -> None:
+        nonlocal status
+        pid, st, ru = os.wait4(-1, 0)
+        line = running.pop(pid, None)
+        code = _exit_code(st)
+        if line is not None:
+            _add_peak(line, ru.ru_maxrss)  # Linux: kilobytes
+        if code != 0 and status == 0:
+            status = code
+
+    for line in lines:
+        while len(running) >= max(1, parallel):
+            reap()
+        pid = os.fork()
+        if pid == 0:  # the child: the element, as the bash loop ran it
+            try:
+                argv = ["bash", "-c", 'set -uo pipefail; hpcflow_element "$1"', "bash", line]
+                os.execvp("bash", argv)
+            finally:
+                os._exit(127)
+        running[pid] = line
+    while running:
+        reap()
+    return status
+
+
 def main(argv: list[str]) -> int:
     cmds = {"when": cmd_when, "manifest": cmd_manifest, "outputs": cmd_outputs}
     if len(argv) == 2 and argv[0] in cmds:
         return cmds[argv[0]](argv[1])
+    if len(argv) >= 2 and argv[0] == "pack" and argv[1].isdigit():
+        return cmd_pack(int(argv[1]), argv[2:])
     if len(argv) == 3 and argv[0] == "ffrd-config":
         return cmd_ffrd_config(argv[1], argv[2])
-    print("usage: hpcflow_job.py when|manifest|outputs SPEC | ffrd-config SRC DST", file=sys.stderr)
+    print("usage: hpcflow_job.py when|manifest|outputs SPEC | ffrd-config SRC DST | "
+          "pack PARALLEL LINE...", file=sys.stderr)  # fmt: skip
     return 2
 
 

@@ -140,7 +140,7 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
             elapsed_s=elapsed if state in RAN else None,
             cpu_s=(use.get("total_cpu_s") if not packed else None)
             or (cpu / 1000 if cpu is not None else None),  # fmt: skip
-            peak_mb=rss / k if rss is not None else None,
+            peak_mb=_peak(res, rss, k, packed),
         )
         out.setdefault(name, StepEfficiency()).elements.append(e)
     for name, f in ran_out(db, run_id).items():
@@ -168,6 +168,15 @@ def ran_out(db: Any, run_id: str) -> dict[str, Floors]:
             f.timeouts += 1
             f.time_s = max(f.time_s, time_s or 0)
     return out
+
+
+def _peak(res: dict[str, Any], rss: Any, k: int, packed: bool) -> float | None:
+    """A packed element's own peak (the job tool's wait4, in its record), else the packed
+    task's MaxRSS shared by the elements it ran at once; an unpacked one's MaxRSS."""
+    own = res.get("max_rss_kb")
+    if packed and isinstance(own, (int, float)):
+        return own / 1024
+    return rss / k if rss is not None else None
 
 
 # elements whose time and use say what the work needs (not SKIPPED, UPSTREAM_FAILED, ...)

@@ -109,7 +109,17 @@ if (($# == 1)); then
   exit
 fi
 # packed: every element in its own subshell, up to 1 at once; the task fails if
-# any element failed (its first non-zero exit code), so afterok/afternotok see the task's fate
+# any element failed (its first non-zero exit code), so afterok/afternotok see the task's fate.
+# With python on the node, the job tool runs them (wait4: each element's own peak memory);
+# without it, this bash loop does the same, without the peaks.
+echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: $# elements, up to 1 at once" >&2
+if command -v python3 >/dev/null 2>&1; then
+  export -f hpcflow_element
+  python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py" pack 1 "$@"
+  hpcflow_status=$?
+  echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: exit code $hpcflow_status" >&2
+  exit "$hpcflow_status"
+fi
 hpcflow_parallel=1
 hpcflow_status=0
 hpcflow_running=0
@@ -120,7 +130,6 @@ hpcflow_reap() {
   ((rc != 0 && hpcflow_status == 0)) && hpcflow_status=$rc
   return 0
 }
-echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: $# elements, up to $hpcflow_parallel at once" >&2
 for hpcflow_l in "$@"; do
   ((hpcflow_running >= hpcflow_parallel)) && hpcflow_reap
   (hpcflow_element "$hpcflow_l") &
