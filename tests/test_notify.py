@@ -92,10 +92,10 @@ def test_a_slow_endpoint_never_holds_a_sync_for_long(tmp_path: Path) -> None:
         engine, run_id = _run_with(tmp_path, [{"webhook": hook.url}, {"webhook": hook.url}])
         queue_run_ends(engine, [run_id])
         t = time.monotonic()
-        got = deliver(engine, budget_s=5)
+        got = deliver(engine, budget_s=2)  # 5 s in a sync; shorter here, same logic
         took = time.monotonic() - t
-    assert took < 6.5, took  # one 3 s timeout, then the budget is nearly spent
-    assert got["delivered"] == 0 and got["failed"] + got["left"] == 2
+    assert took < 3.0, took  # the first waits out the budget, the second is left for later
+    assert got == {"delivered": 0, "failed": 1, "left": 1}
 
 
 def test_a_command_target_gets_the_document_on_stdin(tmp_path: Path, monkeypatch) -> None:
