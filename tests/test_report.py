@@ -1,5 +1,5 @@
 """`hpcflow report` of a synthetic 100,000-element run in a real headless Chromium: small,
-fast, self-contained, counts equal to `status --json`, user text escaped (docs/report.md).
+self-contained, counts equal to `status --json`, user text escaped (docs/report.md).
 The report of a lab run is checked in tests/test_efficiency_slurm.py."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def visible_counts(page, steps: dict) -> dict[str, dict[str, int]]:
     return out
 
 
-def test_a_100k_element_report_is_small_and_opens_fast(hpcflow, tmp_path: Path) -> None:
+def test_a_100k_element_report_opens_in_chromium(hpcflow, tmp_path: Path) -> None:
+    """Its load time is measured by benchmarks/report_bench.py (docs/benchmarks.md)."""
     db, run_id = finished_run(tmp_path, 33_333)  # 100,001 elements
     env = {"HPCFLOW_DB": str(db)}
     out = tmp_path / "report.html"
@@ -41,7 +42,6 @@ def test_a_100k_element_report_is_small_and_opens_fast(hpcflow, tmp_path: Path) 
     with opened(out) as b:
         assert b.console_errors == []
         assert b.requests == [out.resolve().as_uri()]  # the file itself, nothing else
-        assert b.load_s < 2.0, b.load_s
         want = {n: st["states"] for n, st in doc["steps"].items()}
         assert visible_counts(b.page, doc["steps"]) == want
         failed = sum(st["states"].get(k, 0) for st in doc["steps"].values()
