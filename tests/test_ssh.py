@@ -32,6 +32,26 @@ def test_remote_command_lines_are_quoted_per_argument(sshd, tmp_path: Path) -> N
     r.close()
 
 
+def test_many_files_and_the_tails_of_logs_in_one_command_each(sshd, tmp_path: Path) -> None:
+    """read_files (what a refresh reads) and read_tails (a report's stderr tails): one
+    remote shell each, missing files None, a big log's last bytes only; same as locally."""
+    from hpcflow.runners.base import LocalRunner
+
+    r = SSHRunner("127.0.0.1", port=sshd["port"], key=sshd["key"], known_hosts=sshd["known_hosts"])
+    small, big = tmp_path / "r.json", tmp_path / "big.err"
+    small.write_text('{"state": "COMPLETED"}\n')
+    big.write_text("".join(f"line {i}\n" for i in range(100_000)))
+    paths = [str(small), str(big), str(tmp_path / "missing")]
+    before = _accepted(sshd)
+    files = r.read_files(paths[:1] + paths[2:])
+    tails = r.read_tails(paths, 64)
+    assert files == {str(small): small.read_bytes(), paths[2]: None}
+    assert tails == LocalRunner().read_tails(paths, 64)
+    assert tails[str(big)].endswith(b"line 99999\n") and len(tails[str(big)]) == 64
+    assert _accepted(sshd) - before <= 1  # one connection, reused
+    r.close()
+
+
 @pytest.mark.parametrize(
     ("known_hosts", "fragment"),
     [

@@ -229,23 +229,18 @@ class SSHRunner:
         record is '+PATH' or '-PATH' (missing), a newline, the content (<= 64 KiB), a NUL."""
         out: dict[str, bytes | None] = {}
         for i in range(0, len(paths), 5000):
-            part = paths[i : i + 5000]
-            res = self.run(["sh", "-c", READ_MANY], input="".join(p + "\n" for p in part))
-            if not res.ok:
-                raise RunnerError(f"reading files on {self.host}: {res.stderr.strip()}")
-            for record in res.stdout.split("\0"):
-                head, _, body = record.partition("\n")
-                if head[:1] in "+-" and head[1:]:
-                    out[head[1:]] = body.encode() if head[0] == "+" else None
+            out.update(self._records(READ_MANY, paths[i : i + 5000]))
         return {p: out.get(p) for p in paths}
 
     def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
         """As read_files, with ``tail -c``: one remote shell for all of them."""
-        out: dict[str, bytes | None] = {}
-        script = READ_MANY.replace("head -c 65536", f"tail -c {int(max_bytes)}")
+        return self._records(READ_MANY.replace("head -c 65536", f"tail -c {int(max_bytes)}"), paths)
+
+    def _records(self, script: str, paths: list[str]) -> dict[str, bytes | None]:
         res = self.run(["sh", "-c", script], input="".join(p + "\n" for p in paths))
         if not res.ok:
             raise RunnerError(f"reading files on {self.host}: {res.stderr.strip()}")
+        out: dict[str, bytes | None] = {}
         for record in res.stdout.split("\0"):
             head, _, body = record.partition("\n")
             if head[:1] in "+-" and head[1:]:

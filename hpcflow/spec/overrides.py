@@ -19,7 +19,7 @@ from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.expand import did_you_mean
 from hpcflow.spec.workflow import Strict, Workflow
 from hpcflow.util.pydantic_errors import problems_from
-from hpcflow.util.units import parse_slurm_time_s, valid_mem
+from hpcflow.util.units import valid_mem, valid_time
 from hpcflow.util.yamlsafe import Located, load_file
 
 
@@ -30,13 +30,7 @@ class ResourceOverride(Strict):
     gpus: int | None = Field(None, ge=0, le=65535, description="GPUs per element")
 
     _mem = field_validator("mem")(valid_mem)
-
-    @field_validator("time")
-    @classmethod
-    def _time(cls, v: Any) -> Any:
-        if v is not None:
-            parse_slurm_time_s(v)
-        return v
+    _time = field_validator("time")(valid_time)
 
 
 class StepOverride(Strict):

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hpcflow.spec.notify import NotifyTarget
 from hpcflow.util.names import check_env_name, is_ident, sbatch_word
-from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
+from hpcflow.util.units import parse_duration_s, valid_mem, valid_time
 
 WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -49,13 +49,7 @@ class Resources(Strict):
         return None if v is None else sbatch_word(v, "constraint", constraint=True)
 
     _mem = field_validator("mem")(valid_mem)
-
-    @field_validator("time")
-    @classmethod
-    def _time(cls, v: Any) -> Any:
-        if v is not None:
-            parse_slurm_time_s(v)
-        return v
+    _time = field_validator("time")(valid_time)
 
 
 class OnOom(Strict):

@@ -85,27 +85,24 @@ def suggest(
     percentile (100: the maximum)."""
     out: dict[str, Any] = {}
     why: dict[str, str] = {}
-    if len(peaks_mb) >= min_samples or floors.oom:
-        p95 = percentile(peaks_mb, mem_at) or 0.0
-        want = max(p95 * (1 + margin), max(peaks_mb, default=0.0))
-        why["mem"] = f"{_p(mem_at)} {p95:.0f}M + {margin:.0%}" if peaks_mb else ""
-        if floors.oom and want <= floors.mem_mb:
-            want = floors.mem_mb * (1 + margin)
-            why["mem"] = (f"{floors.oom} element(s) ran out of memory at "
-                          f"{mem_text(floors.mem_mb)}: never lower")  # fmt: skip
-        capped = partition_mem_mb is not None and want >= partition_mem_mb
-        out["mem"] = f"{partition_mem_mb}M" if capped else mem_text(want)
-    if len(elapsed_s) >= min_samples or floors.timeouts:
-        p95 = percentile(elapsed_s, time_at) or 0.0
-        want = max(p95 * (1 + margin), max(elapsed_s, default=0.0))
-        why["time"] = f"{_p(time_at)} {_secs(p95)} + {margin:.0%}" if elapsed_s else ""
-        if floors.timeouts and want <= floors.time_s:
-            want = floors.time_s * (1 + margin)
-            why["time"] = (f"{floors.timeouts} element(s) ran out of time at "
-                           f"{time_text(floors.time_s)}: never lower")  # fmt: skip
-        if partition_time_s:
-            want = min(want, partition_time_s)
-        out["time"] = time_text(want)
+    for key, values, at, ran_out, floor, cap, text, shown, what in (
+        ("mem", peaks_mb, mem_at, floors.oom, floors.mem_mb, partition_mem_mb, mem_text,
+         lambda v: f"{v:.0f}M", "memory"),
+        ("time", elapsed_s, time_at, floors.timeouts, floors.time_s, partition_time_s,
+         time_text, _secs, "time"),
+    ):  # fmt: skip
+        if len(values) < min_samples and not ran_out:
+            continue
+        p = percentile(values, at) or 0.0
+        want = max(p * (1 + margin), max(values, default=0.0))
+        why[key] = f"{_p(at)} {shown(p)} + {margin:.0%}" if values else ""
+        if ran_out and want <= floor:
+            want = floor * (1 + margin)
+            why[key] = f"{ran_out} element(s) ran out of {what} at {text(floor)}: never lower"
+        if cap is not None and want >= cap:  # never above the partition
+            out[key] = text(cap) if key == "time" else f"{cap}M"
+        else:
+            out[key] = text(want)
     if out:
         out["why"] = {k: v for k, v in why.items() if v}
     return out

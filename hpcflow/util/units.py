@@ -72,6 +72,13 @@ def parse_duration_s(value: object) -> int:
     return int(total_f)
 
 
+def valid_time(value: Any) -> Any:
+    """A pydantic field validator: ``value`` is None or a job time limit."""
+    if value is not None:
+        parse_slurm_time_s(value)
+    return value
+
+
 def valid_mem(value: Any) -> Any:
     """A pydantic field validator: ``value`` is None or a memory size."""
     if value is not None:
