@@ -52,25 +52,12 @@ class Ctx:
         return load_site(self.site_name)
 
 
-_RUNNERS: dict[tuple[Any, ...], Any] = {}
-
-
 def runner_for(site: Any) -> Any:
     """LocalRunner on the login node; SSHRunner when the site names a login host (one
     connection per hpcflow command, reused by every call)."""
-    from hpcflow.runners.base import LocalRunner
+    from hpcflow.runners.factory import runner_for as make
 
-    if site is None or not site.login.host:
-        return LocalRunner()
-    from hpcflow.runners.ssh import SSHRunner
-
-    lg = site.login
-    key = (lg.host, lg.user, lg.port, lg.key, lg.known_hosts)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = SSHRunner(
-            lg.host, user=lg.user, port=lg.port, key=lg.key, known_hosts=lg.known_hosts
-        )
-    return _RUNNERS[key]
+    return make(site)
 
 
 def emit_json(doc: Any) -> None:

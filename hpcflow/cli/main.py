@@ -25,6 +25,7 @@ from hpcflow.cli._common import (
 from hpcflow.cli.campaign import campaign
 from hpcflow.cli.recovery import COMMANDS as RECOVERY_COMMANDS
 from hpcflow.cli.usage import COMMANDS as USAGE_COMMANDS
+from hpcflow.cli.web import COMMANDS as WEB_COMMANDS
 from hpcflow.errors import BadUsage, NotFound
 from hpcflow.states import RunState
 
@@ -400,7 +401,7 @@ def sites_check(name: str, offline: bool) -> None:
 
 # composed here: the command modules know nothing of `main`
 main.add_command(campaign)
-for _cmd in [*RECOVERY_COMMANDS, *USAGE_COMMANDS]:
+for _cmd in [*RECOVERY_COMMANDS, *USAGE_COMMANDS, *WEB_COMMANDS]:
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -1,0 +1,194 @@
+"""`hpcflow serve`: a read-only JSON API (and pages, pages.py) over the tracker database
+(docs/web.md). Security: loopback by default; a token (bearer header, or a cookie set by
+/login) whenever one is configured, which is always off loopback and with --allow-actions;
+actions (cancel, retry) only with --allow-actions and the token, forms with a CSRF field."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from hpcflow import __version__
+from hpcflow.errors import HpcflowError, NotFound
+from hpcflow.web import data
+
+COOKIE = "hpcflow_token"
+
+
+@dataclass
+class Config:
+    db_path: Path
+    token: str | None = None  # required on every request when set
+    allow_actions: bool = False
+
+    def csrf(self) -> str:
+        """The field an action form carries: derived from the token, so a page of another
+        origin cannot know it."""
+        return hmac.new((self.token or "").encode(), b"csrf", hashlib.sha256).hexdigest()
+
+
+def token_file(db_path: Path) -> Path:
+    return db_path.parent / "web-token"
+
+
+def ensure_token(path: Path) -> str:
+    """The token in ``path`` (mode 0600), made the first time."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok = secrets.token_urlsafe(32)
+    fd = path.open("x")
+    path.chmod(0o600)
+    with fd:
+        fd.write(tok + "\n")
+    return tok
+
+
+def create_app(cfg: Config) -> FastAPI:
+    app = FastAPI(title="hpcflow", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json")  # fmt: skip
+    cache = data.RunCache()
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Any) -> Response:
+        if cfg.token and request.url.path != "/login" and not _authorized(request, cfg):
+            if request.url.path.startswith("/api/"):
+                return JSONResponse({"error": "a token is required (Authorization: Bearer "
+                                     "TOKEN, from the server's token file)"}, 401)  # fmt: skip
+            return Response("a token is required: open /login?token=TOKEN once", 401)
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
+            "img-src data:; form-action 'self'; frame-ancestors 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(HpcflowError)
+    async def errors(request: Request, e: HpcflowError) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, 404 if isinstance(e, NotFound) else 400)
+
+    @app.get("/login")
+    def login(token: str = "") -> Response:
+        if not cfg.token or not hmac.compare_digest(token, cfg.token):
+            return Response("wrong or missing token", 401)
+        r = RedirectResponse("/", 303)
+        r.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return r
+
+    def with_db(fn: Any, *args: Any) -> Any:
+        db = data.Db(cfg.db_path)
+        try:
+            return fn(db, *args)
+        finally:
+            db.close()
+
+    @app.get("/api/runs")
+    def api_runs(state: str | None = None, workflow: str | None = None,
+                 namespace: str | None = None, since: str | None = None) -> Any:  # fmt: skip
+        return with_db(data.runs, state, workflow, namespace, since)
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: str) -> Any:
+        return with_db(data.run_doc, run_id)
+
+    @app.get("/api/runs/{run_id}/tasks")
+    def api_tasks(
+        run_id: str,
+        step: str | None = None,
+        state: str | None = None,
+        page: int = Query(1, ge=1),
+        per_page: int = Query(data.PER_PAGE, ge=1, le=data.MAX_PER_PAGE),
+    ) -> Any:
+        return with_db(data.tasks, run_id, step, state, page, per_page)
+
+    @app.get("/api/runs/{run_id}/logs/{step}/{index}")
+    def api_logs(run_id: str, step: str, index: int, stream: str = "stdout",
+                 tail: int = Query(100, ge=1, le=data.MAX_TAIL_LINES)) -> Any:  # fmt: skip
+        return with_db(lambda db: data.log_tail(db, _runner(db, run_id), run_id, step, index,
+                                                stream, tail))  # fmt: skip
+
+    @app.get("/api/runs/{run_id}/timeline")
+    def api_timeline(run_id: str) -> Any:
+        return with_db(lambda db: cache.get(db, run_id, "timeline", data.timeline))
+
+    @app.get("/api/runs/{run_id}/metrics")
+    def api_metrics(run_id: str) -> Any:
+        return with_db(lambda db: cache.get(db, run_id, "metrics", data.metrics))
+
+    @app.get("/api/runs/{run_id}/graph")
+    def api_graph(run_id: str) -> Any:
+        return with_db(data.graph, run_id)
+
+    @app.get("/api/runs/{run_id}/history")
+    def api_history(run_id: str, page: int = Query(1, ge=1),
+                    per_page: int = Query(500, ge=1, le=5000)) -> Any:  # fmt: skip
+        return with_db(data.history, run_id, page, per_page)
+
+    @app.get("/api/campaigns")
+    def api_campaigns() -> Any:
+        return with_db(data.campaigns)
+
+    @app.get("/api/campaigns/{name}")
+    def api_campaign(name: str) -> Any:
+        return with_db(data.campaign, name)
+
+    @app.post("/api/runs/{run_id}/cancel")
+    async def api_cancel(run_id: str, request: Request) -> Any:
+        return await _action(request, cfg, "cancel", run_id)
+
+    @app.post("/api/runs/{run_id}/retry")
+    async def api_retry(run_id: str, request: Request) -> Any:
+        return await _action(request, cfg, "retry", run_id)
+
+    from hpcflow.web.pages import add_pages
+
+    add_pages(app, cfg, cache, with_db)
+    return app
+
+
+def _authorized(request: Request, cfg: Config) -> bool:
+    assert cfg.token
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    return bool(given) and hmac.compare_digest(given or "", cfg.token)
+
+
+def _runner(db: data.Db, run_id: str) -> Any:
+    from hpcflow.runners.factory import runner_for
+    from hpcflow.spec.site import load_site
+
+    run = data.run_of(db, run_id)
+    try:
+        return runner_for(load_site(run.site))
+    except HpcflowError:
+        from hpcflow.runners.base import LocalRunner
+
+        return LocalRunner()
+
+
+async def _action(request: Request, cfg: Config, what: str, run_id: str) -> Response:
+    """cancel / retry: only with --allow-actions, only with the token (a bearer header, which
+    no other site's page can send; or the cookie plus the form's CSRF field)."""
+    if not cfg.allow_actions:
+        return JSONResponse({"error": "actions are off: start `hpcflow serve --allow-actions`"},
+                            403)  # fmt: skip
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("csrf", "")), cfg.csrf()):
+            return JSONResponse({"error": "missing or wrong CSRF field"}, 403)
+    from hpcflow.web.actions import run_action
+
+    doc = run_action(cfg.db_path, what, run_id)
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse(f"/runs/{doc['run_id']}", 303)
+    return JSONResponse(doc)

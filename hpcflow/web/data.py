@@ -1,0 +1,294 @@
+"""What the dashboard and its API read (docs/web.md): the tracker through a read-only sqlite3
+connection per request, in the shapes the CLI's JSON has. Pages are bounded (tasks and
+history come in pages); what costs a pass over every element (timeline, metrics) is cached
+per run until the run changes."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from hpcflow.errors import NotFound
+from hpcflow.tracker import lite
+
+PER_PAGE = 100
+MAX_PER_PAGE = 1000
+MAX_TAIL_LINES = 5000
+TAIL_BYTES = 256 * 1024
+
+
+class Db:
+    """A read-only sqlite3 connection with the few SQLAlchemy-connection methods the
+    tracker's readers use (exec_driver_sql -> rows with one/first/all)."""
+
+    def __init__(self, path: Path):
+        conn = lite.connect_ro(path)
+        if conn is None:
+            raise NotFound(f"no tracker database at {path} (or of another schema version)")
+        self.conn = conn
+
+    def exec_driver_sql(self, sql: str, params: tuple[Any, ...] = ()) -> _Result:
+        return _Result(self.conn.execute(sql, params))
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self.conn.cursor()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Result:
+    def __init__(self, cur: sqlite3.Cursor):
+        self.cur = cur
+
+    def __iter__(self) -> Any:
+        return iter(self.cur)
+
+    def all(self) -> list[Any]:
+        return self.cur.fetchall()
+
+    def first(self) -> Any:
+        return self.cur.fetchone()
+
+    def one(self) -> Any:
+        row = self.cur.fetchone()
+        if row is None:
+            raise NotFound("no such row")
+        return row
+
+
+def run_of(db: Db, run_id: str) -> Any:
+    run = lite.find_run(db.conn, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    return run
+
+
+def runs(db: Db, state: str | None = None, workflow: str | None = None,
+         namespace: str | None = None, since: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """As `hpcflow runs --json`, newest first, with per-run element counts."""
+    where, args = [], []
+    for col, v in (("state", state), ("workflow", workflow), ("namespace", namespace)):
+        if v:
+            where.append(f"{col} = ?")
+            args.append(v)
+    if since:
+        where.append("submitted_at >= ?")
+        args.append(since.replace("T", " "))
+    cond = f"WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT {', '.join(lite.RUN_FIELDS)} FROM run {cond} ORDER BY submitted_at DESC"
+    rows = lite._rows(db.cursor(), sql, tuple(args), lite.RUN_FIELDS)
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, state_, n in db.exec_driver_sql(
+        "SELECT run_id, state, count(*) FROM task GROUP BY run_id, state"
+    ):
+        counts.setdefault(run_id, {})[state_] = n
+    out = []
+    for r in rows:
+        h = lite.run_header(r)
+        h.pop("steps")
+        h["counts"] = counts.get(r.id, {})
+        out.append(h)
+    return {"runs": out}
+
+
+def run_doc(db: Db, run_id: str) -> dict[str, Any]:
+    """As `hpcflow status RUN --json`."""
+    return lite.status_doc(db.conn, run_of(db, run_id))
+
+
+def tasks(db: Db, run_id: str, step: str | None, state: str | None, page: int,
+          per_page: int = PER_PAGE) -> dict[str, Any]:  # fmt: skip
+    """One page of elements (as `status --tasks` prints them), by step and index."""
+    run = run_of(db, run_id)
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    page = max(1, page)
+    where, args = ["run_id = ?"], [run.id]
+    if step:
+        where.append("step = ?")
+        args.append(step)
+    if state:
+        where.append("state = ?")
+        args.append(state)
+    cond = " AND ".join(where)
+    (total,) = db.exec_driver_sql(f"SELECT count(*) FROM task WHERE {cond}", tuple(args)).one()
+    job_sid = dict(db.exec_driver_sql("SELECT id, slurm_job_id FROM job WHERE run_id = ?",
+                                      (run.id,)).all())  # fmt: skip
+    sql = (f"SELECT {', '.join(lite.TASK_FIELDS)} FROM task WHERE {cond} "
+           f'ORDER BY step, "index" LIMIT ? OFFSET ?')  # fmt: skip
+    rows = lite._rows(db.cursor(), sql, (*args, per_page, (page - 1) * per_page),
+                      lite.TASK_FIELDS)  # fmt: skip
+    docs = []
+    for t in rows:
+        d = lite.task_doc(t, job_sid.get(t.job_id), run.run_dir)
+        d["step"] = t.step
+        docs.append(d)
+    pages = max(1, -(-total // per_page))
+    return {"run_id": run.id, "step": step, "state": state, "page": page, "per_page": per_page,
+            "pages": pages, "total": total, "tasks": docs}  # fmt: skip
+
+
+def history(db: Db, run_id: str, page: int, per_page: int = 500) -> dict[str, Any]:
+    """As `hpcflow history RUN --json`, a page at a time (oldest first)."""
+    from hpcflow.tracker.events import event_json
+
+    run = run_of(db, run_id)
+    per_page = max(1, min(per_page, MAX_PER_PAGE * 5))
+    cols = ("time", "kind", "step", "index", "old_state", "new_state", "slurm_job_id",
+            "exit_code", "reason", "run_id")  # fmt: skip
+    (total,) = db.exec_driver_sql("SELECT count(*) FROM event WHERE run_id = ?",
+                                  (run.id,)).one()  # fmt: skip
+    rows = db.exec_driver_sql(
+        'SELECT time, kind, step, "index", old_state, new_state, slurm_job_id, exit_code, '
+        "reason, run_id FROM event WHERE run_id = ? ORDER BY id LIMIT ? OFFSET ?",
+        (run.id, per_page, (max(1, page) - 1) * per_page),
+    )
+    events = [event_json(dict(zip(cols, r, strict=True)) | {"time": lite._dt(r[0])})
+              for r in rows]  # fmt: skip
+    return {"run_id": run.id, "page": max(1, page), "per_page": per_page,
+            "pages": max(1, -(-total // per_page)), "total": total, "events": events}  # fmt: skip
+
+
+def graph(db: Db, run_id: str) -> dict[str, Any]:
+    """Steps with their counts, and the dependencies between them with their Slurm kinds."""
+    from hpcflow.report.data import step_edges
+
+    doc = run_doc(db, run_id)
+    edges = step_edges(db, doc["run_id"])
+    return {"run_id": doc["run_id"],
+            "steps": {n: {"total": st["total"], "states": st["states"]}
+                      for n, st in doc["steps"].items()},
+            "edges": [{"from": a, "kind": k, "to": b} for a, k, b in edges]}  # fmt: skip
+
+
+class RunCache:
+    """Per-run results of whole-run passes (timeline, metrics), kept until the run's
+    refreshed_at or state changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = {}
+
+    def get(self, db: Db, run_id: str, what: str, make: Any) -> Any:
+        run = run_of(db, run_id)
+        stamp = (run.state, str(run.refreshed_at), str(run.finished_at))
+        with self._lock:
+            hit = self._items.get((run.id, what))
+        if hit and hit[0] == stamp:
+            return hit[1]
+        value = make(db, run)
+        with self._lock:
+            self._items[(run.id, what)] = (stamp, value)
+        return value
+
+
+def timeline(db: Db, run: Any) -> dict[str, Any]:
+    """The report's timeline (binned above GANTT_ELEMENTS a step) and states over time."""
+    import time
+
+    from hpcflow.report.data import element_times, epoch_utc, lanes_of, states_over_time
+
+    doc = lite.status_doc(db.conn, run)
+    now = time.time()
+    times = element_times(db, run.id)
+    starts = [x[0] for v in times.values() for x in v]
+    ends = [x[1] for v in times.values() for x in v]
+    t0 = min([epoch_utc(doc["submitted_at"]) or now, *starts])
+    t1 = max([t0 + 1, *ends, epoch_utc(doc["finished_at"]) or now if doc["finished_at"] else
+              (max(ends) if ends else now)])  # fmt: skip
+    lanes = lanes_of(times, list(doc["steps"]), t0, t1, now)
+    totals = {n: st["total"] for n, st in doc["steps"].items()}
+    return {"run_id": run.id, "t0": t0, "t1": t1,
+            "lanes": [{"step": ln.step, "elements": ln.elements, "bins": ln.bins,
+                       "bars": [list(b) for b in ln.bars]} for ln in lanes],
+            "states_over_time": states_over_time(db, run.id, totals, t0, t1)}  # fmt: skip
+
+
+def metrics(db: Db, run: Any) -> dict[str, Any]:
+    """As `hpcflow efficiency RUN --json`, from what the tracker stored (no sacct)."""
+    from hpcflow.tracker.efficiency import summarize_step
+    from hpcflow.tracker.usage import element_uses
+
+    uses = element_uses(db, run.id)
+    return {"run_id": run.id, "steps": {n: summarize_step(u) for n, u in uses.items()}}
+
+
+def log_tail(db: Db, runner: Any, run_id: str, step: str, index: int, stream: str,
+             tail: int) -> dict[str, Any]:  # fmt: skip
+    """The last ``tail`` lines of one element's log. The path is built from the run's
+    directory, a step the run has and an integer index: nothing a request sends can point
+    elsewhere."""
+    from hpcflow.node.jobtool import log_path
+
+    run = run_of(db, run_id)
+    steps = [s for (s,) in db.exec_driver_sql("SELECT name FROM step WHERE run_id = ?",
+                                               (run.id,))]  # fmt: skip
+    if step not in steps:
+        raise NotFound(f"run {run.id} has no step {step!r}")
+    if stream not in ("stdout", "stderr"):
+        raise NotFound(f"no stream {stream!r} (stdout or stderr)")
+    (n,) = db.exec_driver_sql('SELECT count(*) FROM task WHERE run_id = ? AND step = ? '
+                              'AND "index" = ?', (run.id, step, index)).one()  # fmt: skip
+    if not n:
+        raise NotFound(f"step {step!r} of run {run.id} has no element {index}")
+    path = log_path(run.run_dir, step, index, "err" if stream == "stderr" else "out")
+    data = runner.read_tails([path], TAIL_BYTES).get(path)
+    if data is None:
+        raise NotFound(f"no {stream} yet for {step}[{index}] (has it started?)")
+    lines = data.decode(errors="replace").splitlines()
+    tail = max(1, min(tail, MAX_TAIL_LINES))
+    return {"run_id": run.id, "step": step, "index": index, "stream": stream,
+            "lines": lines[-tail:]}  # fmt: skip
+
+
+def campaigns(db: Db) -> dict[str, Any]:
+    """Every campaign in the tracker with its batches' progress (from the database alone)."""
+    names = [n for (n,) in db.exec_driver_sql("SELECT name FROM campaign ORDER BY name")]
+    return {"campaigns": [campaign(db, n) for n in names]}
+
+
+def campaign(db: Db, name: str) -> dict[str, Any]:
+    """A campaign's batches: events, run, run state, elements per state; events done (in
+    completed batches), throughput and a projected finish."""
+    from datetime import datetime, timedelta, timezone
+
+    row = db.exec_driver_sql("SELECT name, file, created_at, backoff_until, note FROM campaign "
+                             "WHERE name = ?", (name,)).first()  # fmt: skip
+    if row is None:
+        raise NotFound(f"no campaign {name!r}")
+    batches = []
+    done = failed = total = 0
+    first = None
+    for index, n, state, run_id, submitted, retries, note in db.exec_driver_sql(
+        'SELECT "index", n_events, state, run_id, submitted_at, retries, note FROM batch '
+        'WHERE campaign = ? ORDER BY "index"', (name,)
+    ):  # fmt: skip
+        run_state, counts = None, {}
+        if run_id:
+            r = db.exec_driver_sql("SELECT state FROM run WHERE id = ?", (run_id,)).first()
+            run_state = r[0] if r else None
+            counts = dict(db.exec_driver_sql("SELECT state, count(*) FROM task WHERE run_id = ? "
+                                             "GROUP BY state", (run_id,)).all())  # fmt: skip
+        total += n
+        done += n if run_state == "COMPLETED" else 0
+        failed += n if run_state in ("FAILED", "CANCELLED") else 0
+        if submitted and (first is None or str(submitted) < first):
+            first = str(submitted)
+        batches.append({"index": index, "events": n, "state": run_state or state,
+                        "run_id": run_id, "retries": retries, "note": note,
+                        "elements": counts})  # fmt: skip
+    rate, eta = 0.0, None
+    if first and done:
+        start = datetime.fromisoformat(first).replace(tzinfo=timezone.utc)
+        hours = (datetime.now(timezone.utc) - start).total_seconds() / 3600
+        rate = done / hours if hours > 0 else 0.0
+        left = total - done - failed
+        if rate and left:
+            eta = (datetime.now(timezone.utc) + timedelta(hours=left / rate)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")  # fmt: skip
+    return {"name": name, "file": row[1], "events": {"total": total, "done": done,
+            "in_failed_batches": failed}, "batches": batches,
+            "throughput_per_hour": round(rate, 2), "projected_finish": eta,
+            "backoff_until": str(row[3]) if row[3] else None, "note": row[4]}  # fmt: skip
