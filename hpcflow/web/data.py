@@ -142,7 +142,7 @@ def history(db: Db, run_id: str, page: int, per_page: int = 500) -> dict[str, An
                                   (run.id,)).one()  # fmt: skip
     rows = db.exec_driver_sql(
         'SELECT time, kind, step, "index", old_state, new_state, slurm_job_id, exit_code, '
-        "reason, run_id FROM event WHERE run_id = ? ORDER BY id LIMIT ? OFFSET ?",
+        "reason, run_id FROM event WHERE run_id = ? ORDER BY time, id LIMIT ? OFFSET ?",
         (run.id, per_page, (max(1, page) - 1) * per_page),
     )
     events = [event_json(dict(zip(cols, r, strict=True)) | {"time": lite._dt(r[0])})
