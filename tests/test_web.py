@@ -29,68 +29,75 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def test_the_api_mirrors_the_cli(synth: Path, hpcflow, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(synth: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One server for the read-only tests (each start costs an interpreter and FastAPI)."""
+    with serving(synth, tmp_path_factory.mktemp("served"), "--no-sync") as s:
+        yield s
+
+
+def test_the_api_mirrors_the_cli(synth: Path, served, hpcflow) -> None:
     env = {"HPCFLOW_DB": str(synth)}
     cli = json.loads(hpcflow("status", RUN, "--json", check=True, extra_env=env).stdout)
     runs = json.loads(hpcflow("runs", "--json", check=True, extra_env=env).stdout)
     hist = json.loads(hpcflow("history", RUN, "--json", check=True, extra_env=env).stdout)
-    with serving(synth, tmp_path, "--no-sync") as s:
-        code, doc, headers = s.get(f"/api/runs/{RUN}")
-        assert code == 200 and doc == cli
-        assert "default-src 'none'" in headers["content-security-policy"]
-        code, doc, _ = s.get("/api/runs")
-        assert [r["run_id"] for r in doc["runs"]] == [r["run_id"] for r in runs["runs"]]
-        assert doc["runs"][0]["counts"] == {"COMPLETED": 300, "FAILED": 1, "OUT_OF_MEMORY": 1}
-        # elements, paged: every page of ras together is every element, once
-        seen = []
-        page, pages = 1, 1
-        while page <= pages:
-            code, p, _ = s.get(f"/api/runs/{RUN}/tasks?step=ras&page={page}&per_page=70")
-            assert code == 200 and p["total"] == 200
-            seen += [t["index"] for t in p["tasks"]]
-            pages, page = p["pages"], page + 1
-        assert sorted(seen) == list(range(200)) and pages == 3
-        code, p, _ = s.get(f"/api/runs/{RUN}/tasks?state=OUT_OF_MEMORY")
-        assert [(t["step"], t["index"]) for t in p["tasks"]] == [("ras", 1)]
-        code, h, _ = s.get(f"/api/runs/{RUN}/history?per_page=5000")
-        assert h["events"] == hist["events"]
-        code, g, _ = s.get(f"/api/runs/{RUN}/graph")
-        assert {(e["from"], e["kind"], e["to"]) for e in g["edges"]} == {
-            ("sample", "afterok", "hms"), ("hms", "aftercorr", "ras"),
-            ("ras", "afterany", "summarize")}  # fmt: skip
-        code, m, _ = s.get(f"/api/runs/{RUN}/metrics")
-        assert code == 200 and m["steps"]["ras"]["elements"] == 200
-        code, t, _ = s.get(f"/api/runs/{RUN}/timeline")
-        assert code == 200 and {ln["step"] for ln in t["lanes"]} == set(cli["steps"])
-        assert s.get("/api/campaigns")[1] == {"campaigns": []}
+    s = served
+    code, doc, headers = s.get(f"/api/runs/{RUN}")
+    assert code == 200 and doc == cli
+    assert "default-src 'none'" in headers["content-security-policy"]
+    code, doc, _ = s.get("/api/runs")
+    assert [r["run_id"] for r in doc["runs"]] == [r["run_id"] for r in runs["runs"]]
+    assert doc["runs"][0]["counts"] == {"COMPLETED": 300, "FAILED": 1, "OUT_OF_MEMORY": 1}
+    # elements, paged: every page of ras together is every element, once
+    seen = []
+    page, pages = 1, 1
+    while page <= pages:
+        code, p, _ = s.get(f"/api/runs/{RUN}/tasks?step=ras&page={page}&per_page=70")
+        assert code == 200 and p["total"] == 200
+        seen += [t["index"] for t in p["tasks"]]
+        pages, page = p["pages"], page + 1
+    assert sorted(seen) == list(range(200)) and pages == 3
+    code, p, _ = s.get(f"/api/runs/{RUN}/tasks?state=OUT_OF_MEMORY")
+    assert [(t["step"], t["index"]) for t in p["tasks"]] == [("ras", 1)]
+    code, h, _ = s.get(f"/api/runs/{RUN}/history?per_page=5000")
+    assert h["events"] == hist["events"]
+    code, g, _ = s.get(f"/api/runs/{RUN}/graph")
+    assert {(e["from"], e["kind"], e["to"]) for e in g["edges"]} == {
+        ("sample", "afterok", "hms"), ("hms", "aftercorr", "ras"),
+        ("ras", "afterany", "summarize")}  # fmt: skip
+    code, m, _ = s.get(f"/api/runs/{RUN}/metrics")
+    assert code == 200 and m["steps"]["ras"]["elements"] == 200
+    code, t, _ = s.get(f"/api/runs/{RUN}/timeline")
+    assert code == 200 and {ln["step"] for ln in t["lanes"]} == set(cli["steps"])
+    assert s.get("/api/campaigns")[1] == {"campaigns": []}
 
 
-def test_404s_and_paths_that_leave_the_run_directory(synth: Path, tmp_path: Path) -> None:
+def test_404s_and_paths_that_leave_the_run_directory(synth: Path, served) -> None:
     log = Path(sqlite3.connect(synth).execute("SELECT run_dir FROM run").fetchone()[0])
     err = log / "logs" / "ras" / "0" / "0.err"
     err.parent.mkdir(parents=True, exist_ok=True)
     err.write_text("".join(f"line {i}\n" for i in range(1000)))
-    with serving(synth, tmp_path, "--no-sync") as s:
-        code, doc, _ = s.get(f"/api/runs/{RUN}/logs/ras/0?stream=stderr&tail=3")
-        assert code == 200 and doc["lines"] == ["line 997", "line 998", "line 999"]
-        for path in ("/api/runs/nope", "/api/runs/nope/tasks", f"/api/runs/{RUN}/logs/nope/0",
-                     f"/api/runs/{RUN}/logs/ras/99999", f"/api/runs/{RUN}/logs/ras/0?stream=x",
-                     "/api/campaigns/nope", "/runs/nope"):  # fmt: skip
-            assert s.get(path)[0] == 404, path
-        for path in (f"/api/runs/{RUN}/logs/..%2F..%2F..%2Fetc/0",
-                     f"/api/runs/{RUN}/logs/../../../../etc/passwd",
-                     f"/api/runs/{RUN}/logs/ras/-1",
-                     f"/api/runs/{RUN}/logs/ras/0?stream=../../etc/passwd"):  # fmt: skip
-            code, doc, _ = s.get(path)
-            assert code in (404, 422) and "root:" not in str(doc), (path, code)
+    s = served
+    code, doc, _ = s.get(f"/api/runs/{RUN}/logs/ras/0?stream=stderr&tail=3")
+    assert code == 200 and doc["lines"] == ["line 997", "line 998", "line 999"]
+    for path in ("/api/runs/nope", "/api/runs/nope/tasks", f"/api/runs/{RUN}/logs/nope/0",
+                 f"/api/runs/{RUN}/logs/ras/99999", f"/api/runs/{RUN}/logs/ras/0?stream=x",
+                 "/api/campaigns/nope", "/runs/nope"):  # fmt: skip
+        assert s.get(path)[0] == 404, path
+    for path in (f"/api/runs/{RUN}/logs/..%2F..%2F..%2Fetc/0",
+                 f"/api/runs/{RUN}/logs/../../../../etc/passwd",
+                 f"/api/runs/{RUN}/logs/ras/-1",
+                 f"/api/runs/{RUN}/logs/ras/0?stream=../../etc/passwd"):  # fmt: skip
+        code, doc, _ = s.get(path)
+        assert code in (404, 422) and "root:" not in str(doc), (path, code)
 
 
-def test_what_users_wrote_is_escaped_in_pages(synth: Path, tmp_path: Path) -> None:
-    with serving(synth, tmp_path, "--no-sync") as s:
-        for path in ("/", f"/runs/{RUN}", f"/runs/{RUN}/tasks?state=FAILED"):
-            code, html, _ = s.get(path)
-            assert code == 200 and '<script>alert("x")' not in html, path
-        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in s.get(f"/runs/{RUN}")[1]
+def test_what_users_wrote_is_escaped_in_pages(served) -> None:
+    s = served
+    for path in ("/", f"/runs/{RUN}", f"/runs/{RUN}/tasks?state=FAILED"):
+        code, html, _ = s.get(path)
+        assert code == 200 and '<script>alert("x")' not in html, path
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in s.get(f"/runs/{RUN}")[1]
 
 
 def test_a_token_is_required_off_loopback(synth: Path, tmp_path: Path) -> None:
@@ -132,9 +139,8 @@ def test_actions_need_the_flag_the_token_and_a_csrf_field(synth: Path, tmp_path:
     assert called and called <= {j for (j,) in jobs}
 
 
-def test_the_openapi_file_in_docs_is_the_apps(synth: Path, tmp_path: Path) -> None:
-    with serving(synth, tmp_path, "--no-sync") as s:
-        code, live, _ = s.get("/api/openapi.json")
+def test_the_openapi_file_in_docs_is_the_apps(served) -> None:
+    code, live, _ = served.get("/api/openapi.json")
     assert code == 200
     assert json.loads((REPO / "docs" / "openapi.json").read_text()) == live, (
         "docs/openapi.json is stale: regenerate it (docs/web.md)"
