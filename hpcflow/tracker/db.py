@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
@@ -112,6 +112,8 @@ class Job(SQLModel, table=True):
 
 
 class Task(SQLModel, table=True):
+    # a step's elements in order, a page at a time (the dashboard): an index, not a sort
+    __table_args__ = (Index("ix_task_run_step_index", "run_id", "step", "index"),)
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, foreign_key="run.id")
     step: str = Field(index=True)
@@ -146,6 +148,8 @@ class Task(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
+    # history in time order, a page at a time (`history`, the dashboard): an index, not a sort
+    __table_args__ = (Index("ix_event_run_time", "run_id", "time", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, foreign_key="run.id")
     time: datetime = Field(default_factory=utcnow)

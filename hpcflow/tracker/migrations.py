@@ -104,6 +104,14 @@ def _v6(c: Any) -> None:
     for table, col_, decl in adds:
         if _columns(c, table) and col_ not in _columns(c, table):
             c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    if _columns(c, "event"):
+        c.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_event_run_time ON event (run_id, time, id)"
+        )
+    if _columns(c, "task"):
+        c.exec_driver_sql(
+            'CREATE INDEX IF NOT EXISTS ix_task_run_step_index ON task (run_id, step, "index")'
+        )
 
 
 def _rebuild_event(c: Any) -> None:
