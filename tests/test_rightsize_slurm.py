@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .helpers import lab_site
+from .web_server import serving
 from .webhook_server import check_schema, webhook
 
 pytestmark = pytest.mark.slurm
@@ -101,3 +102,12 @@ def test_later_batches_ask_what_earlier_ones_used(slurm, hpcflow, tmp_path: Path
     assert any("right_size" in n for d in digests for n in d["notes"])
     ends = [d for d in hook.received if d["kind"] == "run_end"]
     assert sorted(d["run_id"] for d in ends) == sorted(runs.values())  # each batch's end once
+
+    # the dashboard's view of the campaign: every event done, batch by batch (docs/web.md)
+    with serving(tmp_path / "db" / "tracker.db", tmp_path, "--no-sync") as s:
+        code, c, _ = s.get("/api/campaigns/rightsize")
+        assert code == 200 and c["events"] == {"total": 9, "done": 9, "in_failed_batches": 0}
+        assert [b["run_id"] for b in c["batches"]] == [runs[i] for i in range(3)]
+        assert c["failed_events"] == [] and s.get("/api/campaigns")[1]["campaigns"] == [c]
+        code, html, _ = s.get("/campaigns")
+        assert code == 200 and all(runs[i] in html for i in range(3))

@@ -145,3 +145,25 @@ def test_the_openapi_file_in_docs_is_the_apps(served) -> None:
     assert json.loads((REPO / "docs" / "openapi.json").read_text()) == live, (
         "docs/openapi.json is stale: regenerate it (docs/web.md)"
     )
+
+
+def test_a_campaigns_failed_events(tmp_path: Path) -> None:
+    """/api/campaigns/{name} from the database alone: a batch whose run failed, and the
+    events (values of the event axis) whose elements did not succeed."""
+    db, run_id = finished_run(tmp_path, 20)  # ras[0] FAILED, ras[1] OUT_OF_MEMORY: event 1
+    camp = tmp_path / "c.yaml"
+    camp.write_text("event_axis: event\n")
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO campaign (name, file, plan_hash, created_at, refusals) "
+                  "VALUES ('storms', ?, 'h', '2026-12-06 00:00:00', 0)", (str(camp),))  # fmt: skip
+        c.execute('INSERT INTO batch (campaign, "index", key, events, n_events, state, attempt, '
+                  "run_id, retries, submitted_at) VALUES ('storms', 0, 'storms#0', '[1]', 20, "
+                  "'SUBMITTED', 1, ?, 0, '2026-12-06 00:00:00')", (run_id,))  # fmt: skip
+    with serving(db, tmp_path, "--no-sync") as s:
+        code, doc, _ = s.get("/api/campaigns/storms")
+        assert code == 200 and doc["batches"][0]["state"] == "FAILED"
+        assert doc["events"] == {"total": 20, "done": 0, "in_failed_batches": 20}
+        want = {"event": 1, "batch": 0, "run_id": run_id, "steps": ["ras"],
+                "states": ["FAILED", "OUT_OF_MEMORY"]}  # fmt: skip
+        assert doc["failed_events"] == [want]
+        assert "failed events (1)" in s.get("/campaigns")[1]

@@ -290,5 +290,43 @@ def campaign(db: Db, name: str) -> dict[str, Any]:
                 "%Y-%m-%dT%H:%M:%SZ")  # fmt: skip
     return {"name": name, "file": row[1], "events": {"total": total, "done": done,
             "in_failed_batches": failed}, "batches": batches,
+            "failed_events": failed_events(db, row[1], batches),
             "throughput_per_hour": round(rate, 2), "projected_finish": eta,
             "backoff_until": str(row[3]) if row[3] else None, "note": row[4]}  # fmt: skip
+
+
+FAILED_STATES = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "LOST", "UNKNOWN",
+                 "UPSTREAM_FAILED", "CANCELLED")  # fmt: skip
+
+
+def failed_events(db: Db, file: str, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events with an element that did not succeed, in batches whose run has ended: the
+    event is the value of the campaign's event axis (its file's event_axis, default event)."""
+    import json
+
+    axis = "event"
+    try:
+        from hpcflow.util.yamlsafe import load_file
+
+        doc = load_file(file).data
+        axis = str(doc.get("event_axis") or axis) if isinstance(doc, dict) else axis
+    except Exception:  # noqa: BLE001 - the file may be gone: the default axis
+        pass
+    out: dict[tuple[Any, int], dict[str, Any]] = {}
+    marks = ", ".join("?" * len(FAILED_STATES))
+    for b in batches:
+        if not b["run_id"] or b["state"] in ("PENDING", "RUNNING", "WAITING", "SUBMITTING"):
+            continue
+        for step, state, item in db.exec_driver_sql(
+            f"SELECT step, state, item FROM task WHERE run_id = ? AND state IN ({marks})",
+            (b["run_id"], *FAILED_STATES),
+        ):
+            ev = (json.loads(item) if isinstance(item, str) else item or {}).get(axis)
+            if ev is None:
+                continue
+            e = out.setdefault((str(ev), b["index"]), {"event": ev, "batch": b["index"],
+                               "run_id": b["run_id"], "steps": [], "states": []})  # fmt: skip
+            for key, v in (("steps", step), ("states", state)):
+                if v not in e[key]:
+                    e[key] = sorted([*e[key], v])
+    return list(out.values())
