@@ -60,7 +60,7 @@ def test_a_lab_run_on_the_dashboard(slurm, hpcflow, tmp_path: Path, site_file: P
                              "dashboard-runs.png")  # fmt: skip
         run_png = _page_png(s.base + f"/runs/{run_id}", 'td[data-step="a"][data-state="FAILED"]',
                             "1", "dashboard-run.png")  # fmt: skip
-        log_png = _page_png(s.base + f"/runs/{run_id}/logs/a/3?stream=stderr", "#log",
+        log_png = _page_png(s.base + f"/runs/{run_id}/logs/a/3?stream=stderr&follow=1", "#log",
                             None, "dashboard-log.png")  # fmt: skip
     blank = len(blank_png())
     assert min(len(runs_png), len(run_png), len(log_png)) > 3 * blank
@@ -82,6 +82,9 @@ def _page_png(url: str, selector: str, want: str | None, name: str) -> bytes:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: requests.append(r.url))
         page.goto(url, wait_until="load")
+        if "follow=1" in url:  # the page refetches the log itself (2 s), within the CSP
+            page.wait_for_timeout(2600)
+            assert any("/api/runs/" in r and "/logs/" in r for r in requests), requests
         text = page.locator(selector).first.inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         png: bytes = page.screenshot(path=str(ARTIFACTS / name))
