@@ -107,8 +107,11 @@ def test_a_token_is_required_off_loopback(synth: Path, tmp_path: Path) -> None:
         assert s.get("/api/runs", token="wrong")[0] == 401
         assert s.get("/api/runs", token=s.token())[0] == 200
         assert s.token() not in s.log.read_text()  # the token is in its file only
-    with serving(synth, tmp_path, "--no-sync") as s:  # loopback: none needed for reading
-        assert s.get("/api/runs")[0] == 200
+    with serving(synth, tmp_path, "--no-sync", "--require-token") as s:  # asked for: loopback too
+        assert s.get("/api/runs")[0] == 401 and s.get("/api/runs", token=s.token())[0] == 200
+        assert s.get("/login?token=wrong")[0] == 401
+        cookie = {"Cookie": f"hpcflow_token={s.token()}"}  # what /login?token= sets
+        assert s.get("/api/runs", headers=cookie)[0] == 200
 
 
 def test_actions_need_the_flag_the_token_and_a_csrf_field(synth: Path, tmp_path: Path) -> None:
