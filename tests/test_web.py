@@ -110,6 +110,14 @@ def test_a_token_is_required_off_loopback(synth: Path, tmp_path: Path) -> None:
     with serving(synth, tmp_path, "--no-sync", "--require-token") as s:  # asked for: loopback too
         assert s.get("/api/runs")[0] == 401 and s.get("/api/runs", token=s.token())[0] == 200
         assert s.get("/login?token=wrong")[0] == 401
+        import http.client
+
+        conn = http.client.HTTPConnection(*s.base.split("//")[1].split(":"))
+        conn.request("GET", f"/login?token={s.token()}")  # not followed: its own answer
+        r = conn.getresponse()
+        cookie_attrs = (r.getheader("set-cookie") or "").lower()
+        assert r.status == 303 and "httponly" in cookie_attrs and "samesite=strict" in cookie_attrs
+        conn.close()
         cookie = {"Cookie": f"hpcflow_token={s.token()}"}  # what /login?token= sets
         assert s.get("/api/runs", headers=cookie)[0] == 200
 
