@@ -108,6 +108,7 @@ def test_later_batches_ask_what_earlier_ones_used(slurm, hpcflow, tmp_path: Path
         code, c, _ = s.get("/api/campaigns/rightsize")
         assert code == 200 and c["events"] == {"total": 9, "done": 9, "in_failed_batches": 0}
         assert [b["run_id"] for b in c["batches"]] == [runs[i] for i in range(3)]
-        assert c["failed_events"] == [] and s.get("/api/campaigns")[1]["campaigns"] == [c]
+        (listed,) = s.get("/api/campaigns")[1]["campaigns"]
+        assert c["failed_events"] == [] and listed["batches"] == c["batches"]  # (the rate moves)
         code, html, _ = s.get("/campaigns")
         assert code == 200 and all(runs[i] in html for i in range(3))
