@@ -174,15 +174,18 @@ def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
     lines = tab.read_text().splitlines()
     assert lines[:2] == ["MAILTO=''", "0 3 * * * /usr/bin/backup"]
     db = tmp_path / "db" / "tracker.db"
+    path = ":".join(dict.fromkeys([str(Path(shutil.which("sbatch")).parent), "/usr/local/bin",
+                                   "/usr/bin", "/bin"]))  # fmt: skip
     assert lines[2] == (
-        f"*/15 * * * * {Path(sys.executable).parent / 'hpcflow'} --db {db} campaign tick {camp} "
-        f">> {db.parent}/logs/campaign-demo-storms.log 2>&1 # hpcflow-campaign:demo-storms"
+        f"*/15 * * * * PATH={path} {Path(sys.executable).parent / 'hpcflow'} --db {db} campaign "
+        f"tick {camp} --log {db.parent}/logs/campaign-demo-storms.log "
+        "# hpcflow-campaign:demo-storms"
     )
     again = hpcflow("campaign", "schedule", str(camp), "--cron", "0 * * * *", extra_env=env)
     assert again.returncode == 1 and "already has an entry" in again.stderr
     show = hpcflow("campaign", "schedule", str(camp), "--show", extra_env=env)
     assert show.stdout.strip() == lines[2]
-    bad = hpcflow("campaign", "schedule", str(camp), "--remove", extra_env=env)
+    bad = hpcflow("campaign", "unschedule", str(camp), extra_env=env)
     assert bad.returncode == 0 and "# hpcflow-campaign" not in tab.read_text()
     assert tab.read_text().splitlines() == lines[:2]
     evil = hpcflow(

@@ -38,9 +38,38 @@ def _cron_word(word: str) -> str:
     return shlex.quote(word).replace("%", "\\%")
 
 
-def cron_line(expr: str, argv: list[str], log: str, name: str) -> str:
-    cmd = " ".join(_cron_word(a) for a in argv)
-    return f"{check_cron(expr)} {cmd} >> {_cron_word(log)} 2>&1 {MARK}{name}"
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# what cron's minimal environment lacks and a tick may need, carried from `schedule`'s own
+CARRIED = ("SLURM_CONF", "XDG_CONFIG_HOME")
+
+
+def cron_path(environ: dict[str, str], tool_dirs: list[str]) -> str:
+    """PATH for the cron line: where the Slurm tools were found, then the system's."""
+    out: list[str] = []
+    for d in [*tool_dirs, "/usr/local/bin", "/usr/bin", "/bin"]:
+        if d and d not in out and ":" not in d:
+            out.append(d)
+    return ":".join(out)
+
+
+def cron_env(environ: dict[str, str], tool_dirs: list[str]) -> dict[str, str]:
+    """The environment the cron line sets: cron gives a command only HOME, LOGNAME, SHELL
+    and PATH=/usr/bin:/bin (docs/campaigns.md)."""
+    env = {"PATH": cron_path(environ, tool_dirs)}
+    env.update({k: environ[k] for k in CARRIED if environ.get(k)})
+    return env
+
+
+def cron_line(expr: str, argv: list[str], env: dict[str, str], name: str) -> str:
+    """One crontab line: ``K=V ... argv`` run by cron's /bin/sh. The tick writes its own
+    bounded log (``--log``), so nothing is redirected here: what cannot reach the log (hpcflow
+    missing) goes to cron's mail, as for any cron job."""
+    for k in env:
+        if not _ENV_NAME.match(k):
+            raise HpcflowError(f"{k!r} is not an environment variable name")
+    assigns = [f"{k}={_cron_word(v)}" for k, v in env.items()]
+    cmd = " ".join([*assigns, *(_cron_word(a) for a in argv)])
+    return f"{check_cron(expr)} {cmd} {MARK}{name}"
 
 
 def entries(text: str, name: str) -> list[str]:

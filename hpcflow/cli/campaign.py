@@ -76,10 +76,21 @@ def plan(obj: Ctx, file: str, as_json: bool) -> None:
 @campaign.command("tick")
 @click.argument("file", type=click.Path(dir_okay=False))
 @json_option
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False),
+    help="Append this tick's output here; the file is rotated at 1 MiB, 3 kept (cron).",
+)
 @click.pass_obj
-def tick(obj: Ctx, file: str, as_json: bool) -> None:
+def tick(obj: Ctx, file: str, as_json: bool, log_file: str | None) -> None:
     """One idempotent step: refresh, retry failed batches per policy, submit the next ones."""
     from hpcflow.campaign.tick import tick as do_tick
+
+    if log_file:
+        from hpcflow.util.logfile import redirect_to_bounded_log
+
+        redirect_to_bounded_log(log_file, f"campaign tick {file}")
 
     lc = _load(obj, file)
     out = do_tick(obj.engine, runner_for(lc.site), lc)
@@ -169,43 +180,62 @@ def hpcflow_command() -> list[str]:
 @click.pass_obj
 def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) -> None:
     """Install (--cron), show (--show) or remove (--remove) the crontab line running `tick`."""
-    from hpcflow.campaign.schedule import (
-        add_entry,
-        cron_line,
-        entries,
-        read_crontab,
-        remove_entry,
-        write_crontab,
-    )
-    from hpcflow.errors import BadUsage
+    from hpcflow.campaign.schedule import add_entry, cron_env, cron_line, entries, read_crontab
     from hpcflow.runners.base import LocalRunner
 
     lc = _load(obj, file)
     runner = LocalRunner()  # cron runs where hpcflow runs (a workstation reaches over SSH)
     text = read_crontab(runner)
-    if show or (not expr and not remove):
+    if remove:
+        _unschedule(runner, text, lc.name)
+        return
+    if show or not expr:
         found = entries(text, lc.name)
         click.echo("\n".join(found) if found else f"no crontab entry for campaign {lc.name}")
         return
-    if remove:
-        if not entries(text, lc.name):
-            click.echo(f"no crontab entry for campaign {lc.name}")
-            return
-        write_crontab(runner, remove_entry(text, lc.name))
-        click.echo(f"removed the crontab entry for campaign {lc.name}")
-        return
-    if not expr:
-        raise BadUsage("give --cron SCHEDULE, --show or --remove")
     db = str(Path(obj.engine.url.database).resolve())
     log_dir = Path(db).parent / "logs"
     log_dir.mkdir(mode=0o700, exist_ok=True)
+    # cron has no HPCFLOW_SITE, HPCFLOW_DB or login PATH: the line names everything itself
     argv = [*hpcflow_command(), "--db", db]
-    if obj.site_name and not lc.campaign.site:
-        argv += [
-            "--site",
-            str(Path(obj.site_name).resolve()) if "/" in obj.site_name else obj.site_name,
-        ]
+    if not lc.campaign.site:
+        argv += ["--site", str(Path(lc.site.source).resolve())]
     argv += ["campaign", "tick", str(Path(file).resolve())]
-    line = cron_line(expr, argv, str(log_dir / f"campaign-{lc.name}.log"), lc.name)
+    argv += ["--log", str(log_dir / f"campaign-{lc.name}.log")]
+    line = cron_line(expr, argv, cron_env(dict(os.environ), _tool_dirs()), lc.name)
+    from hpcflow.campaign.schedule import write_crontab
+
     write_crontab(runner, add_entry(text, line, lc.name))
     click.echo(line)
+
+
+@campaign.command("unschedule")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def unschedule(obj: Ctx, file: str) -> None:
+    """Remove the campaign's crontab line (as `schedule --remove`)."""
+    from hpcflow.campaign.schedule import read_crontab
+    from hpcflow.runners.base import LocalRunner
+
+    lc = _load(obj, file)
+    runner = LocalRunner()
+    _unschedule(runner, read_crontab(runner), lc.name)
+
+
+def _unschedule(runner: Any, text: str, name: str) -> None:
+    from hpcflow.campaign.schedule import entries, remove_entry, write_crontab
+
+    if not entries(text, name):
+        click.echo(f"no crontab entry for campaign {name}")
+        return
+    write_crontab(runner, remove_entry(text, name))
+    click.echo(f"removed the crontab entry for campaign {name}")
+
+
+def _tool_dirs() -> list[str]:
+    import shutil
+
+    from hpcflow.slurm.commands import SLURM_TOOLS
+
+    found = (shutil.which(t) for t in SLURM_TOOLS)
+    return [str(Path(p).parent) for p in found if p]

@@ -22,6 +22,8 @@ SACCT_FIELDS = [
     "ReqMem",
 ]
 SQUEUE_FORMAT = "%i|%T|%r"
+# the commands hpcflow runs (a cron line puts their directories on its PATH)
+SLURM_TOOLS = ("sbatch", "sacct", "squeue", "scancel", "scontrol", "sacctmgr")
 
 
 def sbatch_argv(
