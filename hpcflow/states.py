@@ -114,6 +114,8 @@ HPCFLOW_MOVES: dict[str, frozenset[TaskState]] = {
     "resolve": frozenset(TERMINAL - SUCCESS),
     "cancel": frozenset(_ACTIVE | {TaskState.UNKNOWN}),
     "lost": frozenset(_ACTIVE | {TaskState.UNKNOWN}),
+    # the hpcflow-expand job ended well but the producers' files cannot be expanded
+    "expand": frozenset({TaskState.COMPLETED}),
 }
 
 

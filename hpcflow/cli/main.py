@@ -94,10 +94,19 @@ def validate(
         from hpcflow.slurm.planning import plan_report
 
         report = plan_report(loaded, site, runner_for(site))
+    d = loaded.deferral
+    dynamic = {"deferred": sorted(d.deferred), "producers": list(d.producers)} if d else None
     if as_json:
-        emit_json({"file": workflow, "valid": True, "elements": total, "plan": report})
+        doc = {"file": workflow, "valid": True, "elements": total, "plan": report}
+        emit_json({**doc, "dynamic": dynamic} if dynamic else doc)
         return
     click.echo(f"{workflow}: valid ({len(loaded.workflow.steps)} steps, {total} elements)")
+    if d:
+        later = ", ".join(n for n in loaded.order if n in d.deferred)
+        click.echo(
+            f"laid out at run time, after {', '.join(d.producers)}: {later} "
+            "(their elements are not counted above)"
+        )
     if report is not None:
         from hpcflow.cli.plan_text import report_text
 

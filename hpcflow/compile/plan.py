@@ -18,6 +18,7 @@ from typing import Any
 from hpcflow.containers.images import remote_images
 from hpcflow.errors import InvalidInput
 from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP
+from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.packing import UNPACKED, Pack, resolve_pack, task_resources
 from hpcflow.spec.site import Site
@@ -140,7 +141,10 @@ def compile_plan(
     canon_cache: dict[tuple[str, ...], tuple[list[str], dict[str, dict[Any, int]], list[int]]] = {}
     problems = []
     array_steps = sum(1 for s in wf.steps if s.foreach)
+    later = loaded.deferral.deferred  # laid out when the producers have written their files
     for pos, name in enumerate(loaded.order):
+        if name in later:
+            continue
         step = steps_by[name]
         axes = loaded.axes[name]
         comp = tuple(comps[name])
@@ -196,14 +200,17 @@ def compile_plan(
         plans[name] = sp
     if problems:
         raise InvalidInput(problems)
-    order = list(loaded.order)
+    order = [n for n in loaded.order if n not in later]
     pulls = images_to_pull(loaded, site)
     if pulls:
         plans[PULL_STEP] = pull_step(site, pulls)
         order.insert(0, PULL_STEP)
         for name in loaded.order:
-            if step_image(loaded, steps_by[name]) in pulls:
+            if name in plans and step_image(loaded, steps_by[name]) in pulls:
                 plans[name].extra_after[PULL_STEP] = "ok"
+    if later:
+        plans[EXPAND_STEP] = expand_step(loaded, site, pulls, len(loaded.order))
+        order.append(EXPAND_STEP)
     if wf.cleanup != "never":
         plans[CLEANUP_STEP] = cleanup_step(loaded, site, plans, len(order))
         order.append(CLEANUP_STEP)
@@ -219,6 +226,8 @@ def array_tasks(loaded: Loaded, site: Site | None) -> dict[str, int]:
     n_array = sum(1 for s in wf.steps if s.foreach)
     out = {}
     for s in wf.steps:
+        if s.name in loaded.deferral.deferred:
+            continue  # not known before the expansion
         n = n_elements(loaded.axes[s.name]) if s.foreach else 1
         pack = resolve_pack(s.pack, n, effective_resources(wf, s, site), site, n_array)
         out[s.name] = pack.tasks(n)
@@ -261,6 +270,20 @@ def pull_step(site: Site | None, images: list[str]) -> StepPlan:
     step = Step.model_construct(name=PULL_STEP, run=":", after={})
     sp = StepPlan(PULL_STEP, -1, step, {}, [], [], 1, _small_job(site, "1h"), Retry())
     sp.jobs = [JobPlan(PULL_STEP, 0, 0, {}, [0], [0], is_array=False)]
+    return sp
+
+
+def expand_step(loaded: Loaded, site: Site | None, pulls: list[str], position: int) -> StepPlan:
+    """The job after the producers that expands the dynamic foreach (docs/dynamic.md): afterok
+    on every producer, and on the image pull when a deferred step uses a pulled image, so a
+    failed producer leaves it (and so the deferred steps) UPSTREAM_FAILED."""
+    after: dict[str, AfterKind] = {p: "ok" for p in loaded.deferral.producers}
+    by = {s.name: s for s in loaded.workflow.steps}
+    if any(step_image(loaded, by[n]) in pulls for n in loaded.deferral.deferred):
+        after[PULL_STEP] = "ok"
+    step = Step.model_construct(name=EXPAND_STEP, run=":", after=after)
+    sp = StepPlan(EXPAND_STEP, position, step, {}, [], [], 1, _small_job(site, "30m"), Retry())
+    sp.jobs = [JobPlan(EXPAND_STEP, 0, 0, {}, [0], [0], is_array=False)]
     return sp
 
 

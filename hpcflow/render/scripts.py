@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from hpcflow.errors import InvalidInput, Problem
 from hpcflow.node.jobtool import SHARD, item_of, task_dir
 from hpcflow.render.container import container_body
 from hpcflow.render.dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
+from hpcflow.render.deferred import deferred_spec
 from hpcflow.render.planfiles import plan_json, plan_text
 from hpcflow.spec.dataflow import (
     CLEANUP_STEP,
     PULL_STEP,
     jobtool_source,
 )
+from hpcflow.spec.dynamic import EXPAND_STEP, NONE
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
 from hpcflow.util.templating import (
@@ -257,6 +261,25 @@ def render_cleanup(
     return as_shell_code(render_segments(_load(env, "cleanup.sh.j2"), ctx, env))
 
 
+def render_expand(plan: Plan, sp: StepPlan, site: Site | None, env: jinja2.Environment) -> str:
+    mode = site.dynamic.expand_in if site else "login"
+    python = (site.dynamic.hpcflow_python if site else None) or sys.executable
+    if mode == "job" and site and site.login.host and not site.dynamic.hpcflow_python:
+        raise InvalidInput([Problem(site.source, 1, (
+            "dynamic.expand_in: job runs hpcflow on a compute node, and this site submits over "
+            "SSH, so the python here is not one the cluster has: set dynamic.hpcflow_python to "
+            "the cluster's python that has hpcflow installed"
+        ))])  # fmt: skip
+    ctx = {
+        "directives": "\n".join(directives(sp, site)),
+        "run_id": plan.run_id,
+        "run_dir": plan.run_dir,
+        "mode": mode,
+        "python": python,
+    }
+    return as_shell_code(render_segments(_load(env, "expand.sh.j2"), ctx, env))
+
+
 def _load(env: jinja2.Environment, name: str) -> str:
     assert env.loader is not None
     src, _, _ = env.loader.get_source(env, name)
@@ -303,6 +326,8 @@ def check_templates(loaded: Loaded, site: Site | None) -> None:
     from hpcflow.compile.plan import compile_plan
 
     m = (site.limits.max_array_size if site else None) or 1001
+    if loaded.deferral:  # a dynamic axis gets one stand-in value: the templates are the same
+        loaded = preview(loaded)
     plan = compile_plan(loaded, site, m, "validate-0000", "/validate/run")
     env = _template_env(site)
     problems: list[Problem] = []
@@ -313,6 +338,15 @@ def check_templates(loaded: Loaded, site: Site | None) -> None:
             problems += e.problems
     if problems:
         raise InvalidInput(problems)
+
+
+def preview(loaded: Loaded) -> Loaded:
+    """``loaded`` with every dynamic axis given one stand-in value, laid out as if expanded."""
+    axes = {n: dict(a) for n, a in loaded.axes.items()}
+    for s in loaded.workflow.steps:
+        for axis, src in s.dynamic_axes.items():
+            axes[s.name][axis] = [f"from-{src.step}"]
+    return dataclasses.replace(loaded, axes=axes, deferral=NONE)
 
 
 def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
@@ -327,6 +361,8 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
         elif name == PULL_STEP:
             assert site is not None
             files[script_rel] = render_pull(plan, sp, site, env)
+        elif name == EXPAND_STEP:
+            files[script_rel] = render_expand(plan, sp, site, env)
         else:
             files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
         quoted = quoted_values(sp)
@@ -349,6 +385,8 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
                 )
             )
     files["scripts/hpcflow_job.py"] = jobtool_source()
+    if loaded.deferral:
+        files.update(deferred_spec(plan, loaded, site))
     files["plan.json"] = json.dumps(plan_json(plan, jobs), indent=2) + "\n"
     files["plan.txt"] = plan_text(plan, jobs)
     return RenderedRun(files, jobs, plan)

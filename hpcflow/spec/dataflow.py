@@ -9,6 +9,7 @@ from typing import Any
 
 from hpcflow.errors import Problem
 from hpcflow.node import jobtool
+from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.workflow import Step, Workflow
 from hpcflow.util.yamlsafe import Located
@@ -153,7 +154,9 @@ def jobtool_source() -> str:
 
 def step_kind(step: Step) -> str:
     """A step of the workflow, or one hpcflow adds: the run's cleanup or its image pull."""
-    return {CLEANUP_STEP: "cleanup", PULL_STEP: "pull"}.get(step.name, "step")
+    return {CLEANUP_STEP: "cleanup", PULL_STEP: "pull", EXPAND_STEP: "expand"}.get(
+        step.name, "step"
+    )
 
 
 def step_role(step: Step) -> str | None:
@@ -162,6 +165,8 @@ def step_role(step: Step) -> str | None:
         return "cleanup"
     if step.name == PULL_STEP:
         return "image pull"
+    if step.name == EXPAND_STEP:
+        return "expands the dynamic foreach after " + ", ".join(step.after)
     kinds = set(step.after.values())
     if kinds == {"notok"}:
         return "compensation for " + ", ".join(step.after)

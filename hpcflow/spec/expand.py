@@ -179,7 +179,14 @@ def read_values(path: Path, column: str | None, what: str) -> list[str]:
     """A CSV column (or, without a column, one value per line) as text as written (``007``
     stays ``007``); a BOM (Excel) is dropped; empty cells are skipped. A duplicate is an
     AxisProblem at the line of its second occurrence."""
-    text = read_text_bounded(path, MAX_CSV_BYTES, what)
+    return values_from_text(read_text_bounded(path, MAX_CSV_BYTES, what), column, str(path))
+
+
+def values_from_text(text: str, column: str | None, path: str) -> list[str]:
+    """``read_values`` on a file's text already read (``path`` names it in problems). Every
+    problem is an AxisProblem with the file's line: a missing column (line 1), a value no
+    script may see (control characters), a duplicate, a line the CSV reader cannot parse."""
+    text = text.removeprefix("\ufeff")
     vals: list[str] = []
     lines: list[int] = []
     if column is None:
@@ -189,14 +196,23 @@ def read_values(path: Path, column: str | None, what: str) -> list[str]:
                 lines.append(n)
     else:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            hint = did_you_mean(column, reader.fieldnames or [])
-            raise ValueError(f"{path}: no column {column!r}{hint} (columns: {reader.fieldnames})")
-        for row in reader:
-            v = (row.get(column) or "").strip()
-            if v:
-                vals.append(v)
-                lines.append(reader.line_num)
+        try:
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                hint = did_you_mean(column, reader.fieldnames or [])
+                msg = f"no column {column!r}{hint} (columns: {reader.fieldnames})"
+                raise AxisProblem(msg, Problem(path, 1, msg))
+            for row in reader:
+                v = (row.get(column) or "").strip()
+                if v:
+                    vals.append(v)
+                    lines.append(reader.line_num)
+        except csv.Error as e:
+            raise AxisProblem(str(e), Problem(path, reader.line_num, f"not CSV: {e}")) from e
+    for v, n in zip(vals, lines):
+        try:
+            _check_value(v)
+        except ValueError as e:
+            raise AxisProblem(str(e), Problem(path, n, str(e))) from e
     try:
         check_distinct(vals)
     except DuplicateValue as e:
@@ -251,6 +267,9 @@ def resolve_axes(
         axes: dict[str, Sequence[Any]] = {}
         for axis, src in (step.foreach or {}).items():
             where = ("steps", i, "foreach", axis)
+            if src.from_ is not None:
+                axes[axis] = []  # written by its producer at run time (spec/dynamic.py)
+                continue
             try:
                 axes[axis] = axis_source(src, params, base_dir)
                 if not axes[axis]:

@@ -128,6 +128,27 @@ class TrackerCfg(Strict):
         return v
 
 
+class DynamicCfg(Strict):
+    expand_in: Literal["login", "job"] = Field(
+        "login",
+        description="where a dynamic foreach is expanded: job = the hpcflow-expand job submits "
+        "the arrays itself (the site allows sbatch from compute nodes); login = the next "
+        "hpcflow sync on the login node does (docs/dynamic.md)",
+    )
+    hpcflow_python: str | None = Field(
+        None,
+        description="python with hpcflow installed as compute nodes see it (expand_in: job); "
+        "default: the python that submits (required when submitting over SSH)",
+    )
+
+    @field_validator("hpcflow_python")
+    @classmethod
+    def _py(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or any(c in v for c in " \t\n'\"$`;&|")):
+            raise ValueError("hpcflow_python must be an absolute path without spaces or quotes")
+        return v
+
+
 class Site(Strict):
     name: str = Field(..., pattern=STEP_NAME, description="site name")
     description: str | None = Field(None, description="free text")
@@ -149,6 +170,9 @@ class Site(Strict):
     )
     notify: list[NotifyTarget] = Field(
         default_factory=list, max_length=16, description="notify targets for every run of this site"
+    )
+    dynamic: DynamicCfg = Field(
+        default_factory=DynamicCfg, description="dynamic foreach expansion (docs/dynamic.md)"
     )
     python: str = Field(
         "python3",

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
+from hpcflow.spec.dynamic import EXPAND_STEP, NONE, Deferral, check_dynamic, deferral
 from hpcflow.spec.expand import (
     DEFAULT_MAX_ELEMENTS,
     did_you_mean,
@@ -35,8 +36,10 @@ class Loaded:
     doc: Located
     path: Path
     params: dict[str, Any]
-    axes: dict[str, dict[str, list[Any]]]
+    axes: dict[str, dict[str, list[Any]]]  # a dynamic axis is [] until it is expanded
     order: list[str]  # topological
+    deferral: Deferral = NONE  # steps laid out at run time (spec/dynamic.py)
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # the bound the expansion checks too
 
 
 def load_workflow(
@@ -59,6 +62,7 @@ def load_workflow(
     except ValidationError as e:
         raise InvalidInput(problems_from(e, doc, Workflow) + check_not_templates(doc)) from e
     problems = check_graph(wf, doc) + check_not_templates(doc)
+    problems += [] if problems else check_dynamic(wf, doc)
     wf, problems = apply_file(wf, resources, problems) if resources else (wf, problems)
     order = [] if problems else topo_order(wf)
     params = parse_set(sets or [], wf, doc)
@@ -77,11 +81,13 @@ def load_workflow(
     if not problems:
         problems += check_when(wf, doc, axes, params)
         problems += check_files(wf, doc, p.resolve().parent)
+    d = deferral(wf)
     if site is not None:
-        problems += check_site(wf, doc, site, axes)
+        laid_out = {k: v for k, v in axes.items() if k not in d.deferred}
+        problems += check_site(wf, doc, site, laid_out)
     if problems:
         raise InvalidInput(problems)
-    return Loaded(wf, doc, p, params, axes, order)
+    return Loaded(wf, doc, p, params, axes, order, d, max_elements)
 
 
 def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
@@ -121,7 +127,7 @@ def check_graph(wf: Workflow, doc: Located) -> list[Problem]:
                     + " (define it under containers:)",
                 )
             )
-        if s.name in RESERVED_STEPS:
+        if s.name in (*RESERVED_STEPS, EXPAND_STEP):
             problems.append(
                 doc.problem(
                     ("steps", i, "name"),

@@ -138,19 +138,42 @@ class Ffrd(Strict):
         return v
 
 
+class FromOutput(Strict):
+    """An axis whose values an upstream step writes at run time (docs/dynamic.md)."""
+
+    step: str = Field(..., pattern=STEP_NAME, description="the producer: a step without foreach")
+    file: str = Field(
+        ..., min_length=1, description="file in the producer's element directory (relative)"
+    )
+    column: str | None = Field(None, description="CSV column (the file has a header)")
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, v: str) -> str:
+        parts = v.split("/")
+        if v.startswith("/") or ".." in parts or any(ord(c) < 32 for c in v) or "\\" in v:
+            raise ValueError(f"file {v!r} must be relative to the producer's directory, without ..")
+        return v
+
+
 class AxisSource(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     range: list[Any] | None = Field(
         None, description="[start, stop, stride?] inclusive: whole numbers or templates"
     )
     values: list[Any] | str | None = Field(None, description="explicit values, or a template")
     file: str | None = Field(None, description="CSV or one-value-per-line file")
     column: str | None = Field(None, description="CSV column (file must have a header)")
+    from_: FromOutput | None = Field(
+        None, alias="from", description="values written by an upstream step, read at run time"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> AxisSource:
-        given = [k for k in ("range", "values", "file") if getattr(self, k) is not None]
+        given = [k for k in ("range", "values", "file", "from_") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of range, values, file")
+            raise ValueError("give exactly one of range, values, file, from")
         if self.column is not None and self.file is None:
             raise ValueError("column goes with file")
         if self.range is not None and len(self.range) not in (2, 3):
@@ -206,6 +229,11 @@ class Step(Strict):
     )
 
     _norm_after = field_validator("after", mode="before")(_after_as_mapping)
+
+    @property
+    def dynamic_axes(self) -> dict[str, FromOutput]:
+        """Axes whose values an upstream step writes at run time."""
+        return {a: src.from_ for a, src in (self.foreach or {}).items() if src.from_}
 
     @field_validator("foreach")
     @classmethod

@@ -73,6 +73,12 @@ class StepRow(SQLModel, table=True):
         sa_column=Column(JSON, nullable=False),
         description="retry escalation: attempts, on_oom, on_timeout",
     )
+    dynamic: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="a step laid out at run time (docs/dynamic.md): state waiting, expanded, "
+        "skipped or failed; its producers; the reason",
+    )
 
 
 class Job(SQLModel, table=True):

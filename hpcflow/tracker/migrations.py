@@ -28,6 +28,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (4, [lambda c: _v4(c)]),
     (5, [lambda c: _v5(c)]),
     (6, [lambda c: _v6(c)]),
+    (7, [lambda c: _v7(c)]),
 ]
 
 
@@ -112,6 +113,12 @@ def _v6(c: Any) -> None:
         c.exec_driver_sql(
             'CREATE INDEX IF NOT EXISTS ix_task_run_step_index ON task (run_id, step, "index")'
         )
+
+
+def _v7(c: Any) -> None:
+    """Dynamic foreach: a step laid out at run time records its expansion (docs/dynamic.md)."""
+    if _columns(c, "step") and "dynamic" not in _columns(c, "step"):
+        c.exec_driver_sql("ALTER TABLE step ADD COLUMN dynamic JSON")
 
 
 def _rebuild_event(c: Any) -> None:

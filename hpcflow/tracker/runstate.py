@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.states import JobStatus, RunState, TaskState, run_state
 from hpcflow.tracker.db import Run
 from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
@@ -58,4 +59,20 @@ def derived(db: Any, run_id: str, state: str, cancelled: bool) -> str:
         return state  # submission not finished: leave it to the submitter / reconcile
     if _escalatable(db, run_id):
         return RunState.RUNNING.value  # some elements are about to be resubmitted
-    return run_state(states, cancelled).value
+    new = run_state(states, cancelled)
+    if new is not RunState.RUNNING and new is not RunState.PENDING and expansion_due(db, run_id):
+        return RunState.RUNNING.value  # the next sync expands its dynamic foreach
+    return new.value
+
+
+# a dynamic foreach still to expand: its steps wait, and the expand job was not taken down by a
+# failed producer or a cancel (then the steps will never run: the run can end)
+_DUE = (
+    "SELECT 1 FROM step WHERE run_id = ? AND json_extract(dynamic, '$.state') = 'waiting' "
+    "AND NOT EXISTS (SELECT 1 FROM task WHERE task.run_id = step.run_id AND task.step = ? "
+    "AND task.state IN ('UPSTREAM_FAILED', 'CANCELLED')) LIMIT 1"
+)
+
+
+def expansion_due(db: Any, run_id: str) -> bool:
+    return db.exec_driver_sql(_DUE, (run_id, EXPAND_STEP)).first() is not None

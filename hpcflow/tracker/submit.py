@@ -18,7 +18,8 @@ from sqlmodel import col, select
 from hpcflow.compile.plan import Plan
 from hpcflow.containers.images import read_credentials
 from hpcflow.errors import SlurmError, SlurmUnavailable
-from hpcflow.render.scripts import RenderedRun, _item_of
+from hpcflow.launch.rundir import write_run_dir
+from hpcflow.render.scripts import RenderedJob, RenderedRun, _item_of
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare
@@ -30,7 +31,7 @@ from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.notify import targets_for
-from hpcflow.tracker.rundir import job_env, pull_on_login, write_run_dir
+from hpcflow.tracker.rundir import job_env, pull_on_login
 from hpcflow.util.locks import FileLock
 from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
@@ -93,6 +94,7 @@ def record_run(
         for note in notes or []:
             log.add(s, EventKind.NOTE, run_id=plan.run_id, reason=note)
         s.add_all(step_rows(plan, may_skip(wf, loaded.order, loaded.axes)))
+        s.add_all(waiting_rows(plan.run_id, loaded))
         row_ids = _record_jobs(s, rr)
         rows = task_rows(plan, row_ids)
         if rows:
@@ -101,9 +103,25 @@ def record_run(
     return log
 
 
-def step_rows(plan: Plan, skippers: set[str]) -> list[StepRow]:
+def waiting_rows(run_id: str, loaded: Loaded) -> list[StepRow]:
+    """The steps a dynamic foreach lays out later: no elements yet, their total unknown."""
+    d = loaded.deferral
+    return [
+        StepRow(
+            run_id=run_id,
+            name=name,
+            position=pos,
+            total=0,
+            dynamic={"state": "waiting", "producers": list(d.producers), "reason": None},
+        )
+        for pos, name in enumerate(loaded.order)
+        if name in d.deferred
+    ]
+
+
+def step_rows(plan: Plan, skippers: set[str], steps: list[str] | None = None) -> list[StepRow]:
     out = []
-    for name in plan.order:
+    for name in plan.order if steps is None else steps:
         sp = plan.steps[name]
         r = sp.retry
         out.append(
@@ -128,10 +146,13 @@ def step_rows(plan: Plan, skippers: set[str]) -> list[StepRow]:
     return out
 
 
-def _record_jobs(s: Any, rr: RenderedRun) -> dict[tuple[str, int], int]:
-    """Insert the jobs in submission order: (step, job index) -> row id."""
+def _record_jobs(
+    s: Any, rr: RenderedRun, jobs: list[RenderedJob] | None = None
+) -> dict[tuple[str, int], int]:
+    """Insert the jobs in submission order: (step, job index) -> row id. An expansion records
+    only its own ``jobs``; their links to the producers are met already and are left out."""
     row_ids: dict[tuple[str, int], int] = {}
-    for rj in rr.jobs:
+    for rj in rr.jobs if jobs is None else jobs:
         res = rr.plan.steps[rj.step].resources
         job = Job(
             run_id=rr.plan.run_id,
@@ -143,7 +164,9 @@ def _record_jobs(s: Any, rr: RenderedRun) -> dict[tuple[str, int], int]:
             script=rj.script,
             tasks=rj.tasks,
             output=rj.output,
-            deps=[[k, row_ids[(st, i)]] for k, st, i in rj.deps],
+            deps=[
+                [k, row_ids[(st, i)]] for k, st, i in rj.deps if jobs is None or (st, i) in row_ids
+            ],
             cpus=res.cpus or 1,
             mem_mb=parse_mem_mb(res.mem) if res.mem is not None else None,
             time_s=parse_duration_s(res.time) if res.time is not None else None,
@@ -156,9 +179,11 @@ def _record_jobs(s: Any, rr: RenderedRun) -> dict[tuple[str, int], int]:
     return row_ids
 
 
-def task_rows(plan: Plan, row_ids: dict[tuple[str, int], int]) -> list[dict[str, Any]]:
+def task_rows(
+    plan: Plan, row_ids: dict[tuple[str, int], int], steps: list[str] | None = None
+) -> list[dict[str, Any]]:
     rows = []
-    for name in plan.order:
+    for name in plan.order if steps is None else steps:
         sp = plan.steps[name]
         for jp in sp.jobs:
             jid = row_ids[(name, jp.job_index)]

@@ -1,5 +1,5 @@
-"""The one sync loop: resume unfinished submissions -> refresh from Slurm -> escalate
-OOM/timeout elements. `status`, `watch`, `retry`, `resolve` and `campaign tick` all call it,
+"""The one sync loop: resume unfinished submissions -> refresh from Slurm -> expand a dynamic
+foreach whose producers ended -> escalate OOM/timeout elements. `status`, `watch`, `retry`, `resolve` and `campaign tick` all call it,
 so none of them can forget a step (a campaign tick once skipped the escalation)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
+from hpcflow.tracker.expansion import expand_ready
 from hpcflow.tracker.notify import deliver, queue_run_ends
 from hpcflow.tracker.recovery import escalate
 from hpcflow.tracker.refresh import refresh
@@ -26,6 +27,7 @@ def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: boo
     resume_incomplete(engine, runner, site, ids)
     lost_after = parse_duration_s(site.tracker.lost_after)
     refresh(engine, runner, runs, site.poll_seconds(), lost_after, force, site.source)
+    expand_ready(engine, runner, site, ids)  # dynamic foreach whose producers have ended
     for run_id in ids:
         escalate(engine, runner, site, run_id)
     # runs that ended get their notifications queued once; anything pending is delivered
