@@ -1,6 +1,7 @@
 """The one sync loop: resume unfinished submissions -> refresh from Slurm -> expand a dynamic
-foreach whose producers ended -> escalate OOM/timeout elements. `status`, `watch`, `retry`, `resolve` and `campaign tick` all call it,
-so none of them can forget a step (a campaign tick once skipped the escalation)."""
+foreach whose producers ended -> escalate OOM/timeout elements. `status`, `watch`, `retry`,
+`resolve` and `campaign tick` all call it, so none of them can forget a step (a campaign tick
+once skipped the escalation)."""
 
 from __future__ import annotations
 
