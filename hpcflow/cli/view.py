@@ -70,9 +70,10 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
         jobs = st["slurm_jobs"]
         shown = ",".join(jobs[:4]) + (f",+{len(jobs) - 4}" if len(jobs) > 4 else "")
         label = f"{name} ({st['role']})" if st.get("role") else name
-        t.add_row(
-            escape(label), str(st["total"]), *[str(st["states"].get(s, "")) for s in present], shown
-        )
+        if st.get("dynamic") and st["dynamic"]["state"] != "expanded":
+            label += f" ({dynamic_label(st['dynamic'])})"
+        total = "?" if st["total"] is None else str(st["total"])
+        t.add_row(escape(label), total, *[str(st["states"].get(s, "")) for s in present], shown)
     c.print(t)
     if with_tasks:
         for name, st in doc["steps"].items():
@@ -106,6 +107,18 @@ def print_runs(rows: list[Any]) -> None:
             escape(r.label or ""),
         )
     _console().print(t)
+
+
+def dynamic_label(d: dict[str, Any]) -> str:
+    """A deferred step that is not laid out (yet): why."""
+    producers = ", ".join(d["producers"])
+    return {
+        "waiting": f"waiting for {producers}",
+        "upstream_failed": f"not expanded: {producers} did not succeed",
+        "cancelled": "not expanded: cancelled",
+        "skipped": f"SKIPPED: {d.get('reason') or 'nothing to fan out over'}",
+        "failed": f"expansion FAILED: {d.get('reason') or ''}",
+    }.get(d["state"], d["state"])
 
 
 def pace(done: int, total: int, submitted_at: str | None, now: float | None = None) -> str:
@@ -149,11 +162,16 @@ def watch(
                     bars[name] = progress.add_task(
                         escape(name), total=st["total"], counts="", pace=""
                     )
+                dyn = st.get("dynamic")
+                waiting = dynamic_label(dyn) if dyn and dyn["state"] != "expanded" else None
                 progress.update(
                     bars[name],
+                    total=st["total"],
                     completed=done,
-                    counts=_counts(st["states"]),
-                    pace=pace(done, st["total"], doc["submitted_at"]),
+                    counts=waiting or _counts(st["states"]),
+                    pace=""
+                    if st["total"] is None
+                    else pace(done, st["total"], doc["submitted_at"]),
                 )
             live.refresh()
             if doc["state"] not in ("PENDING", "RUNNING"):

@@ -57,7 +57,7 @@ def build(engine: Engine, runner: Runner, run_id: str) -> ReportData:
         t0 = min([submitted, *starts])
         t1 = max([t0 + 1, *ends, finished or (now if not ends else max(ends))])
         lanes = lanes_of(times, list(doc["steps"]), t0, t1, now)
-        totals = {n: st["total"] for n, st in doc["steps"].items()}
+        totals = {n: st["total"] or 0 for n, st in doc["steps"].items()}
         series = states_over_time(db, run_id, totals, t0, t1)
         uses = element_uses(db, run_id)
         failures = failure_groups(db, run_id)

@@ -33,19 +33,11 @@ from hpcflow.spec.workflow import Workflow
 from hpcflow.states import EventKind, JobStatus, TaskState
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
+from hpcflow.tracker.lite import EXPANSION_DUE
 from hpcflow.tracker.runstate import derive_run_state
 from hpcflow.tracker.submit import RunLock, _record_jobs, step_rows, submit_planned, task_rows
 
 log = logging.getLogger(__name__)
-
-# the expand job's states after which the sync expands: it ran (and maybe died half-way)
-_NOT_NOW = {
-    TaskState.PENDING,
-    TaskState.RUNNING,
-    TaskState.UNKNOWN,
-    TaskState.UPSTREAM_FAILED,  # a producer failed: the deferred steps never run
-    TaskState.CANCELLED,
-}
 
 
 def expand_ready(engine: Engine, runner: Runner, site: Site, run_ids: list[str]) -> list[str]:
@@ -68,17 +60,7 @@ def expand_ready(engine: Engine, runner: Runner, site: Site, run_ids: list[str])
 
 def _due(engine: Engine, run_id: str) -> bool:
     with engine.connect() as c:
-        waiting = c.exec_driver_sql(
-            "SELECT 1 FROM step WHERE run_id = ? AND json_extract(dynamic, '$.state') = 'waiting'"
-            " LIMIT 1",
-            (run_id,),
-        ).first()
-        if waiting is None:
-            return False
-        row = c.exec_driver_sql(
-            "SELECT state FROM task WHERE run_id = ? AND step = ?", (run_id, EXPAND_STEP)
-        ).first()
-    return row is not None and TaskState(row[0]) not in _NOT_NOW
+        return c.exec_driver_sql(EXPANSION_DUE, (run_id, EXPAND_STEP)).first() is not None
 
 
 def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None:

@@ -128,7 +128,7 @@ def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
     tracker has it, with what it recorded when it ended (result.json, outputs.json, read once
     on that transition): no file is opened here."""
     cur = conn.cursor()
-    step_cols = ("name", "role", "total", "pack", "parallel")
+    step_cols = ("name", "role", "total", "pack", "parallel", "dynamic")
     sql = f"SELECT {', '.join(step_cols)} FROM step WHERE run_id = ? ORDER BY position"
     steps = _rows(cur, sql, (run.id,), step_cols)
     jobs = _rows(cur, "SELECT id, step, slurm_job_id FROM job WHERE run_id = ? ORDER BY id",
@@ -148,12 +148,42 @@ def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
             "states": states.get(st.name, {}),
             "slurm_jobs": [j.slurm_job_id for j in jobs if j.step == st.name and j.slurm_job_id],
         }
+        if st.dynamic and (stored := _json(st.dynamic)):  # a static step's is JSON null
+            entry["dynamic"] = dyn = dynamic_doc(stored, states.get(EXPAND_STEP, {}))
+            if dyn["state"] != "expanded":
+                entry["total"] = None  # not known: the expansion has not happened
         if st.pack > 1:
             entry["pack"] = {"size": st.pack, "parallel": st.parallel}
         if with_tasks:
             entry["tasks"] = LazyList(partial(_task_docs, conn, run, st.name, job_sid))
         doc["steps"][st.name] = entry
     return doc
+
+
+def dynamic_doc(stored: dict[str, Any], expander: dict[str, int]) -> dict[str, Any]:
+    """A deferred step's expansion as status shows it: waiting, expanded, skipped or failed,
+    and, while it waits, what became of the expand job (a failed producer, a cancel)."""
+    state = stored.get("state", "waiting")
+    if state == "waiting" and expander.get("UPSTREAM_FAILED"):
+        state = "upstream_failed"
+    elif state == "waiting" and expander.get("CANCELLED"):
+        state = "cancelled"
+    return {
+        "state": state,
+        "producers": stored.get("producers", []),
+        "reason": stored.get("reason"),
+    }
+
+
+# a dynamic foreach is due for expansion: its steps wait and the expand job ended, neither
+# taken down by a failed producer nor cancelled (tracker/expansion.py)
+EXPAND_STEP = "hpcflow-expand"  # spec.dynamic.EXPAND_STEP, not imported here (pydantic)
+EXPANSION_DUE = (
+    "SELECT 1 FROM step WHERE run_id = ? AND json_extract(dynamic, '$.state') = 'waiting' "
+    "AND EXISTS (SELECT 1 FROM task WHERE task.run_id = step.run_id AND task.step = ? AND "
+    "task.state NOT IN ('PENDING', 'RUNNING', 'UNKNOWN', 'UPSTREAM_FAILED', 'CANCELLED')) "
+    "LIMIT 1"
+)
 
 
 def _task_docs(conn: Any, run: Any, step: str, job_sid: dict[int, str | None]) -> Iterator[Any]:
@@ -205,6 +235,9 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
         cur.execute(
             "SELECT 1 FROM task WHERE run_id = ? AND state IN (?, ?) LIMIT 1", (run.id, *ESCALATING)
         )
+        if cur.fetchone():
+            return True
+        cur.execute(EXPANSION_DUE, (run.id, EXPAND_STEP))
         if cur.fetchone():
             return True
         if run.state not in ACTIVE:

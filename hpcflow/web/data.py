@@ -199,7 +199,7 @@ def timeline(db: Db, run: Any) -> dict[str, Any]:
     t1 = max([t0 + 1, *ends, epoch_utc(doc["finished_at"]) or now if doc["finished_at"] else
               (max(ends) if ends else now)])  # fmt: skip
     lanes = lanes_of(times, list(doc["steps"]), t0, t1, now)
-    totals = {n: st["total"] for n, st in doc["steps"].items()}
+    totals = {n: st["total"] or 0 for n, st in doc["steps"].items()}
     return {"run_id": run.id, "t0": t0, "t1": t1,
             "lanes": [{"step": ln.step, "elements": ln.elements, "bins": ln.bins,
                        "bars": [list(b) for b in ln.bars]} for ln in lanes],
