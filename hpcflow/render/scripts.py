@@ -17,7 +17,7 @@ from hpcflow import __version__, resources_dir
 from hpcflow.compile.plan import Plan, StepPlan, upstream_index
 from hpcflow.containers.images import SECRET_NAMES, cache_path, pull_script
 from hpcflow.errors import InvalidInput, Problem
-from hpcflow.node.jobtool import SHARD, item_of, task_dir
+from hpcflow.node.jobtool import SHARD, item_of, log_path, task_dir
 from hpcflow.render.container import container_body
 from hpcflow.render.dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
 from hpcflow.render.deferred import deferred_spec
@@ -378,7 +378,9 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
                     name=job_name(plan.run_id, name, job.job_index),
                     script=f"{plan.run_dir}/{script_rel}",
                     tasks=f"{plan.run_dir}/{tasks_rel}",
-                    output=f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out",
+                    output=log_path(plan.run_dir, name, 0)  # `hpcflow logs RUN hpcflow-expand`
+                    if name == EXPAND_STEP
+                    else f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out",
                     array=job.array_spec,
                     deps=list(job.deps),
                     n_tasks=len(job.task_ids),

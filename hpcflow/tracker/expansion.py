@@ -25,6 +25,7 @@ from hpcflow.errors import HpcflowError
 from hpcflow.launch.expander import read_submitted
 from hpcflow.launch.expansion import EXPANDED, FAILED, Expansion, expand, read_spec
 from hpcflow.launch.rundir import write_run_dir
+from hpcflow.node.jobtool import log_path
 from hpcflow.runners.base import Runner
 from hpcflow.spec.dataflow import may_skip
 from hpcflow.spec.dynamic import EXPAND_STEP
@@ -74,6 +75,8 @@ def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None
         exp = Expansion(FAILED, str(e))
     log.info("expand %s: %s: %s", run_id, exp.outcome, exp.reason)
     if exp.outcome != EXPANDED:
+        # the expand element's log says it too, as the expand job's own output would
+        _note_in_log(runner, run_dir, f"hpcflow expand (login node): {exp.outcome}: {exp.reason}")
         _record_end(engine, runner, run_id, run_dir, exp)
         return
     assert exp.rendered is not None
@@ -84,6 +87,13 @@ def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None
     # name what is not in submitted.json (only then: asking Slurm by name costs seconds)
     adopt = bool(known) or site.dynamic.expand_in == "job"
     submit_planned(engine, runner, run_id, site, adopt=adopt)
+
+
+def _note_in_log(runner: Runner, run_dir: str, text: str) -> None:
+    try:
+        runner.append_file(log_path(run_dir, EXPAND_STEP, 0), text.rstrip("\n") + "\n")
+    except (OSError, HpcflowError) as e:
+        log.warning("expand: cannot write to the expand log: %s", e)
 
 
 def _record_expanded(
