@@ -189,6 +189,8 @@ def values_from_text(text: str, column: str | None, path: str) -> list[str]:
     text = text.removeprefix("\ufeff")
     vals: list[str] = []
     lines: list[int] = []
+    if not text.strip():
+        return vals  # not even a header: no values
     if column is None:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
