@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, counts, lab_site, path_shim, status, submit, wait_until
+from .helpers import (
+    REPO,
+    counts,
+    edit_yaml,
+    lab_site,
+    path_shim,
+    ssh_site,
+    status,
+    submit,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -240,3 +250,34 @@ def test_expand_job_killed_half_way_is_completed_not_duplicated(
 
 def _running(pattern: str) -> bool:
     return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+def test_cancel_before_the_expansion(slurm, hpcflow, tmp_path: Path) -> None:
+    site = _site(tmp_path, "login")
+    run_id = submit(hpcflow, site, EXAMPLE, "sample_seconds=60")["run_id"]
+    wait_until(
+        lambda: status(hpcflow, run_id)["steps"]["sample"]["states"].get("RUNNING"),
+        60,
+        what="the producer to start",
+    )
+    hpcflow("cancel", run_id, check=True)
+    doc = _ended(hpcflow, run_id)
+    assert doc["state"] == "CANCELLED"
+    assert _task(doc, "hpcflow-expand")["state"] == "CANCELLED"
+    assert doc["steps"]["ras"]["dynamic"]["state"] == "cancelled"
+    assert doc["steps"]["ras"]["total"] is None
+
+
+def test_login_node_expansion_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> None:
+    """From a workstation: the producer's file is read, and the deferred steps' files
+    written, over SFTP; the chain runs to the end."""
+    site = ssh_site(
+        tmp_path / "site.yaml",
+        tmp_path / "scratch",
+        sshd,
+    )
+    edit_yaml(site, tracker={"poll_interval": "0s"})
+    run_id = submit(hpcflow, site, EXAMPLE, "n_storms=3")["run_id"]
+    doc = _ended(hpcflow, run_id)
+    assert doc["state"] == "COMPLETED", counts(doc)
+    assert counts(doc)["ras"] == {"COMPLETED": 6}
