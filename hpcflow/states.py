@@ -200,6 +200,8 @@ RUN_MOVES: dict[str, dict[RunState, frozenset[RunState]]] = {
     "reopen": {st: frozenset({RunState.PENDING}) for st in RunState},
     "abort": {RunState.PENDING: frozenset({RunState.CANCELLED})},
     "cancel": {st: frozenset(_RUN_TERMINAL) for st in (RunState.PENDING, RunState.RUNNING)},
+    # `resolve` of the last failed element that nothing waits for: the run has succeeded
+    "resolve": {RunState.FAILED: frozenset({RunState.COMPLETED})},
 }
 
 

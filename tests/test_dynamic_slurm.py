@@ -281,3 +281,41 @@ def test_login_node_expansion_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> 
     doc = _ended(hpcflow, run_id)
     assert doc["state"] == "COMPLETED", counts(doc)
     assert counts(doc)["ras"] == {"COMPLETED": 6}
+
+
+OOM = """
+name: dyn-oom
+params: {src: /nonexistent}
+steps:
+  - name: sample
+    run: cp {{ params.src }} events.csv
+  - name: model
+    foreach:
+      event: {from: {step: sample, file: events.csv}}
+    after: {sample: ok}
+    resources: {mem: 100M}
+    retry: {attempts: 2, on_oom: {mem_factor: 8}}
+    run: |
+      if [ {{ item.event }} = big ]; then
+        python3 -c "import time; x = bytearray(600 * 1024 * 1024); time.sleep(3)"
+      fi
+      if [ {{ item.event }} = broken ]; then exit 5; fi
+"""
+
+
+def test_oom_escalation_and_resolve_on_an_expanded_step(slurm, hpcflow, tmp_path: Path) -> None:
+    wf = tmp_path / "oom.yaml"
+    wf.write_text(OOM)
+    src = tmp_path / "events.txt"
+    src.write_text("small\nbig\nbroken\n")  # one value per line: no column
+    run_id = submit(hpcflow, _site(tmp_path, "login"), wf, f"src={src}")["run_id"]
+    doc = _ended(hpcflow, run_id, timeout=180)
+    by_event = {t["item"]["event"]: t for t in doc["steps"]["model"]["tasks"]}
+    assert by_event["big"]["state"] == "COMPLETED" and by_event["big"]["attempts"] == 2
+    hist = json.loads(hpcflow("history", run_id, "--json", check=True).stdout)["events"]
+    assert any(e["reason"] == "automatic on_oom: mem_factor 8.0" for e in hist)
+    assert by_event["broken"]["state"] == "FAILED" and doc["state"] == "FAILED"
+    hpcflow("resolve", run_id, "model", str(by_event["broken"]["index"]), check=True)
+    doc = status(hpcflow, run_id)
+    assert doc["state"] == "COMPLETED", counts(doc)
+    assert counts(doc)["model"] == {"COMPLETED": 2, "RESOLVED": 1}

@@ -47,3 +47,11 @@ def test_requeue_detection() -> None:
     assert is_requeue(T.RUNNING, T.PENDING) and is_requeue(T.NODE_FAIL, T.PENDING)
     assert is_requeue(T.COMPLETED, T.RUNNING)
     assert not is_requeue(T.PENDING, T.RUNNING) and not is_requeue(T.PENDING, T.PENDING)
+
+
+def test_resolve_completes_a_failed_run_and_nothing_else() -> None:
+    from hpcflow.states import RUN_MOVES, RunState, run_move_allowed
+
+    assert run_move_allowed("resolve", RunState.FAILED, RunState.COMPLETED)
+    allowed = {(a, b) for a, tos in RUN_MOVES["resolve"].items() for b in tos}
+    assert allowed == {(RunState.FAILED, RunState.COMPLETED)}

@@ -138,7 +138,7 @@ def render(r: ReportData) -> str:
     ]
     for name, st in d["steps"].items():
         parts.append(f"<tr><td>{esc(name)}</td><td data-step=\"{esc(name)}\" data-state=\"total\">"
-                     f"{st['total']}</td>")  # fmt: skip
+                     f"{'?' if st['total'] is None else st['total']}</td>")  # fmt: skip
         parts.extend(f"<td data-step=\"{esc(name)}\" data-state=\"{esc(s)}\">"
                      f"{st['states'].get(s, 0)}</td>" for s in states)  # fmt: skip
         parts.append("</tr>")

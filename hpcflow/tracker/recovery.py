@@ -26,7 +26,7 @@ from hpcflow.tracker.resubmission import (
 from hpcflow.tracker.resubmission import (
     select as select_tasks,
 )
-from hpcflow.tracker.runstate import escalatable
+from hpcflow.tracker.runstate import derive_run_state, escalatable
 from hpcflow.tracker.submit import RunLock, submit_planned
 
 
@@ -257,6 +257,8 @@ def resolve(
         move_task(s, log, t, TaskState.RESOLVED, "resolve", "hpcflow resolve")
         run = s.get(Run, run_id)
         assert run is not None
+        # nothing left that failed (and nothing for the resubmission below to release)
+        move_run(s, log, run, derive_run_state(s, run), "resolve", "every element succeeded")
         s.commit()
         tid, run_dir = t.id, run.run_dir
     log.publish(runner, {run_id: run_dir})
