@@ -266,6 +266,10 @@ def test_cancel_before_the_expansion(slurm, hpcflow, tmp_path: Path) -> None:
     assert _task(doc, "hpcflow-expand")["state"] == "CANCELLED"
     assert doc["steps"]["ras"]["dynamic"]["state"] == "cancelled"
     assert doc["steps"]["ras"]["total"] is None
+    # the HTML report says so too
+    out = tmp_path / "report.html"
+    hpcflow("report", run_id, "-o", str(out), check=True)
+    assert "ras (not expanded: cancelled)" in out.read_text()
 
 
 def test_login_node_expansion_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from hpcflow.states import TERMINAL, TaskState
+from hpcflow.tracker.lite import dynamic_label
 from hpcflow.util.units import human_duration
 
 ORDER = [s.value for s in TaskState]
@@ -107,18 +108,6 @@ def print_runs(rows: list[Any]) -> None:
             escape(r.label or ""),
         )
     _console().print(t)
-
-
-def dynamic_label(d: dict[str, Any]) -> str:
-    """A deferred step that is not laid out (yet): why."""
-    producers = ", ".join(d["producers"])
-    return {
-        "waiting": f"waiting for {producers}",
-        "upstream_failed": f"not expanded: {producers} did not succeed",
-        "cancelled": "not expanded: cancelled",
-        "skipped": f"SKIPPED: {d.get('reason') or 'nothing to fan out over'}",
-        "failed": f"expansion FAILED: {d.get('reason') or ''}",
-    }.get(d["state"], d["state"])
 
 
 def pace(done: int, total: int, submitted_at: str | None, now: float | None = None) -> str:

@@ -28,6 +28,7 @@ from hpcflow.report.svg import esc
 from hpcflow.runners.base import Runner
 from hpcflow.tracker.db import session
 from hpcflow.tracker.efficiency import summarize_step
+from hpcflow.tracker.lite import dynamic_label
 from hpcflow.tracker.query import status_doc
 from hpcflow.tracker.usage import element_uses
 
@@ -137,8 +138,11 @@ def render(r: ReportData) -> str:
         "<th>total</th>" + "".join(f"<th>{esc(s)}</th>" for s in states) + "</tr>",
     ]
     for name, st in d["steps"].items():
-        parts.append(f"<tr><td>{esc(name)}</td><td data-step=\"{esc(name)}\" data-state=\"total\">"
-                     f"{'?' if st['total'] is None else st['total']}</td>")  # fmt: skip
+        dyn = st.get("dynamic")
+        why = f" ({dynamic_label(dyn)})" if dyn and dyn["state"] != "expanded" else ""
+        total = "?" if st["total"] is None else st["total"]
+        cell = f'<td data-step="{esc(name)}" data-state="total">{total}</td>'
+        parts.append(f"<tr><td>{esc(name + why)}</td>{cell}")
         parts.extend(f"<td data-step=\"{esc(name)}\" data-state=\"{esc(s)}\">"
                      f"{st['states'].get(s, 0)}</td>" for s in states)  # fmt: skip
         parts.append("</tr>")

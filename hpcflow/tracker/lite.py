@@ -175,6 +175,18 @@ def dynamic_doc(stored: dict[str, Any], expander: dict[str, int]) -> dict[str, A
     }
 
 
+def dynamic_label(d: dict[str, Any]) -> str:
+    """A deferred step that is not laid out (yet): why."""
+    producers = ", ".join(d["producers"])
+    return {
+        "waiting": f"waiting for {producers}",
+        "upstream_failed": f"not expanded: {producers} did not succeed",
+        "cancelled": "not expanded: cancelled",
+        "skipped": f"SKIPPED: {d.get('reason') or 'nothing to fan out over'}",
+        "failed": f"expansion FAILED: {d.get('reason') or ''}",
+    }.get(d["state"], d["state"])
+
+
 # a dynamic foreach is due for expansion: its steps wait and the expand job ended, neither
 # taken down by a failed producer nor cancelled (tracker/expansion.py)
 EXPAND_STEP = "hpcflow-expand"  # spec.dynamic.EXPAND_STEP, not imported here (pydantic)

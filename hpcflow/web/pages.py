@@ -16,6 +16,7 @@ from hpcflow import __version__
 from hpcflow.report import svg
 from hpcflow.report.data import failure_groups
 from hpcflow.states import RunState, TaskState
+from hpcflow.tracker.lite import dynamic_label
 from hpcflow.web import data
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +40,7 @@ def bar(states: dict[str, int]) -> Markup:
 def add_pages(app: FastAPI, cfg: Any, cache: data.RunCache, with_db: Any) -> None:
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(["html"]))  # fmt: skip
-    env.globals.update(version=__version__, bar=bar)
+    env.globals.update(version=__version__, bar=bar, dynamic_label=dynamic_label)
 
     def page(name: str, **kw: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**kw))
