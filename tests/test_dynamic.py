@@ -124,6 +124,7 @@ def test_the_first_submission_holds_the_producer_and_the_expand_job(tmp_path: Pa
     expander = plan.steps["hpcflow-expand"].jobs[0]
     assert expander.deps == [("afterok", "sample", 0)]
     assert spec["deferred"] == ["hms", "ras"] and spec["max_elements"] == 1000
+    assert spec["expand_in"] == "login"  # no site: the login node expands
     assert spec["axes"]["ras"] == {"event": [], "unit": ["u1", "u2"]}
 
 

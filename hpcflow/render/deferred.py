@@ -33,5 +33,6 @@ def deferred_spec(plan: Plan, loaded: Loaded, site: Site | None) -> dict[str, st
         "deferred": sorted(d.deferred),
         "producers": {p: task_dir(plan.run_dir, p, 0) for p in d.producers},
         "site": site.source if site else None,
+        "expand_in": site.dynamic.expand_in if site else "login",  # as the expand job does
     }
     return {SPEC: json.dumps(doc, indent=1) + "\n"}

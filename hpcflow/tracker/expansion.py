@@ -69,8 +69,10 @@ def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None
         run = s.get(Run, run_id)
         assert run is not None
         run_dir = run.run_dir
+    spec: dict[str, Any] = {}
     try:
-        exp = expand(runner, read_spec(runner, run_dir), site)
+        spec = read_spec(runner, run_dir)
+        exp = expand(runner, spec, site)
     except HpcflowError as e:
         exp = Expansion(FAILED, str(e))
     log.info("expand %s: %s: %s", run_id, exp.outcome, exp.reason)
@@ -85,7 +87,7 @@ def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None
     _record_expanded(engine, runner, run_id, run_dir, exp, known)
     # the expand job may have submitted a job and died before writing its id down: adopt by
     # name what is not in submitted.json (only then: asking Slurm by name costs seconds)
-    adopt = bool(known) or site.dynamic.expand_in == "job"
+    adopt = bool(known) or spec.get("expand_in") == "job"  # the mode the expand job ran in
     submit_planned(engine, runner, run_id, site, adopt=adopt)
 
 
