@@ -314,3 +314,24 @@ def test_a_job_record_not_complete_yet_does_not_decide_a_kill() -> None:
     assert row.req_mem_mb is None and row.max_rss_mb == 460 and not row.oom_evidence
     assert row.killed_without_step_data(datetime(2026, 12, 6, 10, 38, 28))
     assert not row.killed_without_step_data(datetime(2026, 12, 6, 11, 0, 0))
+
+
+def test_a_placeholder_record_is_not_trusted_whatever_its_exit_code() -> None:
+    """Captured on the lab (CI, 2026-12-06) one second after an over-memory kill: slurmdbd's
+    placeholder said FAILED with ExitCode 9:0, no signal, so it did not look killed; taken as
+    final, the element was FAILED instead of OUT_OF_MEMORY."""
+    from datetime import datetime
+
+    from hpcflow.states import TaskState
+    from hpcflow.tracker.reconcile import Tracked, observe
+
+    text = (
+        "86318|86318|allocation|FAILED|9:0|2026-12-06T14:34:25|2026-12-06T14:34:26|vm|None||16?\n"
+    )
+    (row,) = parse_sacct(text)
+    assert row.signal in (None, 0) and not row.killed_without_step_data(datetime(2026, 12, 6))
+    soon, later = datetime(2026, 12, 6, 14, 34, 28), datetime(2026, 12, 6, 14, 40, 0)
+    assert row.record_incomplete(soon) and not row.record_incomplete(later)
+    task = Tracked(1, "r", "oom", 0, "86318", None, TaskState.RUNNING)
+    assert observe([row], [task], soon) == {}  # the element stays as it was
+    assert observe([row], [task], later)[("86318", None)].state is TaskState.FAILED

@@ -206,6 +206,17 @@ class SacctRow:
             and ended_within(self.end, now, grace_s)
         )
 
+    def record_incomplete(self, now: datetime, grace_s: int = 120) -> bool:
+        """slurmdbd's placeholder for a job it has not got the record of yet: JobName
+        'allocation', ReqMem unknown ('16?'); its State and ExitCode are not final either
+        (captured: FAILED with ExitCode '9:0' for a job killed by signal 9). Not trusted
+        until a while after its end; hpcflow's jobs are never named 'allocation'."""
+        return (
+            self.name == "allocation"
+            and self.req_mem_mb is None
+            and ended_within(self.end, now, grace_s)
+        )
+
     @property
     def oom_evidence(self) -> bool:
         """Killed by SIGKILL after a step's RSS reached the requested memory: what

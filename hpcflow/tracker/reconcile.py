@@ -127,7 +127,7 @@ def observe(
     with_dep = {t.slurm_job_id for t in tasks if t.has_dependency}
     seen: dict[Key, Observation] = {}
     for row in rows:
-        if row.killed_without_step_data(local_now):
+        if row.killed_without_step_data(local_now) or row.record_incomplete(local_now):
             continue  # OOM or not is not known yet: leave the element as it was
         if row.meta_end_unsettled(local_now):
             continue  # the tasks' own rows may still be on their way from slurmctld
