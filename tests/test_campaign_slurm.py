@@ -246,9 +246,10 @@ def test_tick_escalates_out_of_memory_elements(slurm, hpcflow, tmp_path: Path) -
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(camp))
     _drive(hpcflow, tmp_path / "c.yaml", timeout=300)
     st = _j(hpcflow, "campaign", "status", str(tmp_path / "c.yaml"))
-    assert st["events"]["done"] == 2 and st["events"]["failed"] == 0, st
     run_id = st["batches"][0]["run_id"]
     hist = _j(hpcflow, "history", run_id)["events"]
+    # on failure, the run's history says what each attempt was seen as (a flake once)
+    assert st["events"]["done"] == 2 and st["events"]["failed"] == 0, (st, hist)
     assert any(e["reason"] == "automatic on_oom: mem_factor 8.0" for e in hist), hist
 
 

@@ -290,3 +290,21 @@ exec {sys.executable} {jobtool.__file__} pack 2 "$@"
         peaks[i] = res["max_rss_kb"] / 1024
     for i, mb in peaks.items():  # i x 50 MB, plus the interpreter
         assert i * 50 <= mb <= i * 50 + 40, peaks
+
+
+@pytest.mark.parametrize(
+    ("sacct_code", "own_code", "stored"),
+    [(9, 137, 137), (0, 128, 128), (2, 130, 130), (137, 137, 137), (3, 3, 3),
+     (9, 9, 9), (143, 0, 143), (9, 201, 9)],
+)  # fmt: skip
+def test_an_unpacked_element_keeps_its_own_exit_code(sacct_code, own_code, stored) -> None:
+    """sacct prints an exit status of 128 or more less 128 ('9:0' for exit 137): the
+    element's own record restores it, and only that (a task killed after its element
+    ended keeps the task's code)."""
+    failed = change(TaskState.FAILED)
+    failed = replace(failed, task=replace(failed.task, reads_result=False))
+    failed = replace(failed, row=failed.row | {"exit_code": sacct_code})
+    rec = {"slurm_job_id": "5_1", "state": "FAILED", "exit_code": own_code, "attempts": 1}
+    assert with_evidence(failed, rec, None).row["exit_code"] == stored
+    stale = with_evidence(failed, rec | {"slurm_job_id": "4_1"}, None)
+    assert stale.row["exit_code"] == sacct_code

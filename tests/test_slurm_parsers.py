@@ -318,8 +318,8 @@ def test_a_job_record_not_complete_yet_does_not_decide_a_kill() -> None:
 
 def test_a_placeholder_record_is_not_trusted_whatever_its_exit_code() -> None:
     """Captured on the lab (CI, 2026-12-06) one second after an over-memory kill: slurmdbd's
-    placeholder said FAILED with ExitCode 9:0, no signal, so it did not look killed; taken as
-    final, the element was FAILED instead of OUT_OF_MEMORY."""
+    placeholder said FAILED with ExitCode 9:0 (the script exited 137), without usage; taken
+    as final, the element was FAILED instead of OUT_OF_MEMORY."""
     from datetime import datetime
 
     from hpcflow.states import TaskState
@@ -329,9 +329,49 @@ def test_a_placeholder_record_is_not_trusted_whatever_its_exit_code() -> None:
         "86318|86318|allocation|FAILED|9:0|2026-12-06T14:34:25|2026-12-06T14:34:26|vm|None||16?\n"
     )
     (row,) = parse_sacct(text)
-    assert row.signal in (None, 0) and not row.killed_without_step_data(datetime(2026, 12, 6))
+    assert row.signal in (None, 0) and row.sigkilled
     soon, later = datetime(2026, 12, 6, 14, 34, 28), datetime(2026, 12, 6, 14, 40, 0)
     assert row.record_incomplete(soon) and not row.record_incomplete(later)
     task = Tracked(1, "r", "oom", 0, "86318", None, TaskState.RUNNING)
     assert observe([row], [task], soon) == {}  # the element stays as it was
     assert observe([row], [task], later)[("86318", None)].state is TaskState.FAILED
+
+
+def test_a_script_that_exits_137_was_killed() -> None:
+    """Captured on the lab (Slurm 22.05): sacct prints an exit status of 128 or more less
+    128, so a job script that exited 137 shows FAILED '9:0' (`sbatch --wrap 'exit 137'`,
+    job 89043). Job 89042's element was SIGKILLed (alone) at 97% of its 400M: its shells
+    exited 137, as when a cgroup OOM kill takes the largest process, or when the batch shell
+    outlives its child in a kill of the whole tree. That is an out-of-memory kill."""
+    from datetime import datetime
+
+    from hpcflow.states import TaskState
+    from hpcflow.tracker.reconcile import Tracked, observe
+
+    at_limit, bare = parse_sacct(cap("sacct-exit137.txt"))
+    assert (at_limit.exit_code, at_limit.signal, at_limit.req_mem_mb) == (9, 0, 400)
+    assert at_limit.sigkilled and at_limit.max_rss_mb == 387 and at_limit.oom_evidence
+    assert bare.sigkilled and not bare.oom_evidence  # no memory to speak of: FAILED
+    later = datetime(2026, 12, 6, 17, 0, 0)
+    tasks = [Tracked(1, "r", "s", 0, "89042", None, TaskState.RUNNING),
+             Tracked(2, "r", "s", 0, "89043", None, TaskState.RUNNING)]  # fmt: skip
+    seen = observe([at_limit, bare], tasks, later)
+    assert seen[("89042", None)].state is TaskState.OUT_OF_MEMORY
+    assert seen[("89043", None)].state is TaskState.FAILED
+    # within the grace after its end, a kill whose step usage has not arrived waits
+    (main_only,) = parse_sacct(cap("sacct-exit137.txt").splitlines()[0] + "\n")
+    assert main_only.killed_without_step_data(datetime(2026, 12, 6, 16, 2, 45))
+    assert observe([main_only], tasks[:1], datetime(2026, 12, 6, 16, 2, 45)) == {}
+
+
+@pytest.mark.parametrize(
+    ("exit_text", "code", "killed"),
+    [("0:9", None, True), ("9:0", 9, True), ("137:0", 137, True), ("3:0", 3, False),
+     ("0:15", None, False), ("1:0", 1, False)],
+)  # fmt: skip
+def test_which_exit_codes_mean_sigkill(exit_text: str, code: int | None, killed: bool) -> None:
+    line = f"5|5|j|FAILED|{exit_text}|2026-12-06T10:00:00|2026-12-06T10:00:01|vm|None||1G\n"
+    (row,) = parse_sacct(line)
+    assert row.sigkilled is killed
+    if code is not None:
+        assert row.exit_code == code

@@ -28,6 +28,26 @@ steps:
     run: python3 -c "import time; x = bytearray(600 * 1024 * 1024); time.sleep(3)"
   - name: sleeper
     run: sleep 600
+  - {name: exit130, run: exit 130}   # sacct prints '2:0'
+  - name: oomkill   # SIGKILLed alone at its memory limit, as a cgroup OOM kill does
+    resources: {mem: 400M}
+    run: |
+      python3 - <<'PY'
+      import os, time
+      def status(pid, key):
+          with open(f"/proc/{pid}/status") as f:
+              return next(ln.split()[1] for ln in f if ln.startswith(key + ":"))
+      def step_kb():  # what Slurm sums: this process and its shells up to slurmstepd
+          pid, kb = os.getpid(), 0
+          while status(pid, "Name") != "slurmstepd":
+              kb, pid = kb + int(status(pid, "VmRSS")), int(status(pid, "PPid"))
+          return kb
+      held, limit_kb = [], int(os.environ["SLURM_MEM_PER_NODE"]) * 1024
+      while step_kb() < 0.97 * limit_kb:
+          held.append(b"1" * (1024 * 1024))
+      time.sleep(2.5)  # sampled (JobAcctGatherFrequency=1), below OverMemoryKill's limit
+      os.kill(os.getpid(), 9)
+      PY
 """
 
 
@@ -61,8 +81,12 @@ def test_terminal_states(slurm, hpcflow, tmp_path: Path, site_file: Path) -> Non
         "timeout": "TIMEOUT",
         "oom": "COMPLETED",
         "sleeper": "CANCELLED",
+        "exit130": "FAILED",
+        "oomkill": "OUT_OF_MEMORY",
     }
     assert (tasks["fail"]["exit_code"], tasks["signal"]["exit_code"]) == (3, 137)
+    # sacct says '2:0' and '9:0' for these: the elements' own records keep the real codes
+    assert (tasks["exit130"]["exit_code"], tasks["oomkill"]["exit_code"]) == (130, 137)
     # the OOM element ran out of memory once, was escalated with 8x memory, then completed
     hist = json.loads(hpcflow("history", sub["run_id"], "--json", check=True).stdout)["events"]
     oom = [
@@ -87,6 +111,7 @@ def test_terminal_states(slurm, hpcflow, tmp_path: Path, site_file: Path) -> Non
         "FAILED": "FAILED",
         "TIMEOUT": "TIMEOUT",
         "CANCELLED": "CANCELLED",
+        "OUT_OF_MEMORY": "FAILED",  # no cgroups on the lab: an over-memory kill is FAILED
     }
     for name, t in tasks.items():
         assert slurm[t["slurm_job_id"]].split()[0] == expect[t["state"]], (name, slurm)

@@ -194,6 +194,16 @@ class SacctRow:
         not written yet (they ran and completed): not trusted until a while after its end."""
         return self.meta and ended_within(self.end, now, grace_s)
 
+    @property
+    def sigkilled(self) -> bool:
+        """Ended by SIGKILL: Slurm saw the signal (ExitCode '0:9'), or the job script itself
+        exited 137 because its child was killed. sacct (22.05) prints an exit status of 128
+        or more less 128 (exit 137 as '9:0', 130 as '2:0'; scontrol has it right), so '9:0'
+        is read as 137 too. A script exits 137 when a cgroup OOM kill takes only the largest
+        process, or when the batch shell runs between the kill of its child and its own (a
+        kill of the whole tree on a loaded node: seen as FAILED '9:0' on the lab)."""
+        return self.signal == 9 or (not self.signal and self.exit_code in (9, 137))
+
     def killed_without_step_data(self, now: datetime, grace_s: int = 120) -> bool:
         """SIGKILLed, but slurmdbd has not yet sent the step whose MaxRSS says whether it was
         memory: not confirmed for a while after the end. A step row without MaxRSS counts as
@@ -201,7 +211,7 @@ class SacctRow:
         does an allocation row whose ReqMem is not known yet (a job that ended within a
         second of its start can show JobName 'allocation' and ReqMem '16?' at first)."""
         return (
-            self.signal == 9
+            self.sigkilled
             and (not self.has_steps or self.max_rss_mb is None or self.req_mem_mb is None)
             and ended_within(self.end, now, grace_s)
         )
@@ -209,7 +219,7 @@ class SacctRow:
     def record_incomplete(self, now: datetime, grace_s: int = 120) -> bool:
         """slurmdbd's placeholder for a job it has not got the record of yet: JobName
         'allocation', ReqMem unknown ('16?'); its State and ExitCode are not final either
-        (captured: FAILED with ExitCode '9:0' for a job killed by signal 9). Not trusted
+        (captured: FAILED with ExitCode '9:0', a script that exited 137). Not trusted
         until a while after its end; hpcflow's jobs are never named 'allocation'."""
         return (
             self.name == "allocation"
@@ -222,7 +232,7 @@ class SacctRow:
         """Killed by SIGKILL after a step's RSS reached the requested memory: what
         JobAcctGatherParams=OverMemoryKill does where no cgroup reports OUT_OF_MEMORY."""
         return (
-            self.signal == 9
+            self.sigkilled
             and self.max_rss_mb is not None
             and self.req_mem_mb is not None
             and self.max_rss_mb >= 0.95 * self.req_mem_mb

@@ -326,6 +326,9 @@ def with_evidence(
         change = skipped(change, _skip_reason(skip_text))
     mine = _this_attempts(change, result)
     row = change.row | {"result": result if mine else None, "outputs": outputs if mine else None}
+    code, own = row.get("exit_code"), result.get("exit_code") if mine else None
+    if isinstance(code, int) and isinstance(own, int) and own > 127 and own - 128 == code:
+        row["exit_code"] = own  # sacct prints an exit status of 128 or more less 128
     return replace(change, row=row)
 
 

@@ -295,7 +295,7 @@ def ask_slurm(
 def _with_step_data(
     client: SlurmClient, rows: list[SacctRow], tracked: set[Key], since: datetime
 ) -> list[SacctRow]:
-    killed = [r for r in rows if r.signal == 9 and (r.job_id, r.task_id) in tracked]
+    killed = [r for r in rows if r.sigkilled and (r.job_id, r.task_id) in tracked]
     if not killed:
         return rows
     keys = [r.job_id if r.task_id is None else f"{r.job_id}_{r.task_id}" for r in killed]
