@@ -148,20 +148,26 @@ def _row(jid: str, state: str, end: str = "Unknown") -> str:
     return f"{jid}|{jid}|hpcflow.r.a.0|{state}|0:0|2026-12-06T05:00:00|{end}|vm|None||64M\n"
 
 
-def _ask(slurm: Slurm):  # type: ignore[no-untyped-def]
+def _tracked(absent: frozenset[int] = frozenset()):  # type: ignore[no-untyped-def]
     from datetime import datetime, timedelta, timezone
 
-    from hpcflow.slurm.client import SlurmClient
     from hpcflow.states import TaskState
     from hpcflow.tracker.reconcile import Tracked
-    from hpcflow.tracker.refresh import ask_slurm
 
     sub = datetime.now(timezone.utc) - timedelta(hours=1)
-    tracked = [Tracked(i, "r", "a", i, "50", i, TaskState.RUNNING if i < 4 else TaskState.PENDING,
-                       submitted_at=sub) for i in range(10)]  # fmt: skip
+    return [Tracked(i, "r", "a", i, "50", i, TaskState.RUNNING if i < 4 else TaskState.PENDING,
+                    submitted_at=sub, absent=i in absent) for i in range(10)]  # fmt: skip
+
+
+def _ask(slurm: Slurm, absent: frozenset[int] = frozenset()):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.tracker.refresh import ask_slurm
+
     window, late = datetime(2026, 12, 6, 4, 50), datetime(2026, 12, 6, 4, 58)
-    seen, queued, degraded, _ = ask_slurm(SlurmClient(slurm), tracked, window, late)  # type: ignore[arg-type]
-    return seen, {(r.job_id, r.task_id): r.state for r in queued}, degraded
+    ans = ask_slurm(SlurmClient(slurm), _tracked(absent), window, late)  # type: ignore[arg-type]
+    return ans.seen, {(r.job_id, r.task_id): r.state for r in ans.queued}, ans.degraded
 
 
 SQUEUE = "50_[6-9]|PENDING|Resources\n50_4|RUNNING|None\n" + "".join(
@@ -181,12 +187,35 @@ def test_pending_tasks_come_from_squeue_and_the_rest_from_sacct_by_task() -> Non
     assert queued[("50", 7)] == "PENDING" and degraded is None
 
 
-def test_a_task_slurmdbd_has_not_written_yet_is_asked_for_with_its_job() -> None:
-    # 50_5 left the queue, but sacct has no row of its own for it yet: the job again, whole
+def test_a_task_slurmdbd_has_not_written_yet_is_asked_by_id_again_first() -> None:
+    """50_5 left the queue, but sacct has no row of its own for it yet: the first time, the
+    refresh asks nothing more (slurmdbd's lag of a second is waited out by the next refresh,
+    which asks for 50_5 again) and reports it missing; it is not concluded LOST."""
+    from datetime import datetime, timezone
+
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.tracker.reconcile import reconcile
+    from hpcflow.tracker.refresh import ask_slurm
+
+    asked_by_task = "".join(_row(f"50_{i}", "RUNNING") for i in range(5))
+    slurm = Slurm(SQUEUE, {"50_0,50_1,50_2,50_3,50_4,50_5": asked_by_task})
+    tracked = _tracked()
+    ans = ask_slurm(SlurmClient(slurm), tracked, datetime(2026, 12, 6, 4, 50))  # type: ignore[arg-type]
+    assert [c[0] for c in slurm.calls] == ["squeue", "sacct"] and ans.missing == {("50", 5)}
+    now = datetime.now(timezone.utc)  # an hour after submission: past lost_after
+    changes = reconcile(tracked, ans.seen, ans.queued, now=now, lost_after=300,
+                        hold=ans.missing)  # fmt: skip
+    assert 5 not in [c.task.index for c in changes]  # held: not LOST
+    lost = reconcile(tracked, ans.seen, ans.queued, now=now, lost_after=300)
+    assert (5, "LOST") in [(c.task.index, c.new.value) for c in lost]  # what hold prevents
+
+
+def test_a_task_missing_twice_is_asked_for_with_its_job() -> None:
+    # 50_5 was missing at the last refresh too: the job again, whole (its meta record)
     meta = "50_[5-9]|50_5|hpcflow.r.a.0|PENDING|0:0|Unknown|Unknown|None assigned|None||64M\n"
     asked_by_task = "".join(_row(f"50_{i}", "RUNNING") for i in range(5))
     slurm = Slurm(SQUEUE, {"50_0,50_1,50_2,50_3,50_4,50_5": asked_by_task, "50": meta})
-    seen, _, _ = _ask(slurm)
+    seen, _, _ = _ask(slurm, absent=frozenset({5}))
     assert slurm.calls[-1] == ("sacct", "50") and len(slurm.calls) == 3
     # the job again since the last refresh (minus a margin), not the whole 10-minute window
     assert slurm.starts == ["--starttime=2026-12-06T04:50:00", "--starttime=2026-12-06T04:58:00"]
@@ -212,6 +241,6 @@ def test_sacct_is_not_asked_when_squeue_holds_every_element_pending() -> None:
     tracked = [Tracked(i, "r", "a", i, "60", i, TaskState.PENDING, submitted_at=sub)
                for i in range(4)]  # fmt: skip
     slurm = Slurm("60_[0-3]|PENDING|Priority\n", {})
-    seen, queued, degraded, asked = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
-    assert slurm.calls == [("squeue", "60")] and not asked and degraded is None
-    assert len(queued) == 4 and seen == {}
+    ans = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
+    assert slurm.calls == [("squeue", "60")] and not ans.sacct_asked and ans.degraded is None
+    assert len(ans.queued) == 4 and ans.seen == {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlmodel import select
+
 from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session, utcnow
 from hpcflow.tracker.refresh import gather, window_start
 
@@ -57,3 +59,46 @@ def test_window_starts_before_the_last_good_refresh() -> None:
     assert timedelta(hours=24) < datetime.now() - window_start([fresh, first]) < timedelta(hours=26)
     fresh.degraded = "sacct failed"
     assert datetime.now() - window_start([fresh]) > timedelta(days=3)
+
+
+def test_a_task_missing_once_waits_and_missing_twice_asks_its_job(tmp_path: Path) -> None:
+    """Three refreshes on a real tracker: 77_2 left squeue but slurmdbd has no row for it.
+    The first refresh asks nothing more and remembers it (not LOST, although its job was
+    submitted an hour ago); the second asks its job whole and finds it; the memory is
+    cleared, and the third asks nothing about it."""
+    import sqlite3
+
+    from hpcflow.runners.base import LocalRunner
+    from hpcflow.states import TaskState
+    from hpcflow.tracker.refresh import refresh
+
+    from .test_refresh_apply import Slurm, _row
+
+    engine = _run(tmp_path, ["RUNNING"] * 3, [None] * 3)
+    hour_ago = (utcnow() - timedelta(hours=1)).isoformat(sep=" ")
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        c.execute("UPDATE job SET submitted_at = ?, dependency = NULL", (hour_ago,))
+    done = "2026-12-06T05:00:09"
+    two = _row("77_0", "COMPLETED", done) + _row("77_1", "COMPLETED", done)
+    answers = {"77_0,77_1,77_2": two, "77_2": "", "77": _row("77_2", "COMPLETED", done)}
+    slurm = type("Lab", (Slurm, LocalRunner), {})("", answers)  # files: the local ones
+
+    def once() -> tuple[list[tuple[str, str]], dict[int, tuple[str, object]]]:
+        slurm.calls.clear()
+        with session(engine) as s:
+            run = s.get(Run, "r")
+        refresh(engine, slurm, [run], 0, lost_after=300, force=True)  # type: ignore[arg-type]
+        with session(engine) as s:
+            rows = {t.index: (t.state, t.absent_at) for t in s.exec(select(Task))}
+        return [c for c in slurm.calls if c[0] == "sacct"], rows
+
+    calls, rows = once()
+    assert calls == [("sacct", "77_0,77_1,77_2")]
+    assert rows[2][0] == TaskState.RUNNING.value and rows[2][1] is not None  # held, remembered
+    assert rows[0][0] == "COMPLETED"
+    calls, rows = once()
+    # missing twice: its job, whole; then (every element ended) the chunk's usage, once
+    assert calls == [("sacct", "77_2"), ("sacct", "77"), ("sacct", "77")]
+    assert rows[2] == ("COMPLETED", None)
+    calls, _ = once()
+    assert calls == []  # nothing left to ask

@@ -3,17 +3,31 @@ tests/test_refresh_apply.py):
 - Array jobs with an element pending or maybe requeued: squeue first (``squeue_first``).
 - sacct by task for the tasks squeue does not show pending, and for jobs whose elements all
   run; other jobs whole (``sacct_targets``).
-- A task asked by id that neither shows: its job again, whole (``not_yet_in_sacct``), never
-  taken for lost.
+- A task asked by id that neither shows (``missing``): asked by id again at the next refresh;
+  missing twice, its job again, whole (``late_jobs``). Never taken for lost on that alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from hpcflow.slurm.commands import SacctRow, SqueueRow
 from hpcflow.states import TaskState, map_slurm_state
-from hpcflow.tracker.reconcile import MAYBE_REQUEUED, Key, Tracked
+from hpcflow.tracker.reconcile import MAYBE_REQUEUED, Key, Observation, Tracked
+
+
+@dataclass
+class Answer:
+    """What Slurm said: observations by element, squeue rows, why the answer is degraded (or
+    None), whether sacct was asked at all, and the tasks asked by id that neither showed."""
+
+    seen: dict[Key, Observation]
+    queued: list[SqueueRow]
+    degraded: str | None
+    sacct_asked: bool
+    missing: set[Key] = field(default_factory=set)
+
 
 MAX_TASK_IDS = 1000  # per job; more tasks to ask about than this: ask for the whole job
 
@@ -65,16 +79,33 @@ def _pending_in(row: SqueueRow | None) -> bool:
     return row is not None and map_slurm_state(row.state, row.reason) is TaskState.PENDING
 
 
-def not_yet_in_sacct(
+def missing(
     asked: Iterable[str], rows: Iterable[SacctRow], queued: Mapping[Key, SqueueRow]
-) -> list[str]:
-    """Jobs with a task asked by id that neither sacct nor squeue shows: slurmdbd has not
-    written it yet (it may still be inside the job's meta record). Such jobs are asked for
-    whole, rather than taking the silence for a lost element."""
+) -> set[Key]:
+    """Tasks asked by id that neither sacct nor squeue shows: slurmdbd has not written them
+    yet, or they are still inside their job's meta record (cancelled while pending). Never
+    taken for lost on that alone."""
     seen = {(r.job_id, r.task_id) for r in rows}
-    jobs = set()
+    out: set[Key] = set()
     for i in asked:
         job, sep, task = i.partition("_")
-        if sep and (job, int(task)) not in seen and (job, int(task)) not in queued:
-            jobs.add(job)
-    return sorted(jobs, key=int)
+        if sep and (key := (job, int(task))) not in seen and key not in queued:
+            out.add(key)
+    return out
+
+
+def late_jobs(gone: set[Key], absent_before: set[Key]) -> list[str]:
+    """Jobs to ask sacct again, whole, in this refresh: those with a task that was missing
+    at the last refresh too. A task missing for the first time is asked by id again at the
+    next refresh: slurmdbd's lag of a second or two is waited out there, instead of asking,
+    every refresh, for every task of its job that ended within the margin (700 rows a
+    refresh at the lab's 20 tasks/s). Only a task inside a meta record needs the whole job."""
+    return sorted({job for job, task in gone & absent_before}, key=int)
+
+
+def absent_changes(tracked: Iterable[Tracked], gone: set[Key]) -> tuple[list[int], list[int]]:
+    """(ids to mark missing now, ids missing before and found now): the memory between
+    refreshes that lets a task missing once wait for slurmdbd instead of asking its job."""
+    ts = list(tracked)
+    mark = [t.id for t in ts if t.key in gone and not t.absent]
+    return mark, [t.id for t in ts if t.absent and t.key not in gone]

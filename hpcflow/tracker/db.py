@@ -151,6 +151,11 @@ class Task(SQLModel, table=True):
         sa_column=Column(JSON, nullable=True),
         description="what sacct accounted for it (usage.Usage.as_json), once its chunk ended",
     )
+    absent_at: str | None = Field(
+        default=None,
+        description="when a refresh asked Slurm about it by task id and neither sacct nor "
+        "squeue knew it (UTC); cleared when it shows. Missing twice: its job is asked whole",
+    )
 
 
 class Event(SQLModel, table=True):

@@ -29,6 +29,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (5, [lambda c: _v5(c)]),
     (6, [lambda c: _v6(c)]),
     (7, [lambda c: _v7(c)]),
+    (8, [lambda c: _v8(c)]),
 ]
 
 
@@ -119,6 +120,12 @@ def _v7(c: Any) -> None:
     """Dynamic foreach: a step laid out at run time records its expansion (docs/dynamic.md)."""
     if _columns(c, "step") and "dynamic" not in _columns(c, "step"):
         c.exec_driver_sql("ALTER TABLE step ADD COLUMN dynamic JSON")
+
+
+def _v8(c: Any) -> None:
+    """A task missing from sacct and squeue once is remembered until the next refresh."""
+    if _columns(c, "task") and "absent_at" not in _columns(c, "task"):
+        c.exec_driver_sql("ALTER TABLE task ADD COLUMN absent_at VARCHAR")
 
 
 def _rebuild_event(c: Any) -> None:

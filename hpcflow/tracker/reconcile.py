@@ -24,7 +24,7 @@ The rules, each with a table-driven test in tests/test_reconcile.py:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -71,6 +71,7 @@ class Tracked:
     compensation: bool = False  # every dependency of its job is afternotok
     may_skip: bool = False  # the step's elements may skip themselves (when:)
     reads_result: bool = False  # its result.json decides when the task ends (packed)
+    absent: bool = False  # asked by id at the last refresh, neither sacct nor squeue knew it
 
     @property
     def key(self) -> Key:
@@ -171,15 +172,19 @@ def reconcile(
     now: datetime,
     lost_after: float,
     degraded: bool = False,
+    hold: Set[Key] = frozenset(),
 ) -> list[Change]:
     """The changes to record. ``seen`` from ``observe`` (empty when sacct failed, then
     ``degraded``); ``queued`` from squeue (or ``by_key`` of it, when deciding in slices);
-    ``now`` in UTC."""
+    ``now`` in UTC. Elements in ``hold`` that Slurm did not show are left as they are (asked
+    by id for the first time without an answer: slurmdbd may not have them yet)."""
     q = queued if isinstance(queued, Mapping) else by_key(queued)
     out = []
     for t in tasks:
         key = (t.slurm_job_id, t.task_id)
         o, qrow = seen.get(key), q.get(key)
+        if o is None and qrow is None and key in hold:
+            continue
         if qrow is None and o is not None and unchanged(t, o):
             continue  # most elements, most refreshes: Slurm says what the tracker has
         if o is None and qrow is not None and still_pending(t, qrow):

@@ -23,14 +23,21 @@ from sqlmodel import col, select
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
-from hpcflow.slurm.commands import SacctRow, SqueueRow, ended_within
+from hpcflow.slurm.commands import SacctRow, ended_within
 from hpcflow.states import (
     ACTIVE_RUN_STATES,
     TERMINAL,
     EventKind,
     TaskState,
 )
-from hpcflow.tracker.asking import not_yet_in_sacct, sacct_targets, squeue_first
+from hpcflow.tracker.asking import (
+    Answer,
+    absent_changes,
+    late_jobs,
+    missing,
+    sacct_targets,
+    squeue_first,
+)
 from hpcflow.tracker.db import Run, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.evidence import read_evidence
@@ -38,7 +45,6 @@ from hpcflow.tracker.reconcile import (
     MAYBE_REQUEUED,
     Change,
     Key,
-    Observation,
     Tracked,
     by_key,
     observe,
@@ -131,20 +137,28 @@ def _refresh_due(
     run_dirs = {r.id: r.run_dir for r in due}
     moves: list[tuple[Any, ...]] = []
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    absent: tuple[list[int], list[int]] = ([], [])
     if tracked:
-        seen, queued, out.degraded, out.sacct_asked = ask_slurm(
+        ans = ask_slurm(
             SlurmClient(runner), tracked, window_start(due), window_start(due, LATE_MARGIN)
         )
-        now, squeued = utcnow(), by_key(queued)
+        out.degraded, out.sacct_asked = ans.degraded, ans.sacct_asked
+        now, squeued = utcnow(), by_key(ans.queued)
+        # missing for the first time: asked again next refresh, never LOST on this silence
+        hold = {t.key for t in tracked if t.key in ans.missing and not t.absent}
+        if not ans.degraded:
+            absent = absent_changes(tracked, ans.missing)
         for i in range(0, len(tracked), SLICE):
-            changes = reconcile(tracked[i : i + SLICE], seen, squeued, now=now,
-                                lost_after=lost_after, degraded=bool(out.degraded))  # fmt: skip
+            changes = reconcile(tracked[i : i + SLICE], ans.seen, squeued, now=now,
+                                lost_after=lost_after, degraded=bool(out.degraded),
+                                hold=hold)  # fmt: skip
             _rows(read_evidence(runner, run_dirs, changes), moves, updates)
-        del tracked, seen, squeued
+        del tracked, ans, squeued
     log = EventLog()
     with session(engine) as s:
         log.add_many(s, moves)
         _update_tasks(s, updates)
+        _mark_absent(s, *absent)
         for r in due:
             _settle_run(s, log, r.id, out)
         s.commit()
@@ -215,7 +229,7 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
         }  # fmt: skip
         rows = db.exec_driver_sql(
             'SELECT id, run_id, step, "index", job_id, task_id, state, attempts, exit_code, '
-            'start, "end", node, reason FROM task '
+            'start, "end", node, reason, absent_at FROM task '
             f"WHERE run_id IN ({runs}) AND state IN ({', '.join('?' * len(states))})",
             (*run_ids, *states),
         )
@@ -223,7 +237,7 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
         shared: dict[str, str] = {}
         same = shared.setdefault  # one string object for the values elements share
         for tid, run_id, step, index, job_id, task_id, state, attempts, code, start, end, \
-                node, reason in rows:  # fmt: skip
+                node, reason, absent_at in rows:  # fmt: skip
             job = jobs.get(job_id)
             if job is None or (state in SETTLING and not ended_within(end, local_now, window)):
                 continue  # not submitted yet / settled
@@ -234,7 +248,8 @@ def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
             out.append(
                 Tracked(tid, run_id, step, index, sid, task_id, _STATES[state], attempts, code,
                         start, end, node and same(node, node), reason and same(reason, reason),
-                        submitted_at, has_dependency, compensation, may_skip, reads_result)
+                        submitted_at, has_dependency, compensation, may_skip, reads_result,
+                        absent_at is not None)
             )  # fmt: skip
     return out
 
@@ -251,29 +266,32 @@ def _stamp(text: Any) -> datetime | None:
 
 def ask_slurm(
     client: SlurmClient, tracked: list[Tracked], since: datetime, late_since: datetime | None = None
-) -> tuple[dict[Key, Observation], list[SqueueRow], str | None, bool]:
+) -> Answer:
     """squeue first for the array jobs with pending elements (slurmctld: which are still
     pending, and why); one sacct (-X, alive since ``since``) for the rest, by task where
     that is exact; for the SIGKILLed among them, one more for their step rows (MaxRSS: out of
     memory or not); squeue again only for jobs sacct cannot settle. A task asked by id that
-    neither shows gets its job asked for whole, alive since ``late_since``. Returns (observations,
-    squeue rows, why the answer is degraded or None, whether sacct was asked at all)."""
+    neither shows, and that was missing at the last refresh too (``Tracked.absent``), gets
+    its job asked for whole, alive since ``late_since``."""
     first = squeue_first(tracked)
     answer = client.squeue(first) if first else []
     queued = answer or []
     squeued = first if answer is not None else []
     q = by_key(queued)
     ids = sacct_targets(tracked, q, squeued)
-    degraded = None
+    degraded, late = None, []
+    gone: set[Key] = set()
     try:
         rows = client.sacct(ids, since) if ids else []
-        if late := not_yet_in_sacct(ids, rows, q):
+        gone = missing(ids, rows, q)
+        if gone and (late := late_jobs(gone, {t.key for t in tracked if t.absent})):
             have = {(r.job_id, r.task_id) for r in rows}
             again = client.sacct(late, late_since or since)  # their pending meta record
             rows += [r for r in again if (r.job_id, r.task_id) not in have]
+            gone -= {(r.job_id, r.task_id) for r in again}
         rows = _with_step_data(client, rows, {t.key for t in tracked}, since)
     except SlurmUnavailable as e:
-        rows, late = [], []
+        rows, late, gone = [], [], set()
         degraded = f"{e}: states from squeue only; finished jobs are not updated"
     seen = observe(rows, tracked, datetime.now())  # sacct prints the cluster's local time
     need = [j for j in squeue_needed(tracked, seen) if j not in set(squeued)]
@@ -284,12 +302,13 @@ def ask_slurm(
         printed = sum(1 for r in rows if not r.meta) + len({r.job_id for r in rows if r.meta})
         log.debug(
             "refresh: %d unfinished elements in %d jobs; squeue first for %d jobs; sacct -j "
-            "with %d ids (%d jobs again whole, not yet in slurmdbd) returned %d rows (budget "
-            "%d = elements + jobs); squeue asked about %d more jobs; %d squeue rows",
+            "with %d ids (%d jobs again whole, a task not in slurmdbd at two refreshes) "
+            "returned %d rows (budget %d = elements + jobs); %d tasks not in slurmdbd yet; "
+            "squeue asked about %d more jobs; %d squeue rows",
             len(tracked), jobs, len(first), len(ids), len(late), printed, len(tracked) + jobs,
-            len(need), len(queued),
+            len(gone), len(need), len(queued),
         )  # fmt: skip
-    return seen, queued, degraded, bool(ids)
+    return Answer(seen, queued, degraded, bool(ids), gone)
 
 
 def _with_step_data(
@@ -301,6 +320,15 @@ def _with_step_data(
     keys = [r.job_id if r.task_id is None else f"{r.job_id}_{r.task_id}" for r in killed]
     detail = {(r.job_id, r.task_id): r for r in client.sacct(keys, since, steps=True)}
     return [detail.get((r.job_id, r.task_id), r) for r in rows]
+
+
+def _mark_absent(s: Any, mark: list[int], found: list[int]) -> None:
+    db = s.connection()
+    if mark:
+        at = utcnow().isoformat(timespec="seconds")
+        db.exec_driver_sql("UPDATE task SET absent_at = ? WHERE id = ?", [(at, i) for i in mark])
+    if found:
+        db.exec_driver_sql("UPDATE task SET absent_at = NULL WHERE id = ?", [(i,) for i in found])
 
 
 JSON_COLUMNS = frozenset({"result", "outputs"})
