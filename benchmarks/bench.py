@@ -724,17 +724,22 @@ steps:
     run: 'true'
 """
 
-SACCT_WRAPPER = r"""#!/bin/sh
-# the real sacct (or squeue), recorded: argv, how many rows it printed and how long it took; the log
-# line is written by the shell (no interpreter start after the clock stops: the refresh
-# that waits for this wrapper would pay for it, its own_s would not)
-t0=$(date +%s%N)
+SACCT_WRAPPER = r"""#!/bin/bash
+# the real sacct (or squeue), recorded: argv, how many rows it printed and how long it took.
+# Builtins only around the tool ($EPOCHREALTIME, no `date`, no `wc`): the refresh waits for
+# this wrapper, so whatever it spends besides the tool is charged to the refresh, not to
+# own_s. The log line is written by the shell: no interpreter starts after the clock stops.
+t0=${EPOCHREALTIME/[.,]/}
 out=$(/usr/bin/CMD "$@"); rc=$?
-t1=$(date +%s%N)
-[ -n "$out" ] && printf '%s\n' "$out"
-rows=0; [ -n "$out" ] && rows=$(printf '%s\n' "$out" | wc -l)
+t1=${EPOCHREALTIME/[.,]/}
+rows=0
+if [ -n "$out" ]; then
+  printf '%s\n' "$out"
+  nl=${out//[!$'\n']/}
+  rows=$((${#nl} + 1))
+fi
 printf '{"cmd": "CMD", "rows": %d, "own_ns": %d, "argv": "%s"}\n' "$rows" \
-  "$((t1 - t0))" "$*" >> "$FAKE_SLURM/calls.log"
+  "$(((t1 - t0) * 1000))" "$*" >> "$FAKE_SLURM/calls.log"
 exit $rc
 """
 

@@ -151,6 +151,7 @@ def _apply(
             t.exit_code = None
             t.start = t.end = t.node = None
             t.usage = None  # the new attempt's, once its chunk ends
+            t.absent_at = None  # a new Slurm task: not missed yet
             s.add(t)
             out.by_step[t.step] = out.by_step.get(t.step, 0) + 1
         out.tasks += len(nj.tasks)
