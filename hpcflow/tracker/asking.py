@@ -107,5 +107,5 @@ def absent_changes(tracked: Iterable[Tracked], gone: set[Key]) -> tuple[list[int
     """(ids to mark missing now, ids missing before and found now): the memory between
     refreshes that lets a task missing once wait for slurmdbd instead of asking its job."""
     ts = list(tracked)
-    mark = [t.id for t in ts if t.key in gone and not t.absent]
+    mark = [t.id for t in ts if not t.absent and t.key in gone] if gone else []
     return mark, [t.id for t in ts if t.absent and t.key not in gone]
