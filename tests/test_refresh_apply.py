@@ -244,3 +244,34 @@ def test_sacct_is_not_asked_when_squeue_holds_every_element_pending() -> None:
     ans = ask_slurm(SlurmClient(slurm), tracked, datetime.now())  # type: ignore[arg-type]
     assert slurm.calls == [("squeue", "60")] and not ans.sacct_asked and ans.degraded is None
     assert len(ans.queued) == 4 and ans.seen == {}
+
+
+class Hung(Slurm):
+    """sacct never answers (slurmdbd busy): the runner's timeout fires."""
+
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def]
+        from hpcflow.errors import RunnerTimeout
+
+        if argv[0] == "sacct":
+            self.calls.append((argv[0], argv[argv.index("-j") + 1]))
+            raise RunnerTimeout("sacct -X: no answer within 120s")
+        return super().run(argv, **kw)
+
+
+def test_a_sacct_that_hangs_degrades_the_refresh_instead_of_failing_it() -> None:
+    """A hung sacct is an unavailable one: the refresh answers from squeue and says why,
+    and the once-per-chunk usage is left for later; neither fails the command."""
+    from datetime import datetime
+    from unittest.mock import MagicMock
+
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.tracker.usage import collect_usage
+
+    slurm = Hung(SQUEUE, {})
+    seen, queued, degraded = _ask(slurm)
+    assert degraded is not None and "no answer within 120 s" in degraded
+    assert queued[("50", 7)] == "PENDING" and queued[("50", 0)] == "RUNNING"
+    db = MagicMock()
+    db.exec_driver_sql.return_value = [(1, "50", "2026-12-06T05:00:09", datetime(2026, 12, 6))]
+    assert collect_usage(db, SlurmClient(slurm), ["r"]) == 0  # type: ignore[arg-type]
+    assert slurm.calls[-1][0] == "sacct"  # it was asked, and gave no answer

@@ -14,7 +14,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from hpcflow.errors import RunnerError, SlurmError, SlurmRefused, SlurmUnavailable
+from hpcflow.errors import (
+    RunnerError,
+    RunnerTimeout,
+    SlurmError,
+    SlurmRefused,
+    SlurmUnavailable,
+)
 from hpcflow.runners.base import Result, Runner
 from hpcflow.slurm.commands import (
     SHOW_CONFIG_ARGV,
@@ -43,6 +49,7 @@ from hpcflow.spec.site import Site
 from hpcflow.util.units import parse_duration_s
 
 TEMPORARY_TRIES = 5
+SACCT_TIMEOUT_S = 120  # slurmdbd answers large queries slowly; longer than this is "unavailable"
 SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
 
 
@@ -113,7 +120,7 @@ class SlurmClient:
         rows: list[SacctRow] = []
         for part in _id_batches(job_ids):
             argv = sacct_argv(part, since.strftime(SLURM_TIME), steps=steps)
-            res = self.runner.run(argv, timeout=120)
+            res = self._sacct(argv)
             if not res.ok:
                 lines = _why(res).splitlines()
                 raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
@@ -125,12 +132,20 @@ class SlurmClient:
         job: docs/efficiency.md); SlurmUnavailable when sacct fails."""
         out: dict[tuple[str, int | None], Usage] = {}
         for part in _id_batches(job_ids):
-            res = self.runner.run(usage_argv(part, since.strftime(SLURM_TIME)), timeout=120)
+            res = self._sacct(usage_argv(part, since.strftime(SLURM_TIME)))
             if not res.ok:
                 lines = _why(res).splitlines()
                 raise SlurmUnavailable(f"sacct failed ({lines[-1] if lines else 'no output'})")
             out.update(parse_usage(res.stdout))
         return out
+
+    def _sacct(self, argv: list[str]) -> Result:
+        """A sacct that hangs (slurmdbd busy or unreachable) is an unavailable one, as one that
+        fails: the refresh falls back to squeue instead of failing the command."""
+        try:
+            return self.runner.run(argv, timeout=SACCT_TIMEOUT_S)
+        except RunnerTimeout as e:
+            raise SlurmUnavailable(f"sacct gave no answer within {SACCT_TIMEOUT_S} s") from e
 
     def squeue(self, job_ids: list[str]) -> list[SqueueRow] | None:
         """Queued and running elements of these jobs; None when slurmctld does not answer."""
