@@ -589,6 +589,10 @@ def _calls(d: Path) -> list[dict]:
     for c in calls:  # the lab wrapper's line: argv joined by spaces (none inside), ns
         if isinstance(c["argv"], str):
             c["argv"], c["own_s"] = c["argv"].split(), c.pop("own_ns") / 1e9
+        if "saved" in c:  # the lab wrapper saves the output: its rows are counted here
+            out = Path(c.pop("saved"))
+            c["rows"] = out.read_text().count("\n") if out.exists() else 0
+            out.unlink(missing_ok=True)
     return calls
 
 
@@ -602,14 +606,18 @@ def _bare(argv: list[str], env: dict[str, str], runs: int = 3) -> float:
     return sorted(walls)[len(walls) // 2]
 
 
-def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str) -> dict:
+def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str,
+                  nice: int = 0) -> dict:  # fmt: skip
     """One forced refresh in a fresh process (what `hpcflow status` pays), then the bare
-    sacct it ran, same argv, timed alone."""
+    sacct it ran, same argv, timed alone. ``nice``: the refresh process's niceness."""
+    import os
+
     tracked = _unfinished(d / "t.db")
     jobs = _unfinished_jobs(d / "t.db")
     # cwd: python -c puts the working directory first on sys.path, before PYTHONPATH
     p = subprocess.run([sys.executable, "-c", REFRESH_ONE, str(d / "t.db"), run_id],
-                       capture_output=True, text=True, env=env, cwd=d)  # fmt: skip
+                       capture_output=True, text=True, env=env, cwd=d,
+                       preexec_fn=(lambda: os.nice(nice)) if nice else None)  # fmt: skip
     if p.returncode:
         raise SystemExit(p.stderr)
     r = json.loads(p.stdout)
@@ -725,29 +733,27 @@ steps:
 """
 
 SACCT_WRAPPER = r"""#!/bin/bash
-# the real sacct (or squeue), recorded: argv, how many rows it printed and how long it took.
-# Builtins only around the tool ($EPOCHREALTIME, no `date`, no `wc`): the refresh waits for
-# this wrapper, so whatever it spends besides the tool is charged to the refresh, not to
-# own_s. The log line is written by the shell: no interpreter starts after the clock stops.
+# the real sacct (or squeue), recorded: argv, its output and how long it took. Builtins only
+# after the tool ($EPOCHREALTIME, no `date`, no `wc`, no pattern substitution over the
+# output): the refresh waits for this wrapper, so what it spends besides the tool is charged
+# to the refresh, not to own_s. The harness counts the rows of the saved output afterwards.
 t0=${EPOCHREALTIME/[.,]/}
 out=$(/usr/bin/CMD "$@"); rc=$?
 t1=${EPOCHREALTIME/[.,]/}
-rows=0
-if [ -n "$out" ]; then
-  printf '%s\n' "$out"
-  nl=${out//[!$'\n']/}
-  rows=$((${#nl} + 1))
-fi
-printf '{"cmd": "CMD", "rows": %d, "own_ns": %d, "argv": "%s"}\n' "$rows" \
+[ -n "$out" ] && printf '%s\n' "$out"
+saved="$FAKE_SLURM/out.$$.$t0"
+[ -n "$out" ] && printf '%s\n' "$out" > "$saved"
+printf '{"cmd": "CMD", "saved": "%s", "own_ns": %d, "argv": "%s"}\n' "$saved" \
   "$(((t1 - t0) * 1000))" "$*" >> "$FAKE_SLURM/calls.log"
 exit $rc
 """
 
 
-def bench_refresh_lab(n: int) -> None:
+def bench_refresh_lab(n: int, nice: int = 0) -> None:
     """(b) on the lab cluster: an n-element array runs while refreshes (each in a fresh
     process) ask the real sacct, through a wrapper that counts rows; each is compared with
-    the same sacct argv run alone right after."""
+    the same sacct argv run alone right after. ``nice`` < 0 (root): the refresh ahead of the
+    lab's daemons and jobs on the machine's cores, as on a login node that runs neither."""
     import os
 
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
@@ -770,10 +776,12 @@ def bench_refresh_lab(n: int) -> None:
         print("it runs (the drain is ~17-20 tasks/s); sacct s: the refresh's own sacct call,")
         print("timed by the wrapper around it; whole s: a plain `sacct -X` of the jobs of the")
         print("unfinished elements, run right after; ratios: refresh wall / each")
+        if nice:
+            print(f"the refresh process runs at niceness {nice}")
         print(REFRESH_HEAD)
         ratios, wholes, slurm = [], [], []
         while True:
-            r = _refresh_once(d, sub["run_id"], env, "/usr/bin/sacct")
+            r = _refresh_once(d, sub["run_id"], env, "/usr/bin/sacct", nice)
             if r["bare_s"]:
                 ratios.append(r["wall_s"] / r["bare_s"])
             if r["whole_s"]:
@@ -803,6 +811,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--against", help="tracker, refresh: also measure this checkout, same run")
     ap.add_argument("--elements", type=int, default=100_000, help="tracker: run size")
+    ap.add_argument("--nice", type=int, default=0, help="refresh-lab: the refresh's niceness")
     a = ap.parse_args()
     if a.what in ("compile", "all"):
         bench_compile()
@@ -815,7 +824,7 @@ def main() -> None:
     if a.what in ("refresh", "all"):
         bench_refresh([int(x) for x in a.sizes.split(",")], a.against)
     if a.what == "refresh-lab":
-        bench_refresh_lab(a.n if a.n != 200 else 5000)
+        bench_refresh_lab(a.n if a.n != 200 else 5000, a.nice)
     if a.what in ("pack", "all"):
         bench_pack(a.n if a.n != 200 else 2000, a.pack)
 

@@ -129,3 +129,47 @@ def test_states_over_time_end_where_the_run_ended(tmp_path: Path) -> None:
     assert all(len(v) == BINS for v in series.values())
     assert series["PENDING"][0] == sum(totals.values())
     assert {k: v[-1] for k, v in series.items() if v[-1]} == final
+
+
+def test_collected_usage_lands_on_every_element_of_its_task(tmp_path: Path) -> None:
+    """A real tracker: array job 39 ended (elements 1 and 2 packed in task 1). One sacct,
+    and each element stores its task's usage; the job is marked and never asked again."""
+    import json as _json
+
+    from hpcflow.runners.base import LocalRunner, Result
+    from hpcflow.slurm.client import SlurmClient
+    from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session
+    from hpcflow.tracker.usage import collect_usage
+
+    class Sacct(LocalRunner):
+        asked: list[list[str]] = []
+
+        def run(self, argv, **_):  # type: ignore[no-untyped-def, override]
+            self.asked.append(argv)
+            return Result(argv, 0, (CAP / "sacct-usage.txt").read_text(), "")
+
+    engine = open_db(tmp_path / "t.db")
+    with session(engine) as s:
+        s.add(Run(id="r", workflow="w", site="lab", state="COMPLETED", run_dir="/x",
+                  workflow_path="/w.yaml"))  # fmt: skip
+        s.flush()
+        s.add(StepRow(run_id="r", name="a", position=0, total=3))
+        s.add(Job(id=1, run_id="r", step="a", job_index=0, chunk=0, name="hpcflow.r.a.0",
+                  slurm_job_id="39", array="0-1",
+                  submitted_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))  # fmt: skip
+        s.flush()
+        for index, task in ((0, 0), (1, 1), (2, 1)):
+            s.add(Task(run_id="r", step="a", index=index, job_id=1, task_id=task,
+                       state="COMPLETED", end="2026-12-01T00:00:00"))  # fmt: skip
+        s.commit()
+    runner = Sacct()
+    with session(engine) as s:
+        assert collect_usage(s.connection(), SlurmClient(runner), ["r"]) == 1
+        s.commit()
+    with session(engine) as s:
+        db = s.connection()
+        used = {i: _json.loads(u) for i, u in db.exec_driver_sql('SELECT "index", usage FROM task')}
+        assert used[1] == used[2] and used[0] != used[1]
+        assert all(u["alloc_cpus"] == 4 for u in used.values()), used
+        assert collect_usage(db, SlurmClient(runner), ["r"]) == 0
+    assert len(runner.asked) == 1  # once in the life of the chunk

@@ -74,18 +74,17 @@ def collect_usage(db: Any, client: SlurmClient, run_ids: Sequence[str]) -> int:
             log.info("usage: not collected this time: %s", e)
             return done
         for job_id, sid, last_end, _ in part:
-            tids = [t for (t,) in db.exec_driver_sql(
-                "SELECT DISTINCT task_id FROM task WHERE job_id = ?", (job_id,))]  # fmt: skip
+            rows = list(db.exec_driver_sql("SELECT id, task_id FROM task WHERE job_id = ?",
+                                           (job_id,)))  # fmt: skip
+            tids = list(dict.fromkeys(t for _, t in rows))
             if not settled(usage, sid, tids, last_end, local_now):
                 continue
-            params = [
-                (json.dumps(usage[(sid, t)].as_json()), job_id, t)
-                for t in tids
-                if (sid, t) in usage
-            ]
+            # by primary key: `job_id = ? AND task_id IS ?` scans the job's tasks per update
+            # (a 5,000-task array: 25 million row visits, 2.8 s)
+            params = [(json.dumps(usage[(sid, t)].as_json()), i) for i, t in rows
+                      if (sid, t) in usage]  # fmt: skip
             if params:
-                q = "UPDATE task SET usage = ? WHERE job_id = ? AND task_id IS ?"
-                db.exec_driver_sql(q, params)
+                db.exec_driver_sql("UPDATE task SET usage = ? WHERE id = ?", params)
             db.exec_driver_sql("UPDATE job SET usage_done = 1 WHERE id = ?", (job_id,))
             done += 1
     log.debug("usage: collected for %d of %d finished jobs", done, len(jobs))
