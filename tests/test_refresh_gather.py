@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session, utcnow
-from hpcflow.tracker.refresh import gather, window_start
+from hpcflow.tracker.refresh import window_start
+from hpcflow.tracker.tracked import gather
 
 
 def _run(tmp_path: Path, states: list[str], ends: list[str | None]) -> object:
@@ -102,3 +104,77 @@ def test_a_task_missing_once_waits_and_missing_twice_asks_its_job(tmp_path: Path
     assert rows[2] == ("COMPLETED", None)
     calls, _ = once()
     assert calls == []  # nothing left to ask
+
+
+@pytest.mark.parametrize(
+    ("squeue", "ranges"),
+    [
+        ("50_[6-9]|PENDING|Priority\n50_4|RUNNING|None\n", [("50", 6, 9, "Priority")]),
+        ("50_[1-3,7]|PENDING|Dependency\n",
+         [("50", 1, 3, "Dependency"), ("50", 7, 7, "Dependency")]),
+        ("50_[0-4%2]|PENDING|JobArrayTaskLimit\n50_5|PENDING|Resources\n60_[0-1]|PENDING|Priority\n",
+         [("50", 0, 4, "JobArrayTaskLimit"), ("50", 5, 5, "Resources"), ("60", 0, 1, "Priority")]),
+        ("50_[0-3]|PENDING|DependencyNeverSatisfied\n", []),  # not pending: UPSTREAM_FAILED
+        ("70|PENDING|Priority\n", []),  # not an array
+    ],
+)  # fmt: skip
+def test_pending_ranges_from_squeue(squeue: str, ranges: list) -> None:
+    from hpcflow.slurm.commands import parse_squeue
+    from hpcflow.tracker.asking import pending_ranges
+
+    assert pending_ranges(parse_squeue(squeue)) == ranges
+
+
+def test_elements_squeue_shows_pending_as_tracked_are_not_read(tmp_path: Path) -> None:
+    """Skipped: PENDING, never started, the reason squeue gives. Read: another reason, a
+    started element, and everything outside the ranges."""
+    engine = _run(tmp_path, ["PENDING"] * 8 + ["RUNNING", "UNKNOWN"], [None] * 10)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        c.execute("UPDATE task SET reason = 'Priority' WHERE \"index\" BETWEEN 0 AND 7")
+        c.execute("UPDATE task SET reason = 'Resources' WHERE \"index\" = 5")
+        c.execute("UPDATE task SET node = 'vm' WHERE \"index\" = 6")  # requeued after a start
+    got = gather(engine, ["r"], [("77", 2, 9, "Priority")])  # type: ignore[arg-type]
+    assert sorted(t.index for t in got) == [0, 1, 5, 6, 8, 9]
+    assert len(gather(engine, ["r"], [("99", 0, 9, "Priority")])) == 10  # another job: all  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("skipping", [True, False])
+def test_a_refresh_decides_the_same_without_reading_the_queued_elements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skipping: bool
+) -> None:
+    """The same run, the same Slurm answers: with the queued elements left unread, and with
+    every element read, the tracker ends up the same (checked against one expected table)."""
+    import sqlite3
+
+    from hpcflow.runners.base import LocalRunner
+    from hpcflow.tracker import tracked
+    from hpcflow.tracker.refresh import refresh
+
+    from .test_refresh_apply import Slurm, _row
+
+    if not skipping:
+        monkeypatch.setattr(tracked, "MAX_SKIP_RANGES", 0)
+    engine = _run(tmp_path, ["RUNNING"] * 4 + ["PENDING"] * 6, [None] * 10)
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        c.execute("UPDATE task SET reason = 'Priority' WHERE state = 'PENDING'")
+        c.execute("UPDATE task SET node = 'vm', start = '2026-12-06T05:00:00' "
+                  "WHERE state = 'RUNNING'")  # fmt: skip
+        c.execute("UPDATE job SET dependency = NULL")
+    squeue = "77_[6-9]|PENDING|Priority\n" + "".join(f"77_{i}|RUNNING|None\n" for i in (0, 1, 2, 4))
+    done = "2026-12-06T05:00:09"
+    sacct = "".join(_row(f"77_{i}", "RUNNING") for i in (0, 1, 2, 4))
+    sacct += _row("77_3", "COMPLETED", done) + _row("77_5", "FAILED", done)
+    slurm = type("Lab", (Slurm, LocalRunner), {})(squeue, {"77_0,77_1,77_2,77_3,77_4,77_5": sacct})
+    with session(engine) as s:
+        run = s.get(Run, "r")
+    refresh(engine, slurm, [run], 0, force=True)  # type: ignore[arg-type]
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        states = dict(c.execute('SELECT "index", state FROM task WHERE job_id = 1'))
+    want = ["RUNNING"] * 3 + ["COMPLETED", "RUNNING", "FAILED"] + ["PENDING"] * 4
+    assert states == dict(enumerate(want))
+    assert [c for c in slurm.calls if c[0] == "sacct"][0] == (
+        "sacct",
+        "77_0,77_1,77_2,77_3,77_4,77_5",
+    )

@@ -109,3 +109,24 @@ def absent_changes(tracked: Iterable[Tracked], gone: set[Key]) -> tuple[list[int
     ts = list(tracked)
     mark = [t.id for t in ts if not t.absent and t.key in gone] if gone else []
     return mark, [t.id for t in ts if t.absent and t.key not in gone]
+
+
+def pending_ranges(queued: Iterable[SqueueRow]) -> list[tuple[str, int, int, str | None]]:
+    """squeue's pending array tasks as runs of consecutive task ids per job and reason:
+    (job, first, last, reason). The refresh does not read the elements in them that the
+    tracker has pending for that reason (``tracked.gather``): most of a big queued array."""
+    by: dict[tuple[str, str | None], list[int]] = {}
+    for r in queued:
+        if r.task_id is not None and _pending_in(r):
+            by.setdefault((r.job_id, r.reason or None), []).append(r.task_id)
+    out = []
+    for (job, reason), ids in sorted(by.items(), key=lambda kv: (int(kv[0][0]), kv[0][1] or "")):
+        ids.sort()
+        lo = prev = ids[0]
+        for i in ids[1:]:
+            if i != prev + 1:
+                out.append((job, lo, prev, reason))
+                lo = i
+            prev = i
+        out.append((job, lo, prev, reason))
+    return out

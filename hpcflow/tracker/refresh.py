@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -23,18 +23,18 @@ from sqlmodel import col, select
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
-from hpcflow.slurm.commands import SacctRow, ended_within
+from hpcflow.slurm.commands import SacctRow, SqueueRow
 from hpcflow.states import (
     ACTIVE_RUN_STATES,
     TERMINAL,
     EventKind,
-    TaskState,
 )
 from hpcflow.tracker.asking import (
     Answer,
     absent_changes,
     late_jobs,
     missing,
+    pending_ranges,
     sacct_targets,
     squeue_first,
 )
@@ -42,7 +42,6 @@ from hpcflow.tracker.db import Run, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.evidence import read_evidence
 from hpcflow.tracker.reconcile import (
-    MAYBE_REQUEUED,
     Change,
     Key,
     Tracked,
@@ -52,6 +51,7 @@ from hpcflow.tracker.reconcile import (
     squeue_needed,
 )
 from hpcflow.tracker.runstate import db_stamp, derived
+from hpcflow.tracker.tracked import gather, squeue_jobs
 from hpcflow.tracker.usage import collect_usage
 from hpcflow.util.gcpause import gc_paused
 from hpcflow.util.locks import FileLock
@@ -133,15 +133,19 @@ SLICE = 5_000
 def _refresh_due(
     engine: Engine, runner: Runner, due: list[Run], lost_after: int, out: Refreshed
 ) -> None:
-    tracked = gather(engine, [r.id for r in due])
+    run_ids, client = [r.id for r in due], SlurmClient(runner)
+    # squeue first (slurmctld): the elements it shows pending as the tracker has them are
+    # not even read; it is asked about the array jobs with an element pending
+    first = squeue_jobs(engine, run_ids)
+    pre = (first, client.squeue(first) if first else [])
+    tracked = gather(engine, run_ids, pending_ranges(pre[1] or []))
     run_dirs = {r.id: r.run_dir for r in due}
     moves: list[tuple[Any, ...]] = []
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     absent: tuple[list[int], list[int]] = ([], [])
+    out.sacct_asked = bool(tracked) or not first  # all pending in squeue: sacct not asked
     if tracked:
-        ans = ask_slurm(
-            SlurmClient(runner), tracked, window_start(due), window_start(due, LATE_MARGIN)
-        )
+        ans = ask_slurm(client, tracked, window_start(due), window_start(due, LATE_MARGIN), pre)
         out.degraded, out.sacct_asked = ans.degraded, ans.sacct_asked
         now, squeued = utcnow(), by_key(ans.queued)
         # missing for the first time: asked again next refresh, never LOST on this silence
@@ -176,11 +180,7 @@ WINDOW_MARGIN = timedelta(minutes=10)
 # after that: its job is asked for again from the last refresh's end minus this margin (the
 # refresh's own length, up to seconds at 100,000 elements, and clock skew), not the window.
 LATE_MARGIN = timedelta(seconds=30)
-# NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
-REQUEUE_WINDOW = timedelta(minutes=10)
-UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
 ENDED = frozenset(st.value for st in TERMINAL)
-SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
 
 
 def window_start(due: list[Run], margin: timedelta = WINDOW_MARGIN) -> datetime:
@@ -198,84 +198,23 @@ def window_start(due: list[Run], margin: timedelta = WINDOW_MARGIN) -> datetime:
     return datetime.now() - (utcnow() - utc)
 
 
-def gather(engine: Engine, run_ids: list[str]) -> list[Tracked]:
-    """The submitted elements of these runs that Slurm may still change: unfinished ones, and
-    NODE_FAIL/PREEMPTED ones shortly after they ended (Slurm may requeue them). Finished
-    elements are never asked about again. Plain SQL through the driver, and the few job and
-    step rows joined here, not per element in SQL: this runs per poll, over up to every
-    element of the run."""
-    states = UNFINISHED + SETTLING
-    runs = ", ".join("?" * len(run_ids))
-    local_now = datetime.now()  # sacct's End is the cluster's local time
-    window = REQUEUE_WINDOW.total_seconds()
-    with session(engine) as s:
-        db = s.connection()
-        jobs = {
-            jid: (sid, _stamp(submitted), bool(dependency))
-            for jid, sid, submitted, dependency in db.exec_driver_sql(
-                "SELECT id, slurm_job_id, submitted_at, dependency FROM job "
-                f"WHERE run_id IN ({runs}) AND slurm_job_id IS NOT NULL",
-                tuple(run_ids),
-            )
-        }
-        steps = {
-            (run_id, name): (run_id, name, (role or "").startswith("compensation"),
-                             bool(may_skip), bool(reads_result))
-            for run_id, name, role, may_skip, reads_result in db.exec_driver_sql(
-                f"SELECT run_id, name, role, may_skip, reads_result FROM step "
-                f"WHERE run_id IN ({runs})",
-                tuple(run_ids),
-            )
-        }  # fmt: skip
-        # the sqlite3 cursor itself: SQLAlchemy's row wrapper costs ~2 us a row, per poll
-        rows = db.connection.driver_connection.execute(  # type: ignore[union-attr]
-            'SELECT id, run_id, step, "index", job_id, task_id, state, attempts, exit_code, '
-            'start, "end", node, reason, absent_at FROM task '
-            f"WHERE run_id IN ({runs}) AND state IN ({', '.join('?' * len(states))})",
-            (*run_ids, *states),
-        )
-        out = []
-        shared: dict[str, str] = {}
-        same = shared.setdefault  # one string object for the values elements share
-        for tid, run_id, step, index, job_id, task_id, state, attempts, code, start, end, \
-                node, reason, absent_at in rows:  # fmt: skip
-            job = jobs.get(job_id)
-            if job is None or (state in SETTLING and not ended_within(end, local_now, window)):
-                continue  # not submitted yet / settled
-            sid, submitted_at, has_dependency = job
-            run_id, step, compensation, may_skip, reads_result = steps.get(
-                (run_id, step), (run_id, step, False, False, False)
-            )
-            out.append(
-                Tracked(tid, run_id, step, index, sid, task_id, _STATES[state], attempts, code,
-                        start, end, node and same(node, node), reason and same(reason, reason),
-                        submitted_at, has_dependency, compensation, may_skip, reads_result,
-                        absent_at is not None)
-            )  # fmt: skip
-    return out
-
-
-_STATES = {st.value: st for st in TaskState}
-
-
-def _stamp(text: Any) -> datetime | None:
-    """A DateTime column as the driver returns it (SQLAlchemy's text, UTC) -> aware."""
-    if text is None or isinstance(text, datetime):
-        return text
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-
-
 def ask_slurm(
-    client: SlurmClient, tracked: list[Tracked], since: datetime, late_since: datetime | None = None
+    client: SlurmClient,
+    tracked: list[Tracked],
+    since: datetime,
+    late_since: datetime | None = None,
+    pre: tuple[list[str], list[SqueueRow] | None] | None = None,
 ) -> Answer:
     """squeue first for the array jobs with pending elements (slurmctld: which are still
     pending, and why); one sacct (-X, alive since ``since``) for the rest, by task where
     that is exact; for the SIGKILLed among them, one more for their step rows (MaxRSS: out of
     memory or not); squeue again only for jobs sacct cannot settle. A task asked by id that
     neither shows, and that was missing at the last refresh too (``Tracked.absent``), gets
-    its job asked for whole, alive since ``late_since``."""
-    first = squeue_first(tracked)
-    answer = client.squeue(first) if first else []
+    its job asked for whole, alive since ``late_since``. ``pre``: squeue already asked
+    (the jobs, its answer or None), before the elements were read."""
+    first, answer = pre if pre is not None else (squeue_first(tracked), None)
+    if pre is None:
+        answer = client.squeue(first) if first else []
     queued = answer or []
     squeued = first if answer is not None else []
     q = by_key(queued)
