@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from hpcflow.compile.plan import compile_plan  # noqa: E402
 from hpcflow.render.scripts import render_run  # noqa: E402
 from hpcflow.slurm.commands import SACCT_FIELDS  # noqa: E402
+from hpcflow.slurm.usage import USAGE_FIELDS  # noqa: E402
 from hpcflow.spec.site import load_site  # noqa: E402
 from hpcflow.spec.validate import load_workflow  # noqa: E402
 
@@ -626,7 +627,10 @@ def _refresh_once(d: Path, run_id: str, env: dict[str, str], bare_sacct: str,
     r["squeue_s"] = sum(c["own_s"] for c in calls if c.get("cmd") == "squeue")
     r["tracked"] = tracked
     r["sacct_calls"] = len(sacct)
-    r["rows"] = sum(c["rows"] for c in sacct)
+    # the once-per-chunk usage query (step rows) is not a poll: its rows are shown apart
+    usage = [c for c in sacct if f"--format={','.join(USAGE_FIELDS)}" in c["argv"]]
+    r["usage_rows"] = sum(c["rows"] for c in usage)
+    r["rows"] = sum(c["rows"] for c in sacct) - r["usage_rows"]
     ids = sacct[0]["argv"][sacct[0]["argv"].index("-j") + 1].split(",") if sacct else []
     r["jobs"] = len({i.split("_")[0] for i in ids})
     if sacct and all("own_s" in c for c in sacct):  # the real sacct, timed where it ran
@@ -789,6 +793,8 @@ def bench_refresh_lab(n: int, nice: int = 0) -> None:
             if r["bare_s"] + r["squeue_s"]:
                 slurm.append(r["wall_s"] / (r["bare_s"] + r["squeue_s"]))
             label = f"running, squeue {r['squeue_s']:.3f} s" if r["tracked"] else "after: done"
+            if r["usage_rows"]:
+                label = f"{label[:16]}, usage {r['usage_rows']} rows"
             _refresh_row(label, n, r)
             if not r["tracked"]:
                 break

@@ -30,12 +30,17 @@ def squeue_jobs(engine: Engine, run_ids: list[str]) -> list[str]:
     runs = ", ".join("?" * len(run_ids))
     since = (datetime.now() - REQUEUE_WINDOW).strftime("%Y-%m-%dT%H:%M:%S")
     with session(engine) as s:
+        # two SELECTs, not one with OR, and `+run_id` (not its index): each walks the state
+        # index over its few rows, not every element of the run
+        part = (
+            "SELECT j.slurm_job_id FROM task t JOIN job j ON j.id = t.job_id "
+            f"WHERE +t.run_id IN ({runs}) AND t.task_id IS NOT NULL "
+            "AND j.slurm_job_id IS NOT NULL AND t.state IN "
+        )
+        marks = ", ".join("?" * len(SETTLING))
         got = s.connection().exec_driver_sql(
-            "SELECT DISTINCT j.slurm_job_id FROM task t JOIN job j ON j.id = t.job_id "
-            f"WHERE t.run_id IN ({runs}) AND t.task_id IS NOT NULL "
-            "AND j.slurm_job_id IS NOT NULL AND (t.state = 'PENDING' OR "
-            f'(t.state IN ({", ".join("?" * len(SETTLING))}) AND t."end" >= ?))',
-            (*run_ids, *SETTLING, since),
+            f"{part}('PENDING') UNION {part}({marks}) AND t.\"end\" >= ?",
+            (*run_ids, *run_ids, *SETTLING, since),
         )
         return sorted((sid for (sid,) in got), key=int)
 
