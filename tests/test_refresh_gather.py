@@ -137,6 +137,10 @@ def test_elements_squeue_shows_pending_as_tracked_are_not_read(tmp_path: Path) -
         c.execute("UPDATE task SET node = 'vm' WHERE \"index\" = 6")  # requeued after a start
     got = gather(engine, ["r"], [("77", 2, 9, "Priority")])  # type: ignore[arg-type]
     assert sorted(t.index for t in got) == [0, 1, 5, 6, 8, 9]
+    with sqlite3.connect(tmp_path / "t.db") as c:  # missed at the last refresh: read
+        c.execute("UPDATE task SET absent_at = '2026-12-06T05:00:00' WHERE \"index\" = 3")
+    got = gather(engine, ["r"], [("77", 2, 9, "Priority")])  # type: ignore[arg-type]
+    assert sorted(t.index for t in got) == [0, 1, 3, 5, 6, 8, 9]
     assert len(gather(engine, ["r"], [("99", 0, 9, "Priority")])) == 10  # another job: all  # type: ignore[arg-type]
 
 

@@ -123,7 +123,8 @@ def _skipping(
     skip: list[PendingRange], jobs: dict[int, tuple[str, Any, bool]]
 ) -> tuple[str, list[Any]]:
     """SQL (and its parameters) that leaves out the elements squeue shows pending as the
-    tracker has them: PENDING, never started, the same reason (``reconcile.still_pending``)."""
+    tracker has them: PENDING, never started, the same reason (``reconcile.still_pending``).
+    An element missed at the last refresh is read all the same, so its mark is cleared."""
     if not skip or len(skip) > MAX_SKIP_RANGES:
         return "", []
     rows: dict[str, list[int]] = {}
@@ -138,6 +139,6 @@ def _skipping(
         return "", []
     return (
         " AND NOT (state = 'PENDING' AND task_id IS NOT NULL AND start IS NULL AND node IS NULL"
-        " AND (" + " OR ".join(clauses) + "))",
+        " AND absent_at IS NULL AND (" + " OR ".join(clauses) + "))",
         params,
     )
