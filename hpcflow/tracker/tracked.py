@@ -18,7 +18,6 @@ from hpcflow.tracker.reconcile import MAYBE_REQUEUED, Tracked
 REQUEUE_WINDOW = timedelta(minutes=10)
 UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
 SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
-QUEUED_STATES = [st.value for st in MAYBE_REQUEUED]
 # (Slurm job id, first task id, last task id, squeue's reason): a run of an array's tasks
 # that squeue shows pending for that reason
 PendingRange = tuple[str, int, int, str | None]
