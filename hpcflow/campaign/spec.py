@@ -159,6 +159,7 @@ class LoadedCampaign:
 
 
 _CANONICAL_INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
+MAX_EVENTS = 2_000_000  # a campaign's events (docs/campaigns.md); the tracker keeps each
 
 
 def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
@@ -166,6 +167,10 @@ def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
     every one is a plain decimal integer; a duplicate is reported at its own line."""
     ev = c.events
     if ev.range is not None:
+        n = ev.range[1] - ev.range[0] + 1
+        if n > MAX_EVENTS:  # before a list of them is made
+            why = f"events: {n:,} events, over the bound of {MAX_EVENTS:,}; split the campaign"
+            raise InvalidInput([doc.problem(("events", "range"), why)])
         return list(range(ev.range[0], ev.range[1] + 1))
     if ev.values is not None:
         try:
@@ -176,7 +181,7 @@ def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
         return list(ev.values)
     assert ev.file is not None and ev.column is not None
     try:
-        raw = read_values(base / ev.file, ev.column, "events file")
+        raw = read_values(base / ev.file, ev.column, "events file", MAX_EVENTS)
     except AxisProblem as e:
         assert e.problem is not None
         raise InvalidInput([e.problem]) from e

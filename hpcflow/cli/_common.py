@@ -195,8 +195,8 @@ def handle_errors(f: F) -> F:
         except KeyboardInterrupt:
             fail("hpcflow: interrupted", 130)
         except OSError as e:  # a path the user named cannot be written or read
-            where = f" {e.filename}" if e.filename else ""
-            fail(f"hpcflow: error:{where}: {e.strerror or e}", 1)
+            where = f" {e.filename}:" if e.filename else ""
+            fail(f"hpcflow: error:{where} {e.strerror or e}", 1)
         except click.exceptions.Exit:
             raise
         except Exception as e:  # a bug: one line; the traceback only with -v

@@ -14,7 +14,6 @@ from hpcflow.cli._common import (
     Ctx,
     Group,
     complete_run,
-    complete_step,
     emit_json,
     json_option,
     refresh_runs,
@@ -23,10 +22,11 @@ from hpcflow.cli._common import (
     site_for_run,
 )
 from hpcflow.cli.campaign import campaign
+from hpcflow.cli.logs import COMMANDS as LOG_COMMANDS
 from hpcflow.cli.recovery import COMMANDS as RECOVERY_COMMANDS
 from hpcflow.cli.usage import COMMANDS as USAGE_COMMANDS
 from hpcflow.cli.web import COMMANDS as WEB_COMMANDS
-from hpcflow.errors import BadUsage, NotFound
+from hpcflow.errors import BadUsage
 from hpcflow.states import RunState
 
 __all__ = ["main"]
@@ -297,37 +297,6 @@ def runs(
     print_runs(rows)
 
 
-@main.command()
-@click.argument("run", shell_complete=complete_run)
-@click.argument("step", shell_complete=complete_step)
-@click.argument("index", type=click.IntRange(min=0), required=False, default=0)
-@click.option("--stderr", is_flag=True, help="The element's stderr instead of stdout.")
-@click.option("--tail", type=int, default=None, help="Only the last N lines.")
-@click.pass_obj
-def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | None) -> None:
-    """Print the log of one element (INDEX, default 0) of STEP in RUN."""
-    from hpcflow.node.jobtool import log_path
-    from hpcflow.tracker.query import get_run, run_steps
-
-    r = get_run(obj.engine, run)
-    names = run_steps(obj.engine, r.id)
-    if step not in names:  # also keeps the path inside the run directory
-        from hpcflow.spec.expand import did_you_mean
-
-        raise NotFound(
-            f"run {r.id} has no step {step!r}{did_you_mean(step, names)} "
-            f"(steps: {', '.join(names)})"
-        )
-    path = log_path(r.run_dir, step, index, "err" if stderr else "out")
-    runner = runner_for(site_for_run(r))
-    if not runner.exists(path):
-        raise NotFound(f"no log at {path} (has element {index} of {step!r} started?)")
-    text = runner.read_file(path).decode(errors="replace")
-    if tail is not None:
-        text = "\n".join(text.splitlines()[-tail:]) + "\n"
-    click.echo(text, nl=False)
-
-
 @main.group()
 def sites() -> None:
     """Site configs: list, show, check."""
@@ -410,7 +379,7 @@ def sites_check(name: str, offline: bool) -> None:
 
 # composed here: the command modules know nothing of `main`
 main.add_command(campaign)
-for _cmd in [*RECOVERY_COMMANDS, *USAGE_COMMANDS, *WEB_COMMANDS]:
+for _cmd in [*LOG_COMMANDS, *RECOVERY_COMMANDS, *USAGE_COMMANDS, *WEB_COMMANDS]:
     main.add_command(_cmd)
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ from hpcflow.errors import InvalidInput, Problem
 from hpcflow.render.deferred import SPEC, SPEC_VERSION
 from hpcflow.render.planfiles import plan_json, plan_text
 from hpcflow.render.scripts import RenderedJob, RenderedRun, render_run
-from hpcflow.runners.base import Runner
+from hpcflow.runners.base import FILE_LIMIT, Runner
 from hpcflow.spec.dynamic import NONE
 from hpcflow.spec.expand import MAX_CSV_BYTES, AxisProblem, values_from_text
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded, check_each
 from hpcflow.spec.workflow import Workflow
+from hpcflow.util.safeio import TooLarge
 from hpcflow.util.yamlsafe import load_text
 
 SUBMITTED = "dynamic/submitted.json"  # job name -> Slurm id, written by the expand job
@@ -63,21 +64,46 @@ class Expansion:
         return out
 
 
+SPEC_KEYS = {"version": int, "deferred": list, "workflow": dict, "axes": dict, "producers": dict,
+             "max_elements": int, "run_dir": str, "workflow_path": str, "params": dict,
+             "order": list, "max_array_size": int, "run_id": str}  # fmt: skip
+
+
 def read_spec(runner: Runner, run_dir: str) -> dict[str, Any]:
-    raw = runner.read_files([f"{run_dir}/{SPEC}"])[f"{run_dir}/{SPEC}"]
-    if raw is None:
-        raise InvalidInput([Problem(f"{run_dir}/{SPEC}", 1, "missing: the run directory is gone?")])
-    spec = json.loads(raw)
-    if spec.get("version") != SPEC_VERSION:
-        raise InvalidInput(
-            [Problem(f"{run_dir}/{SPEC}", 1, f"written by another hpcflow ({spec.get('version')})")]
-        )
+    """The run's dynamic/spec.json; anything but hpcflow's own, whole file (missing,
+    truncated, edited, a FIFO, a symlink out of the run) is InvalidInput with its line."""
+    path = f"{run_dir}/{SPEC}"
+    try:
+        raw = runner.read_file(path, FILE_LIMIT, within=run_dir)
+    except FileNotFoundError as e:
+        raise InvalidInput([Problem(path, 1, "missing: the run directory is gone?")]) from e
+    except OSError as e:
+        raise InvalidInput([Problem(path, 1, str(e).removeprefix(f"{path}: "))]) from e
+    try:
+        spec = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        line = getattr(e, "lineno", 1)
+        raise InvalidInput([Problem(path, line, f"not hpcflow's JSON (truncated?): {e}")]) from e
+    if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION:
+        got = spec.get("version") if isinstance(spec, dict) else type(spec).__name__
+        raise InvalidInput([Problem(path, 1, f"written by another hpcflow ({got})")])
+    bad = [k for k, t in SPEC_KEYS.items() if not isinstance(spec.get(k), t)]
+    if bad:
+        raise InvalidInput([Problem(path, 1, f"missing or malformed: {', '.join(bad)}")])
     return spec
 
 
 def expand(runner: Runner, spec: dict[str, Any], site: Site | None) -> Expansion:
     """Read every producer's file and lay out the deferred steps; never raises for what the
     files hold: that is a FAILED expansion with ``FILE:LINE: message``."""
+    try:
+        return _expand(runner, spec, site)
+    except (ValidationError, KeyError, TypeError, AttributeError) as e:  # an edited spec.json
+        where = f"{spec.get('run_dir')}/{SPEC}:1"
+        return Expansion(FAILED, f"{where}: malformed ({type(e).__name__}: {e})"[:2000])
+
+
+def _expand(runner: Runner, spec: dict[str, Any], site: Site | None) -> Expansion:
     deferred = frozenset(spec["deferred"])
     wf = Workflow.model_validate(spec["workflow"])
     axes: dict[str, dict[str, list[Any]]] = {k: dict(v) for k, v in spec["axes"].items()}
@@ -85,7 +111,8 @@ def expand(runner: Runner, spec: dict[str, Any], site: Site | None) -> Expansion
     for s in wf.steps:
         for axis, src in s.dynamic_axes.items():
             where = f"{spec['producers'][src.step]}/{src.file}"
-            got = _read(runner, spec["producers"][src.step], src.file, src.column)
+            got = _read(runner, spec["run_dir"], spec["producers"][src.step], src.file,
+                        src.column, spec["max_elements"])  # fmt: skip
             if isinstance(got, Expansion):
                 return got
             if not got:
@@ -115,24 +142,30 @@ def expand(runner: Runner, spec: dict[str, Any], site: Site | None) -> Expansion
     return Expansion(EXPANDED, f"{n} elements ({sizes})", deferred, rendered, counts)
 
 
-def _read(runner: Runner, producer_dir: str, file: str, column: str | None) -> Any:
+def _read(
+    runner: Runner, run_dir: str, producer_dir: str, file: str, column: str | None, bound: int
+) -> Any:
     path = f"{producer_dir}/{file}"
     marks = runner.read_files([f"{producer_dir}/.hpcflow/skipped"])
     if marks[f"{producer_dir}/.hpcflow/skipped"] is not None:
         return Expansion(SKIPPED, f"the producer was skipped ({producer_dir}): nothing to fan out")
-    # at most the bound plus one byte is read: a file over it is refused, not loaded
-    raw = runner.read_tails([path], MAX_CSV_BYTES + 1)[path]
-    if raw is None:
+    # a regular file under the run directory, its size checked before it is read
+    try:
+        raw = runner.read_file(path, MAX_CSV_BYTES, within=run_dir)
+    except FileNotFoundError:
         return Expansion(FAILED, f"{path}:1: not found: the producer did not write {file}")
-    if len(raw) > MAX_CSV_BYTES:
+    except TooLarge:
         return Expansion(FAILED, f"{path}:1: over {MAX_CSV_BYTES // 2**20} MB; refused")
+    except OSError as e:
+        return Expansion(FAILED, f"{path}:1: {str(e).removeprefix(f'{path}: ')}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         return Expansion(FAILED, f"{path}:{line}: not UTF-8 text")
+    del raw  # the text alone is held while the values are read
     try:
-        return values_from_text(text, column, path)
+        return values_from_text(text, column, path, max_values=bound)
     except AxisProblem as e:
         p = e.problem or Problem(path, 1, str(e))
         return Expansion(FAILED, str(p))

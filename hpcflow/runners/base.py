@@ -17,6 +17,7 @@ from typing import Protocol
 
 from hpcflow.containers.images import SECRET_NAMES
 from hpcflow.errors import RunnerError, RunnerTimeout
+from hpcflow.util.safeio import open_regular, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class Result:
         return self.returncode == 0
 
 
+SMALL = 65536  # read_files: result.json, markers, outputs.json (their own bound is 64 KiB)
+FILE_LIMIT = 256 * 1024 * 1024  # read_file: tasks files, logs, a producer's values
+
+
 class Runner(Protocol):
     def run(
         self,
@@ -77,15 +82,21 @@ class Runner(Protocol):
 
     def remove_tree(self, path: str) -> None: ...
 
-    def read_file(self, path: str) -> bytes: ...
+    def read_file(self, path: str, limit: int = FILE_LIMIT, within: str | None = None) -> bytes:
+        """A regular file of at most ``limit`` bytes whose real path is under ``within``
+        (when given); anything else raises UnsafeFile (an OSError) naming why. Never blocks
+        on a FIFO or reads a device."""
+        ...
 
-    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
-        """Many small files at once (None: missing or unreadable): one command over SSH."""
+    def read_files(self, paths: list[str], limit: int = SMALL) -> dict[str, bytes | None]:
+        """Many small files at once (None: missing, unreadable or not a regular file), at
+        most ``limit`` + 1 bytes each (more than ``limit``: the file is over the bound): one
+        command over SSH."""
         ...
 
     def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
-        """The last ``max_bytes`` of each file (None: missing or unreadable), whatever its
-        size: logs, for reports. One command over SSH."""
+        """The last ``max_bytes`` of each regular file (None: missing, unreadable or not a
+        regular file), whatever its size: logs, for reports. One command over SSH."""
         ...
 
     def exists(self, path: str) -> bool: ...
@@ -166,23 +177,25 @@ class LocalRunner:
         os.makedirs(path, mode=mode, exist_ok=True)
         os.chmod(path, mode)
 
-    def read_file(self, path: str) -> bytes:
-        return Path(path).read_bytes()
+    def read_file(self, path: str, limit: int = FILE_LIMIT, within: str | None = None) -> bytes:
+        return read_bounded(path, limit, within)
 
-    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+    def read_files(self, paths: list[str], limit: int = SMALL) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
         for path in paths:  # os.open, not pathlib: a refresh may read 100,000 small files
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
+                fd = open_regular(path)
+            except OSError:  # missing, or a FIFO, device, directory: never read
                 out[path] = None
                 continue
             try:
-                data = os.read(fd, READ_CHUNK)
-                if len(data) == READ_CHUNK:  # small files take one read, not two
+                data = os.read(fd, min(READ_CHUNK, limit + 1))
+                if len(data) == READ_CHUNK and limit + 1 > READ_CHUNK:  # small: one read
                     chunks = [data]
-                    while chunk := os.read(fd, READ_CHUNK):
+                    got = len(data)
+                    while got <= limit and (chunk := os.read(fd, min(READ_CHUNK, limit + 1 - got))):
                         chunks.append(chunk)
+                        got += len(chunk)
                     data = b"".join(chunks)
                 out[path] = data
             except OSError:
@@ -195,9 +208,7 @@ class LocalRunner:
         out: dict[str, bytes | None] = {}
         for path in paths:
             try:
-                with open(path, "rb") as f:
-                    f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
-                    out[path] = f.read(max_bytes)
+                out[path] = read_bounded(path, max_bytes, tail=True)
             except OSError:
                 out[path] = None
         return out

@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from hpcflow.errors import RunnerError, RunnerTimeout
-from hpcflow.runners.base import Result, log_command
+from hpcflow.runners.base import FILE_LIMIT, SMALL, Result, log_command
+from hpcflow.util.safeio import TooLarge, UnsafeFile, kind_of
 
 CONNECT_TIMEOUT = 15.0
 KEEPALIVE_S = 30
@@ -219,17 +220,31 @@ class SSHRunner:
         if not res.ok:
             raise RunnerError(f"rm -rf {path} on {self.host}: {res.stderr.strip()}")
 
-    def read_file(self, path: str) -> bytes:
-        with self.sftp().open(path, "rb") as f:
-            data: bytes = f.read()
-            return data
+    def read_file(self, path: str, limit: int = FILE_LIMIT, within: str | None = None) -> bytes:
+        sftp = self.sftp()
+        if within is not None:
+            real, top = sftp.normalize(path), sftp.normalize(within)
+            if real != top and not real.startswith(top.rstrip("/") + "/"):
+                raise UnsafeFile(f"{path}: leads out of {within} (a symbolic link?); refused")
+        st = sftp.stat(path)  # before the open: an SFTP open of a FIFO waits for a writer
+        if not stat.S_ISREG(st.st_mode or 0):
+            raise UnsafeFile(f"{path}: {kind_of(st.st_mode or 0)}, not a regular file; refused")
+        if (st.st_size or 0) > limit:
+            raise TooLarge(f"{path}: {st.st_size:,} bytes, over the bound of {limit:,}; refused")
+        with sftp.open(path, "rb") as f:
+            data: bytes = f.read(limit + 1)
+        if len(data) > limit:
+            raise TooLarge(f"{path}: over the bound of {limit:,} bytes; refused")
+        return data
 
-    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+    def read_files(self, paths: list[str], limit: int = SMALL) -> dict[str, bytes | None]:
         """One remote shell per 5,000 paths instead of one SFTP round trip per file: each
-        record is '+PATH' or '-PATH' (missing), a newline, the content (<= 64 KiB), a NUL."""
+        record is '+PATH' or '-PATH' (missing, or not a regular file), a newline, the content
+        (at most ``limit`` + 1 bytes), a NUL."""
+        script = READ_MANY.replace("head -c 65536", f"head -c {int(limit) + 1}")
         out: dict[str, bytes | None] = {}
         for i in range(0, len(paths), 5000):
-            out.update(self._records(READ_MANY, paths[i : i + 5000]))
+            out.update(self._records(script, paths[i : i + 5000]))
         return {p: out.get(p) for p in paths}
 
     def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:

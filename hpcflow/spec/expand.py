@@ -25,6 +25,7 @@ MAX_CSV_BYTES = 256 * 1024 * 1024
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _BOOL = {"true": True, "yes": True, "on": True, "1": True}
 _BOOL |= {"false": False, "no": False, "off": False, "0": False}
+BIDI = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class AxisProblem(ValueError):
@@ -124,11 +125,18 @@ def _set_value(raw: str) -> Any:
     return raw
 
 
+# control characters (C0, DEL, C1 with U+0085), line and paragraph separators and bidi
+# controls: a script, a tasks file line or a terminal would not show them as written
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c"
+                     "\u202a-\u202e\u2066-\u2069]")  # fmt: skip
+
+
 def _check_value(v: Any) -> Any:
     if isinstance(v, (dict, list)) or v is None:
         raise ValueError(f"foreach values must be scalars, got {v!r}")
-    if isinstance(v, str) and any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in v):
-        raise ValueError(f"foreach value {v!r} contains a control character")
+    if isinstance(v, str) and (m := _UNSAFE.search(v)):
+        what = "a bidi control" if m.group() in BIDI else "a control character"
+        raise ValueError(f"foreach value {v!r} contains {what} (U+{ord(m.group()):04X})")
     if isinstance(v, str) and "\t" in v:
         raise ValueError(f"foreach value {v!r} contains a tab")
     if isinstance(v, float) and not math.isfinite(v):
@@ -144,7 +152,9 @@ def _int_bound(x: Any, v: Any) -> int:
     raise ValueError(f"range bound {x!r} is not a whole number (got {v!r})")
 
 
-def axis_source(src: AxisSource, params: dict[str, Any], base_dir: Path) -> Sequence[Any]:
+def axis_source(
+    src: AxisSource, params: dict[str, Any], base_dir: Path, max_values: int = DEFAULT_MAX_ELEMENTS
+) -> Sequence[Any]:
     """The axis's values, lazily for ranges (so the size is known before anything is
     expanded). Values that come from params are data: they are never rendered again."""
     ctx = {"params": namespace("params", params)}
@@ -168,58 +178,132 @@ def axis_source(src: AxisSource, params: dict[str, Any], base_dir: Path) -> Sequ
     path = base_dir / src.file
     if not path.is_file():
         raise ValueError(f"foreach file {str(path)!r} not found")
-    return _read_file(path, src.column)
+    return read_values(path, src.column, "foreach file", max_values)
 
 
-def _read_file(path: Path, column: str | None) -> list[Any]:
-    return read_values(path, column, "foreach file")
-
-
-def read_values(path: Path, column: str | None, what: str) -> list[str]:
+def read_values(
+    path: Path, column: str | None, what: str, max_values: int = DEFAULT_MAX_ELEMENTS
+) -> list[str]:
     """A CSV column (or, without a column, one value per line) as text as written (``007``
     stays ``007``); a BOM (Excel) is dropped; empty cells are skipped. A duplicate is an
     AxisProblem at the line of its second occurrence."""
-    return values_from_text(read_text_bounded(path, MAX_CSV_BYTES, what), column, str(path))
+    text = read_text_bounded(path, MAX_CSV_BYTES, what)
+    return values_from_text(text, column, str(path), max_values)
 
 
-def values_from_text(text: str, column: str | None, path: str) -> list[str]:
+class LineFeed:
+    """The lines of ``text`` split at ``\\n`` only (without ``keepends``, a ``\\r`` before
+    it dropped), one at a time. Not ``str.splitlines``, which also splits at ``\\x0b``,
+    ``\\x85`` and U+2028 and would turn one value into two. Split a megabyte at a time (in C):
+    a file of ten million lines is never held as ten million strings. ``hit`` turns true when
+    a window read holds a character no value may have (one scan per window, in C)."""
+
+    def __init__(self, text: str, keepends: bool = False):
+        self.text, self.keepends, self.hit = text, keepends, False
+
+    def __iter__(self) -> Iterator[str]:
+        text, start, end = self.text, 0, len(self.text)
+        crlf = "\r" in text
+        while start < end:
+            stop = text.find("\n", min(start + 1_000_000, end - 1))
+            stop = end if stop < 0 else stop + 1
+            window = text[start:stop]
+            start = stop
+            if _UNSAFE_IN_TEXT.search(window) or (crlf and _BARE_CR.search(window)):
+                self.hit = True
+            parts = window.split("\n")
+            last = parts.pop()  # "" when the window ends with a newline
+            if self.keepends:
+                yield from [p + "\n" for p in parts]
+            elif crlf:
+                yield from [p[:-1] if p.endswith("\r") else p for p in parts]
+            else:
+                yield from parts
+            if last:
+                yield last if self.keepends or not last.endswith("\r") else last[:-1]
+
+
+def lines_of(text: str, keepends: bool = False) -> Iterator[str]:
+    return iter(LineFeed(text, keepends))
+
+
+def values_from_text(
+    text: str, column: str | None, path: str, max_values: int = DEFAULT_MAX_ELEMENTS
+) -> list[str]:
     """``read_values`` on a file's text already read (``path`` names it in problems). Every
     problem is an AxisProblem with the file's line: a missing column (line 1), a value no
-    script may see (control characters), a duplicate, a line the CSV reader cannot parse."""
+    script may see (control or bidi characters), a duplicate, a line the CSV reader cannot
+    parse, more than ``max_values`` values (checked while reading, not after)."""
     text = text.removeprefix("\ufeff")
     vals: list[str] = []
-    lines: list[int] = []
     if not text.strip():
         return vals  # not even a header: no values
+    bound = f"over the bound of {max_values:,} values (--max-elements, site limits)"
+    feed = LineFeed(text, keepends=column is not None)
     if column is None:
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                vals.append(line.strip())
-                lines.append(n)
+        n = 0
+        for line in feed:
+            n += 1
+            if v := line.strip(" \t"):
+                if len(vals) >= max_values:
+                    raise AxisProblem(bound, Problem(path, n, bound))
+                if feed.hit:  # only where a window held something: most files are clean
+                    _refuse_value(v, path, n)
+                vals.append(v)
     else:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
+        reader = csv.reader(feed)  # quoted newlines stay in a field
         try:
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                hint = did_you_mean(column, reader.fieldnames or [])
-                msg = f"no column {column!r}{hint} (columns: {reader.fieldnames})"
+            header = next(reader, None)
+            if header is None or column not in header:
+                hint = did_you_mean(column, header or [])
+                msg = f"no column {column!r}{hint} (columns: {header})"
                 raise AxisProblem(msg, Problem(path, 1, msg))
+            at = header.index(column)
             for row in reader:
-                v = (row.get(column) or "").strip()
-                if v:
+                if len(row) > at and (v := row[at].strip(" \t")):
+                    if len(vals) >= max_values:
+                        raise AxisProblem(bound, Problem(path, reader.line_num, bound))
+                    if feed.hit:
+                        _refuse_value(v, path, reader.line_num)
                     vals.append(v)
-                    lines.append(reader.line_num)
         except csv.Error as e:
             raise AxisProblem(str(e), Problem(path, reader.line_num, f"not CSV: {e}")) from e
-    for v, n in zip(vals, lines):
-        try:
-            _check_value(v)
-        except ValueError as e:
-            raise AxisProblem(str(e), Problem(path, n, str(e))) from e
     try:
         check_distinct(vals)
-    except DuplicateValue as e:
-        raise AxisProblem(str(e), Problem(str(path), lines[e.position], str(e))) from e
+    except DuplicateValue as e:  # its line: found again, only now
+        raise AxisProblem(str(e), Problem(path, _line_of(text, column, e.position), str(e))) from e
     return vals
+
+
+# _UNSAFE but for the newlines that separate values (a \r only before a \n), or a tab
+_UNSAFE_IN_TEXT = re.compile("[\x00-\x09\x0b-\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u200e"
+                             "\u200f\u061c\u202a-\u202e\u2066-\u2069]")  # fmt: skip
+_BARE_CR = re.compile("\r(?!\n)")
+
+
+def _line_of(text: str, column: str | None, position: int) -> int:
+    """The line of the ``position``-th value (0-based) of ``text``."""
+    seen = -1
+    if column is None:
+        for n, line in enumerate(lines_of(text), 1):
+            seen += bool(line.strip(" \t"))
+            if seen == position:
+                return n
+        return 1
+    reader = csv.reader(lines_of(text, keepends=True))
+    at = (next(reader, None) or []).index(column)
+    for row in reader:
+        seen += bool(len(row) > at and row[at].strip(" \t"))
+        if seen == position:
+            return reader.line_num
+    return 1
+
+
+def _refuse_value(v: str, path: str, n: int) -> None:
+    try:
+        _check_value(v)
+    except ValueError as e:
+        raise AxisProblem(str(e), Problem(path, n, str(e))) from e
 
 
 class DuplicateValue(ValueError):
@@ -273,7 +357,7 @@ def resolve_axes(
                 axes[axis] = []  # written by its producer at run time (spec/dynamic.py)
                 continue
             try:
-                axes[axis] = axis_source(src, params, base_dir)
+                axes[axis] = axis_source(src, params, base_dir, max_elements)
                 if not axes[axis]:
                     raise ValueError("foreach axis is empty")
             except AxisProblem as e:

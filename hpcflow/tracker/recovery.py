@@ -175,7 +175,8 @@ def packed_tasks_files(
         if like.step not in packed:
             continue
         if like.tasks not in cache:
-            cache[like.tasks] = runner.read_file(like.tasks).decode().splitlines()
+            # split at \n only, as awk reads it (splitlines also splits at U+2028)
+            cache[like.tasks] = runner.read_file(like.tasks).decode().split("\n")
         wanted = {f"HPCFLOW_INDEX={tasks[i].index}" for i in nj.tasks}
         lines = [ln for ln in cache[like.tasks] if _index_word(ln) in wanted]
         suffix = nj.name.removeprefix(like.name + ".")  # r<attempt>[.<k>]

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hpcflow.errors import InvalidInput, Problem
+from hpcflow.util.safeio import TooLarge, UnsafeFile, read_bounded
 
 Path_ = tuple[Any, ...]
 MAX_NODES = 1_000_000  # YAML nodes after alias expansion
@@ -104,23 +105,12 @@ def read_text_bounded(path: str | Path, limit: int = MAX_BYTES, what: str = "fil
     line (not the byte offset) of a bad byte."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            chunks: list[bytes] = []
-            got = 0
-            while got <= limit:  # in chunks: read(limit + 1) would allocate the whole bound
-                chunk = f.read(min(1 << 20, limit + 1 - got))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                got += len(chunk)
-            data = b"".join(chunks)
+        data = read_bounded(p, limit)  # a FIFO or a device is refused, not read
     except FileNotFoundError as e:
         raise InvalidInput([Problem(str(p), 1, f"{what} not found")]) from e
     except IsADirectoryError as e:
         raise InvalidInput([Problem(str(p), 1, f"{what} is a directory")]) from e
-    except OSError as e:
-        raise InvalidInput([Problem(str(p), 1, f"cannot read: {e.strerror or e}")]) from e
-    if len(data) > limit:
+    except TooLarge as e:
         raise InvalidInput(
             [
                 Problem(
@@ -130,7 +120,12 @@ def read_text_bounded(path: str | Path, limit: int = MAX_BYTES, what: str = "fil
                     "a CSV and use foreach `file:` (or events `file:`)",
                 )
             ]
-        )
+        ) from e
+    except UnsafeFile as e:
+        why = f"{what} is a directory" if "a directory," in str(e) else str(e).split(": ", 1)[-1]
+        raise InvalidInput([Problem(str(p), 1, why)]) from e
+    except OSError as e:
+        raise InvalidInput([Problem(str(p), 1, f"cannot read: {e.strerror or e}")]) from e
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
