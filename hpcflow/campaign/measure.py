@@ -14,7 +14,8 @@ from hpcflow.errors import HpcflowError
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
-from hpcflow.spec.validate import Loaded, effective_resources
+from hpcflow.spec.sitefit import effective_resources
+from hpcflow.spec.validate import Loaded
 from hpcflow.tracker.db import session
 from hpcflow.tracker.efficiency import Floors, StepEfficiency
 from hpcflow.tracker.usage import collect_usage, element_uses, ran_out

@@ -20,9 +20,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, read_values
-from hpcflow.spec.notify import NotifyTarget
+from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.site import Site, load_site
+from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
 from hpcflow.util.pydantic_errors import problems_from
@@ -99,7 +100,7 @@ class Campaign(Strict):
     refusal_backoff: str = Field(
         "5m", description="wait after Slurm refuses a batch (doubles per refusal, max 1h)"
     )
-    notify: list[NotifyTarget] = Field(
+    notify: list[NotifyEntry] = Field(
         default_factory=list,
         max_length=16,
         description="where tick digests and run ends go",
@@ -213,6 +214,8 @@ def load_campaign(path: str | Path, site_override: str | None = None) -> LoadedC
         site = load_site(c.site)
     else:
         site = load_site(str(base / site_ref) if c.site else site_ref)
+    if problems := notify_problems(c.notify, site.notify, doc):
+        raise InvalidInput(problems)
     wf_path = base / c.workflow
     if not wf_path.is_file():
         raise InvalidInput([doc.problem(("workflow",), f"workflow file {wf_path} not found")])

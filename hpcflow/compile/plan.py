@@ -22,7 +22,8 @@ from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.packing import UNPACKED, Pack, resolve_pack, task_resources
 from hpcflow.spec.site import Site
-from hpcflow.spec.validate import Loaded, effective_resources
+from hpcflow.spec.sitefit import effective_resources
+from hpcflow.spec.validate import Loaded
 from hpcflow.spec.workflow import AfterKind, Resources, Retry, Step
 
 SLURM_KIND = {"ok": "afterok", "any": "afterany", "notok": "afternotok", "each": "aftercorr"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import io
 import itertools
 import math
 import re
@@ -241,9 +240,7 @@ def values_from_text(
     bound = f"over the bound of {max_values:,} values (--max-elements, site limits)"
     feed = LineFeed(text, keepends=column is not None)
     if column is None:
-        n = 0
-        for line in feed:
-            n += 1
+        for n, line in enumerate(feed, 1):
             if v := line.strip(" \t"):
                 if len(vals) >= max_values:
                     raise AxisProblem(bound, Problem(path, n, bound))

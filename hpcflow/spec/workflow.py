@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hpcflow.spec.notify import NotifyTarget
+from hpcflow.spec.notify import NotifyEntry
 from hpcflow.util.names import check_env_name, is_ident, sbatch_word
 from hpcflow.util.units import parse_duration_s, valid_mem, valid_time
 
@@ -281,7 +281,7 @@ class Workflow(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="parameters (--set)")
     containers: dict[str, Container] = Field(default_factory=dict, description="named images")
     defaults: StepDefaults = Field(default_factory=StepDefaults, description="step defaults")
-    notify: list[NotifyTarget] = Field(
+    notify: list[NotifyEntry] = Field(
         default_factory=list,
         max_length=16,
         description="where run ends go (with the site's)",

@@ -15,8 +15,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
+from hpcflow.tracker.dbfile import (
+    ALLOW_NETWORK_ENV,
+    APPLICATION_ID,
+    JOURNAL_MODE,
+    check_readable,
+    check_writable,
+    copy_aside,
+    db_error,
+    network_fs_refusal,
+    ro_connect,
+)
 from hpcflow.tracker.lite import SCHEMA_VERSION, default_db_path
-from hpcflow.util.fs import network_fs_warning
 
 
 def utcnow() -> datetime:
@@ -223,41 +233,9 @@ class BatchRow(SQLModel, table=True):
     )
 
 
-def _check_perms(path: Path) -> None:
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        raise TrackerError(f"{path}: owned by uid {st.st_uid}, not you; refusing to use it")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
-
-
-def _wal(cur: Any) -> None:
-    """WAL mode, set once per database file. Switching journal modes takes an exclusive lock
-    and SQLite may answer SQLITE_BUSY at once, without its busy handler, while another process
-    has the file open (two hpcflow processes creating a database together): retry then."""
-    import sqlite3
-    import time
-
-    for _ in range(300):
-        try:
-            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
-                raise
-            time.sleep(0.1)
-    raise TrackerError("the tracker database stayed locked for 30 s while switching to WAL mode")
-
-
-def open_db(path: str | Path | None = None) -> Engine:
-    p = Path(path).expanduser() if path else default_db_path()
-    warning = network_fs_warning(p)
-    if warning:
-        import sys
-
-        print(f"hpcflow: warning: {warning}", file=sys.stderr)
+def _create_or_check(p: Path) -> int | None:
+    """The file made 0600 (its directory 0700) when missing; else checked: yours, private,
+    an hpcflow tracker. Returns the schema version found (None: new)."""
     new_dir = not p.parent.exists()
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if new_dir:
@@ -266,10 +244,71 @@ def open_db(path: str | Path | None = None) -> Engine:
         _check_perms(p)
     else:
         os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+    return check_writable(p)  # before anything is written: another program's file stays so
+
+
+def _check_perms(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise TrackerError(f"{path}: owned by uid {st.st_uid}, not you; refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
+
+
+def _journal(cur: Any) -> None:
+    """The journal mode, set once per database file: WAL where this SQLite has the WAL-reset
+    fix, rollback journaling where it does not (dbfile.wal_safe). Switching modes takes an
+    exclusive lock and SQLite may answer SQLITE_BUSY at once, without its busy handler,
+    while another process has the file open (two hpcflow processes creating a database
+    together): retry then."""
+    import sqlite3
+    import time
+
+    for _ in range(300):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == JOURNAL_MODE:
+                return
+            cur.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            time.sleep(0.1)
+    raise TrackerError(f"the tracker database stayed locked for 30 s (journal_mode={JOURNAL_MODE})")
+
+
+def _open_ro(p: Path) -> Engine:
+    check_readable(p)
+    engine = create_engine("sqlite://", creator=lambda: ro_connect(p), json_serializer=_json_dumps)
+
+    @sa_event.listens_for(engine, "connect")
+    def _ro(conn: Any, _rec: Any) -> None:
+        conn.isolation_level = None
+
+    @sa_event.listens_for(engine, "begin")
+    def _begin_ro(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def open_db(
+    path: str | Path | None = None, readonly: bool = False, allow_network_fs: bool | None = None
+) -> Engine:
+    """The tracker's engine. ``readonly``: a `mode=ro` connection to an existing tracker of
+    this schema (read commands): nothing is created, migrated or locked for writing. Else a
+    write command's: created 0600 if missing, migrated after a copy aside, refused on a
+    network filesystem unless allowed, and another program's SQLite file refused untouched."""
+    p = Path(path).expanduser() if path else default_db_path()
+    if readonly:
+        return _open_ro(p)
+    if allow_network_fs is None:
+        allow_network_fs = os.environ.get(ALLOW_NETWORK_ENV, "") not in ("", "0")
+    if why := network_fs_refusal(p, allow_network_fs):
+        raise TrackerError(why)
+    found = _create_or_check(p)  # before anything is written: another program's file stays so
     engine = create_engine(
-        f"sqlite:///{p}",
-        connect_args={"timeout": 30},
-        json_serializer=lambda o: json.dumps(o, default=str),
+        f"sqlite:///{p}", connect_args={"timeout": 30}, json_serializer=_json_dumps
     )
 
     @sa_event.listens_for(engine, "connect")
@@ -278,7 +317,7 @@ def open_db(path: str | Path | None = None) -> Engine:
         cur = conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
-        _wal(cur)
+        _journal(cur)
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
@@ -287,11 +326,23 @@ def open_db(path: str | Path | None = None) -> Engine:
         # busy_timeout instead of failing with "database is locked" on lock upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    if found is not None and found < SCHEMA_VERSION:
+        import sys
+
+        copy = copy_aside(p, found)
+        print(f"hpcflow: migrating the tracker {p} from schema {found} to {SCHEMA_VERSION}; "
+              f"a copy of it as it was is at {copy}", file=sys.stderr)  # fmt: skip
     try:
         migrate(engine)
+    except TrackerError:
+        raise
     except Exception as e:  # sqlite3.DatabaseError and friends
-        raise TrackerError(f"{p}: cannot open the tracker database: {e}") from e
+        raise TrackerError(f"{p}: cannot open the tracker database: {db_error(e)}") from e
     return engine
+
+
+def _json_dumps(o: Any) -> str:
+    return json.dumps(o, default=str)
 
 
 def migrate(engine: Engine) -> int:
@@ -319,7 +370,9 @@ def migrate(engine: Engine) -> int:
                         else:
                             c.exec_driver_sql(sql)
             SQLModel.metadata.create_all(c)  # tables added by later versions (checkfirst)
-        c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if found != SCHEMA_VERSION:
+            c.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+            c.exec_driver_sql(f"PRAGMA application_id={APPLICATION_ID}")
     return int(found)
 
 

@@ -19,7 +19,7 @@ from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
 from hpcflow.util.jsonstream import LazyList
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 ACTIVE = ACTIVE_RUN_STATES
 TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
 ESCALATING = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)  # resubmission.ESCALATIONS

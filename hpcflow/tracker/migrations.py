@@ -30,6 +30,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (6, [lambda c: _v6(c)]),
     (7, [lambda c: _v7(c)]),
     (8, [lambda c: _v8(c)]),
+    (9, [lambda c: _v9(c)]),
 ]
 
 
@@ -126,6 +127,44 @@ def _v8(c: Any) -> None:
     """A task missing from sacct and squeue once is remembered until the next refresh."""
     if _columns(c, "task") and "absent_at" not in _columns(c, "task"):
         c.exec_driver_sql("ALTER TABLE task ADD COLUMN absent_at VARCHAR")
+
+
+PRIVILEGED = ("command", "secret_env", "secret_file")
+V9_REFUSED = (
+    "refused: stored before hpcflow took commands and secrets from trusted files only; a "
+    "workflow or campaign may have given it. Name a target of your notify.yaml instead"
+)
+
+
+def _v9(c: Any) -> None:
+    """Notify targets that run a command or read a secret came, before version 9, from any
+    workflow or campaign file as well as the site's. Which one cannot be told now, so none
+    is delivered: pending notices of that kind are parked, and runs forget such targets."""
+    import json
+
+    from hpcflow.tracker.notify import MAX_ATTEMPTS  # migration only
+
+    if not _columns(c, "notice"):
+        return
+    for nid, target in c.exec_driver_sql(
+        "SELECT id, target FROM notice WHERE delivered_at IS NULL"
+    ).all():
+        t = json.loads(target) if isinstance(target, str) else target
+        if isinstance(t, dict) and any(t.get(k) for k in PRIVILEGED):
+            c.exec_driver_sql(
+                "UPDATE notice SET attempts = ?, error = ? WHERE id = ?",
+                (MAX_ATTEMPTS, V9_REFUSED, nid),
+            )
+    for rid, targets in c.exec_driver_sql(
+        "SELECT id, notify FROM run WHERE notify IS NOT NULL"
+    ).all():
+        ts = json.loads(targets) if isinstance(targets, str) else targets
+        if isinstance(ts, list):
+            kept = [t for t in ts if isinstance(t, dict) and not any(t.get(k) for k in PRIVILEGED)]
+            if kept != ts:
+                c.exec_driver_sql(
+                    "UPDATE run SET notify = ? WHERE id = ?", (json.dumps(kept or None), rid)
+                )
 
 
 def _rebuild_event(c: Any) -> None:

@@ -10,30 +10,40 @@ import os
 import stat
 import time
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.engine import Engine
 
 from hpcflow import __version__
 from hpcflow.errors import HpcflowError
-from hpcflow.spec.notify import NotifyTarget
+from hpcflow.spec.notify import NotifyTarget, resolve
+from hpcflow.spec.userconfig import load_user_targets
 from hpcflow.states import TERMINAL, TaskState
 from hpcflow.tracker.db import Notice, session, utcnow
+from hpcflow.util.safeio import open_regular
+from hpcflow.util.urls import mask
 
 log = logging.getLogger(__name__)
 
 DELIVERY_BUDGET_S = 5.0  # per sync, for every pending notice together
 TIMEOUT_S = 3.0  # per delivery
-MAX_ATTEMPTS = 50  # then it stays in the table, undelivered, with its last error
+MAX_ATTEMPTS = 10  # then it is parked: kept in the table, undelivered, with its last error
+SECRET_BYTES = 64 * 1024
 FAILURE_GROUPS = 20  # failure groups in a run_end document
 DONE = frozenset(st.value for st in TERMINAL)
 
 
-def targets_for(event: str, *sources: list[NotifyTarget]) -> list[dict[str, Any]]:
-    """The targets (as stored: no secrets) among ``sources`` that want ``event``, once each."""
+def targets_for(
+    event: str, site: list[NotifyTarget], *untrusted: list[Any]
+) -> list[dict[str, Any]]:
+    """The targets (as stored: no secrets) that want ``event``, once each: the site's own,
+    then those a workflow or campaign file names (resolved in the user's notify.yaml and the
+    site file: spec/notify.py) or gives as a plain webhook."""
+    user = load_user_targets() if any(isinstance(e, str) for u in untrusted for e in u) else {}
     out: list[dict[str, Any]] = []
-    for src in sources:
+    for src in [site, *(resolve(u, site, user) for u in untrusted)]:
         for t in src:
-            d = t.model_dump(exclude_none=True)
+            d = t.stored()
             if event in t.on and d not in out:
                 out.append(d)
     return out
@@ -128,7 +138,8 @@ def _queue(s: Any, key: str, target: dict[str, Any], doc: dict[str, Any]) -> int
 
 def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, int]:
     """Try every pending notice, oldest first, within ``budget_s`` in all; failures are
-    logged and kept for the next sync. Never raises for an endpoint's sake."""
+    logged and kept for the next sync, MAX_ATTEMPTS times, then parked. Never raises for an
+    endpoint's or a target's sake, and no secret reaches a message, a log or the database."""
     start = time.monotonic()
     got = {"delivered": 0, "failed": 0, "left": 0}
     with session(engine) as s:
@@ -149,7 +160,7 @@ def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, in
             n = s.get(Notice, nid)
             if n is None or n.delivered_at is not None:
                 continue
-            why = _send(n.target, n.payload, min(TIMEOUT_S, left))
+            why = send(n.target, n.payload, min(TIMEOUT_S, left))
             n.attempts += 1
             if why is None:
                 n.delivered_at, n.error = utcnow(), None
@@ -157,56 +168,96 @@ def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, in
             else:
                 n.error = why[:500]
                 got["failed"] += 1
-                log.warning("hpcflow: notification %s not delivered (attempt %d): %s; retried "
-                            "on the next sync", n.key, n.attempts, n.error)  # fmt: skip
+                later = ("retried on the next sync" if n.attempts < MAX_ATTEMPTS
+                         else f"parked after {MAX_ATTEMPTS} attempts; not tried again")  # fmt: skip
+                log.warning("hpcflow: notification %s not delivered (attempt %d): %s; %s",
+                            n.key, n.attempts, n.error, later)  # fmt: skip
             s.add(n)
             s.commit()
     return got
 
 
-def _send(target: dict[str, Any], doc: dict[str, Any], timeout: float) -> str | None:
+class Secret:
+    """A secret's value: shown as *** by repr and str, so no message or log can carry it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def send(target: dict[str, Any], doc: dict[str, Any], timeout: float) -> str | None:
+    """Deliver one document: None, or why not (never the secret, never an exception)."""
+    secret: Secret | None = None
     try:
         t = NotifyTarget.model_validate(target)
-        secret = _secret(t)
-    except (HpcflowError, ValueError) as e:
-        return str(e)
+        secret = read_secret(t)
+        return _send(t, doc, timeout, secret)
+    except Exception as e:  # noqa: BLE001 - a target's failure is a reason, not a crash
+        why = f"{type(e).__name__}: {e}" if not isinstance(e, HpcflowError) else str(e)
+        return mask(why, [secret.reveal()] if secret else [])
+
+
+def _send(
+    t: NotifyTarget, doc: dict[str, Any], timeout: float, secret: Secret | None
+) -> str | None:
+    value = secret.reveal() if secret else None
     if t.webhook:
-        from hpcflow.util.webhook import post_json  # urllib: only when there is one to send
+        from hpcflow.util.webhook import post_json  # http.client: only when there is one to send
 
         url, headers = t.webhook, {}
-        if secret and "{secret}" in url:
-            url = url.replace("{secret}", secret)
-        elif secret:
-            headers["Authorization"] = f"Bearer {secret}"
-        return post_json(url, doc, timeout, headers, secret)
+        if value and "{secret}" in url:
+            url = url.replace("{secret}", quote(value, safe="/"))  # a path: never a ? or #
+        elif value:
+            headers["Authorization"] = f"Bearer {value}"
+        return post_json(url, doc, timeout, headers, [value] if value else [])
     assert t.command is not None
-    env = {"HPCFLOW_NOTIFY_SECRET": secret} if secret else None
+    env = {"HPCFLOW_NOTIFY_SECRET": value} if value else None
     from hpcflow.runners.base import LocalRunner  # the command runs where hpcflow runs
 
     try:
         r = LocalRunner().run(t.command, timeout=timeout, input=json.dumps(doc), env=env)
     except HpcflowError as e:
-        return str(e)
+        return mask(str(e), [value] if value else [])
     if r.ok:
         return None
     why = f"{t.command[0]} exited {r.returncode}: {(r.stderr or '').strip()[-200:]}"
-    return why.replace(secret, "***") if secret else why
+    return mask(why, [value] if value else [])
 
 
-def _secret(t: NotifyTarget) -> str | None:
+def read_secret(t: NotifyTarget) -> Secret | None:
+    """The target's secret, read now. A secret file must be a regular file of yours that
+    nobody else can read (at most 64 KiB; its first line)."""
     if t.secret_env:
         v = os.environ.get(t.secret_env)
         if not v:
             raise HpcflowError(f"secret_env {t.secret_env} is not set")
-        return v
+        return Secret(v)
     if t.secret_file:
         p = os.path.expanduser(t.secret_file)
         try:
-            st = os.stat(p)
-            if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise HpcflowError(f"secret_file {p} is readable by others; run `chmod 600 {p}`")
-            with open(p, encoding="utf-8") as f:
-                return f.readline().strip() or None
+            fd = open_regular(p)
+            try:
+                st = os.fstat(fd)
+                if st.st_uid != os.getuid():
+                    raise HpcflowError(f"secret_file {p} is not yours (uid {st.st_uid})")
+                if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise HpcflowError(
+                        f"secret_file {p} is readable by others; run `chmod 600 {p}`"
+                    )
+                raw = os.read(fd, SECRET_BYTES)
+            finally:
+                os.close(fd)
         except OSError as e:
-            raise HpcflowError(f"secret_file {p}: {e.strerror}") from e
+            raise HpcflowError(f"secret_file {p}: {e.strerror or e}") from e
+        line = raw.decode("utf-8", errors="replace").split("\n", 1)[0].strip()
+        return Secret(line) if line else None
     return None

@@ -24,7 +24,7 @@ from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare
 from hpcflow.spec.dataflow import may_skip, step_kind, step_role
-from hpcflow.spec.notify import NotifyTarget
+from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
 from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
@@ -64,7 +64,7 @@ def record_run(
     site: Site,
     label: str | None,
     notes: list[str] | None = None,
-    notify: list[NotifyTarget] | None = None,
+    notify: list[NotifyEntry] | None = None,
 ) -> EventLog:
     """Insert the run, its steps, jobs (PLANNED) and tasks (PENDING) in one transaction."""
     plan, wf = rr.plan, loaded.workflow
@@ -211,7 +211,7 @@ def submit(
     site: Site,
     label: str | None = None,
     notes: list[str] | None = None,
-    notify: list[NotifyTarget] | None = None,
+    notify: list[NotifyEntry] | None = None,
 ) -> Submitted:
     """Record, then sbatch, a run; ``notes`` go into its history (e.g. right-sizing),
     ``notify`` adds targets for its end (a campaign's) to the site's and workflow's."""
