@@ -50,19 +50,32 @@ def test_unknown_site_is_a_clear_error(repo: Path) -> None:
 
 
 def test_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
-    res = CliRunner().invoke(main, ["--db", str(tmp_path / "d" / "t.db"), "status", "nope"])
+    from hpcflow.tracker.db import open_db
+
+    db = tmp_path / "d" / "t.db"
+    res = CliRunner().invoke(main, ["--db", str(db), "status", "nope"])
+    assert res.exit_code == 1 and not db.exists()  # a mistyped --db creates nothing
+    assert res.stderr.strip() == (
+        f"hpcflow: error: no tracker database at {db} (nothing submitted with this --db / "
+        "HPCFLOW_DB?)"
+    )
+    open_db(db)
+    res = CliRunner().invoke(main, ["--db", str(db), "status", "nope"])
     assert res.exit_code == 1
     assert res.stderr.strip() == "hpcflow: error: no run 'nope'; `hpcflow runs` lists them"
 
 
 def test_database_permissions(tmp_path: Path) -> None:
+    from hpcflow.tracker.db import open_db
+
     db = tmp_path / "d" / "t.db"
+    open_db(db).dispose()  # as the first submit creates it
     res = CliRunner().invoke(main, ["--db", str(db), "runs", "--json"])
     assert res.exit_code == 0 and json.loads(res.output) == {"runs": []}
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     os.chmod(db, 0o666)
-    res = CliRunner().invoke(main, ["--db", str(db), "runs"])
+    res = CliRunner().invoke(main, ["--db", str(db), "status"])  # a command that writes
     assert res.exit_code == 1 and "writable by group/others" in res.stderr
 
 

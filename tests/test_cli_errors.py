@@ -24,6 +24,9 @@ def env(tmp_path: Path, site_file: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     (tmp_path / "bad.yaml").write_text("name: demo\nsteps:\n  - name: a\n    rum: x\n")
     (tmp_path / "nul.yaml").write_bytes(b"name: demo\x00\n")
     (tmp_path / "camp.yaml").write_text("name: c\nworkflow: nope.yaml\n")
+    from hpcflow.tracker.db import open_db
+
+    open_db(tmp_path / "db" / "t.db").dispose()  # a tracker with no runs in it
     return {"tmp": tmp_path, "site": site_file, "db": tmp_path / "db" / "t.db"}
 
 
@@ -138,7 +141,8 @@ def test_site_and_db_work_after_the_command(env: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.stderr
     db2 = env["tmp"] / "other.db"
     res = CliRunner().invoke(main, ["runs", "--json", "--db", str(db2)])
-    assert res.exit_code == 0 and db2.exists()
+    assert res.exit_code == 1 and f"no tracker database at {db2}" in res.stderr  # this one
+    assert not db2.exists()  # a read command creates nothing
 
 
 def _recorded_run(env: dict[str, Path], label: str) -> str:

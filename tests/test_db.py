@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from hpcflow.tracker.db import SCHEMA_VERSION, open_db
-from hpcflow.util.fs import filesystem_type, network_fs_warning
+from hpcflow.tracker.dbfile import network_fs_refusal
+from hpcflow.util.fs import filesystem_type
 
 V1_JOB = """CREATE TABLE job (id INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR NOT NULL,
  step VARCHAR NOT NULL, job_index INTEGER NOT NULL, chunk INTEGER NOT NULL,
@@ -61,5 +62,5 @@ def test_filesystem_type() -> None:
     assert filesystem_type("/homeless", MOUNTS) == "ext4"
 
 
-def test_no_warning_on_local_disk(tmp_path: Path) -> None:
-    assert network_fs_warning(tmp_path / "t.db") is None
+def test_no_refusal_on_local_disk(tmp_path: Path) -> None:
+    assert network_fs_refusal(tmp_path / "t.db", allowed=False) is None

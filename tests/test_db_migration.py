@@ -28,14 +28,30 @@ def _json(p) -> dict:
 
 
 def test_old_database_reads_as_before(old_db: Path, hpcflow) -> None:
-    env = {"HPCFLOW_DB": str(old_db / "tracker.db")}
+    db = old_db / "tracker.db"
+    env = {"HPCFLOW_DB": str(db)}
+    before = db.read_bytes()
+    # a read command never migrates: it says what to do and leaves the file as it was
+    p = hpcflow("runs", "--json", extra_env=env)
+    assert p.returncode == 1 and "schema 3, older than this hpcflow's" in p.stderr, p.stderr
+    assert "run a write command once" in p.stderr and db.read_bytes() == before
     expected = json.loads((DATA / "expected" / "runs.json").read_text())
-    assert _json(hpcflow("runs", "--json", extra_env=env)) == expected
     run_ids = [r["run_id"] for r in expected["runs"]]
     assert len(run_ids) == 4
-    for rid in run_ids:
+    for i, rid in enumerate(run_ids):  # status writes: the first one migrates, after a copy
         want = json.loads((DATA / "expected" / f"status-{rid}.json").read_text())
-        assert _json(hpcflow("status", rid, "--json", extra_env=env)) == want, rid
+        p = hpcflow("status", rid, "--json", extra_env=env)
+        assert _json(p) == want, rid
+        assert ("a copy of it as it was is at" in p.stderr) == (i == 0), p.stderr
+    copy = old_db / "tracker.db.schema3.bak"
+    assert copy.read_bytes()[:16] == b"SQLite format 3\x00" and copy.stat().st_mode & 0o077 == 0
+    import sqlite3 as _sq
+
+    with _sq.connect(copy) as c:  # the copy is the old database, whole
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert c.execute("SELECT count(*) FROM run").fetchone()[0] == 4
+    assert _json(hpcflow("runs", "--json", extra_env=env)) == expected
+    for rid in run_ids:
         want = json.loads((DATA / "expected" / f"history-{rid}.json").read_text())
         got = _json(hpcflow("history", rid, "--json", extra_env=env))
         # events gained a kind: the old release's new_state, or the kind of move it was

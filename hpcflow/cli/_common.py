@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -29,15 +31,44 @@ class Ctx:
         self.db_path = db
         self.site_name = site or os.environ.get("HPCFLOW_SITE")
         self.verbose = verbose
+        self.allow_network_db = False
+        self.may_create = False  # set by the commands that record runs (submit, tick)
         self._engine: Any = None
+        self._reader: Any = None
+
+    def db_file(self) -> Any:
+        from hpcflow.tracker.lite import default_db_path
+
+        return Path(self.db_path).expanduser() if self.db_path else default_db_path()
 
     @property
     def engine(self) -> Any:
+        """The tracker for a command that writes: migrated (after a copy aside) when old;
+        created only by a command that records runs, else a missing file is an error."""
         if self._engine is None:
+            from hpcflow.errors import NotFound
             from hpcflow.tracker.db import open_db
 
-            self._engine = open_db(self.db_path)
+            path = self.db_file()
+            if not self.may_create and not path.exists():
+                raise NotFound(
+                    f"no tracker database at {path} (nothing submitted with this --db / "
+                    "HPCFLOW_DB?)"
+                )
+            self._engine = open_db(path, allow_network_fs=self.allow_network_db or None)
         return self._engine
+
+    @property
+    def reader(self) -> Any:
+        """The tracker for a command that only reads: read-only (mode=ro), never created,
+        migrated or locked for writing; a 0400 file reads."""
+        if self._engine is not None:
+            return self._engine
+        if self._reader is None:
+            from hpcflow.tracker.db import open_db
+
+            self._reader = open_db(self.db_file(), readonly=True)
+        return self._reader
 
     def site(self, required: bool = True) -> Any:
         from hpcflow.spec.site import load_site
@@ -200,6 +231,10 @@ def handle_errors(f: F) -> F:
         except click.exceptions.Exit:
             raise
         except Exception as e:  # a bug: one line; the traceback only with -v
+            if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
+                from hpcflow.tracker.dbfile import db_error
+
+                fail(f"hpcflow: error: the tracker database: {db_error(e)}", 1)
             if log.isEnabledFor(logging.DEBUG) or _verbose():
                 traceback.print_exc()
             fail(
@@ -232,7 +267,7 @@ def _db_from(ctx: click.Context) -> Any:
     path = path or default_db_path()
     if not os.path.exists(path):
         return None
-    return open_db(path)
+    return open_db(path, readonly=True)
 
 
 def complete_run(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:

@@ -93,6 +93,7 @@ def tick(obj: Ctx, file: str, as_json: bool, log_file: str | None) -> None:
         redirect_to_bounded_log(log_file, f"campaign tick {file}")
 
     lc = _load(obj, file)
+    obj.may_create = True  # the first tick records the campaign
     out = do_tick(obj.engine, runner_for(lc.site), lc)
     if as_json:
         emit_json(out)
@@ -121,7 +122,7 @@ def status(obj: Ctx, file: str, as_json: bool, failed_csv: str | None) -> None:
     from hpcflow.campaign.tick import status as do_status
 
     lc = _load(obj, file)
-    doc = do_status(obj.engine, lc)
+    doc = do_status(obj.reader, lc)
     if failed_csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, ["event", "batch", "run_id", "steps", "states"])
@@ -193,7 +194,7 @@ def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) ->
         found = entries(text, lc.name)
         click.echo("\n".join(found) if found else f"no crontab entry for campaign {lc.name}")
         return
-    db = str(Path(obj.engine.url.database).resolve())
+    db = str(obj.db_file().resolve())
     log_dir = Path(db).parent / "logs"
     log_dir.mkdir(mode=0o700, exist_ok=True)
     # cron has no HPCFLOW_SITE, HPCFLOW_DB or login PATH: the line names everything itself

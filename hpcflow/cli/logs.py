@@ -20,8 +20,8 @@ def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | No
     from hpcflow.node.jobtool import log_path
     from hpcflow.tracker.query import get_run, run_steps
 
-    r = get_run(obj.engine, run)
-    names = run_steps(obj.engine, r.id)
+    r = get_run(obj.reader, run)
+    names = run_steps(obj.reader, r.id)
     if step not in names:  # also keeps the path inside the run directory
         from hpcflow.spec.expand import did_you_mean
 

@@ -41,6 +41,13 @@ __all__ = ["main"]
 )
 @click.option("--site", help="Site config name or path (env HPCFLOW_SITE).")
 @click.option(
+    "--allow-network-db",
+    is_flag=True,
+    envvar="HPCFLOW_ALLOW_NETWORK_DB",
+    help="Use a tracker database on a network filesystem (NFS, Lustre, ...), where SQLite's "
+    "locking is unsafe; refused without this.",
+)
+@click.option(
     "-v",
     "--verbose",
     count=True,
@@ -49,9 +56,12 @@ __all__ = ["main"]
 )
 @click.version_option(__version__, prog_name="hpcflow")
 @click.pass_context
-def main(ctx: click.Context, db: str | None, site: str | None, verbose: int) -> None:
+def main(
+    ctx: click.Context, db: str | None, site: str | None, allow_network_db: bool, verbose: int
+) -> None:
     """Compile workflow files into Slurm job arrays, submit them and track them to the end."""
     ctx.obj = Ctx(db, site, verbose)
+    ctx.obj.allow_network_db = allow_network_db
     if verbose:
         import logging
 
@@ -175,8 +185,8 @@ def submit(
     loaded = load_workflow(
         workflow, list(sets), site, max_elements=max_elements, resources=overrides_file
     )
-    engine = obj.engine
-    res = do_submit(engine, runner_for(site), loaded, site, label)
+    obj.may_create = True  # the first run recorded creates the tracker
+    res = do_submit(obj.engine, runner_for(site), loaded, site, label)
     if as_json:
         emit_json({"run_id": res.run_id, "run_dir": res.run_dir, "jobs": res.jobs})
     else:
@@ -207,10 +217,11 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
         if docs is None:
             from hpcflow.tracker.query import active_runs, get_run, status_docs
 
-            runs = [get_run(obj.engine, run)] if run else active_runs(obj.engine)
+            db = obj.reader if no_refresh else obj.engine  # --no-refresh only reads
+            runs = [get_run(db, run)] if run else active_runs(db)
             if not no_refresh:
                 refresh_runs(obj, runs)
-            docs = stack.enter_context(status_docs(obj.engine, [r.id for r in runs], tasks))
+            docs = stack.enter_context(status_docs(db, [r.id for r in runs], tasks))
         if as_json:
             emit_json(docs[0] if run else {"runs": docs})
             return
@@ -272,7 +283,7 @@ def runs(
             since_dt = datetime.fromisoformat(since)
         except ValueError as e:
             raise BadUsage(f"--since {since!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from e
-    rows = list_runs(obj.engine, state.upper() if state else None, workflow, namespace, since_dt)
+    rows = list_runs(obj.reader, state.upper() if state else None, workflow, namespace, since_dt)
     if as_json:
         emit_json(
             {

@@ -138,7 +138,7 @@ def history(obj: Ctx, run: str, as_json: bool) -> None:
     from hpcflow.tracker.events import event_json
     from hpcflow.tracker.query import history as do_history
 
-    events = do_history(obj.engine, run)
+    events = do_history(obj.reader, run)
     rows = [event_json(e) for e in events]
     if as_json:
         emit_json({"run_id": run, "events": rows})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,22 @@ from hpcflow.cli._common import (
 
 
 def refreshed(obj: Ctx, run_ref: str) -> Any:
-    """The run, refreshed, with the usage sacct has not given yet collected (once per
-    finished chunk). Slurm not answering is said and the stored data used."""
+    """The run, refreshed if it is still active or some of its usage has not been asked of
+    sacct yet (once per finished chunk): only then is the tracker opened for writing. A
+    read-only tracker or Slurm not answering is said, and the stored data used."""
     from hpcflow.errors import HpcflowError
     from hpcflow.slurm.client import SlurmClient
     from hpcflow.tracker.db import session
-    from hpcflow.tracker.query import get_run
+    from hpcflow.tracker.query import get_run, usage_pending
+
+    run = get_run(obj.reader, run_ref)
+    if not usage_pending(obj.reader, run):
+        return run
+    if not os.access(obj.db_file(), os.W_OK):
+        click.echo("hpcflow: not refreshed: the tracker is read-only", err=True)
+        return run
     from hpcflow.tracker.usage import collect_usage
 
-    run = get_run(obj.engine, run_ref)
     try:
         refresh_runs(obj, [run])
         with session(obj.engine) as s:
@@ -47,11 +55,11 @@ def efficiency_doc(obj: Ctx, run_ref: str, step: str | None) -> dict[str, Any]:
     from hpcflow.tracker.query import get_run, run_steps
     from hpcflow.tracker.usage import element_uses
 
-    run = get_run(obj.engine, run_ref)
-    if step is not None and step not in run_steps(obj.engine, run.id):
+    run = get_run(obj.reader, run_ref)
+    if step is not None and step not in run_steps(obj.reader, run.id):
         raise NotFound(f"run {run.id} has no step {step!r}")
     run = refreshed(obj, run.id)
-    with session(obj.engine) as s:
+    with session(obj.reader) as s:
         uses = element_uses(s.connection(), run.id, step)
     return {"run_id": run.id, "steps": {name: summarize_step(st) for name, st in uses.items()}}
 
@@ -107,7 +115,7 @@ def report(obj: Ctx, run: str, out: str) -> None:
     from hpcflow.report.page import build, render
 
     r = refreshed(obj, run)
-    html = render(build(obj.engine, runner_for(site_for_run(r)), r.id))
+    html = render(build(obj.reader, runner_for(site_for_run(r)), r.id))
     path = Path(out)
     path.write_text(html, encoding="utf-8")
     path.chmod(0o640)

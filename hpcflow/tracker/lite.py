@@ -46,7 +46,9 @@ def connect_ro(path: Path) -> sqlite3.Connection | None:
         return None
     if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    from hpcflow.tracker.dbfile import ro_connect
+
+    conn = ro_connect(path)
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
         conn.close()
         return None

@@ -44,6 +44,22 @@ def run_steps(engine: Engine, run_id: str) -> list[str]:
     return [r.name for r in rows]
 
 
+def usage_pending(engine: Engine, run: Run) -> bool:
+    """Whether a refresh could still change what `efficiency` and `report` show: the run is
+    active, or a submitted job's usage has not been asked of sacct yet."""
+    if run.state in ACTIVE:
+        return True
+    with engine.connect() as c:
+        return (
+            c.exec_driver_sql(
+                "SELECT 1 FROM job WHERE run_id = ? AND slurm_job_id IS NOT NULL "
+                "AND NOT usage_done LIMIT 1",
+                (run.id,),
+            ).first()
+            is not None
+        )
+
+
 def active_runs(engine: Engine) -> list[Run]:
     with session(engine) as s:
         return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())

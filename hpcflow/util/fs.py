@@ -39,13 +39,3 @@ def filesystem_type(path: str | Path, mounts: str | None = None) -> str | None:
         if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
             best, kind = mnt, parts[2]
     return kind
-
-
-def network_fs_warning(path: str | Path) -> str | None:
-    kind = filesystem_type(Path(path).parent)
-    if kind in NETWORK_FS:
-        return (
-            f"the tracker database {path} is on a {kind} filesystem, where SQLite locking "
-            "is unsafe; put it on a local disk (--db or HPCFLOW_DB)"
-        )
-    return None
