@@ -27,6 +27,7 @@ from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
 from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.safeio import inside
 from hpcflow.util.units import parse_duration_s
 from hpcflow.util.yamlsafe import Located, load_file
 
@@ -181,6 +182,9 @@ def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
             raise InvalidInput([doc.problem(where, f"events: {e}")]) from e
         return list(ev.values)
     assert ev.file is not None and ev.column is not None
+    if not inside(base / ev.file, base):
+        why = f"events: file {ev.file!r} is outside the campaign's folder {base}; copy it there"
+        raise InvalidInput([doc.problem(("events", "file"), why)])
     try:
         raw = read_values(base / ev.file, ev.column, "events file", MAX_EVENTS)
     except AxisProblem as e:

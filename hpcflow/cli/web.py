@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import click
 
 from hpcflow.cli._common import Ctx
 from hpcflow.errors import BadUsage
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from hpcflow.util.urls import is_loopback_host
 
 
 @click.command()
@@ -51,17 +42,17 @@ def serve(
     import threading
 
     from hpcflow.tracker.lite import default_db_path
-    from hpcflow.web.app import Config, create_app, ensure_token
+    from hpcflow.web.app import Config, bound_hosts, create_app, ensure_token
     from hpcflow.web.app import token_file as default_token
     from hpcflow.web.background import start
 
     db = Path(obj.db_path).expanduser() if obj.db_path else default_db_path()
-    obj.engine  # noqa: B018 - create or migrate the database before serving it
+    obj.engine  # noqa: B018 - migrate the database (after a copy) before serving it
     path = Path(token_file).expanduser() if token_file else default_token(db)
     token = None
-    if require_token or allow_actions or not _loopback(host):
+    if require_token or allow_actions or not is_loopback_host(host):
         token = ensure_token(path)
-    app = create_app(Config(db, token, allow_actions))
+    app = create_app(Config(db, token, allow_actions, bound_hosts(host)))
     stop = threading.Event()
     if not no_sync:
         start(db, stop)

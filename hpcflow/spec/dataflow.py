@@ -12,7 +12,8 @@ from hpcflow.node import jobtool
 from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.workflow import Step, Workflow
-from hpcflow.util.yamlsafe import Located
+from hpcflow.util.safeio import read_bounded
+from hpcflow.util.yamlsafe import MAX_BYTES, Located
 
 CLEANUP_STEP = "hpcflow-cleanup"
 PULL_STEP = "hpcflow-pull"
@@ -142,14 +143,16 @@ def results_dir(results_root: str, workflow: str, run_id: str, step: str) -> str
 
 
 def read_workflow_file(wf_dir: Path, rel: str) -> str:
-    """A file named in the workflow (payload, config): relative to the workflow's folder."""
+    """A file named in the workflow (payload, config): a regular file inside the workflow's
+    folder (its real path: a workflow cannot name ~/.ssh/id_rsa or /proc/self/environ),
+    at most 16 MB."""
     p = Path(rel)
     path = p if p.is_absolute() else wf_dir / p
-    return path.read_text(encoding="utf-8")
+    return read_bounded(path, MAX_BYTES, within=wf_dir).decode("utf-8")
 
 
 def jobtool_source() -> str:
-    return Path(jobtool.__file__).read_text(encoding="utf-8")
+    return read_bounded(jobtool.__file__, MAX_BYTES).decode("utf-8")  # hpcflow's own file
 
 
 def step_kind(step: Step) -> str:

@@ -16,6 +16,7 @@ import yaml
 
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.workflow import AxisSource, Workflow
+from hpcflow.util.safeio import inside
 from hpcflow.util.templating import _to_text, namespace, render_native
 from hpcflow.util.yamlsafe import Located, load_scalar, read_text_bounded
 
@@ -177,6 +178,8 @@ def axis_source(
     path = base_dir / src.file
     if not path.is_file():
         raise ValueError(f"foreach file {str(path)!r} not found")
+    if not inside(path, base_dir):  # a colleague's workflow cannot read any file of yours
+        raise ValueError(f"foreach file {str(path)!r} is outside the workflow's folder; copy it")
     return read_values(path, src.column, "foreach file", max_values)
 
 

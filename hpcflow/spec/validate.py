@@ -24,6 +24,7 @@ from hpcflow.spec.templates import check_not_templates, render_images
 from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.workflow import Workflow
 from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.safeio import inside
 from hpcflow.util.yamlsafe import Located, load_file
 
 
@@ -225,14 +226,15 @@ def check_files(wf: Workflow, doc: Located, wf_dir: Path) -> list[Problem]:
             continue
         for key in ("payload", "config"):
             rel = getattr(s.ffrd, key)
-            if rel is not None and not (wf_dir / rel).is_file():
-                problems.append(
-                    doc.problem(
-                        ("steps", i, "ffrd", key),
-                        f"step {s.name!r}: ffrd {key} file {rel!r} not found "
-                        f"(paths are relative to {wf_dir})",
-                    )
-                )
+            if rel is None:
+                continue
+            where = ("steps", i, "ffrd", key)
+            if not (wf_dir / rel).is_file():
+                why = f"ffrd {key} file {rel!r} not found (paths are relative to {wf_dir})"
+                problems.append(doc.problem(where, f"step {s.name!r}: {why}"))
+            elif not inside(wf_dir / rel, wf_dir):
+                why = f"ffrd {key} file {rel!r} is outside the workflow's folder {wf_dir}"
+                problems.append(doc.problem(where, f"step {s.name!r}: {why}; copy it there"))
         if s.ffrd.config and s.ffrd.config_via != "file" and "\n" in s.run.strip():
             problems.append(
                 doc.problem(

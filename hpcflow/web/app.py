@@ -7,19 +7,30 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from hpcflow import __version__
-from hpcflow.errors import HpcflowError, NotFound
+from hpcflow.errors import BadUsage, HpcflowError, NotFound
+from hpcflow.util.safeio import read_bounded
+from hpcflow.util.urls import is_loopback_host
 from hpcflow.web import data
+from hpcflow.web.data import MAX_INDEX, MAX_PAGE
 
 COOKIE = "hpcflow_token"
+IndexParam = Annotated[int, PathParam(ge=0, le=MAX_INDEX)]
+
+
+MIN_TOKEN_CHARS = 22  # 22 base64url characters: 132 bits, over the 128 asked for
+_TOKEN = re.compile(r"[A-Za-z0-9_~.+/=-]+")
 
 
 @dataclass
@@ -27,11 +38,25 @@ class Config:
     db_path: Path
     token: str | None = None  # required on every request when set
     allow_actions: bool = False
+    hosts: frozenset[str] | None = None  # Host headers answered (None: any; a wildcard bind)
+    csrf_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # per server
 
     def csrf(self) -> str:
-        """The field an action form carries: derived from the token, so a page of another
-        origin cannot know it."""
-        return hmac.new((self.token or "").encode(), b"csrf", hashlib.sha256).hexdigest()
+        """The field an action form carries: keyed by this server's own random key (and the
+        token), so a page of another origin, or an earlier server, cannot know it."""
+        return hmac.new(self.csrf_key, (self.token or "").encode(), hashlib.sha256).hexdigest()
+
+
+def bound_hosts(host: str) -> frozenset[str] | None:
+    """The names a request's Host header may carry for a server bound to ``host``: those of
+    loopback for a loopback address (a DNS-rebound name is refused), the address itself
+    otherwise; None for a wildcard bind, where the token is required anyway."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    names = {host.lower(), f"[{host.lower()}]"}
+    if is_loopback_host(host):
+        names |= {"localhost", "127.0.0.1", "[::1]"}
+    return frozenset(names)
 
 
 def token_file(db_path: Path) -> Path:
@@ -39,15 +64,30 @@ def token_file(db_path: Path) -> Path:
 
 
 def ensure_token(path: Path) -> str:
-    """The token in ``path`` (mode 0600), made the first time."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok = secrets.token_urlsafe(32)
-    fd = path.open("x")
-    path.chmod(0o600)
-    with fd:
-        fd.write(tok + "\n")
+    """The token in ``path``, made the first time (0600, 256 random bits). An existing file
+    must be a regular file of yours that only you can read, holding at least 128 bits: an
+    empty, short or world-readable token is refused, never served with."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tok = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(tok + "\n")
+        return tok
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise BadUsage(f"token file {path} is not yours (uid {st.st_uid}); refusing to serve")
+    if st.st_mode & 0o077:
+        raise BadUsage(f"token file {path} is readable by others: run `chmod 600 {path}`")
+    try:
+        tok = read_bounded(path, 4096).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadUsage(f"token file {path}: {e}") from e
+    if len(tok) < MIN_TOKEN_CHARS or not _TOKEN.fullmatch(tok):
+        raise BadUsage(
+            f"token file {path} holds no usable token (at least {MIN_TOKEN_CHARS} characters "
+            "of base64url, 128 bits): remove it and hpcflow makes one"
+        )
     return tok
 
 
@@ -58,6 +98,8 @@ def create_app(cfg: Config) -> FastAPI:
 
     @app.middleware("http")
     async def auth(request: Request, call_next: Any) -> Response:
+        if cfg.hosts is not None and _host_of(request) not in cfg.hosts:
+            return Response("this server does not answer to that Host (DNS rebinding?)", 421)
         if cfg.token and request.url.path != "/login" and not _authorized(request, cfg):
             if request.url.path.startswith("/api/"):
                 return JSONResponse({"error": "a token is required (Authorization: Bearer "
@@ -105,13 +147,13 @@ def create_app(cfg: Config) -> FastAPI:
         run_id: str,
         step: str | None = None,
         state: str | None = None,
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=MAX_PAGE),
         per_page: int = Query(data.PER_PAGE, ge=1, le=data.MAX_PER_PAGE),
     ) -> Any:
         return with_db(data.tasks, run_id, step, state, page, per_page)
 
     @app.get("/api/runs/{run_id}/logs/{step}/{index}")
-    def api_logs(run_id: str, step: str, index: int, stream: str = "stdout",
+    def api_logs(run_id: str, step: str, index: IndexParam, stream: str = "stdout",
                  tail: int = Query(100, ge=1, le=data.MAX_TAIL_LINES)) -> Any:  # fmt: skip
         return with_db(lambda db: data.log_tail(db, _runner(db, run_id), run_id, step, index,
                                                 stream, tail))  # fmt: skip
@@ -129,7 +171,7 @@ def create_app(cfg: Config) -> FastAPI:
         return with_db(data.graph, run_id)
 
     @app.get("/api/runs/{run_id}/history")
-    def api_history(run_id: str, page: int = Query(1, ge=1),
+    def api_history(run_id: str, page: int = Query(1, ge=1, le=MAX_PAGE),
                     per_page: int = Query(500, ge=1, le=5000)) -> Any:  # fmt: skip
         return with_db(data.history, run_id, page, per_page)
 
@@ -153,6 +195,13 @@ def create_app(cfg: Config) -> FastAPI:
 
     add_pages(app, cfg, cache, with_db)
     return app
+
+
+def _host_of(request: Request) -> str:
+    host = request.headers.get("host", "").lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _authorized(request: Request, cfg: Config) -> bool:

@@ -14,6 +14,8 @@ from hpcflow.errors import NotFound
 from hpcflow.tracker import lite
 
 PER_PAGE = 100
+MAX_PAGE = 1_000_000  # pages and indexes past these are a 422, never an SQLite overflow (500)
+MAX_INDEX = 100_000_000
 MAX_PER_PAGE = 1000
 MAX_TAIL_LINES = 5000
 TAIL_BYTES = 256 * 1024
@@ -237,7 +239,8 @@ def log_tail(db: Db, runner: Any, run_id: str, step: str, index: int, stream: st
     data = runner.read_tails([path], TAIL_BYTES).get(path)
     if data is None:
         raise NotFound(f"no {stream} yet for {step}[{index}] (has it started?)")
-    lines = data.decode(errors="replace").splitlines()
+    lines = data.decode(errors="replace").split("\n")  # as written: not at U+2028 too
+    lines = lines[:-1] if lines[-1] == "" else lines
     tail = max(1, min(tail, MAX_TAIL_LINES))
     return {"run_id": run.id, "step": step, "index": index, "stream": stream,
             "lines": lines[-tail:]}  # fmt: skip

@@ -4,10 +4,11 @@ wrote is escaped); one small script follows a log. The SVG comes from the report
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -18,6 +19,9 @@ from hpcflow.report.data import failure_groups
 from hpcflow.states import RunState, TaskState
 from hpcflow.tracker.lite import dynamic_label
 from hpcflow.web import data
+from hpcflow.web.data import MAX_INDEX, MAX_PAGE
+
+IndexParam = Annotated[int, PathParam(ge=0, le=MAX_INDEX)]
 
 HERE = Path(__file__).resolve().parent
 ORDER = [s.value for s in TaskState]
@@ -80,7 +84,7 @@ def add_pages(app: FastAPI, cfg: Any, cache: data.RunCache, with_db: Any) -> Non
 
     @app.get("/runs/{run_id}/tasks", response_class=HTMLResponse)
     def tasks_page(run_id: str, step: str | None = None, state: str | None = None,
-                   page_: int = Query(1, ge=1, alias="page")) -> Any:  # fmt: skip
+                   page_: int = Query(1, ge=1, le=MAX_PAGE, alias="page")) -> Any:  # fmt: skip
         def make(db: data.Db) -> HTMLResponse:
             p = data.tasks(db, run_id, step or None, state or None, page_)
             steps = list(data.run_doc(db, run_id)["steps"])
@@ -94,7 +98,7 @@ def add_pages(app: FastAPI, cfg: Any, cache: data.RunCache, with_db: Any) -> Non
         return with_db(make)
 
     @app.get("/runs/{run_id}/logs/{step}/{index}", response_class=HTMLResponse)
-    def logs_page(run_id: str, step: str, index: int, stream: str = "stdout",
+    def logs_page(run_id: str, step: str, index: IndexParam, stream: str = "stdout",
                   tail: int = Query(200, ge=1, le=data.MAX_TAIL_LINES), follow: int = 0,
                   request: Request = None) -> Any:  # type: ignore[assignment]  # fmt: skip
         from hpcflow.web.app import _runner
@@ -106,7 +110,7 @@ def add_pages(app: FastAPI, cfg: Any, cache: data.RunCache, with_db: Any) -> Non
         return with_db(make)
 
     @app.get("/runs/{run_id}/history", response_class=HTMLResponse)
-    def history_page(run_id: str, page_: int = Query(1, ge=1, alias="page")) -> Any:
+    def history_page(run_id: str, page_: int = Query(1, ge=1, le=MAX_PAGE, alias="page")) -> Any:
         return page("history.html", h=with_db(data.history, run_id, page_, 500))
 
     @app.get("/campaigns", response_class=HTMLResponse)
