@@ -170,3 +170,20 @@ def recording_sacct(tmp_path: Path) -> dict[str, str]:
     )
     (shim / "sacct").chmod(0o755)
     return {"PATH": f"{shim}:{os.environ['PATH']}"}
+
+
+def in_process(db: Path) -> Callable[..., Any]:
+    """The CLI run in this process by click's runner on database ``db``: the same commands
+    without a process's start-up (0.8 s each with SQLAlchemy). For tests of what commands
+    print; what a process does (its exit code as a shell sees it, its imports) needs one."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from hpcflow.cli import main
+
+    def run(*args: str) -> SimpleNamespace:
+        r = CliRunner().invoke(main, ["--db", str(db), *args], catch_exceptions=False)
+        return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
+
+    return run

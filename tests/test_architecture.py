@@ -72,3 +72,58 @@ def test_tracker_functions_stay_short() -> None:
                 if length > 60:
                     long.append(f"{p.name}:{n.lineno} {n.name}: {length} lines")
     assert long == []
+
+
+# where a file may be opened to read other than through util/safeio.py: the job tool runs on
+# compute nodes with the stdlib only (its own files, in the job's directory); the SSH runner
+# reads the login host's files over SFTP, after the same checks (regular, bounded, inside)
+OWN_READERS = {"util/safeio.py", "node/jobtool.py", "runners/ssh.py"}
+
+
+def _reads(tree: ast.AST) -> list[int]:
+    """Lines that open a file to read: open(...) without a write mode, .read_text(),
+    .read_bytes(), Path.open() without a write mode, os.open without O_WRONLY/O_RDWR."""
+
+    def mode_of(call: ast.Call, pos: int) -> str:
+        for a in call.args[: pos + 2]:  # Path.open(mode), open(path, mode), sftp.open(path, mode)
+            if isinstance(a, ast.Constant) and re.fullmatch(r"[rwxabt+]{1,3}", str(a.value)):
+                return str(a.value)
+        for k in call.keywords:
+            if k.arg == "mode" and isinstance(k.value, ast.Constant):
+                return str(k.value.value)
+        return "r"
+
+    def is_read(n: ast.Call) -> bool:
+        f = n.func
+        if isinstance(f, ast.Name):
+            return f.id == "open" and not set(mode_of(n, 1)) & set("wxa")
+        if not isinstance(f, ast.Attribute):
+            return False
+        if f.attr in ("read_text", "read_bytes"):
+            return True
+        if f.attr != "open":
+            return False
+        if isinstance(f.value, ast.Name) and f.value.id == "os":
+            flags = ast.unparse(n)
+            return "O_WRONLY" not in flags and "O_RDWR" not in flags
+        return not set(mode_of(n, 0)) & set("wxa")
+
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and is_read(n)]
+
+
+def test_files_are_read_only_through_safeio() -> None:
+    """Every read of a file on the login node goes through util/safeio.py (regular files
+    only, never blocking on a FIFO, bounded before it is read): docs/security.md."""
+    found = [
+        f"{p.relative_to(PKG.parent)}:{line}"
+        for p in sorted(PKG.rglob("*.py"))
+        if str(p.relative_to(PKG)) not in OWN_READERS
+        for line in _reads(ast.parse(p.read_text()))
+    ]
+    assert found == [], "read these through hpcflow.util.safeio (or a Runner): " + ", ".join(found)
+
+
+def test_the_read_rule_sees_the_reads_it_forbids() -> None:
+    src = ("open(p)\nopen(p, 'rb')\nPath(p).read_text()\nx.read_bytes()\np.open()\n"
+           "os.open(p, os.O_RDONLY)\nopen(p, 'w')\nos.open(p, os.O_WRONLY)\n")  # fmt: skip
+    assert _reads(ast.parse(src)) == [1, 2, 3, 4, 5, 6]

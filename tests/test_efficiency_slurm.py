@@ -69,8 +69,9 @@ def test_efficiency_reports_what_elements_used(slurm, hpcflow, tmp_path: Path, l
     # memory: 200 MB held by each element (plus the interpreter's ~10 MB), from sacct MaxRSS
     assert 200 * 0.85 <= burn["mem"]["p50_mb"] <= 200 * 1.15 + 10, burn
     assert burn["mem"]["requested_mb"] == 1024 and burn["cpu"]["requested"] == 1
-    # CPU: 2 s burnt per element, plus filling 200 MB and starting python
-    assert 6.0 * 0.85 <= burn["cpu"]["used_s"] <= 6.0 * 1.15, burn
+    # CPU: 2 s burnt per element (process_time, so never less), plus filling 200 MB and
+    # starting python and the job script: ~0.5 s each on a busy 2-core machine
+    assert 6.0 * 0.97 <= burn["cpu"]["used_s"] <= 6.0 + 3 * 0.75, burn
     assert 2.0 <= burn["elapsed"]["p50_s"] <= 10 and burn["elapsed"]["limit_s"] == 600
     # efficiency: CPU time over CPUs x elapsed (the lab runs 16 "CPUs" on 2 cores: elements
     # that share a core wait, so it is well under 1 here)
@@ -84,7 +85,8 @@ def test_efficiency_reports_what_elements_used(slurm, hpcflow, tmp_path: Path, l
     # packed elements: CPU and elapsed time measured by the job script, per element
     packed = doc["packed"]
     assert packed["measured"] == 4
-    assert 4.0 * 0.85 <= packed["cpu"]["used_s"] <= 4.0 * 1.15 + 0.8, packed
+    # (an element's time counted for its task's other element too would be 8 s)
+    assert 4.0 * 0.97 <= packed["cpu"]["used_s"] <= 4.0 + 4 * 0.75, packed
     # ... and each element's own peak, from the job tool's wait4 (200 MB + the interpreter)
     assert 200 * 0.85 <= packed["mem"]["p50_mb"] <= 200 * 1.15 + 10, packed
 

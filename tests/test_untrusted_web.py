@@ -30,40 +30,52 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _serve_refused(db: Path, token: Path, *args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "hpcflow", "serve", "--port", str(free_port()),
-            "--token-file", str(token), "--no-sync", *args]  # fmt: skip
-    env = {**os.environ, "HPCFLOW_DB": str(db)}
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+WEAK = [
+    ("", 0o600, "holds no usable token"),
+    ("\n\n", 0o600, "holds no usable token"),
+    ("abc123", 0o600, "holds no usable token"),
+    ("x" * 40 + " y", 0o600, "holds no usable token"),
+    ("A" * 43, 0o644, "readable by others"),
+    ("A" * 43, 0o640, "readable by others"),
+]
 
 
-@pytest.mark.parametrize(
-    ("content", "mode", "says"),
-    [
-        ("", 0o600, "holds no usable token"),
-        ("\n\n", 0o600, "holds no usable token"),
-        ("abc123", 0o600, "holds no usable token"),
-        ("x" * 40 + " y", 0o600, "holds no usable token"),
-        ("A" * 43, 0o644, "readable by others"),
-        ("A" * 43, 0o640, "readable by others"),
-    ],
-)
-@pytest.mark.parametrize("exposure", [["--host", "0.0.0.0"], ["--allow-actions"]])
-def test_serve_never_starts_exposed_with_a_weak_token(
-    synth: Path, tmp_path: Path, content: str, mode: int, says: str, exposure: list[str]
-) -> None:
+@pytest.mark.parametrize(("content", "mode", "says"), WEAK)
+def test_a_weak_token_file_is_refused(tmp_path: Path, content: str, mode: int, says: str) -> None:
+    from hpcflow.errors import BadUsage
+    from hpcflow.web.app import ensure_token
+
     token = tmp_path / "web-token"
     token.write_text(content)
     token.chmod(mode)
-    p = _serve_refused(synth, token, *exposure)
-    assert p.returncode == 2 and says in p.stderr, p.stderr
-    assert "Uvicorn running" not in p.stderr and "hpcflow serve: http" not in p.stderr
+    with pytest.raises(BadUsage, match=says):
+        ensure_token(token)
 
 
-def test_a_made_token_is_private_and_long(synth: Path, tmp_path: Path) -> None:
-    with serving(synth, tmp_path, "--no-sync", "--allow-actions") as s:
-        assert (s.token_file.stat().st_mode & 0o777) == 0o600
-        assert len(s.token()) >= 43  # 256 bits, base64url
+def test_serve_never_starts_exposed_with_a_weak_token(synth: Path, tmp_path: Path) -> None:
+    cases = [(["--host", "0.0.0.0"], WEAK[0]), (["--allow-actions"], WEAK[4])]
+    env = {**os.environ, "HPCFLOW_DB": str(synth)}
+    procs = []
+    for n, (exposure, (content, mode, says)) in enumerate(cases):  # both at once: 1 s, not 2
+        token = tmp_path / f"web-token-{n}"
+        token.write_text(content)
+        token.chmod(mode)
+        argv = [sys.executable, "-m", "hpcflow", "serve", "--port", str(free_port()),
+                "--token-file", str(token), "--no-sync", *exposure]  # fmt: skip
+        procs.append((says, subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)))
+    try:
+        for says, p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 2 and says in err, err
+            assert "Uvicorn running" not in err and "hpcflow serve: http" not in err
+    finally:
+        for _, p in procs:
+            p.kill()
+
+
+def test_a_made_token_is_private_and_long(served_u) -> None:
+    assert (served_u.token_file.stat().st_mode & 0o777) == 0o600
+    assert len(served_u.token()) >= 43  # 256 bits, base64url
 
 
 def _csrf(s) -> str:
@@ -72,23 +84,24 @@ def _csrf(s) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
 
 
-def test_the_csrf_key_is_random_per_server(synth: Path, tmp_path: Path) -> None:
+def test_the_csrf_key_is_random_per_server(served_u, synth: Path) -> None:
     import hashlib
     import hmac
 
-    with serving(synth, tmp_path, "--no-sync", "--allow-actions") as s:
-        first, tok = _csrf(s), s.token()
-    with serving(synth, tmp_path, "--no-sync", "--allow-actions") as s:
+    first, tok = _csrf(served_u), served_u.token()
+    with serving(synth, served_u.token_file.parent, "--no-sync", "--allow-actions") as s:
         second = _csrf(s)
     assert first != second  # the same token file: a new key per server
     assert first != hmac.new(tok.encode(), b"csrf", hashlib.sha256).hexdigest()
 
 
-def _get(base: str, path: str, host: str | None = None) -> tuple[int, str]:
-    hostport = base.split("//")[1]
+def _get(s, path: str, host: str | None = None) -> tuple[int, str]:
+    """GET with the server's token (its actions are on, so reads need it) and a Host header."""
+    hostport = s.base.split("//")[1]
     conn = http.client.HTTPConnection(*hostport.split(":"), timeout=20)
     conn.putrequest("GET", path, skip_host=True)
     conn.putheader("Host", hostport if host is None else host)
+    conn.putheader("Authorization", f"Bearer {s.token()}")
     conn.endheaders()
     r = conn.getresponse()
     body = r.read().decode(errors="replace")
@@ -96,14 +109,13 @@ def _get(base: str, path: str, host: str | None = None) -> tuple[int, str]:
     return r.status, body
 
 
-def test_only_the_bound_names_are_answered(synth: Path, tmp_path: Path) -> None:
-    with serving(synth, tmp_path, "--no-sync") as s:
-        port = s.base.rsplit(":", 1)[1]
-        for ok in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
-            assert _get(s.base, "/api/runs", ok)[0] == 200, ok
-        for bad in (f"evil.example:{port}", "attacker.test", f"127.0.0.1.nip.io:{port}", ""):
-            code, body = _get(s.base, "/api/runs", bad)
-            assert code == 421 and "Host" in body, bad
+def test_only_the_bound_names_are_answered(served_u) -> None:
+    port = served_u.base.rsplit(":", 1)[1]
+    for ok in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert _get(served_u, "/api/runs", ok)[0] == 200, ok
+    for bad in (f"evil.example:{port}", "attacker.test", f"127.0.0.1.nip.io:{port}", ""):
+        code, body = _get(served_u, "/api/runs", bad)
+        assert code == 421 and "Host" in body, bad
 
 
 @pytest.mark.parametrize(
@@ -125,13 +137,13 @@ def test_only_the_bound_names_are_answered(synth: Path, tmp_path: Path) -> None:
     ],
 )
 def test_out_of_range_parameters_are_4xx(served_u, path: str) -> None:
-    code, _ = _get(served_u.base, path)
-    assert 400 <= code < 500, (path, code)
+    code, _ = _get(served_u, path)
+    assert 400 <= code < 500 and code not in (401, 403), (path, code)
 
 
 @pytest.fixture(scope="module")
 def served_u(synth: Path, tmp_path_factory: pytest.TempPathFactory):
-    with serving(synth, tmp_path_factory.mktemp("su"), "--no-sync") as s:
+    with serving(synth, tmp_path_factory.mktemp("su"), "--no-sync", "--allow-actions") as s:
         yield s
 
 
@@ -145,7 +157,7 @@ def test_a_fifo_as_a_log_never_blocks_a_worker(synth: Path, served_u) -> None:
     zero.symlink_to("/dev/zero")
     t = time.monotonic()
     for i in (1, 2, 1, 2):
-        code, _ = _get(served_u.base, f"/api/runs/{RUN}/logs/hms/{i}")
+        code, _ = _get(served_u, f"/api/runs/{RUN}/logs/hms/{i}")
         assert code == 404, code
-    assert _get(served_u.base, "/api/runs")[0] == 200  # and the server still answers
+    assert _get(served_u, "/api/runs")[0] == 200  # and the server still answers
     assert time.monotonic() - t < 10

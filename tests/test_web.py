@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO
+from .helpers import REPO, in_process
 from .synthetic import finished_run
 from .web_server import serving
 
@@ -36,11 +36,12 @@ def served(synth: Path, tmp_path_factory: pytest.TempPathFactory):
         yield s
 
 
-def test_the_api_mirrors_the_cli(synth: Path, served, hpcflow) -> None:
-    env = {"HPCFLOW_DB": str(synth)}
-    cli = json.loads(hpcflow("status", RUN, "--json", check=True, extra_env=env).stdout)
-    runs = json.loads(hpcflow("runs", "--json", check=True, extra_env=env).stdout)
-    hist = json.loads(hpcflow("history", RUN, "--json", check=True, extra_env=env).stdout)
+def test_the_api_mirrors_the_cli(synth: Path, served) -> None:
+    run = in_process(synth)
+    cli, runs, hist = (
+        json.loads(run(*args).stdout)
+        for args in (("status", RUN, "--json"), ("runs", "--json"), ("history", RUN, "--json"))
+    )
     s = served
     code, doc, headers = s.get(f"/api/runs/{RUN}")
     assert code == 200 and doc == cli
@@ -122,10 +123,16 @@ def test_a_token_is_required_off_loopback(synth: Path, tmp_path: Path) -> None:
         assert s.get("/api/runs", headers=cookie)[0] == 200
 
 
-def test_actions_need_the_flag_the_token_and_a_csrf_field(synth: Path, tmp_path: Path) -> None:
-    with serving(synth, tmp_path, "--no-sync") as s:
-        assert s.get(f"/api/runs/{RUN}/cancel", method="POST")[0] == 403
-    with serving(synth, tmp_path, "--no-sync", "--allow-actions") as s:
+def test_actions_need_the_flag_the_token_and_a_csrf_field(
+    synth: Path, served, tmp_path: Path
+) -> None:
+    assert served.get(f"/api/runs/{RUN}/cancel", method="POST")[0] == 403  # no --allow-actions
+    shim = tmp_path / "bin"  # Slurm here is a recording shim
+    shim.mkdir()
+    (shim / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scancel.log\n')
+    (shim / "scancel").chmod(0o755)
+    env = {"PATH": f"{shim}:/usr/bin:/bin"}
+    with serving(synth, tmp_path, "--no-sync", "--allow-actions", env=env) as s:
         tok = s.token()
         assert s.get(f"/api/runs/{RUN}/cancel", method="POST")[0] == 401  # no token
         form = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -135,14 +142,8 @@ def test_actions_need_the_flag_the_token_and_a_csrf_field(synth: Path, tmp_path:
         assert code == 403 and "CSRF" in doc["error"]
         code, doc, _ = s.get(f"/api/runs/{RUN}/retry", method="POST", body=b"csrf=forged",
                              headers=cookie)  # fmt: skip
-        assert code == 403
-        # with the token as a bearer header the action runs (Slurm here is a recording shim)
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scancel.log\n')
-    (shim / "scancel").chmod(0o755)
-    env = {"PATH": f"{shim}:/usr/bin:/bin"}
-    with serving(synth, tmp_path, "--no-sync", "--allow-actions", env=env) as s:
+        assert code == 403 and not (tmp_path / "scancel.log").exists()
+        # with the token as a bearer header the action runs
         code, doc, _ = s.get(f"/api/runs/{RUN}/cancel", method="POST", token=s.token())
         assert code == 200 and doc["action"] == "cancel", doc
     jobs = sqlite3.connect(synth).execute("SELECT slurm_job_id FROM job").fetchall()

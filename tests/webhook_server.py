@@ -24,11 +24,14 @@ class Hook:
     paths: list[str] = field(default_factory=list)
     delay_s: float = 0.0
     status: int = 200
+    location: str | None = None  # sent with a 3xx status
 
 
 @contextmanager
-def webhook(port: int = 0, delay_s: float = 0.0, status: int = 200) -> Iterator[Hook]:
-    hook = Hook("", delay_s=delay_s, status=status)
+def webhook(
+    port: int = 0, delay_s: float = 0.0, status: int = 200, location: str | None = None
+) -> Iterator[Hook]:
+    hook = Hook("", delay_s=delay_s, status=status, location=location)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
@@ -38,6 +41,8 @@ def webhook(port: int = 0, delay_s: float = 0.0, status: int = 200) -> Iterator[
             hook.headers.append(dict(self.headers))
             hook.paths.append(self.path)
             self.send_response(hook.status)
+            if hook.location:
+                self.send_header("Location", hook.location)
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:

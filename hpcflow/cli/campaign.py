@@ -195,8 +195,8 @@ def schedule(obj: Ctx, file: str, expr: str | None, remove: bool, show: bool) ->
         click.echo("\n".join(found) if found else f"no crontab entry for campaign {lc.name}")
         return
     db = str(obj.db_file().resolve())
-    log_dir = Path(db).parent / "logs"
-    log_dir.mkdir(mode=0o700, exist_ok=True)
+    log_dir = Path(db).parent / "logs"  # the first tick creates the database beside it
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # cron has no HPCFLOW_SITE, HPCFLOW_DB or login PATH: the line names everything itself
     argv = [*hpcflow_command(), "--db", db]
     if not lc.campaign.site:

@@ -17,6 +17,7 @@ import stat
 
 from hpcflow.containers.runtimes import is_remote
 from hpcflow.errors import HpcflowError
+from hpcflow.util.safeio import read_bounded
 
 # Names that carry registry secrets. Stripped from the environment of every command hpcflow
 # runs unless passed explicitly to the pull.
@@ -99,18 +100,21 @@ def read_credentials(path: str) -> dict[str, str]:
             f"run `chmod 600 {p}`"
         )
     out: dict[str, str] = {}
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, value = line.partition("=")
-            if not sep or name.strip() not in SECRET_NAMES:
-                raise HpcflowError(
-                    f"credentials file {p}:{n}: expected NAME=value with NAME one of "
-                    f"{', '.join(SECRET_NAMES)}"
-                )  # the line itself is not echoed: it may hold a secret
-            out[name.strip()] = value.strip()
+    try:
+        text = read_bounded(p, 64 * 1024).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise HpcflowError(f"credentials file {p}: {e}") from e
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or name.strip() not in SECRET_NAMES:
+            raise HpcflowError(
+                f"credentials file {p}:{n}: expected NAME=value with NAME one of "
+                f"{', '.join(SECRET_NAMES)}"
+            )  # the line itself is not echoed: it may hold a secret
+        out[name.strip()] = value.strip()
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from hpcflow.errors import HpcflowError, SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
+from hpcflow.util.safeio import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def cluster_limits(runner: Any, site_name: str, user: str, ttl_s: float) -> Clus
     (then cached, unless Slurm could not be asked at all)."""
     path = cache_dir() / f"limits-{site_name}-{user}.json"
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_bounded(path, 1 << 20))
         cached = ClusterLimits.from_json(doc)
         if time.time() - cached.fetched_at < ttl_s:
             log.debug("limits: from %s (%.0f s old)", path, time.time() - cached.fetched_at)

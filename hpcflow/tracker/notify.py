@@ -235,7 +235,16 @@ def _send(
 
 def read_secret(t: NotifyTarget) -> Secret | None:
     """The target's secret, read now. A secret file must be a regular file of yours that
-    nobody else can read (at most 64 KiB; its first line)."""
+    nobody else can read (at most 64 KiB; its first line). A secret with a control character
+    is refused (it would break a header or a URL), without showing it."""
+    got = _read_secret(t)
+    if got is not None and any(ord(c) < 32 or ord(c) == 127 for c in got.reveal()):
+        where = f"secret_env {t.secret_env}" if t.secret_env else f"secret_file {t.secret_file}"
+        raise HpcflowError(f"the secret in {where} holds a control character (a newline?)")
+    return got
+
+
+def _read_secret(t: NotifyTarget) -> Secret | None:
     if t.secret_env:
         v = os.environ.get(t.secret_env)
         if not v:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hpcflow.util.safeio import read_bounded
+
 NETWORK_FS = {
     "nfs",
     "nfs4",
@@ -26,7 +28,7 @@ def filesystem_type(path: str | Path, mounts: str | None = None) -> str | None:
     """The type of the filesystem holding ``path`` (longest mount point in /proc/mounts)."""
     if mounts is None:
         try:
-            mounts = Path("/proc/mounts").read_text()
+            mounts = read_bounded("/proc/mounts", 16 << 20).decode(errors="replace")
         except OSError:
             return None
     target = os.path.realpath(path)

@@ -31,6 +31,8 @@ def forbidden_address(addr: str) -> str | None:
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None
     if ip in METADATA_IPS:
         return f"{addr} is a cloud metadata address"
     if ip.is_link_local:
@@ -79,6 +81,8 @@ def mask(text: str, secrets: list[str]) -> str:
     """``text`` with each secret, as written and as a URL would carry it, masked as ***."""
     for s in secrets:
         if s:
-            for form in {s, quote(s, safe=""), quote(s), quote(s, safe="/:")}:
+            forms = {s, quote(s, safe=""), quote(s), quote(s, safe="/"), quote(s, safe="/:"),
+                     repr(s)[1:-1], repr(s.encode())[2:-1]}  # fmt: skip
+            for form in sorted(forms, key=len, reverse=True):
                 text = text.replace(form, "***")
     return text
