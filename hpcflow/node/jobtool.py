@@ -11,6 +11,8 @@ and the per-element helpers the job script calls:
     python3 hpcflow_job.py manifest SPEC.json    writes manifest.json into $HPCFLOW_TASK_DIR
     python3 hpcflow_job.py outputs SPEC.json     copies declared outputs to the results dir
     python3 hpcflow_job.py ffrd-config SRC DST   substitutes {ENV::NAME} in a JSON config
+    python3 hpcflow_job.py pack N --tasks F ID   runs task ID's element lines of tasks file F,
+                                                 up to N at once (each one's peak memory)
 
 The language (docs/conditions.md): literals (numbers, 'strings', "strings", true, false,
 null, [lists]), names (params.x, item.x, index, upstream.s.state | exit_code | outputs.k),
@@ -483,16 +485,27 @@ def cmd_pack(parallel: int, lines: List[str]) -> int:
     return status
 
 
+def task_lines(tasks_file: str, task_id: str) -> List[str]:
+    """The lines of ``task_id`` in a tasks file ("<task id><TAB>..."), as the job script's
+    awk selects them. Read here, not passed in argv: a pack of long lines would be over the
+    kernel's argument limit (ARG_MAX) for the exec that starts this tool."""
+    prefix = task_id + "\t"
+    with open(tasks_file, encoding="utf-8", newline="\n") as f:
+        return [ln.rstrip("\n") for ln in f if ln.startswith(prefix)]
+
+
 def main(argv: list[str]) -> int:
     cmds = {"when": cmd_when, "manifest": cmd_manifest, "outputs": cmd_outputs}
     if len(argv) == 2 and argv[0] in cmds:
         return cmds[argv[0]](argv[1])
-    if len(argv) >= 2 and argv[0] == "pack" and argv[1].isdigit():
+    if len(argv) == 5 and argv[0] == "pack" and argv[1].isdigit() and argv[2] == "--tasks":
+        return cmd_pack(int(argv[1]), task_lines(argv[3], argv[4]))
+    if len(argv) >= 2 and argv[0] == "pack" and argv[1].isdigit():  # runs rendered before
         return cmd_pack(int(argv[1]), argv[2:])
     if len(argv) == 3 and argv[0] == "ffrd-config":
         return cmd_ffrd_config(argv[1], argv[2])
     print("usage: hpcflow_job.py when|manifest|outputs SPEC | ffrd-config SRC DST | "
-          "pack PARALLEL LINE...", file=sys.stderr)  # fmt: skip
+          "pack PARALLEL --tasks FILE TASK_ID", file=sys.stderr)  # fmt: skip
     return 2
 
 

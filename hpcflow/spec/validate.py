@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
 from hpcflow.spec.dynamic import EXPAND_STEP, NONE, Deferral, check_dynamic, deferral
+from hpcflow.spec.execlimits import check_exec
 from hpcflow.spec.expand import (
     DEFAULT_MAX_ELEMENTS,
     did_you_mean,
@@ -78,6 +79,7 @@ def load_workflow(
     wf, image_problems = render_images(wf, doc, params)
     problems += image_problems
     problems += check_each(wf, doc, axes)
+    problems += check_exec(wf, doc, axes)
     if not problems:
         problems += check_when(wf, doc, axes, params)
         problems += check_files(wf, doc, p.resolve().parent)

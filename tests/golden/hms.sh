@@ -113,7 +113,8 @@ fi
 echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: $# elements, up to 1 at once" >&2
 if command -v python3 >/dev/null 2>&1; then
   export -f hpcflow_element
-  python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py" pack 1 "$@"
+  # the lines are read from the tasks file again: as argv, a pack of long lines is over ARG_MAX
+  python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py" pack 1 --tasks "$hpcflow_tasks" "$hpcflow_task_id"
   hpcflow_status=$?
   echo "hpcflow: $(date -Iseconds) task $hpcflow_task_id: exit code $hpcflow_status" >&2
   exit "$hpcflow_status"
