@@ -118,10 +118,20 @@ steps:
 def test_suggested_pack_fits_the_limit(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(WF)
     plan = compile_plan(load_workflow(tmp_path / "wf.yaml"), None, 1001, "r", "/r")
-    got = suggest_pack(plan, 100)
+    got = suggest_pack(plan, 100, 1000, 1001)
     # a: ceil(1000/N); b: two arrays (one per u) of ceil(1000/N); c: 1 -> N = 31: 33*3+1 = 100
-    assert got == {"pack": 31, "steps": ["a", "b"], "array_tasks": 100}
-    assert suggest_pack(plan, 3) is None  # c and three arrays cannot fit in 3
+    assert got == {"pack": 31, "steps": ["a", "b"], "array_tasks": 100, "sbatch_calls": 4}
+    assert suggest_pack(plan, 3, 1000, 1001) is None  # c and three arrays cannot fit in 3
+
+
+def test_suggested_pack_fits_the_sbatch_call_limit(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(WF)
+    plan = compile_plan(load_workflow(tmp_path / "wf.yaml"), None, 10, "r", "/r")
+    assert sum(len(sp.jobs) for sp in plan.steps.values()) == 301  # 3 x 100 chunks + c
+    got = suggest_pack(plan, None, 31, 10)
+    # calls: 1 + 3 * ceil(ceil(1000/N) / 10) <= 31 -> ceil(1000/N) <= 100 -> N = 10
+    assert got == {"pack": 10, "steps": ["a", "b"], "array_tasks": 301, "sbatch_calls": 31}
+    assert suggest_pack(plan, None, 3, 10) is None
 
 
 def test_sites_init_text_is_a_valid_site(tmp_path: Path) -> None:

@@ -152,14 +152,19 @@ def render(
     loaded = load_workflow(
         workflow, list(sets), site, max_elements=max_elements, resources=overrides_file
     )
+    from hpcflow.render.outdir import MANIFEST, clear_earlier, manifest_text
+
     rr = prepare(loaded, site, runner_for(site))
     local = LocalRunner()
     out = Path(out_dir)
+    removed = clear_earlier(out)  # before writing: a refused directory gets nothing
     for rel, content in rr.files.items():
         local.makedirs(str((out / rel).parent), 0o750)
         local.write_file(str(out / rel), content, 0o750 if rel.endswith(".sh") else 0o640)
+    local.write_file(str(out / MANIFEST), manifest_text(list(rr.files)), 0o640)
     click.echo(rr.files["plan.txt"], nl=False)
-    click.echo(f"wrote {len(rr.files)} files to {out}/ (nothing submitted)")
+    again = f"; the {removed} files of the earlier render removed" if removed else ""
+    click.echo(f"wrote {len(rr.files)} files to {out}/ (nothing submitted){again}")
 
 
 @main.command()

@@ -22,16 +22,23 @@ def report_text(r: dict) -> str:
     if lim["submit_limit"] is None:
         lines.append(f"limits: MaxArraySize {mas}; no submit limit found")
     else:
-        verdict = "fits" if r["fits"] else "does NOT fit"
+        verdict = "fits" if r.get("tasks_fit", r["fits"]) else "does NOT fit"
         lines.append(
             f"limits: MaxArraySize {mas}; {r['array_tasks']} queued task(s) against a limit of "
             f"{lim['submit_limit']} ({lim['submit_limit_source']}): {verdict}"
+        )
+    calls, max_calls = r["sbatch_calls"], lim.get("max_sbatch_calls")
+    if max_calls is not None and not r.get("calls_fit", True):
+        lines.append(
+            f"sbatch calls: {calls:,}, over the site's limits.max_sbatch_calls {max_calls:,} "
+            f"(each is a request to slurmctld; about {calls * 15 / 1000 / 60:.0f} min of "
+            "submitting at the lab's 15 ms each, and one Slurm job each to track): does NOT fit"
         )
     sug = r["suggest_pack"]
     if sug:
         lines.append(
             f"  pack: {sug['pack']} on {', '.join(sug['steps'])} would make it "
-            f"{sug['array_tasks']} task(s)"
+            f"{sug['array_tasks']} task(s) in {sug.get('sbatch_calls', '?')} sbatch call(s)"
         )
     elif not r["fits"]:
         lines.append("  no pack size fits: the run has more plain jobs than the limit")

@@ -89,9 +89,11 @@ def plan_report(loaded: Loaded, site: Site, runner: Runner | None) -> dict[str, 
     plan = compile_plan(loaded, eff, fill["max_array_size"], "validate-0000", "/validate/run")
     steps = {name: _step_doc(plan, name) for name in plan.order}
     tasks = sum(s["array_tasks"] for s in steps.values())
+    calls = sum(s["sbatch_calls"] for s in steps.values())
+    max_calls = site.limits.max_sbatch_calls
     doc: dict[str, Any] = {
         "site": site.name,
-        "sbatch_calls": sum(s["sbatch_calls"] for s in steps.values()),
+        "sbatch_calls": calls,
         "array_tasks": tasks,
         "elements": sum(s["elements"] for s in steps.values()),
         "files_estimate": sum(s["files_estimate"] for s in steps.values()) + 4,
@@ -101,13 +103,16 @@ def plan_report(loaded: Loaded, site: Site, runner: Runner | None) -> dict[str, 
             "max_job_count": cl.max_job_count if cl else None,
             "submit_limit": limit.limit,
             "submit_limit_source": limit.source,
+            "max_sbatch_calls": max_calls,
             "unreadable": cl.errors if cl else ["Slurm not asked"],
         },
-        "fits": limit.limit is None or tasks <= limit.limit,
+        "tasks_fit": limit.limit is None or tasks <= limit.limit,
+        "calls_fit": calls <= max_calls,
         "suggest_pack": None,
     }
+    doc["fits"] = doc["tasks_fit"] and doc["calls_fit"]
     if not doc["fits"]:
-        doc["suggest_pack"] = suggest_pack(plan, limit.limit or 0)
+        doc["suggest_pack"] = suggest_pack(plan, limit.limit, max_calls, fill["max_array_size"])
     return doc
 
 
@@ -125,23 +130,38 @@ def _step_doc(plan: Plan, name: str) -> dict[str, Any]:
     }
 
 
-def suggest_pack(plan: Plan, limit: int) -> dict[str, Any] | None:
+def suggest_pack(
+    plan: Plan, task_limit: int | None, call_limit: int, max_array_size: int
+) -> dict[str, Any] | None:
     """The smallest ``pack: N`` on every foreach step that brings the run's array tasks
-    within ``limit``; None when no pack can (more jobs than the limit)."""
+    within ``task_limit`` and its sbatch calls (one per chunk of ``max_array_size`` tasks)
+    within ``call_limit``; None when no pack can (more plain jobs than a limit)."""
     arrays = [sp for sp in plan.steps.values() if sp.jobs and sp.jobs[0].is_array]
     fixed = sum(len(sp.jobs) for sp in plan.steps.values() if sp not in arrays)
-    sizes = [len(j.elements) for sp in arrays for j in sp.jobs]
-    if not sizes or fixed + len(sizes) > limit:
-        return None  # every array job holds at least one task
+    groups: dict[tuple[str, tuple[Any, ...]], int] = {}  # (step, group): its elements
+    for sp in arrays:
+        for j in sp.jobs:
+            key = (sp.name, tuple(j.group.values()))
+            groups[key] = groups.get(key, 0) + len(j.elements)
+    sizes = list(groups.values())
+    if not sizes or fixed + len(sizes) > min(task_limit or call_limit, call_limit):
+        return None  # every array group is at least one task in one sbatch call
 
     def tasks(n: int) -> int:
         return fixed + sum(math.ceil(k / n) for k in sizes)
 
+    def calls(n: int) -> int:
+        return fixed + sum(math.ceil(math.ceil(k / n) / max_array_size) for k in sizes)
+
+    def fits(n: int) -> bool:
+        return (task_limit is None or tasks(n) <= task_limit) and calls(n) <= call_limit
+
     lo, hi = 1, max(sizes)
     while lo < hi:
         mid = (lo + hi) // 2
-        if tasks(mid) <= limit:
+        if fits(mid):
             hi = mid
         else:
             lo = mid + 1
-    return {"pack": lo, "steps": [sp.name for sp in arrays], "array_tasks": tasks(lo)}
+    steps = [sp.name for sp in arrays]
+    return {"pack": lo, "steps": steps, "array_tasks": tasks(lo), "sbatch_calls": calls(lo)}

@@ -53,11 +53,76 @@ def check_when(
             problems.append(doc.problem(where, f"step {s.name!r}: when: {e}"))
             continue
         ups = single_match_upstreams(s, axes)
+        bad = False
         for name in jobtool.names(ast):
             msg = _name_problem(name, s, axes.get(s.name, {}), params, ups)
             if msg:
+                bad = True
                 problems.append(doc.problem(where, f"step {s.name!r}: when: {msg}"))
+        if not bad:
+            kinds = _kinds(s, axes.get(s.name, {}), params)
+            problems += [
+                doc.problem(where, f"step {s.name!r}: when: {m}") for m in _mixed(ast, kinds)
+            ]
     return problems
+
+
+def _kinds(s: Step, my_axes: dict[str, list[Any]], params: dict[str, Any]) -> dict[str, str]:
+    """The kind ("num", "str", "bool") every element sees for a name, where it is known
+    before the run: an axis's values, a param's value, index, an upstream's state/exit code."""
+    dynamic = s.dynamic_axes
+    out = {"index": "num"}
+    for a, vals in my_axes.items():
+        k = "str" if a in dynamic else (axis_type(vals) if vals else "")  # files give text
+        out[f"item.{a}"] = {"int": "num", "float": "num"}.get(k, k)
+    for k, v in params.items():
+        out[f"params.{k}"] = _kind(v)
+    return out
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "num"
+    return "str" if isinstance(v, str) else ""
+
+
+def _mixed(node: Any, kinds: dict[str, str]) -> list[str]:
+    """Comparisons of text with a number: `item.e > 5` where every e is text fails at run
+    time (`<`), and `item.e == 5` is false for every element (`==`)."""
+    if node[0] in ("and", "or"):
+        return _mixed(node[1], kinds) + _mixed(node[2], kinds)
+    if node[0] == "not":
+        return _mixed(node[1], kinds)
+    if node[0] != "cmp" or node[1] in ("in", "not in"):
+        return []
+    sides = []
+    for x in node[2:4]:
+        if x[0] == "lit":
+            sides.append(_kind(x[1]))
+        elif x[0] == "name":
+            up = x[1].split(".")
+            upk = {"exit_code": "num", "state": "str"}.get(up[2]) if up[0] == "upstream" else None
+            sides.append(upk or kinds.get(x[1], ""))
+        else:
+            sides.append("")
+    if set(sides) != {"str", "num"}:
+        return []
+    text = next(x for x, k in zip(node[2:4], sides) if k == "str")
+    what = text[1] if text[0] == "name" else repr(text[1])
+    fate = (
+        "fails at run time"
+        if node[1] not in ("==", "!=")
+        else ("is false for every element" if node[1] == "==" else "is true for every element")
+    )
+    fix = (
+        f"the values of {what} are text (quoted, or read by file: or from:): compare with a "
+        "string ('10'), or give numbers (range:, or values: unquoted)"
+        if text[0] == "name" and what.startswith("item.")
+        else "compare like with like"
+    )
+    return [f"{what} is text and is compared with a number ({node[1]}): this {fate}; {fix}"]
 
 
 def _name_problem(

@@ -7,20 +7,20 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from hpcflow import resources_dir
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.notify import NotifyTarget
-from hpcflow.spec.workflow import STEP_NAME, Resources
+from hpcflow.spec.workflow import STEP_NAME, Resources, Strict
 from hpcflow.util.names import check_env_name, check_sbatch_extra, sbatch_word
 from hpcflow.util.pydantic_errors import problems_from
 from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
 from hpcflow.util.yamlsafe import load_file
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _user() -> str:
+    return os.environ.get("USER") or getpass.getuser()
 
 
 class Login(Strict):
@@ -66,6 +66,12 @@ class Limits(Strict):
     max_elements: int = Field(
         2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
     )
+    max_sbatch_calls: int = Field(
+        1000,
+        ge=1,
+        description="sbatch calls one run may need (one per step and chunk of MaxArraySize "
+        "tasks); over it, validate says it does not fit and suggests pack:",
+    )
 
     @field_validator("min_task_time", "cache_ttl")
     @classmethod
@@ -77,6 +83,18 @@ class Limits(Strict):
 class Paths(Strict):
     scratch: str = Field("/tmp/hpcflow-scratch/{user}", description="shared scratch root")
     results: str | None = Field(None, description="persistent results directory")
+
+    @field_validator("scratch", "results")
+    @classmethod
+    def _absolute(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # a relative path would be resolved against wherever each command and each job
+        # happens to start: the login node and the compute nodes would see different places
+        if v is not None and not v.startswith(("/", "~/")) and v != "~":
+            raise ValueError(
+                f"{v!r} is a relative path: give an absolute path on the shared filesystem "
+                "(e.g. /lustre/scratch/{user}), the same on the login and compute nodes"
+            )
+        return v
 
 
 class Lustre(Strict):
@@ -210,14 +228,12 @@ class Site(Strict):
         return getattr(self, "_source", self.name)
 
     def expand(self, template: str) -> str:
-        user = os.environ.get("USER") or getpass.getuser()
-        s = template.replace("{user}", user)
+        s = template.replace("{user}", _user())
         s = s.replace("{scratch}", self.scratch_root())
         return os.path.expanduser(s)
 
     def scratch_root(self) -> str:
-        user = os.environ.get("USER") or getpass.getuser()
-        return os.path.expanduser(self.paths.scratch.replace("{user}", user))
+        return os.path.expanduser(self.paths.scratch.replace("{user}", _user()))
 
     def default_partition(self) -> str | None:
         for name, p in self.partitions.items():
@@ -278,6 +294,19 @@ def load_site(name_or_path: str) -> Site:
     problems = []
     if site.partitions and sum(p.default for p in site.partitions.values()) > 1:
         problems.append(doc.problem(("partitions",), "more than one partition is default: true"))
+    if site.job_templates:
+        tdir = path.parent.absolute() / os.path.expanduser(
+            site.job_templates.replace("{user}", _user())
+        )
+        if not tdir.is_dir():
+            why = "does not exist" if not tdir.exists() else "is not a directory"
+            problems.append(
+                doc.problem(
+                    ("job_templates",),
+                    f"job_templates: {tdir} {why}; give the directory of the site's templates "
+                    "(relative to this file), or drop the key to use hpcflow's own",
+                )
+            )
     if problems:
         raise InvalidInput(problems)
     object.__setattr__(site, "_source", str(path))

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hpcflow.spec.notify import NotifyEntry
 from hpcflow.util.names import check_env_name, is_ident, sbatch_word
@@ -16,8 +24,23 @@ AfterKind = Literal["ok", "any", "notok", "each"]
 Scalar = str | int | float | bool
 
 
+def _takes(t: Any, kinds: tuple[Any, ...]) -> bool:
+    return t in kinds or any(_takes(a, kinds) for a in get_args(t))
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """pydantic takes `cpus: true` as 1: a yes/no where a number goes is refused."""
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            t = cls.model_fields[info.field_name].annotation if info.field_name else None
+            if not _takes(t, (bool, Any)) and _takes(t, (int, float)):
+                shown = json.dumps(v)  # as YAML writes it: true, [1, true]
+                raise ValueError(f"{shown} is a yes/no value where a number goes; write a number")
+        return v
 
 
 class Resources(Strict):
