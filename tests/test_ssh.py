@@ -49,6 +49,19 @@ def test_many_files_and_the_tails_of_logs_in_one_command_each(sshd, tmp_path: Pa
     assert tails == LocalRunner().read_tails(paths, 64)
     assert tails[str(big)].endswith(b"line 99999\n") and len(tails[str(big)]) == 64
     assert _accepted(sshd) - before <= 1  # one connection, reused
+    # within: a log that is a link out of the run directory is not read, there as here
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not show\n")
+    (run / "logs" / "0.err").symlink_to(secret)
+    (run / "logs" / "1.err").write_text("own log\n")
+    (run / "logs" / "2.err").symlink_to(run / "logs" / "1.err")  # a link inside is fine
+    logs = [str(run / "logs" / f"{i}.err") for i in range(3)]
+    want = {logs[0]: None, logs[1]: b"own log\n", logs[2]: b"own log\n"}
+    assert r.read_tails(logs, 64, within=str(run)) == want
+    assert LocalRunner().read_tails(logs, 64, within=str(run)) == want
+    assert r.read_tails(logs[:1], 64) == {logs[0]: b"do not show\n"}  # without within
     r.close()
 
 

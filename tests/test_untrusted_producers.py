@@ -188,3 +188,24 @@ def test_read_bounded_checks_the_size_before_reading(tmp_path: Path) -> None:
     assert time.monotonic() - t < 1
     with pytest.raises(UnsafeFile, match="a directory"):
         read_bounded(tmp_path, 10)
+
+
+def test_a_log_linked_out_of_the_run_directory_is_never_shown(tmp_path: Path) -> None:
+    """A job may make its log a link to any file of yours: `logs`, `logs --tail`, the
+    dashboard and the report read a log only inside the run directory."""
+    from hpcflow.node.jobtool import log_path
+
+    from .helpers import in_process
+    from .synthetic import finished_run
+
+    db, run_id = finished_run(tmp_path, 20)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    log = Path(log_path(str(tmp_path / "run"), "hms", 0, "out"))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.symlink_to(secret)
+    cli = in_process(db)
+    for args in ((), ("--tail", "5")):
+        r = cli("logs", run_id, "hms", "0", *args)
+        assert r.returncode != 0 and "PRIVATE KEY" not in r.stdout + r.stderr, (args, r)
+        assert "leads out of" in r.stderr, r.stderr

@@ -34,7 +34,7 @@ def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | No
     if not runner.exists(path):
         raise NotFound(f"no log at {path} (has element {index} of {step!r} started?)")
     if tail is not None:  # only the end of a log is read, whatever its size
-        got = runner.read_tails([path], max(tail, 1) * 4096).get(path)
+        got = runner.read_tails([path], max(tail, 1) * 4096, within=r.run_dir).get(path)
         if got is None:
             runner.read_file(path, 0, within=r.run_dir)  # says why: a FIFO, a device...
         lines = (got or b"").decode(errors="replace").split("\n")

@@ -89,7 +89,7 @@ def _add_tails(runner: Runner, run_dir: str, failures: list[dict[str, Any]]) -> 
             if len(want) < TAIL_TOTAL:
                 want.append((g, i, log_path(run_dir, g["step"], i, "err")))
     try:
-        got = runner.read_tails([p for *_, p in want], TAIL_BYTES) if want else {}
+        got = runner.read_tails([p for *_, p in want], TAIL_BYTES, within=run_dir) if want else {}
     except Exception:  # noqa: BLE001 - a report without tails beats no report
         got = {}
     for g, i, p in want:

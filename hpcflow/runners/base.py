@@ -94,9 +94,12 @@ class Runner(Protocol):
         command over SSH."""
         ...
 
-    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
-        """The last ``max_bytes`` of each regular file (None: missing, unreadable or not a
-        regular file), whatever its size: logs, for reports. One command over SSH."""
+    def read_tails(
+        self, paths: list[str], max_bytes: int, within: str | None = None
+    ) -> dict[str, bytes | None]:
+        """The last ``max_bytes`` of each regular file (None: missing, unreadable, not a
+        regular file, or leading out of ``within``), whatever its size: logs, for reports.
+        One command over SSH."""
         ...
 
     def exists(self, path: str) -> bool: ...
@@ -204,11 +207,13 @@ class LocalRunner:
                 os.close(fd)
         return out
 
-    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
+    def read_tails(
+        self, paths: list[str], max_bytes: int, within: str | None = None
+    ) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
         for path in paths:
             try:
-                out[path] = read_bounded(path, max_bytes, tail=True)
+                out[path] = read_bounded(path, max_bytes, within=within, tail=True)
             except OSError:
                 out[path] = None
         return out

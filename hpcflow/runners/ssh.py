@@ -247,9 +247,17 @@ class SSHRunner:
             out.update(self._records(script, paths[i : i + 5000]))
         return {p: out.get(p) for p in paths}
 
-    def read_tails(self, paths: list[str], max_bytes: int) -> dict[str, bytes | None]:
-        """As read_files, with ``tail -c``: one remote shell for all of them."""
-        return self._records(READ_MANY.replace("head -c 65536", f"tail -c {int(max_bytes)}"), paths)
+    def read_tails(
+        self, paths: list[str], max_bytes: int, within: str | None = None
+    ) -> dict[str, bytes | None]:
+        """As read_files, with ``tail -c``: one remote shell for all of them. With ``within``,
+        a path whose real path (links followed, on the remote side) is not under it is '-'."""
+        script = READ_MANY.replace("head -c 65536", f"tail -c {int(max_bytes)}")
+        if within is not None:
+            script = READ_WITHIN.format(root=shlex.quote(within)) + script.replace(
+                '[ -f "$f" ]', '[ -f "$f" ] && _inside "$f"'
+            )
+        return self._records(script, paths)
 
     def _records(self, script: str, paths: list[str]) -> dict[str, bytes | None]:
         res = self.run(["sh", "-c", script], input="".join(p + "\n" for p in paths))
@@ -270,6 +278,11 @@ class SSHRunner:
         return True
 
 
+# readlink -f: the path with every link followed, as open() would see it
+READ_WITHIN = (
+    'root=$(readlink -f -- {root}); _inside() {{ r=$(readlink -f -- "$1") && '
+    'case "$r" in "$root"/*) return 0;; esac; return 1; }}; '
+)
 READ_MANY = (
     'while IFS= read -r f; do if [ -f "$f" ] && [ -r "$f" ]; then printf "+%s\\n" "$f"; '
     "head -c 65536 \"$f\" | tr -d '\\000'; "

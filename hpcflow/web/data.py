@@ -236,7 +236,7 @@ def log_tail(db: Db, runner: Any, run_id: str, step: str, index: int, stream: st
     if not n:
         raise NotFound(f"step {step!r} of run {run.id} has no element {index}")
     path = log_path(run.run_dir, step, index, "err" if stream == "stderr" else "out")
-    data = runner.read_tails([path], TAIL_BYTES).get(path)
+    data = runner.read_tails([path], TAIL_BYTES, within=run.run_dir).get(path)
     if data is None:
         raise NotFound(f"no {stream} yet for {step}[{index}] (has it started?)")
     lines = data.decode(errors="replace").split("\n")  # as written: not at U+2028 too
