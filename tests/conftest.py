@@ -37,16 +37,21 @@ def site_file(lab_site: Callable[..., Path]) -> Path:
 
 @pytest.fixture
 def hpcflow(tmp_path: Path):
-    """Run the real CLI in a subprocess with its own tracker database."""
+    """Run the real CLI in a subprocess with its own tracker database. Afterwards, pass or
+    fail, the Slurm jobs of every run those databases hold are cancelled, so a failed test
+    leaves nothing in the queue to load the tests after it."""
     env = dict(os.environ, HPCFLOW_DB=str(tmp_path / "db" / "tracker.db"))
     env.pop("HPCFLOW_SITE", None)
+    dbs = {env["HPCFLOW_DB"]}
 
     def run(
         *args: str, check: bool = False, timeout: float = 300, extra_env: dict | None = None
     ) -> subprocess.CompletedProcess:
+        full = {**env, **(extra_env or {})}
+        dbs.add(full["HPCFLOW_DB"])
         p = subprocess.run(
             [sys.executable, "-m", "hpcflow", *args],
-            env={**env, **(extra_env or {})},
+            env=full,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -58,7 +63,8 @@ def hpcflow(tmp_path: Path):
             )
         return p
 
-    return run
+    yield run
+    helpers.cancel_jobs_of([Path(d) for d in dbs])
 
 
 @pytest.fixture(scope="session")

@@ -187,3 +187,25 @@ def in_process(db: Path) -> Callable[..., Any]:
         return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
 
     return run
+
+
+def cancel_jobs_of(dbs: list[Path]) -> list[str]:
+    """scancel every Slurm job recorded in these tracker databases (a test's teardown);
+    the ids. Nothing without Slurm."""
+    import sqlite3
+
+    if not shutil.which("scancel"):
+        return []
+    ids: set[str] = set()
+    for db in dbs:
+        if not db.is_file():
+            continue
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+                ids |= {str(r[0]) for r in c.execute(
+                    "SELECT slurm_job_id FROM job WHERE slurm_job_id IS NOT NULL")}  # fmt: skip
+        except sqlite3.Error:
+            continue
+    if ids:  # an ended job's id is an error line of scancel's, nothing more
+        subprocess.run(["scancel", *sorted(ids)], capture_output=True, text=True, timeout=30)
+    return sorted(ids)

@@ -13,7 +13,17 @@ import click
 def test_wheel_renders_from_fresh_venv(repo: Path, tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(repo)],
+        # the build backend tests/run installed (dev extra), not one fetched from the registry
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(repo),
+        ],
         check=True,
         capture_output=True,
         text=True,
