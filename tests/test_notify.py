@@ -94,7 +94,9 @@ def test_a_slow_endpoint_never_holds_a_sync_for_long(tmp_path: Path) -> None:
         t = time.monotonic()
         got = deliver(engine, budget_s=2)  # 5 s in a sync; shorter here, same logic
         took = time.monotonic() - t
-    assert took < 3.0, took  # the first waits out the budget, the second is left for later
+    # the first waits out the 2 s budget, the second is left for later (the counts say so);
+    # the bound only guards against a hang: without the budget, two 20 s endpoints take 40 s
+    assert took < 10.0, took
     assert got == {"delivered": 0, "failed": 1, "left": 1}
 
 

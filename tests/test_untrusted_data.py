@@ -223,7 +223,9 @@ def test_a_250000_value_inline_list_works_in_seconds(tmp_path: Path) -> None:
     m = run_measured(["validate", "wf.yaml"], tmp_path)
     assert m.returncode == 0, m.stderr
     assert "250000 elements" in m.stdout
-    assert m.seconds < 8 and m.max_rss_mb < 500
+    # a hang or blow-up guard (quadratic work would take minutes); the speed itself is a
+    # benchmark's: about 5 s here
+    assert m.seconds < 30 and m.max_rss_mb < 500
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,7 @@ def test_template_work_is_bounded(template: str, fragment: str, monkeypatch) -> 
     t0 = time.monotonic()
     with pytest.raises(jinja2.TemplateError, match=fragment):
         render_segments(template, {"params": {}})
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 5  # the 1 s clock fired: not a hang
 
 
 def test_names_items_values_keys_are_the_users() -> None:
