@@ -34,7 +34,7 @@ def test_validate_reports_what_fits_lab_tiny(hpcflow, slurm, tmp_path: Path, lab
     assert plan["limits"]["submit_limit_source"] == "QOS lab-tiny MaxSubmitJobsPerUser"
     assert plan["limits"]["max_array_size"] == 10001  # read from scontrol
     assert (plan["array_tasks"], plan["sbatch_calls"], plan["fits"]) == (20, 1, False)
-    assert plan["suggest_pack"] == {"pack": 10, "steps": ["a"], "array_tasks": 2}
+    assert plan["suggest_pack"] == {"pack": 10, "steps": ["a"], "array_tasks": 2, "sbatch_calls": 1}
     text = hpcflow("--site", str(site), "validate", str(wf), check=True).stdout
     assert "does NOT fit" in text and "pack: 10 on a would make it 2 task(s)" in text
     wf.write_text(WF.replace("PACK", "pack: 10"))
