@@ -19,12 +19,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
-from hpcflow.spec.expand import AxisProblem, DuplicateValue, check_distinct, read_values
 from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.site import Site, load_site
 from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.validate import Loaded, load_workflow
+from hpcflow.spec.valuefiles import AxisProblem, DuplicateValue, check_distinct, read_values
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
 from hpcflow.util.pydantic_errors import problems_from
 from hpcflow.util.safeio import inside

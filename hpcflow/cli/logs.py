@@ -23,7 +23,7 @@ def logs(obj: Ctx, run: str, step: str, index: int, stderr: bool, tail: int | No
     r = get_run(obj.reader, run)
     names = run_steps(obj.reader, r.id)
     if step not in names:  # also keeps the path inside the run directory
-        from hpcflow.spec.expand import did_you_mean
+        from hpcflow.util.names import did_you_mean
 
         raise NotFound(
             f"run {r.id} has no step {step!r}{did_you_mean(step, names)} "

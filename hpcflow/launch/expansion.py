@@ -21,9 +21,9 @@ from hpcflow.render.planfiles import plan_json, plan_text
 from hpcflow.render.scripts import RenderedJob, RenderedRun, render_run
 from hpcflow.runners.base import FILE_LIMIT, Runner
 from hpcflow.spec.dynamic import NONE
-from hpcflow.spec.expand import MAX_CSV_BYTES, AxisProblem, values_from_text
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded, check_each
+from hpcflow.spec.valuefiles import MAX_CSV_BYTES, AxisProblem, values_from_text
 from hpcflow.spec.workflow import Workflow
 from hpcflow.util.safeio import TooLarge
 from hpcflow.util.yamlsafe import load_text

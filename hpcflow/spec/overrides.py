@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from hpcflow.errors import InvalidInput, Problem
-from hpcflow.spec.expand import did_you_mean
 from hpcflow.spec.workflow import Strict, Workflow
+from hpcflow.util.names import did_you_mean
 from hpcflow.util.pydantic_errors import problems_from
 from hpcflow.util.units import valid_mem, valid_time
 from hpcflow.util.yamlsafe import Located, load_file

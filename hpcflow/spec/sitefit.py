@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from hpcflow.errors import Problem
-from hpcflow.spec.expand import did_you_mean, n_elements
+from hpcflow.spec.expand import n_elements
 from hpcflow.spec.packing import resolve_pack, task_resources
 from hpcflow.spec.site import Partition, Site
 from hpcflow.spec.workflow import Resources, Step, Workflow
+from hpcflow.util.names import did_you_mean
 from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
 from hpcflow.util.yamlsafe import Located
 

@@ -12,18 +12,14 @@ from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
 from hpcflow.spec.dynamic import EXPAND_STEP, NONE, Deferral, check_dynamic, deferral
 from hpcflow.spec.execlimits import check_exec
-from hpcflow.spec.expand import (
-    DEFAULT_MAX_ELEMENTS,
-    did_you_mean,
-    parse_set,
-    resolve_axes,
-)
+from hpcflow.spec.expand import DEFAULT_MAX_ELEMENTS, parse_set, resolve_axes
 from hpcflow.spec.overrides import Overrides, apply_file
 from hpcflow.spec.site import Site
 from hpcflow.spec.sitefit import check_site
 from hpcflow.spec.templates import check_not_templates, render_images
 from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.workflow import Workflow
+from hpcflow.util.names import did_you_mean
 from hpcflow.util.pydantic_errors import problems_from
 from hpcflow.util.safeio import inside
 from hpcflow.util.yamlsafe import Located, load_file

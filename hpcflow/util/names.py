@@ -8,7 +8,9 @@ rules differ between Slurm releases.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -111,3 +113,9 @@ def check_sbatch_extra(entry: str) -> str:
     if value:
         sbatch_word(value, f"sbatch_extra entry {entry!r}: value")
     return entry
+
+
+def did_you_mean(word: str, known: Iterable[object]) -> str:
+    """ " (did you mean X?)" for the closest of ``known``, or ""."""
+    hint = difflib.get_close_matches(str(word), [str(k) for k in known], n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
