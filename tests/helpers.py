@@ -209,3 +209,16 @@ def cancel_jobs_of(dbs: list[Path]) -> list[str]:
     if ids:  # an ended job's id is an error line of scancel's, nothing more
         subprocess.run(["scancel", *sorted(ids)], capture_output=True, text=True, timeout=30)
     return sorted(ids)
+
+
+def campaign_file(tmp_path: Path, site: Path, file: str = "campaign.yaml", **changes: Any) -> Path:
+    """examples/campaign (its workflow copied beside it) on ``site``, with ``changes``."""
+    import shutil
+
+    shutil.copy(REPO / "examples/campaign/workflow.yaml", tmp_path / "workflow.yaml")
+    doc = yaml.safe_load((REPO / "examples/campaign/campaign.yaml").read_text())
+    doc["site"] = str(site)
+    doc.update(changes)
+    path = tmp_path / file
+    path.write_text(yaml.safe_dump(doc))
+    return path

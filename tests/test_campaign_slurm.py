@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,19 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import REPO, lab_site, path_shim, ssh_site
+from .helpers import campaign_file, lab_site, path_shim, ssh_site
 
 pytestmark = pytest.mark.slurm
 
 
 def _campaign(tmp_path: Path, site: Path, file: str = "campaign.yaml", **changes: object) -> Path:
-    shutil.copy(REPO / "examples/campaign/workflow.yaml", tmp_path / "workflow.yaml")
-    doc = yaml.safe_load((REPO / "examples/campaign/campaign.yaml").read_text())
-    doc["site"] = str(site)
-    doc.update(changes)
-    path = tmp_path / file
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return campaign_file(tmp_path, site, file, **changes)
 
 
 def _j(hpcflow, *args: str, **kw) -> dict:
@@ -161,37 +154,6 @@ def test_campaign_over_ssh(slurm, sshd, hpcflow, tmp_path: Path) -> None:
     assert [s["batch"] for t in ticks for s in t["submitted"]] == [0, 1, 2]
     doc = _j(hpcflow, "campaign", "status", str(camp))
     assert doc["events"]["done"] == 60 and doc["finished"]
-
-
-def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
-    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch")
-    camp = _campaign(tmp_path, site)
-    tab = tmp_path / "crontab"
-    tab.write_text("MAILTO=''\n0 3 * * * /usr/bin/backup\n")
-    env = {"HPCFLOW_CRONTAB_FILE": str(tab)}
-    p = hpcflow("campaign", "schedule", str(camp), "--cron", "*/15 * * * *", extra_env=env)
-    assert p.returncode == 0, p.stderr
-    lines = tab.read_text().splitlines()
-    assert lines[:2] == ["MAILTO=''", "0 3 * * * /usr/bin/backup"]
-    db = tmp_path / "db" / "tracker.db"
-    path = ":".join(dict.fromkeys([str(Path(shutil.which("sbatch")).parent), "/usr/local/bin",
-                                   "/usr/bin", "/bin"]))  # fmt: skip
-    assert lines[2] == (
-        f"*/15 * * * * PATH={path} {Path(sys.executable).parent / 'hpcflow'} --db {db} campaign "
-        f"tick {camp} --log {db.parent}/logs/campaign-demo-storms.log "
-        "# hpcflow-campaign:demo-storms"
-    )
-    again = hpcflow("campaign", "schedule", str(camp), "--cron", "0 * * * *", extra_env=env)
-    assert again.returncode == 1 and "already has an entry" in again.stderr
-    show = hpcflow("campaign", "schedule", str(camp), "--show", extra_env=env)
-    assert show.stdout.strip() == lines[2]
-    bad = hpcflow("campaign", "unschedule", str(camp), extra_env=env)
-    assert bad.returncode == 0 and "# hpcflow-campaign" not in tab.read_text()
-    assert tab.read_text().splitlines() == lines[:2]
-    evil = hpcflow(
-        "campaign", "schedule", str(camp), "--cron", "* * * * * ; rm -rf ~", extra_env=env
-    )
-    assert evil.returncode != 0 and "not a crontab schedule" in evil.stderr
 
 
 def test_tick_that_died_mid_submission_is_settled(slurm, hpcflow, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""The crontab line `campaign schedule` writes, and the bounded log cron's ticks write."""
+"""The crontab line `campaign schedule` writes (into a crontab file, no cron or Slurm needed),
+and the bounded log cron's ticks write."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ import pytest
 from hpcflow.campaign.schedule import cron_env, cron_line
 from hpcflow.errors import HpcflowError
 from hpcflow.util.logfile import rotate
+
+from .helpers import campaign_file, lab_site
 
 
 def test_cron_line_carries_its_environment_quoted() -> None:
@@ -71,3 +75,34 @@ def test_tick_log_is_private_and_stamped(tmp_path: Path) -> None:
     assert lines[0].startswith("== ") and lines[0].endswith("Z tick x")
     assert lines[1:] == ["out", "err"]
     assert log.stat().st_mode & 0o777 == 0o600
+
+
+def test_schedule_installs_one_crontab_line(hpcflow, tmp_path: Path) -> None:
+    site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch")
+    camp = campaign_file(tmp_path, site)
+    tab = tmp_path / "crontab"
+    tab.write_text("MAILTO=''\n0 3 * * * /usr/bin/backup\n")
+    env = {"HPCFLOW_CRONTAB_FILE": str(tab)}
+    p = hpcflow("campaign", "schedule", str(camp), "--cron", "*/15 * * * *", extra_env=env)
+    assert p.returncode == 0, p.stderr
+    lines = tab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=''", "0 3 * * * /usr/bin/backup"]
+    db = tmp_path / "db" / "tracker.db"
+    found = [str(Path(s).parent) for s in [shutil.which("sbatch")] if s]  # none: no Slurm here
+    path = ":".join(dict.fromkeys([*found, "/usr/local/bin", "/usr/bin", "/bin"]))
+    assert lines[2] == (
+        f"*/15 * * * * PATH={path} {Path(sys.executable).parent / 'hpcflow'} --db {db} campaign "
+        f"tick {camp} --log {db.parent}/logs/campaign-demo-storms.log "
+        "# hpcflow-campaign:demo-storms"
+    )
+    again = hpcflow("campaign", "schedule", str(camp), "--cron", "0 * * * *", extra_env=env)
+    assert again.returncode == 1 and "already has an entry" in again.stderr
+    show = hpcflow("campaign", "schedule", str(camp), "--show", extra_env=env)
+    assert show.stdout.strip() == lines[2]
+    bad = hpcflow("campaign", "unschedule", str(camp), extra_env=env)
+    assert bad.returncode == 0 and "# hpcflow-campaign" not in tab.read_text()
+    assert tab.read_text().splitlines() == lines[:2]
+    evil = hpcflow(
+        "campaign", "schedule", str(camp), "--cron", "* * * * * ; rm -rf ~", extra_env=env
+    )
+    assert evil.returncode != 0 and "not a crontab schedule" in evil.stderr
