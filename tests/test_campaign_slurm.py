@@ -80,13 +80,21 @@ def test_campaign_runs_to_the_end_with_retry_and_failure_report(
 def test_overlapping_ticks_submit_one_batch(slurm, hpcflow, tmp_path: Path) -> None:
     site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site, max_in_flight=1)
+    # sbatch holds until the test says go: the tick that got the lock waits inside it, so
+    # the other finds the lock held however the two are scheduled (no sleep to arrange it)
+    go = tmp_path / "go"
+    hold = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"
     env = dict(
         os.environ,
         HPCFLOW_DB=str(tmp_path / "db" / "tracker.db"),
-        PATH=path_shim(tmp_path, "sbatch", "sleep 2"),  # a slow slurmctld: ticks overlap
+        PATH=path_shim(tmp_path, "sbatch", hold),
     )
     cmd = [sys.executable, "-m", "hpcflow", "campaign", "tick", str(camp), "--json"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    deadline = time.monotonic() + 120
+    while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the skipped tick ends first, by itself
+    go.touch()
     outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert sorted("skipped" in o for o in outs) == [False, True], outs
     done = next(o for o in outs if "skipped" not in o)
