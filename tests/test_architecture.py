@@ -127,3 +127,72 @@ def test_the_read_rule_sees_the_reads_it_forbids() -> None:
     src = ("open(p)\nopen(p, 'rb')\nPath(p).read_text()\nx.read_bytes()\np.open()\n"
            "os.open(p, os.O_RDONLY)\nopen(p, 'w')\nos.open(p, os.O_WRONLY)\n")  # fmt: skip
     assert _reads(ast.parse(src)) == [1, 2, 3, 4, 5, 6]
+
+
+def _module_of(p: Path) -> str:
+    rel = p.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def import_graph(pkg: Path = PKG) -> dict[str, set[str]]:
+    """Every hpcflow module -> the hpcflow modules it imports, anywhere in it (a function's
+    lazy import and a TYPE_CHECKING import count: both are a dependency of the design)."""
+    mods = {_module_of(p): p for p in pkg.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, p in mods.items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for n in names:
+                if n in mods and n != m and not m.startswith(n + "."):  # a package's own parent
+                    graph[m].add(n)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles() -> None:
+    """Imports go one way, between packages and inside them (docs/architecture.md)."""
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(g) == [["a", "b", "c"]]

@@ -18,7 +18,8 @@ from hpcflow.compile.plan import compile_plan
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.render.deferred import SPEC, SPEC_VERSION
 from hpcflow.render.planfiles import plan_json, plan_text
-from hpcflow.render.scripts import RenderedJob, RenderedRun, render_run
+from hpcflow.render.rendered import RenderedJob, RenderedRun
+from hpcflow.render.scripts import render_run
 from hpcflow.runners.base import FILE_LIMIT, Runner
 from hpcflow.spec.dynamic import NONE
 from hpcflow.spec.site import Site

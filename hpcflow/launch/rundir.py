@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hpcflow.errors import RunnerError
 from hpcflow.node.jobtool import SHARD
-from hpcflow.render.scripts import RenderedRun
+from hpcflow.render.rendered import RenderedRun
 from hpcflow.runners.base import Runner
 
 

@@ -8,7 +8,7 @@ from hpcflow.compile.plan import Plan
 from hpcflow.util.templating import _to_text
 
 if TYPE_CHECKING:
-    from hpcflow.render.scripts import RenderedJob
+    from hpcflow.render.rendered import RenderedJob
 
 
 def plan_json(plan: Plan, jobs: list[RenderedJob]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from hpcflow.render.container import container_body
 from hpcflow.render.dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
 from hpcflow.render.deferred import deferred_spec
 from hpcflow.render.planfiles import plan_json, plan_text
+from hpcflow.render.rendered import RenderedJob, RenderedRun
 from hpcflow.spec.dataflow import (
     CLEANUP_STEP,
     PULL_STEP,
@@ -41,27 +41,6 @@ from hpcflow.util.templating import (
     render_segments,
 )
 from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
-
-
-@dataclass
-class RenderedJob:
-    step: str
-    job_index: int
-    chunk: int
-    name: str
-    script: str  # absolute path in the run directory
-    tasks: str
-    output: str
-    array: str | None
-    deps: list[tuple[str, str, int]]
-    n_tasks: int
-
-
-@dataclass
-class RenderedRun:
-    files: dict[str, str]  # path relative to run_dir -> content
-    jobs: list[RenderedJob]
-    plan: Plan
 
 
 def _template_env(site: Site | None) -> jinja2.Environment:

@@ -14,7 +14,8 @@ from typing import Any
 from hpcflow.compile.plan import Plan, compile_plan
 from hpcflow.errors import SlurmError
 from hpcflow.node.jobtool import SHARD
-from hpcflow.render.scripts import RenderedRun, render_run
+from hpcflow.render.rendered import RenderedRun
+from hpcflow.render.scripts import render_run
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.limits import ClusterLimits, SubmitLimit, cluster_limits, submit_limit
 from hpcflow.spec.site import Site

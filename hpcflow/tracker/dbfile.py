@@ -1,4 +1,4 @@
-"""The tracker database as a file (docs/tracker.md#the-database-file): what may be opened,
+"""The tracker database as a file (docs/tracker.md#the-database): what may be opened,
 how, and what a migration keeps. Only write commands create, migrate or write it; read
 commands open it read-only (``mode=ro``) and refuse what is not an hpcflow tracker."""
 
@@ -12,6 +12,7 @@ from urllib.parse import quote
 from hpcflow.errors import NotFound, TrackerError
 from hpcflow.util.fs import NETWORK_FS, filesystem_type
 
+SCHEMA_VERSION = 9  # PRAGMA user_version of this hpcflow's trackers (tracker/migrations.py)
 APPLICATION_ID = 0x48504346  # 'HPCF': PRAGMA application_id of every tracker hpcflow creates
 TABLES = frozenset({"run", "step", "job"})  # every tracker has these, version 1 on
 ALLOW_NETWORK_ENV = "HPCFLOW_ALLOW_NETWORK_DB"
@@ -47,8 +48,6 @@ def ro_connect(path: Path) -> sqlite3.Connection:
 
 def check_readable(path: Path) -> None:
     """What a read command may open: an existing hpcflow tracker of this schema version."""
-    from hpcflow.tracker.lite import SCHEMA_VERSION
-
     if not path.exists():
         raise NotFound(
             f"no tracker database at {path} (nothing submitted with this --db / HPCFLOW_DB?)"

@@ -17,9 +17,9 @@ from typing import Any
 
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
+from hpcflow.tracker.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.util.jsonstream import LazyList
 
-SCHEMA_VERSION = 9
 ACTIVE = ACTIVE_RUN_STATES
 TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
 ESCALATING = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)  # resubmission.ESCALATIONS
@@ -46,8 +46,6 @@ def connect_ro(path: Path) -> sqlite3.Connection | None:
         return None
     if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return None
-    from hpcflow.tracker.dbfile import ro_connect
-
     conn = ro_connect(path)
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
         conn.close()

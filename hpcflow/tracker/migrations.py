@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcflow.tracker.db import Event
+from hpcflow.tracker.models import MAX_ATTEMPTS, Event
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.
@@ -141,8 +141,6 @@ def _v9(c: Any) -> None:
     workflow or campaign file as well as the site's. Which one cannot be told now, so none
     is delivered: pending notices of that kind are parked, and runs forget such targets."""
     import json
-
-    from hpcflow.tracker.notify import MAX_ATTEMPTS  # migration only
 
     if not _columns(c, "notice"):
         return

@@ -20,6 +20,7 @@ from hpcflow.spec.notify import NotifyTarget, resolve
 from hpcflow.spec.userconfig import load_user_targets
 from hpcflow.states import TERMINAL, TaskState
 from hpcflow.tracker.db import Notice, session, utcnow
+from hpcflow.tracker.models import MAX_ATTEMPTS  # then parked, with its last error
 from hpcflow.util.safeio import open_regular
 from hpcflow.util.urls import mask
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 DELIVERY_BUDGET_S = 5.0  # per sync, for every pending notice together
 TIMEOUT_S = 3.0  # per delivery
-MAX_ATTEMPTS = 10  # then it is parked: kept in the table, undelivered, with its last error
+
 SECRET_BYTES = 64 * 1024
 FAILURE_GROUPS = 20  # failure groups in a run_end document
 DONE = frozenset(st.value for st in TERMINAL)

@@ -12,7 +12,7 @@ from hpcflow.containers.images import (
     read_credentials,
 )
 from hpcflow.errors import HpcflowError
-from hpcflow.render.scripts import RenderedRun
+from hpcflow.render.rendered import RenderedRun
 from hpcflow.runners.base import Runner
 from hpcflow.spec.dataflow import PULL_STEP
 from hpcflow.spec.site import Site

@@ -19,7 +19,8 @@ from hpcflow.compile.plan import Plan
 from hpcflow.containers.images import read_credentials
 from hpcflow.errors import SlurmError, SlurmUnavailable
 from hpcflow.launch.rundir import write_run_dir
-from hpcflow.render.scripts import RenderedJob, RenderedRun, _item_of
+from hpcflow.render.rendered import RenderedJob, RenderedRun
+from hpcflow.render.scripts import _item_of
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare

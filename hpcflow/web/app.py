@@ -155,7 +155,7 @@ def create_app(cfg: Config) -> FastAPI:
     @app.get("/api/runs/{run_id}/logs/{step}/{index}")
     def api_logs(run_id: str, step: str, index: IndexParam, stream: str = "stdout",
                  tail: int = Query(100, ge=1, le=data.MAX_TAIL_LINES)) -> Any:  # fmt: skip
-        return with_db(lambda db: data.log_tail(db, _runner(db, run_id), run_id, step, index,
+        return with_db(lambda db: data.log_tail(db, data.runner_of(db, run_id), run_id, step, index,
                                                 stream, tail))  # fmt: skip
 
     @app.get("/api/runs/{run_id}/timeline")
@@ -209,19 +209,6 @@ def _authorized(request: Request, cfg: Config) -> bool:
     header = request.headers.get("authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
     return bool(given) and hmac.compare_digest(given or "", cfg.token)
-
-
-def _runner(db: data.Db, run_id: str) -> Any:
-    from hpcflow.runners.factory import runner_for
-    from hpcflow.spec.site import load_site
-
-    run = data.run_of(db, run_id)
-    try:
-        return runner_for(load_site(run.site))
-    except HpcflowError:
-        from hpcflow.runners.base import LocalRunner
-
-        return LocalRunner()
 
 
 async def _action(request: Request, cfg: Config, what: str, run_id: str) -> Response:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hpcflow.errors import NotFound
+from hpcflow.errors import HpcflowError, NotFound
 from hpcflow.tracker import lite
 
 PER_PAGE = 100
@@ -333,3 +333,17 @@ def failed_events(db: Db, file: str, batches: list[dict[str, Any]]) -> list[dict
                 if v not in e[key]:
                     e[key] = sorted([*e[key], v])
     return list(out.values())
+
+
+def runner_of(db: Db, run_id: str) -> Any:
+    """Where the run's files are read: its site's runner (local when the site is gone)."""
+    from hpcflow.runners.factory import runner_for
+    from hpcflow.spec.site import load_site
+
+    run = run_of(db, run_id)
+    try:
+        return runner_for(load_site(run.site))
+    except HpcflowError:  # its site file moved or broke: the files may still be here
+        from hpcflow.runners.base import LocalRunner
+
+        return LocalRunner()

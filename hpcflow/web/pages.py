@@ -101,10 +101,8 @@ def add_pages(app: FastAPI, cfg: Any, cache: data.RunCache, with_db: Any) -> Non
     def logs_page(run_id: str, step: str, index: IndexParam, stream: str = "stdout",
                   tail: int = Query(200, ge=1, le=data.MAX_TAIL_LINES), follow: int = 0,
                   request: Request = None) -> Any:  # type: ignore[assignment]  # fmt: skip
-        from hpcflow.web.app import _runner
-
         def make(db: data.Db) -> HTMLResponse:
-            lg = data.log_tail(db, _runner(db, run_id), run_id, step, index, stream, tail)
+            lg = data.log_tail(db, data.runner_of(db, run_id), run_id, step, index, stream, tail)
             return page("logs.html", l=lg, tail=tail, follow=bool(follow))
 
         return with_db(make)
