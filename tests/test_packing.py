@@ -308,3 +308,12 @@ def test_an_unpacked_element_keeps_its_own_exit_code(sacct_code, own_code, store
     assert with_evidence(failed, rec, None).row["exit_code"] == stored
     stale = with_evidence(failed, rec | {"slurm_job_id": "4_1"}, None)
     assert stale.row["exit_code"] == sacct_code
+
+
+def test_a_tasks_line_has_one_writer_and_one_reader() -> None:
+    from hpcflow.node.jobtool import line_index, task_line
+
+    line = task_line(7, 123, ["HPCFLOW_ITEM_e='HPCFLOW_INDEX=9 x'", "HPCFLOW_ITEM_u=A"])
+    assert line == "7\texport HPCFLOW_INDEX=123 HPCFLOW_ITEM_e='HPCFLOW_INDEX=9 x' HPCFLOW_ITEM_u=A"
+    assert line_index(line) == 123 and line_index(task_line(0, 5, [])) == 5
+    assert line_index("7\techo HPCFLOW_INDEX=3") is None and line_index("") is None

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Any, List
+from typing import Any, List, Optional
 
 Ast = List[Any]  # noqa: UP006 (runs on the site's python, 3.7+)
 
@@ -424,7 +424,23 @@ def cmd_ffrd_config(src: str, dst: str) -> int:
     return 0
 
 
-_INDEX = re.compile(r"\bHPCFLOW_INDEX=(\d+)")
+# -- a tasks file's line: "<task id><TAB>export HPCFLOW_INDEX=<i> NAME=word ..." (one writer,
+# one reader; the job script's awk selects a task's lines, its eval runs one) -------------
+_LINE_HEAD = "export HPCFLOW_INDEX="
+
+
+def task_line(task_id: int, index: int, exports: List[str]) -> str:
+    """One element's line; ``exports`` are ``NAME=word`` with each word already quoted."""
+    return "{}\t{}{}{}".format(task_id, _LINE_HEAD, index, "".join(" " + e for e in exports))
+
+
+def line_index(line: str) -> Optional[int]:
+    """The element index of a tasks-file line (None: not such a line)."""
+    rest = line.split("\t", 1)[-1]
+    if not rest.startswith(_LINE_HEAD):
+        return None
+    word = rest[len(_LINE_HEAD) :].split(" ", 1)[0]
+    return int(word) if word.isdigit() else None
 
 
 def _exit_code(status: int) -> int:
@@ -435,11 +451,11 @@ def _exit_code(status: int) -> int:
 
 def _add_peak(line: str, max_rss_kb: int) -> None:
     """Add the element's own peak RSS (its largest process, from wait4) to its result.json."""
-    m = _INDEX.search(line)
+    index = line_index(line)
     run_dir, step = os.environ.get("HPCFLOW_RUN_DIR"), os.environ.get("HPCFLOW_STEP")
-    if not m or not run_dir or not step:
+    if index is None or not run_dir or not step:
         return
-    path = os.path.join(task_dir(run_dir, step, int(m.group(1))), ".hpcflow", "result.json")
+    path = os.path.join(task_dir(run_dir, step, index), ".hpcflow", "result.json")
     res = _read_json(path)
     if not isinstance(res, dict):
         return  # killed before it wrote one: the task's fate decides

@@ -16,7 +16,7 @@ from hpcflow import __version__, resources_dir
 from hpcflow.compile.plan import Plan, StepPlan, upstream_index
 from hpcflow.containers.images import SECRET_NAMES, cache_path, pull_script
 from hpcflow.errors import InvalidInput, Problem
-from hpcflow.node.jobtool import SHARD, item_of, log_path, task_dir
+from hpcflow.node.jobtool import SHARD, item_of, log_path, task_dir, task_line
 from hpcflow.render.container import container_body
 from hpcflow.render.dataflow import dataflow_context, ffrd_environment, single_ups, step_problem
 from hpcflow.render.deferred import deferred_spec
@@ -278,8 +278,7 @@ def tasks_file(
     lines = []
     for tid, idx in zip(job.element_tasks, job.elements):
         item = _item_of(sp, idx)
-        parts = [f"{tid}\texport HPCFLOW_INDEX={idx}"]
-        parts += [f"HPCFLOW_ITEM_{a}={quoted[a][v]}" for a, v in item.items()]
+        parts = [f"HPCFLOW_ITEM_{a}={quoted[a][v]}" for a, v in item.items()]
         for up in ups:
             uidx = upstream_index(up, item)
             if uidx is not None:
@@ -287,7 +286,7 @@ def tasks_file(
                     f"HPCFLOW_UPSTREAM_{up.position}_TASK_DIR="
                     + shlex.quote(task_dir(plan.run_dir, up.name, uidx))
                 )
-        lines.append(" ".join(parts))
+        lines.append(task_line(tid, idx, parts))
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from hpcflow.errors import BadUsage, HpcflowError, NotFound
+from hpcflow.node.jobtool import line_index
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
@@ -177,19 +178,13 @@ def packed_tasks_files(
         if like.tasks not in cache:
             # split at \n only, as awk reads it (splitlines also splits at U+2028)
             cache[like.tasks] = runner.read_file(like.tasks).decode().split("\n")
-        wanted = {f"HPCFLOW_INDEX={tasks[i].index}" for i in nj.tasks}
-        lines = [ln for ln in cache[like.tasks] if _index_word(ln) in wanted]
+        wanted = {tasks[i].index for i in nj.tasks}
+        lines = [ln for ln in cache[like.tasks] if line_index(ln) in wanted]
         suffix = nj.name.removeprefix(like.name + ".")  # r<attempt>[.<k>]
         path = f"{like.tasks.removesuffix('.tasks')}.{suffix}.tasks"
         runner.write_file(path, "\n".join(lines) + "\n")
         out[pos] = path
     return out
-
-
-def _index_word(line: str) -> str:
-    """'<tid>\texport HPCFLOW_INDEX=<i> ...' -> 'HPCFLOW_INDEX=<i>'."""
-    words = line.split("\t", 1)[-1].split(" ", 2)
-    return words[1] if len(words) > 1 else ""
 
 
 def retry(
