@@ -231,3 +231,21 @@ def test_a_campaign_events_file_of_ten_million_lines_is_refused_small(tmp_path: 
     m = run_measured(["campaign", "validate", str(c)], tmp_path)
     assert m.returncode == 2 and "over the bound of 2,000,000" in m.stderr, m.stderr
     assert m.seconds < 10 and m.max_rss_mb < 500, (m.seconds, m.max_rss_mb)
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "says"),
+    [
+        ("site", ["--site", "{f}", "validate", "{wf}"], "a site config must be a YAML mapping"),
+        ("workflow", ["validate", "{f}"], "a workflow file must be a YAML mapping"),
+        ("campaign", ["campaign", "validate", "{f}"], "a campaign file must be a YAML mapping"),
+    ],
+)
+def test_every_file_kind_must_be_a_mapping(tmp_path: Path, kind: str, args, says: str) -> None:
+    """One loader for workflows, sites, campaigns and overrides: the same first check."""
+    f = tmp_path / f"{kind}.yaml"
+    f.write_text("- just\n- a list\n")
+    (tmp_path / "wf.yaml").write_text(WF)
+    argv = [a.format(f=f, wf=tmp_path / "wf.yaml") for a in args]
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 2 and f"{f}:1: {says}" in r.stderr, r.stderr

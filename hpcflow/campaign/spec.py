@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hpcflow.compile.plan import array_tasks, images_to_pull
 from hpcflow.errors import InvalidInput, Problem
@@ -26,10 +26,10 @@ from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.valuefiles import AxisProblem, DuplicateValue, check_distinct, read_values
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
-from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.pydantic_errors import load_model
 from hpcflow.util.safeio import inside
 from hpcflow.util.units import parse_duration_s
-from hpcflow.util.yamlsafe import Located, load_file
+from hpcflow.util.yamlsafe import Located
 
 
 class EventSet(Strict):
@@ -197,13 +197,7 @@ def _events(c: Campaign, base: Path, doc: Located) -> list[Any]:
 
 def load_campaign(path: str | Path, site_override: str | None = None) -> LoadedCampaign:
     p = Path(path)
-    doc = load_file(p)
-    if not isinstance(doc.data, dict):
-        raise InvalidInput([Problem(str(p), 1, "a campaign file must be a YAML mapping")])
-    try:
-        c = Campaign.model_validate(doc.data)
-    except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc, Campaign)) from e
+    c, doc = load_model(p, Campaign, "a campaign file")
     base = p.resolve().parent
     try:
         events = _events(c, base, doc)

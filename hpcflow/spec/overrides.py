@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from hpcflow.errors import InvalidInput, Problem
+from hpcflow.errors import Problem
 from hpcflow.spec.workflow import Strict, Workflow
 from hpcflow.util.names import did_you_mean
-from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.pydantic_errors import load_model
 from hpcflow.util.units import valid_mem, valid_time
-from hpcflow.util.yamlsafe import Located, load_file
+from hpcflow.util.yamlsafe import Located
 
 
 class ResourceOverride(Strict):
@@ -44,13 +44,7 @@ class Overrides(Strict):
 
 
 def load_overrides(path: str | Path) -> tuple[Overrides, Located]:
-    doc = load_file(path)
-    if not isinstance(doc.data, dict):
-        raise InvalidInput([Problem(str(path), 1, "an overrides file must be a YAML mapping")])
-    try:
-        return Overrides.model_validate(doc.data), doc
-    except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc, Overrides)) from e
+    return load_model(path, Overrides, "an overrides file")
 
 
 def apply_overrides(

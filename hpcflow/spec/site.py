@@ -7,16 +7,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from hpcflow import resources_dir
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.notify import NotifyTarget
 from hpcflow.spec.workflow import STEP_NAME, Resources, Strict
 from hpcflow.util.names import check_env_name, check_sbatch_extra, sbatch_word
-from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.pydantic_errors import load_model
 from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
-from hpcflow.util.yamlsafe import load_file
 
 
 def _user() -> str:
@@ -286,11 +285,7 @@ def list_sites() -> dict[str, Path]:
 
 def load_site(name_or_path: str) -> Site:
     path = find_site(name_or_path)
-    doc = load_file(path)
-    try:
-        site = Site.model_validate(doc.data)
-    except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc, Site)) from e
+    site, doc = load_model(path, Site, "a site config")
     problems = []
     if site.partitions and sum(p.default for p in site.partitions.values()) > 1:
         problems.append(doc.problem(("partitions",), "more than one partition is default: true"))

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.dataflow import RESERVED_STEPS, check_when
 from hpcflow.spec.dynamic import EXPAND_STEP, NONE, Deferral, check_dynamic, deferral
@@ -20,9 +18,9 @@ from hpcflow.spec.templates import check_not_templates, render_images
 from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.workflow import Workflow
 from hpcflow.util.names import did_you_mean
-from hpcflow.util.pydantic_errors import problems_from
+from hpcflow.util.pydantic_errors import load_model
 from hpcflow.util.safeio import inside
-from hpcflow.util.yamlsafe import Located, load_file
+from hpcflow.util.yamlsafe import Located
 
 
 @dataclass
@@ -51,13 +49,7 @@ def load_workflow(
     ``sets`` (`--set k=v`). ``max_elements`` (default: the site's) bounds the expansion before
     it happens. ``resources``: a file of per-step resources (spec/overrides.py)."""
     p = Path(path)
-    doc = load_file(p)
-    if not isinstance(doc.data, dict):
-        raise InvalidInput([Problem(str(p), 1, "a workflow file must be a YAML mapping")])
-    try:
-        wf = Workflow.model_validate(doc.data)
-    except ValidationError as e:
-        raise InvalidInput(problems_from(e, doc, Workflow) + check_not_templates(doc)) from e
+    wf, doc = load_model(p, Workflow, "a workflow file", more=check_not_templates)
     problems = check_graph(wf, doc) + check_not_templates(doc)
     problems += [] if problems else check_dynamic(wf, doc)
     wf, problems = apply_file(wf, resources, problems) if resources else (wf, problems)

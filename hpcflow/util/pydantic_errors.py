@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from hpcflow.errors import Problem
-from hpcflow.util.yamlsafe import Located
+from hpcflow.errors import InvalidInput, Problem
+from hpcflow.util.yamlsafe import Located, load_file
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
@@ -93,3 +97,21 @@ def problems_from(
         seen.add((path, kind))
         out.append(doc.problem(path, msg))
     return out
+
+
+def load_model(
+    path: str | Path,
+    model: type[M],
+    what: str,
+    more: Callable[[Located], list[Problem]] | None = None,
+) -> tuple[M, Located]:
+    """A YAML file as ``model`` (workflows, sites, campaigns, overrides): read bounded and
+    safely, a mapping at the top, every problem ``FILE:LINE: message`` (``more`` adds the
+    caller's own when the model refuses it). ``what`` names the file: "a site config"."""
+    doc = load_file(path)
+    if not isinstance(doc.data, dict):
+        raise InvalidInput([Problem(str(path), 1, f"{what} must be a YAML mapping")])
+    try:
+        return model.model_validate(doc.data), doc
+    except ValidationError as e:
+        raise InvalidInput(problems_from(e, doc, model) + (more(doc) if more else [])) from e
