@@ -6,15 +6,8 @@ import pytest
 
 from hpcflow.errors import BadUsage
 from hpcflow.states import TaskState
-from hpcflow.tracker.resubmission import (
-    Ended,
-    Graph,
-    JobNode,
-    TaskNode,
-    escalations,
-    plan_resubmission,
-    select,
-)
+from hpcflow.tracker.escalation import Ended, escalations
+from hpcflow.tracker.resubmission import Graph, JobNode, TaskNode, plan_resubmission, select
 
 C, F, U = TaskState.COMPLETED, TaskState.FAILED, TaskState.UPSTREAM_FAILED
 # a: array 0-3 (100 MB, 10 min); b: aftercorr on a; c: one job afterany on all of b

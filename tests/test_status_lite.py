@@ -87,8 +87,16 @@ def test_poll_budget_decides_if_a_sync_is_due(recorded) -> None:
     assert lite.sync_needed(conn, runs)  # a submission to resume
     with sqlite3.connect(db) as c:
         c.execute("UPDATE job SET status = 'SUBMITTED'")
-        c.execute("UPDATE task SET state = 'OUT_OF_MEMORY' WHERE \"index\" = 2")
-    assert lite.sync_needed(conn, runs)  # an escalation to consider
+        c.execute("UPDATE task SET state = 'OUT_OF_MEMORY', attempts = 1 WHERE \"index\" = 2")
+    # out of memory, but the step has no retry.on_oom: a sync would do nothing
+    assert not lite.sync_needed(conn, runs)
+    policy = json.dumps({"attempts": 2, "on_oom": {"mem_factor": 2.0}})
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE step SET policy = ? WHERE name = 'a'", (policy,))
+    assert lite.sync_needed(conn, runs)  # an escalation due: the policy resubmits it
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE task SET attempts = 2 WHERE \"index\" = 2")
+    assert not lite.sync_needed(conn, runs)  # its attempts are used up
 
 
 CHECK = """\

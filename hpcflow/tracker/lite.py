@@ -18,11 +18,12 @@ from typing import Any
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
 from hpcflow.tracker.dbfile import SCHEMA_VERSION, ro_connect
+from hpcflow.tracker.escalation import ESCALATING_STATES, Ended, escalations
 from hpcflow.util.jsonstream import LazyList
 
 ACTIVE = ACTIVE_RUN_STATES
 TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
-ESCALATING = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)  # resubmission.ESCALATIONS
+ESCALATING = tuple(st.value for st in ESCALATING_STATES)
 RUN_FIELDS = ("id", "workflow", "version", "namespace", "label", "site", "state", "run_dir",
               "submitted_at", "refreshed_at", "finished_at", "degraded")  # fmt: skip
 TASK_FIELDS = ("step", "\"index\"", "item", "state", "exit_code", "job_id", "task_id",
@@ -235,6 +236,23 @@ def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> di
     return doc
 
 
+def _escalation_due(cur: Any, run_id: str) -> bool:
+    """An element out of memory or time that its step's retry policy resubmits (the same
+    decision the sync makes: tracker/escalation.py), not any such element."""
+    cur.execute(
+        "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
+        f"({', '.join('?' * len(ESCALATING))})",
+        (run_id, *ESCALATING),
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return False
+    cur.execute("SELECT name, policy FROM step WHERE run_id = ?", (run_id,))
+    policy = {n: json.loads(p) if isinstance(p, str) else p or {} for n, p in cur.fetchall()}
+    ended = (Ended(i, step, TaskState(st), n or 0) for i, step, st, n in rows)
+    return bool(escalations(ended, policy))
+
+
 def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool:
     """Would a sync do anything for these runs: a refresh due under the per-site poll budget
     (docs/tracker.md), a submission to resume, or an escalation to consider?"""
@@ -244,10 +262,7 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
         cur.execute("SELECT 1 FROM job WHERE run_id = ? AND status = 'PLANNED' LIMIT 1", (run.id,))
         if cur.fetchone():
             return True
-        cur.execute(
-            "SELECT 1 FROM task WHERE run_id = ? AND state IN (?, ?) LIMIT 1", (run.id, *ESCALATING)
-        )
-        if cur.fetchone():
+        if _escalation_due(cur, run.id):
             return True
         cur.execute(EXPANSION_DUE, (run.id, EXPAND_STEP))
         if cur.fetchone():

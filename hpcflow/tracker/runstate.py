@@ -11,7 +11,7 @@ from typing import Any
 from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.states import JobStatus, RunState, TaskState, run_state
 from hpcflow.tracker.db import Run
-from hpcflow.tracker.resubmission import ESCALATING_STATES, Ended, escalations
+from hpcflow.tracker.escalation import ESCALATING_STATES, Ended, escalations
 
 
 def db_stamp(t: datetime) -> str:
