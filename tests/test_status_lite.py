@@ -95,7 +95,7 @@ def test_poll_budget_decides_if_a_sync_is_due(recorded) -> None:
         c.execute("UPDATE step SET policy = ? WHERE name = 'a'", (policy,))
     assert lite.sync_needed(conn, runs)  # an escalation due: the policy resubmits it
     with sqlite3.connect(db) as c:
-        c.execute("UPDATE task SET attempts = 2 WHERE \"index\" = 2")
+        c.execute('UPDATE task SET attempts = 2 WHERE "index" = 2')
     assert not lite.sync_needed(conn, runs)  # its attempts are used up
 
 
