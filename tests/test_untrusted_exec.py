@@ -78,3 +78,14 @@ def test_a_pack_over_arg_max_runs_on_the_lab(slurm, hpcflow, tmp_path: Path, lab
         for p in Path(sub["run_dir"]).glob("steps/a/0/*/.hpcflow/result.json")
     ]
     assert len(peaks) == 48 and all(peaks), peaks  # run by the job tool (wait4), not bash
+
+
+def test_every_step_over_the_limits_is_reported_at_once(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("x" * 131_072 + "\n")
+    (tmp_path / "values.txt").write_text("'" * 40_000 + "\nb\n")
+    (tmp_path / "wf.yaml").write_text(
+        "name: two\nsteps:\n  - name: a\n    foreach: {v: {file: big.txt}}\n    run: c\n"
+        "  - name: b\n    foreach: {v: {file: values.txt}}\n    pack: 2\n    run: c\n"
+    )
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "wf.yaml")])
+    assert r.exit_code == 2 and "wf.yaml:4:" in r.stderr and "wf.yaml:8:" in r.stderr, r.stderr

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -44,10 +43,8 @@ from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
 
 
 def _template_env(site: Site | None) -> jinja2.Environment:
-    dirs = []
-    if site and site.job_templates:
-        base = Path(site.source).parent if site.source.endswith((".yaml", ".yml")) else Path()
-        dirs.append(str((base / site.expand(site.job_templates)).resolve()))
+    own = site.templates_dir() if site else None
+    dirs = [str(own)] if own else []
     dirs.append(str(resources_dir("job_templates")))
     env = Sandbox(
         loader=jinja2.FileSystemLoader(dirs),

@@ -19,6 +19,7 @@ from hpcflow.util.yamlsafe import Located
 
 MAX_ARG_STRLEN = 32 * 4096  # Linux: one argv or environment string, with its NUL
 LINE_OVERHEAD = 200  # a tasks-file line beyond its values: task id, index, names, spaces
+ITEM_OVERHEAD = len(" HPCFLOW_ITEM_=")  # per axis, beside its name and value
 
 
 def _size(v: Any) -> int:
@@ -35,6 +36,7 @@ def check_exec(wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]]
     problems: list[Problem] = []
     for i, s in enumerate(wf.steps):
         biggest: dict[str, tuple[int, list[Any]]] = {}
+        before = len(problems)
         for axis, values in axes.get(s.name, {}).items():
             if not values:
                 continue
@@ -52,14 +54,17 @@ def check_exec(wf: Workflow, doc: Located, axes: dict[str, dict[str, list[Any]]]
                     )
                 )
         packed = s.pack is not None and (s.pack.size == "auto" or int(s.pack.size) > 1)
-        if not packed or len(problems) or not biggest:
+        if not packed or len(problems) > before or not biggest:
             continue
         # quoting makes a value at most 5x longer (' -> '"'"'): quote only when that matters
-        bound = LINE_OVERHEAD + sum(len(a) + 15 + 5 * n + 2 for a, (n, _) in biggest.items())
+        bound = LINE_OVERHEAD + sum(
+            len(a) + ITEM_OVERHEAD + 5 * n + 2 for a, (n, _) in biggest.items()
+        )
         if bound <= MAX_ARG_STRLEN:
             continue
         line = LINE_OVERHEAD + sum(
-            len(a) + 15 + max(map(_quoted_size, vals)) for a, (_, vals) in biggest.items()
+            len(a) + ITEM_OVERHEAD + max(map(_quoted_size, vals))
+            for a, (_, vals) in biggest.items()
         )
         if line > MAX_ARG_STRLEN:
             problems.append(

@@ -231,6 +231,13 @@ class Site(Strict):
         s = s.replace("{scratch}", self.scratch_root())
         return os.path.expanduser(s)
 
+    def templates_dir(self) -> Path | None:
+        """The site's own job_templates directory (relative to the site file), or None."""
+        if not self.job_templates:
+            return None
+        base = Path(self.source).parent if self.source.endswith((".yaml", ".yml")) else Path()
+        return (base / self.expand(self.job_templates)).resolve()
+
     def scratch_root(self) -> str:
         return os.path.expanduser(self.paths.scratch.replace("{user}", _user()))
 
@@ -289,20 +296,17 @@ def load_site(name_or_path: str) -> Site:
     problems = []
     if site.partitions and sum(p.default for p in site.partitions.values()) > 1:
         problems.append(doc.problem(("partitions",), "more than one partition is default: true"))
-    if site.job_templates:
-        tdir = path.parent.absolute() / os.path.expanduser(
-            site.job_templates.replace("{user}", _user())
-        )
-        if not tdir.is_dir():
-            why = "does not exist" if not tdir.exists() else "is not a directory"
-            problems.append(
-                doc.problem(
-                    ("job_templates",),
-                    f"job_templates: {tdir} {why}; give the directory of the site's templates "
-                    "(relative to this file), or drop the key to use hpcflow's own",
-                )
+    object.__setattr__(site, "_source", str(path))
+    tdir = site.templates_dir()
+    if tdir is not None and not tdir.is_dir():
+        why = "does not exist" if not tdir.exists() else "is not a directory"
+        problems.append(
+            doc.problem(
+                ("job_templates",),
+                f"job_templates: {tdir} {why}; give the directory of the site's templates "
+                "(relative to this file), or drop the key to use hpcflow's own",
             )
+        )
     if problems:
         raise InvalidInput(problems)
-    object.__setattr__(site, "_source", str(path))
     return site

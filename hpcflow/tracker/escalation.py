@@ -4,6 +4,7 @@ definition of "an escalation is due", pure, with no import beyond the states (th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,3 +41,24 @@ def escalations(
             if t.state == st and rule and t.attempts < p.get("attempts", 1):
                 out.setdefault((key, factor, float(rule[factor])), []).append(t.id)
     return out
+
+
+# what the decision reads, the same through sqlite3 (the fast status) and SQLAlchemy (sync)
+ENDED_SQL = (
+    "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
+    f"({', '.join('?' * len(ESCALATING_STATES))})"
+)
+POLICY_SQL = "SELECT name, policy FROM step WHERE run_id = ?"
+
+
+def ended_args(run_id: str) -> tuple[str, ...]:
+    return (run_id, *(st.value for st in ESCALATING_STATES))
+
+
+def from_rows(
+    ended: Iterable[tuple], policies: Iterable[tuple]
+) -> dict[tuple[str, str, float], list[int]]:
+    """``escalations`` over the rows of ENDED_SQL and POLICY_SQL (a JSON column may come
+    back as text or decoded)."""
+    policy = {n: (json.loads(p) if isinstance(p, str) else p) or {} for n, p in policies}
+    return escalations((Ended(i, s, TaskState(st), n or 0) for i, s, st, n in ended), policy)

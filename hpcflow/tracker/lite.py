@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from hpcflow.node.jobtool import task_dir
-from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL, TaskState
+from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
 from hpcflow.tracker.dbfile import SCHEMA_VERSION, ro_connect
-from hpcflow.tracker.escalation import ESCALATING_STATES, Ended, escalations
+from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 from hpcflow.util.jsonstream import LazyList
 
 ACTIVE = ACTIVE_RUN_STATES
 TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
-ESCALATING = tuple(st.value for st in ESCALATING_STATES)
 RUN_FIELDS = ("id", "workflow", "version", "namespace", "label", "site", "state", "run_dir",
               "submitted_at", "refreshed_at", "finished_at", "degraded")  # fmt: skip
 TASK_FIELDS = ("step", "\"index\"", "item", "state", "exit_code", "job_id", "task_id",
@@ -239,18 +238,8 @@ def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> di
 def _escalation_due(cur: Any, run_id: str) -> bool:
     """An element out of memory or time that its step's retry policy resubmits (the same
     decision the sync makes: tracker/escalation.py), not any such element."""
-    cur.execute(
-        "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
-        f"({', '.join('?' * len(ESCALATING))})",
-        (run_id, *ESCALATING),
-    )
-    rows = cur.fetchall()
-    if not rows:
-        return False
-    cur.execute("SELECT name, policy FROM step WHERE run_id = ?", (run_id,))
-    policy = {n: json.loads(p) if isinstance(p, str) else p or {} for n, p in cur.fetchall()}
-    ended = (Ended(i, step, TaskState(st), n or 0) for i, step, st, n in rows)
-    return bool(escalations(ended, policy))
+    rows = cur.execute(ENDED_SQL, ended_args(run_id)).fetchall()
+    return bool(rows) and bool(from_rows(rows, cur.execute(POLICY_SQL, (run_id,)).fetchall()))
 
 
 def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool:

@@ -4,14 +4,13 @@ as the lab's sacct)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.states import JobStatus, RunState, TaskState, run_state
 from hpcflow.tracker.db import Run
-from hpcflow.tracker.escalation import ESCALATING_STATES, Ended, escalations
+from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 
 
 def db_stamp(t: datetime) -> str:
@@ -26,23 +25,8 @@ def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
 
 
 def _escalatable(db: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
-    states = [st.value for st in ESCALATING_STATES]
-    rows = list(
-        db.exec_driver_sql(
-            "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
-            f"({', '.join('?' * len(states))})",
-            (run_id, *states),
-        )
-    )
-    if not rows:
-        return {}
-    policy = {
-        name: json.loads(p) if isinstance(p, str) else p
-        for name, p in db.exec_driver_sql(
-            "SELECT name, policy FROM step WHERE run_id = ?", (run_id,)
-        )
-    }
-    return escalations((Ended(i, step, TaskState(st), n) for i, step, st, n in rows), policy)
+    rows = list(db.exec_driver_sql(ENDED_SQL, ended_args(run_id)))
+    return from_rows(rows, db.exec_driver_sql(POLICY_SQL, (run_id,))) if rows else {}
 
 
 def derive_run_state(s: Any, run: Run) -> str:

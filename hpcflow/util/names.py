@@ -116,6 +116,6 @@ def check_sbatch_extra(entry: str) -> str:
 
 
 def did_you_mean(word: str, known: Iterable[object]) -> str:
-    """ " (did you mean X?)" for the closest of ``known``, or ""."""
+    """The hint ' (did you mean X?)' for the closest of ``known``, or an empty string."""
     hint = difflib.get_close_matches(str(word), [str(k) for k in known], n=1)
     return f" (did you mean {hint[0]!r}?)" if hint else ""

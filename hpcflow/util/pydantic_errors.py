@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from hpcflow.errors import InvalidInput, Problem
+from hpcflow.util.names import did_you_mean
 from hpcflow.util.yamlsafe import Located, load_file
 
 M = TypeVar("M", bound=BaseModel)
@@ -82,9 +82,8 @@ def problems_from(
             key = loc[-1]
             path = _data_path(loc, doc.data)
             where = _where(path[:-1], doc.data)
-            hint = difflib.get_close_matches(str(key), known, n=1)
             msg = f"unknown key {key!r}" + (f" in {where}" if where else "")
-            msg += f" (did you mean {hint[0]!r}?)" if hint else ""
+            msg += did_you_mean(str(key), known)
         elif kind == "missing":
             where = _where(path, doc.data)
             msg = f"missing required key {loc[-1]!r}" + (f" in {where}" if where else "")
