@@ -67,6 +67,32 @@ def hpcflow(tmp_path: Path):
     helpers.cancel_jobs_of([Path(d) for d in dbs])
 
 
+@pytest.fixture(autouse=True)
+def _lab_share(request: pytest.FixtureRequest):
+    """Lab tests run side by side (``pytest -n``, tests/run): each shares the lab cluster,
+    except those marked ``lab_alone``, which have it to themselves (helpers.lab_share). Set
+    up before and torn down after every other fixture, so a test's jobs are cancelled
+    before the next ``lab_alone`` test starts."""
+    if request.node.get_closest_marker("slurm") is None:
+        yield
+        return
+    with helpers.lab_share(alone=request.node.get_closest_marker("lab_alone") is not None):
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lab tests first (they wait on Slurm, the longest first in each file as written), the
+    tests that need the lab alone next, the fast lane last: while a ``lab_alone`` test
+    holds the cluster, the other workers run fast-lane tests instead of waiting."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("lab_alone") is not None:
+            return 1
+        return 0 if item.get_closest_marker("slurm") is not None else 2
+
+    items.sort(key=rank)  # stable: the order inside each group is kept
+
+
 @pytest.fixture(scope="session")
 def slurm() -> None:
     """The lab cluster must be up: tests that need Slurm fail (not skip) without it."""

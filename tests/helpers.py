@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,3 +224,26 @@ def campaign_file(tmp_path: Path, site: Path, file: str = "campaign.yaml", **cha
     path = tmp_path / file
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+LAB_LOCKS = Path("/tmp/hpcflow-lab-tests")
+
+
+@contextmanager
+def lab_share(alone: bool) -> Iterator[None]:
+    """The lab cluster, shared by the lab tests that run at once (``pytest -n``): a test that
+    breaks part of it (a daemon stopped, the node down, the whole queue counted) holds it
+    ``alone``; the others share it. A readers-writer lock on two flock files: a waiting
+    ``alone`` test holds the turnstile, so tests that come after it wait for it instead of
+    starving it."""
+    LAB_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    with open(LAB_LOCKS / "turnstile", "a") as turn, open(LAB_LOCKS / "lab", "a") as lab:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(lab, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lab, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)

@@ -111,6 +111,7 @@ def _queued() -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.lab_alone
 def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> None:
     site = lab_site(
         tmp_path / "site.yaml",
@@ -137,6 +138,7 @@ def test_max_submit_jobs_throttles_batches(slurm, hpcflow, tmp_path: Path) -> No
     assert len(plan["batches"]) == 5 and "max_submit_jobs (15)" in plan["note"]
 
 
+@pytest.mark.lab_alone
 def test_refused_batch_backs_off(slurm, hpcflow, tmp_path: Path) -> None:
     """QOS lab-tiny lets a user have 2 jobs: Slurm refuses the batch; the tick records it,
     leaves the batch waiting and backs off instead of hammering slurmctld."""

@@ -51,6 +51,7 @@ def lab_restored():
     subprocess.run(["bash", LAB, "up"], capture_output=True)
 
 
+@pytest.mark.lab_alone
 def test_slurmdbd_down_then_back(
     slurm, hpcflow, tmp_path: Path, site_file: Path, lab_restored
 ) -> None:
@@ -94,6 +95,7 @@ def test_slurmdbd_down_then_back(
     ]
 
 
+@pytest.mark.lab_alone
 def test_slurmctld_paused_during_submit(slurm, tmp_path: Path, lab_restored) -> None:
     site = lab_site(
         tmp_path / "site.yaml",
@@ -320,6 +322,7 @@ def test_job_known_to_neither_sacct_nor_squeue_becomes_lost(slurm, hpcflow, tmp_
     assert any(e["new_state"] == "LOST" and "not in sacct or squeue" in e["reason"] for e in hist)
 
 
+@pytest.mark.lab_alone
 def test_qos_limit_refusal_is_reported_not_retried(slurm, tmp_path: Path) -> None:
     """QOS lab-tiny allows 2 submitted jobs per user: the 3rd sbatch is refused with
     QOSMaxSubmitJobPerUserLimit, which is reported at once (no retry storm), and the two jobs

@@ -42,6 +42,7 @@ def test_validate_reports_what_fits_lab_tiny(hpcflow, slurm, tmp_path: Path, lab
     assert (doc["plan"]["array_tasks"], doc["plan"]["fits"]) == (2, True)
 
 
+@pytest.mark.lab_alone
 def test_pack_auto_fits_the_live_limit(hpcflow, slurm, tmp_path: Path, lab_site) -> None:
     site = lab_site(defaults={"qos": "lab-tiny"}, limits={"max_array_size": None})
     wf = tmp_path / "wf.yaml"

@@ -124,6 +124,7 @@ def node_back():
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
 
 
+@pytest.mark.lab_alone
 def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> None:
     """Node goes down under two running jobs: the requeueable one is requeued by Slurm and
     completes on its second attempt; the --no-requeue one ends NODE_FAIL."""
