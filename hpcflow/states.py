@@ -56,6 +56,35 @@ class EventKind(str, Enum):
 MOVES = frozenset({EventKind.RUN, EventKind.TASK})
 
 
+class DynamicState(str, Enum):
+    """A dynamic foreach's expansion (docs/dynamic.md). Stored: waiting, then expanded,
+    skipped or failed. Shown only, derived from its expand job's element while it waits:
+    upstream_failed, cancelled (the expansion will never happen)."""
+
+    WAITING = "waiting"
+    EXPANDED = "expanded"
+    SKIPPED = "skipped"  # nothing to fan out over, or a producer skipped itself
+    FAILED = "failed"  # a producer's file cannot be expanded
+    UPSTREAM_FAILED = "upstream_failed"
+    CANCELLED = "cancelled"
+
+
+DYNAMIC_STORED = frozenset(
+    {DynamicState.WAITING, DynamicState.EXPANDED, DynamicState.SKIPPED, DynamicState.FAILED}
+)
+# An expansion happens once: waiting -> expanded | skipped | failed, and no move after.
+DYNAMIC_MOVES: dict[DynamicState, frozenset[DynamicState]] = {
+    DynamicState.WAITING: frozenset(
+        {DynamicState.EXPANDED, DynamicState.SKIPPED, DynamicState.FAILED}
+    ),
+    **{d: frozenset() for d in DYNAMIC_STORED - {DynamicState.WAITING}},
+}
+
+
+def dynamic_move_allowed(old: DynamicState, new: DynamicState) -> bool:
+    return new in DYNAMIC_MOVES.get(old, frozenset())
+
+
 class RunState(str, Enum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"

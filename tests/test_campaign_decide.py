@@ -11,7 +11,6 @@ from hpcflow.campaign.decide import (
     BatchView,
     admit,
     backoff_seconds,
-    event_state,
     in_flight,
     needs_queue_count,
     settled,
@@ -117,21 +116,3 @@ def test_squeue_is_asked_only_when_the_limit_could_matter(waiting, flying, limit
 )
 def test_backoff_doubles_up_to_an_hour(refusals: int, expected: int) -> None:
     assert backoff_seconds(60, refusals) == expected
-
-
-@pytest.mark.parametrize(
-    ("states", "run_state", "gave_up", "expected"),
-    [
-        ([C, C], "COMPLETED", True, "done"),
-        ([C, SK], "RUNNING", False, "done"),  # skipped counts as success
-        ([C, F], "FAILED", False, "running"),  # a retry is still to come
-        ([C, F], "FAILED", True, "failed"),
-        ([OOM], "FAILED", True, "failed"),
-        ([C, R], "RUNNING", False, "running"),
-        ([], "RUNNING", False, "running"),  # no element of the event recorded yet
-        ([R], "CANCELLED", False, "cancelled"),
-        ([C], "CANCELLED", False, "done"),  # it finished before the cancel
-    ],
-)
-def test_event_state(states, run_state, gave_up, expected) -> None:
-    assert event_state(states, run_state, gave_up) == expected

@@ -175,7 +175,7 @@ def test_huge_expansion_is_refused_before_it_happens(tmp_path: Path, text_of) ->
     m = run_measured(["validate", "wf.yaml"], tmp_path)
     assert m.returncode == 2, m.stderr
     assert "elements, over the bound of 2,000,000" in m.stderr and "--max-elements" in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 500
+    assert m.seconds < 20 and m.max_rss_mb < 500
 
 
 def test_max_elements_flag_raises_the_bound(tmp_path: Path) -> None:
@@ -192,13 +192,13 @@ def test_set_1e9_ends_quickly(tmp_path: Path) -> None:
     assert m.returncode == 2 and "not a whole number" in m.stderr
     m = run_measured(["validate", "wf.yaml", "--set", "any=1000000000"], tmp_path)
     assert m.returncode == 2 and "over the bound" in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 500
+    assert m.seconds < 20 and m.max_rss_mb < 500
 
 
 def test_validate_dev_zero_is_refused_quickly(tmp_path: Path) -> None:
     m = run_measured(["validate", "/dev/zero"], tmp_path)
     assert m.returncode == 2 and "/dev/zero:1:" in m.stderr and "character device" in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 500 and "Traceback" not in m.stderr
+    assert m.seconds < 20 and m.max_rss_mb < 500 and "Traceback" not in m.stderr
 
 
 def test_big_yaml_without_aliases_gets_an_honest_message(tmp_path: Path) -> None:
@@ -214,7 +214,7 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text("\n".join(lines) + "\nname: demo\n")
     m = run_measured(["validate", "wf.yaml"], tmp_path)
     assert m.returncode == 2 and "counting every alias expansion" in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 500
+    assert m.seconds < 20 and m.max_rss_mb < 500
 
 
 def test_a_250000_value_inline_list_works_in_seconds(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_template_work_is_bounded(template: str, fragment: str, monkeypatch) -> 
     t0 = time.monotonic()
     with pytest.raises(jinja2.TemplateError, match=fragment):
         render_segments(template, {"params": {}})
-    assert time.monotonic() - t0 < 5  # the 1 s clock fired: not a hang
+    assert time.monotonic() - t0 < 20  # the 1 s clock fired: not a hang (hours of work)
 
 
 def test_names_items_values_keys_are_the_users() -> None:
@@ -140,4 +140,4 @@ def test_huge_loop_in_run_is_stopped_quickly_with_a_message(tmp_path: Path) -> N
     m = run_measured(["--site", "site.yaml", "validate", "wf.yaml"], tmp_path)
     assert m.returncode == 2, m.stderr
     assert "wf.yaml:" in m.stderr and "range" in m.stderr and "Traceback" not in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 500
+    assert m.seconds < 20 and m.max_rss_mb < 500

@@ -222,7 +222,7 @@ def test_a_campaign_of_ten_million_events_is_refused_by_its_bound(tmp_path: Path
     c = _campaign(tmp_path, {"range": [1, 10_000_000]})
     m = run_measured(["campaign", "validate", str(c)], tmp_path)
     assert m.returncode == 2 and "10,000,000 events, over the bound of 2,000,000" in m.stderr
-    assert m.seconds < 5 and m.max_rss_mb < 300, (m.seconds, m.max_rss_mb)
+    assert m.seconds < 20 and m.max_rss_mb < 300, (m.seconds, m.max_rss_mb)
 
 
 def test_a_campaign_events_file_of_ten_million_lines_is_refused_small(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_a_campaign_events_file_of_ten_million_lines_is_refused_small(tmp_path: 
     c = _campaign(tmp_path, {"file": "storms.csv", "column": "storm"})
     m = run_measured(["campaign", "validate", str(c)], tmp_path)
     assert m.returncode == 2 and "over the bound of 2,000,000" in m.stderr, m.stderr
-    assert m.seconds < 10 and m.max_rss_mb < 500, (m.seconds, m.max_rss_mb)
+    assert m.seconds < 20 and m.max_rss_mb < 500, (m.seconds, m.max_rss_mb)
 
 
 @pytest.mark.parametrize(

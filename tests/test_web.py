@@ -166,15 +166,18 @@ def test_a_campaigns_failed_events(tmp_path: Path) -> None:
     camp = tmp_path / "c.yaml"
     camp.write_text("event_axis: event\n")
     with sqlite3.connect(db) as c:
-        c.execute("INSERT INTO campaign (name, file, plan_hash, created_at, refusals) "
-                  "VALUES ('storms', ?, 'h', '2026-12-06 00:00:00', 0)", (str(camp),))  # fmt: skip
+        c.execute("INSERT INTO campaign (name, file, plan_hash, created_at, refusals, "
+                  "event_axis, retry_failed) VALUES ('storms', ?, 'h', '2026-12-06 00:00:00', "
+                  "0, 'event', 0)", (str(camp),))  # fmt: skip
         c.execute('INSERT INTO batch (campaign, "index", key, events, n_events, state, attempt, '
-                  "run_id, retries, submitted_at) VALUES ('storms', 0, 'storms#0', '[1]', 20, "
-                  "'SUBMITTED', 1, ?, 0, '2026-12-06 00:00:00')", (run_id,))  # fmt: skip
+                  "run_id, retries, submitted_at) VALUES ('storms', 0, 'storms#0', ?, 20, "
+                  "'SUBMITTED', 1, ?, 0, '2026-12-06 00:00:00')",
+                  (json.dumps(list(range(1, 21))), run_id))  # fmt: skip
     with serving(db, tmp_path, "--no-sync") as s:
         code, doc, _ = s.get("/api/campaigns/storms")
         assert code == 200 and doc["batches"][0]["state"] == "FAILED"
-        assert doc["events"] == {"total": 20, "done": 0, "in_failed_batches": 20}
+        # counted as `campaign status` counts them: 19 events done, not 0 (issue 25)
+        assert doc["events"] == {"total": 20, "done": 19, "failed": 1, "running": 0, "pending": 0}
         want = {"event": 1, "batch": 0, "run_id": run_id, "steps": ["ras"],
                 "states": ["FAILED", "OUT_OF_MEMORY"]}  # fmt: skip
         assert doc["failed_events"] == [want]

@@ -1,7 +1,7 @@
 """What a campaign tick decides, as pure functions of what it has read (campaign/tick.py
 gathers the rows and applies the answers): which failed batches to retry, how many waiting
-batches to submit now and why not more, how long to back off after a refusal, and what state
-each event is in."""
+batches to submit now and why not more, how long to back off after a refusal. What state each
+event is in is a derived fact (hpcflow/facts.py), shared with the dashboard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from hpcflow.states import ACTIVE_RUN_STATES, SUCCESS, TERMINAL, BatchState, RunState, TaskState
+from hpcflow.states import ACTIVE_RUN_STATES, BatchState, RunState
 
 MAX_BACKOFF_S = 3600
 
@@ -94,16 +94,3 @@ def backoff_seconds(base_s: int, refusals: int) -> int:
     """Wait after the (refusals+1)-th refusal in a row: the base, doubled each time, at most
     an hour."""
     return int(min(base_s * 2**refusals, MAX_BACKOFF_S))
-
-
-def event_state(states: list[TaskState], run_state: str, gave_up: bool) -> str:
-    """One event of a submitted batch: "done" when all its elements succeeded; "failed" when
-    one ended badly and the batch will not be retried again; "cancelled" (reported as failed)
-    when its run was cancelled; else "running"."""
-    if states and all(s in SUCCESS for s in states):
-        return "done"
-    if gave_up and any(s in TERMINAL and s not in SUCCESS for s in states):
-        return "failed"
-    if run_state == RunState.CANCELLED.value:
-        return "cancelled"
-    return "running"

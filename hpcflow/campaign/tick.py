@@ -12,7 +12,7 @@ batch is never submitted twice (docs/campaigns.md).
 from __future__ import annotations
 
 import getpass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,7 +23,6 @@ from hpcflow.campaign.decide import (
     BatchView,
     admit,
     backoff_seconds,
-    event_state,
     in_flight,
     needs_queue_count,
     settled,
@@ -32,11 +31,14 @@ from hpcflow.campaign.decide import (
 from hpcflow.campaign.measure import next_sizes
 from hpcflow.campaign.spec import LoadedCampaign
 from hpcflow.errors import HpcflowError, SlurmError
+from hpcflow.facts import CampaignProgress, campaign_progress, projection
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
-from hpcflow.states import SUCCESS, BatchState, TaskState
-from hpcflow.tracker.db import BatchRow, CampaignRow, Run, Task, session, utcnow
+from hpcflow.states import BatchState
+from hpcflow.store import campaigns
+from hpcflow.store.campaigns import BatchRecord
+from hpcflow.tracker.db import BatchRow, CampaignRow, Run, session, utcnow
 from hpcflow.tracker.notify import deliver, last_batches, queue, targets_for
 from hpcflow.tracker.recovery import retry
 from hpcflow.tracker.refresh import ACTIVE
@@ -61,8 +63,21 @@ def ensure_plan(engine: Engine, lc: LoadedCampaign) -> None:
                     f"size (from {row.file}); its batches are fixed so that no event runs "
                     "twice. To change them, give the campaign a new name."
                 )
+            c = lc.campaign
+            if (row.event_axis, row.retry_failed) != (c.event_axis, c.retry_failed):
+                row.event_axis, row.retry_failed = c.event_axis, c.retry_failed
+                s.add(row)
+                s.commit()
             return
-        s.add(CampaignRow(name=lc.name, file=str(lc.path.resolve()), plan_hash=h))
+        s.add(
+            CampaignRow(
+                name=lc.name,
+                file=str(lc.path.resolve()),
+                plan_hash=h,
+                event_axis=lc.campaign.event_axis,
+                retry_failed=lc.campaign.retry_failed,
+            )
+        )
         s.flush()
         for i, events in enumerate(lc.batches()):
             s.add(
@@ -288,60 +303,26 @@ def _clear_backoff(engine: Engine, name: str) -> None:
             s.commit()
 
 
-def event_states(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
-    """Every event: done / failed / running / pending, from its batch run's tasks."""
-    axis, c = lc.campaign.event_axis, lc.campaign
-    batches = _batches(engine, lc.name)  # none before the first tick stores the plan
-    runs = _runs(engine, [b.run_id for b in batches if b.run_id])
-    by_run: dict[str, list[Task]] = {}
+def _progress(engine: Engine, name: str) -> tuple[list[BatchRecord], CampaignProgress]:
+    """Its batches and progress, read by the one campaign reader (store/campaigns.py)."""
     with session(engine) as s:
-        for t in s.exec(select(Task).where(col(Task.run_id).in_(list(runs)))):
-            by_run.setdefault(t.run_id, []).append(t)
-    state: dict[str, str] = {}
-    failed: list[dict[str, Any]] = []
-    for b in batches:
-        events = b.events
-        run = runs.get(b.run_id or "")
-        if b.state != SUBMITTED or run is None:
-            state.update({str(e): "pending" for e in events})
-            continue
-        per: dict[str, list[Task]] = {}
-        for t in by_run.get(run.id, []):
-            item = t.item
-            if axis in item:
-                per.setdefault(str(item[axis]), []).append(t)
-        gave_up = run.state not in ACTIVE and b.retries >= c.retry_failed
-        for e in events:
-            ts = per.get(str(e), [])
-            st = event_state([TaskState(t.state) for t in ts], run.state, gave_up)
-            state[str(e)] = "failed" if st == "cancelled" else st
-            row = {"event": e, "batch": b.index, "run_id": run.id}
-            if st == "failed":
-                bad = [t for t in ts if TaskState(t.state) not in SUCCESS]
-                steps = ";".join(sorted({t.step for t in bad}))
-                states = ";".join(sorted({t.state for t in bad}))
-                failed.append(row | {"steps": steps, "states": states})
-            elif st == "cancelled":
-                failed.append(row | {"steps": "", "states": "CANCELLED"})
-    return {"state": state, "failed": failed, "batches": batches, "runs": runs}
+        conn = s.connection().connection.driver_connection
+        try:
+            _, batches, prog = campaigns.progress(conn, name)
+        except KeyError:  # before the first tick stores the plan
+            return [], campaign_progress([], {}, "event", 0)
+    return batches, prog
 
 
 def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
-    ev = event_states(engine, lc)
-    counts = {k: 0 for k in ("done", "failed", "running", "pending")}
-    for st in ev["state"].values():
-        counts[st] += 1
-    if not ev["batches"]:
+    stored, prog = _progress(engine, lc.name)
+    counts = dict(prog.counts)
+    if not stored:
         counts["pending"] = len(lc.events)
     planned = lc.batches()
-    batches = ev["batches"] or [None] * len(planned)
-    runs: dict[str, Run] = ev["runs"]
-    first = min((b.submitted_at for b in ev["batches"] if b.submitted_at), default=None)
-    now = utcnow()
-    hours = (now - first).total_seconds() / 3600 if first else 0.0
-    rate = counts["done"] / hours if hours > 0 and counts["done"] else 0.0
-    left = counts["running"] + counts["pending"]
-    eta = now + timedelta(hours=left / rate) if rate and left else None
+    batches: list[BatchRecord | None] = list(stored) or [None] * len(planned)
+    first = min((b.submitted_at for b in stored if b.submitted_at), default=None)
+    rate, eta = projection(counts, first, datetime.now(timezone.utc))
     rows = []
     for i, b in enumerate(batches):
         if b is None:
@@ -354,14 +335,14 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
                 }
             )
             continue
-        run = runs.get(b.run_id or "")
+        f = b.facts
         rows.append(
             {
-                "index": b.index,
-                "run_id": b.run_id,
-                "state": run.state if run else b.state,
+                "index": f.index,
+                "run_id": f.run_id,
+                "state": b.run_state or f.state.value,
                 "events": b.n_events,
-                "retries": b.retries,
+                "retries": f.retries,
                 "note": b.note,
             }
             | ({"right_size": b.resources} if b.resources else {})
@@ -378,7 +359,7 @@ def status(engine: Engine, lc: LoadedCampaign) -> dict[str, Any]:
         "backoff_until": camp.backoff_until.strftime("%Y-%m-%dT%H:%M:%SZ")
         if camp and camp.backoff_until
         else None,
-        "failed_events": ev["failed"],
+        "failed_events": prog.failed,
         "finished": counts["running"] == 0
         and counts["pending"] == 0
         and not any(r["state"] in (*ACTIVE, WAITING, SUBMITTING) for r in rows),

@@ -127,7 +127,10 @@ def status(obj: Ctx, file: str, as_json: bool, failed_csv: str | None) -> None:
         buf = io.StringIO()
         w = csv.DictWriter(buf, ["event", "batch", "run_id", "steps", "states"])
         w.writeheader()
-        w.writerows(doc["failed_events"])
+        w.writerows(  # one cell per column: the steps and states joined by ";"
+            {**f, "steps": ";".join(f["steps"]), "states": ";".join(f["states"])}
+            for f in doc["failed_events"]
+        )
         Path(failed_csv).write_text(buf.getvalue(), encoding="utf-8")
     if as_json:
         emit_json(doc)

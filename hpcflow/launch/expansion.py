@@ -26,18 +26,19 @@ from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded, check_each
 from hpcflow.spec.valuefiles import MAX_CSV_BYTES, AxisProblem, values_from_text
 from hpcflow.spec.workflow import Workflow
+from hpcflow.states import DynamicState
 from hpcflow.util.safeio import TooLarge
 from hpcflow.util.yamlsafe import load_text
 
 SUBMITTED = "dynamic/submitted.json"  # job name -> Slurm id, written by the expand job
-EXPANDED = "expanded"
-SKIPPED = "skipped"
-FAILED = "failed"
+EXPANDED = DynamicState.EXPANDED
+SKIPPED = DynamicState.SKIPPED
+FAILED = DynamicState.FAILED
 
 
 @dataclass
 class Expansion:
-    outcome: str  # EXPANDED, SKIPPED (no values, or a producer skipped) or FAILED
+    outcome: DynamicState  # EXPANDED, SKIPPED (no values, or a producer skipped) or FAILED
     reason: str
     deferred: frozenset[str] = frozenset()
     rendered: RenderedRun | None = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from hpcflow import facts
 from hpcflow.states import TaskState
 
 BINS = 160  # time bins of the timeline and of the state counts
@@ -19,17 +20,7 @@ TAIL_TOTAL = 30  # stderr tails in all
 TAIL_BYTES = 2048
 TAIL_LINES = 12
 EVENT_ROWS = 500  # run-level events listed one by one (the latest); element moves are counted
-FAILED = frozenset(
-    st.value
-    for st in (
-        TaskState.FAILED,
-        TaskState.TIMEOUT,
-        TaskState.OUT_OF_MEMORY,
-        TaskState.NODE_FAIL,
-        TaskState.LOST,
-        TaskState.UNKNOWN,
-    )  # fmt: skip
-)
+FAILED = facts.FAILED_VALUES  # what failed means on every face: hpcflow/facts.py
 
 
 @dataclass
@@ -176,7 +167,7 @@ def failure_groups(db: Any, run_id: str) -> list[dict[str, Any]]:
     for step, index, state, code, reason in db.exec_driver_sql(
         f'SELECT step, "index", state, exit_code, reason FROM task WHERE run_id = ? '
         f'AND state IN ({marks}) ORDER BY step, "index"',
-        (run_id, *sorted(FAILED)),
+        (run_id, *FAILED),
     ):
         groups.setdefault((step, state, code, reason or ""), []).append(index)
     return [

@@ -227,6 +227,13 @@ def step_kind(step: Step) -> str:
     )
 
 
+def is_compensation(step: Step) -> bool:
+    """A compensation step runs only when its upstream failed: every dependency afternotok."""
+    return step.name not in (CLEANUP_STEP, PULL_STEP, EXPAND_STEP) and set(step.after.values()) == {
+        "notok"
+    }
+
+
 def step_role(step: Step) -> str | None:
     """How status shows a step: a compensation step runs only when its upstream failed."""
     if step.name == CLEANUP_STEP:
@@ -235,7 +242,6 @@ def step_role(step: Step) -> str | None:
         return "image pull"
     if step.name == EXPAND_STEP:
         return "expands the dynamic foreach after " + ", ".join(step.after)
-    kinds = set(step.after.values())
-    if kinds == {"notok"}:
+    if is_compensation(step):
         return "compensation for " + ", ".join(step.after)
     return None

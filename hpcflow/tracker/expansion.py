@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from hpcflow.errors import HpcflowError
+from hpcflow.facts import dynamic_state
 from hpcflow.launch.expander import read_submitted
 from hpcflow.launch.expansion import EXPANDED, FAILED, Expansion, expand, read_spec
 from hpcflow.launch.rundir import write_run_dir
@@ -31,10 +32,10 @@ from hpcflow.spec.dataflow import may_skip
 from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.site import Site
 from hpcflow.spec.workflow import Workflow
-from hpcflow.states import EventKind, JobStatus, TaskState
+from hpcflow.states import DynamicState, EventKind, JobStatus, TaskState, dynamic_move_allowed
+from hpcflow.tracker import lite
 from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
-from hpcflow.tracker.lite import EXPANSION_DUE
 from hpcflow.tracker.runstate import derive_run_state
 from hpcflow.tracker.submit import RunLock, _record_jobs, step_rows, submit_planned, task_rows
 
@@ -61,7 +62,7 @@ def expand_ready(engine: Engine, runner: Runner, site: Site, run_ids: list[str])
 
 def _due(engine: Engine, run_id: str) -> bool:
     with engine.connect() as c:
-        return c.exec_driver_sql(EXPANSION_DUE, (run_id, EXPAND_STEP)).first() is not None
+        return lite.expansion_due(c.connection.driver_connection, run_id)
 
 
 def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None:
@@ -114,10 +115,19 @@ def _record_expanded(
         rows = {r.name: r for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
         for new in step_rows(plan, _skippers(exp), steps):
             row = rows[new.name]
-            for k in ("total", "kind", "role", "may_skip", "pack", "parallel", "reads_result"):
+            for k in (
+                "total",
+                "kind",
+                "role",
+                "compensation",
+                "may_skip",
+                "pack",
+                "parallel",
+                "reads_result",
+            ):
                 setattr(row, k, getattr(new, k))
             row.policy = new.policy
-            row.dynamic = {**(row.dynamic or {}), "state": "expanded", "reason": exp.reason}
+            row.dynamic = _moved(row.dynamic, DynamicState.EXPANDED, exp.reason)
             s.add(row)
         row_ids = _record_jobs(s, rr, exp.jobs())
         mine = select(Job).where(Job.run_id == run_id, col(Job.name).in_(list(known)))
@@ -152,14 +162,27 @@ def _skippers(exp: Expansion) -> set[str]:
     return may_skip(wf, plan.order, axes)
 
 
+def _movable(dynamic: dict[str, Any], new: DynamicState) -> bool:
+    return dynamic_move_allowed(dynamic_state(dynamic.get("state")), new)
+
+
+def _moved(dynamic: dict[str, Any] | None, new: DynamicState, reason: str) -> dict[str, Any]:
+    """The stored expansion after a move (states.DYNAMIC_MOVES: it happens once)."""
+    d = dict(dynamic or {})
+    if not _movable(d, new):
+        log.warning("expansion already %s: not moved to %s", d.get("state"), new.value)
+        return d
+    return {**d, "state": new.value, "reason": reason}
+
+
 def _record_end(engine: Engine, runner: Runner, run_id: str, run_dir: str, exp: Expansion) -> None:
     """A skipped or failed expansion: the deferred steps say why; a failed one fails the
     expand element (its reason holds the file and line), so the run ends FAILED."""
     events = EventLog()
     with session(engine) as s:
         for row in s.exec(select(StepRow).where(StepRow.run_id == run_id)):
-            if (row.dynamic or {}).get("state") == "waiting":
-                row.dynamic = {**(row.dynamic or {}), "state": exp.outcome, "reason": exp.reason}
+            if row.dynamic and _movable(row.dynamic, exp.outcome):
+                row.dynamic = _moved(row.dynamic, exp.outcome, exp.reason)
                 s.add(row)
         task = s.exec(select(Task).where(Task.run_id == run_id, Task.step == EXPAND_STEP)).one()
         if exp.outcome == FAILED and TaskState(task.state) is TaskState.COMPLETED:

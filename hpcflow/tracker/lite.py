@@ -15,8 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hpcflow.facts import dynamic_shown, dynamic_state, task_state
+from hpcflow.facts import expansion_due as facts_expansion_due
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
+from hpcflow.store.dynamic import EXPAND_STEP, expansion_inputs
 from hpcflow.tracker.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 from hpcflow.util.jsonstream import LazyList
@@ -163,13 +166,11 @@ def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
 def dynamic_doc(stored: dict[str, Any], expander: dict[str, int]) -> dict[str, Any]:
     """A deferred step's expansion as status shows it: waiting, expanded, skipped or failed,
     and, while it waits, what became of the expand job (a failed producer, a cancel)."""
-    state = stored.get("state", "waiting")
-    if state == "waiting" and expander.get("UPSTREAM_FAILED"):
-        state = "upstream_failed"
-    elif state == "waiting" and expander.get("CANCELLED"):
-        state = "cancelled"
+    shown = dynamic_shown(
+        dynamic_state(stored.get("state")), [task_state(st) for st, n in expander.items() if n]
+    )
     return {
-        "state": state,
+        "state": shown.value,
         "producers": stored.get("producers", []),
         "reason": stored.get("reason"),
     }
@@ -187,15 +188,10 @@ def dynamic_label(d: dict[str, Any]) -> str:
     }.get(d["state"], d["state"])
 
 
-# a dynamic foreach is due for expansion: its steps wait and the expand job ended, neither
-# taken down by a failed producer nor cancelled (tracker/expansion.py)
-EXPAND_STEP = "hpcflow-expand"  # spec.dynamic.EXPAND_STEP, not imported here (pydantic)
-EXPANSION_DUE = (
-    "SELECT 1 FROM step WHERE run_id = ? AND json_extract(dynamic, '$.state') = 'waiting' "
-    "AND EXISTS (SELECT 1 FROM task WHERE task.run_id = step.run_id AND task.step = ? AND "
-    "task.state NOT IN ('PENDING', 'RUNNING', 'UNKNOWN', 'UPSTREAM_FAILED', 'CANCELLED')) "
-    "LIMIT 1"
-)
+def expansion_due(conn: Any, run_id: str) -> bool:
+    """An expansion for the next sync to do (``facts.expansion_due``)."""
+    stored, expander = expansion_inputs(conn, run_id)
+    return any(facts_expansion_due(st, expander) for st in stored)
 
 
 def _task_docs(conn: Any, run: Any, step: str, job_sid: dict[int, str | None]) -> Iterator[Any]:
@@ -253,8 +249,7 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
             return True
         if _escalation_due(cur, run.id):
             return True
-        cur.execute(EXPANSION_DUE, (run.id, EXPAND_STEP))
-        if cur.fetchone():
+        if expansion_due(conn, run.id):
             return True
         if run.state not in ACTIVE:
             continue

@@ -31,6 +31,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (7, [lambda c: _v7(c)]),
     (8, [lambda c: _v8(c)]),
     (9, [lambda c: _v9(c)]),
+    (10, [lambda c: _v10(c)]),
 ]
 
 
@@ -163,6 +164,23 @@ def _v9(c: Any) -> None:
                 c.exec_driver_sql(
                     "UPDATE run SET notify = ? WHERE id = ?", (json.dumps(kept or None), rid)
                 )
+
+
+def _v10(c: Any) -> None:
+    """Derived facts from the database alone (hpcflow/facts.py): a step says it is a
+    compensation step (until 10 only its display role did, parsed here once), and a campaign
+    keeps the event axis and retry_failed its progress is counted with (set by each tick;
+    until the next tick, the defaults)."""
+    adds = [
+        ("step", "compensation", "BOOLEAN NOT NULL DEFAULT 0"),
+        ("campaign", "event_axis", "VARCHAR NOT NULL DEFAULT 'event'"),
+        ("campaign", "retry_failed", "INTEGER NOT NULL DEFAULT 0"),
+    ]
+    for table, col_, decl in adds:
+        if _columns(c, table) and col_ not in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    if _columns(c, "step"):
+        c.exec_driver_sql("UPDATE step SET compensation = 1 WHERE role LIKE 'compensation %'")
 
 
 def _rebuild_event(c: Any) -> None:

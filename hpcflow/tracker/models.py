@@ -53,6 +53,10 @@ class StepRow(SQLModel, table=True):
     total: int = Field(description="number of elements")
     kind: str = Field(default="step", description="a StepKind value: step, cleanup, pull")
     role: str | None = Field(default=None, description="shown by status, e.g. compensation")
+    compensation: bool = Field(
+        default=False,
+        description="runs only when its upstream failed (every dependency afternotok)",
+    )
     may_skip: bool = Field(default=False, description="its elements may skip themselves")
     pack: int = Field(default=1, description="elements per array task (pack:)")
     parallel: int = Field(default=1, description="elements at once inside a packed task")
@@ -176,6 +180,12 @@ class CampaignRow(SQLModel, table=True):
     backoff_until: datetime | None = Field(default=None, description="no submission before")
     refusals: int = Field(default=0, description="consecutive refused submissions")
     note: str | None = Field(default=None, description="last tick's note")
+    event_axis: str = Field(
+        default="event", description="the campaign file's event_axis, as of the last tick"
+    )
+    retry_failed: int = Field(
+        default=0, description="the campaign file's retry_failed, as of the last tick"
+    )
 
 
 class Notice(SQLModel, table=True):

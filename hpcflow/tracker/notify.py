@@ -14,11 +14,10 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import Engine
 
-from hpcflow import __version__
+from hpcflow import __version__, facts
 from hpcflow.errors import HpcflowError
 from hpcflow.spec.notify import NotifyTarget, resolve
 from hpcflow.spec.userconfig import load_user_targets
-from hpcflow.states import TERMINAL, TaskState
 from hpcflow.tracker.db import Notice, session, utcnow
 from hpcflow.tracker.models import MAX_ATTEMPTS  # then parked, with its last error
 from hpcflow.util.safeio import open_regular
@@ -31,7 +30,6 @@ TIMEOUT_S = 3.0  # per delivery
 
 SECRET_BYTES = 64 * 1024
 FAILURE_GROUPS = 20  # failure groups in a run_end document
-DONE = frozenset(st.value for st in TERMINAL)
 
 
 def targets_for(
@@ -60,8 +58,7 @@ def run_end_doc(db: Any, run_id: str) -> dict[str, Any]:
         "SELECT step, state, count(*) FROM task WHERE run_id = ? GROUP BY step, state", (run_id,)
     ):
         counts.setdefault(step, {})[st] = n
-    bad = [s.value for s in (TaskState.FAILED, TaskState.TIMEOUT, TaskState.OUT_OF_MEMORY,
-                             TaskState.NODE_FAIL, TaskState.LOST, TaskState.UNKNOWN)]  # fmt: skip
+    bad = facts.FAILED_VALUES
     failures = [
         {
             "step": step,
@@ -93,7 +90,8 @@ def queue_run_ends(engine: Engine, run_ids: list[str]) -> int:
             row = db.exec_driver_sql(
                 "SELECT state, notify FROM run WHERE id = ?", (run_id,)
             ).first()
-            if row is None or row[0] not in ("COMPLETED", "FAILED", "CANCELLED") or not row[1]:
+            ended = row is not None and facts.run_state_value(row[0]) in facts.ENDED_RUN
+            if row is None or not ended or not row[1]:
                 continue
             targets = json.loads(row[1]) if isinstance(row[1], str) else row[1]
             if not targets:  # SQLAlchemy stores a JSON None as 'null'

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hpcflow.spec.dynamic import EXPAND_STEP
+from hpcflow.facts import expansion_open
 from hpcflow.states import JobStatus, RunState, TaskState, run_state
+from hpcflow.store.dynamic import expansion_inputs
 from hpcflow.tracker.db import Run
 from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 
@@ -49,14 +50,7 @@ def derived(db: Any, run_id: str, state: str, cancelled: bool) -> str:
     return new.value
 
 
-# a dynamic foreach still to expand: its steps wait, and the expand job was not taken down by a
-# failed producer or a cancel (then the steps will never run: the run can end)
-_DUE = (
-    "SELECT 1 FROM step WHERE run_id = ? AND json_extract(dynamic, '$.state') = 'waiting' "
-    "AND NOT EXISTS (SELECT 1 FROM task WHERE task.run_id = step.run_id AND task.step = ? "
-    "AND task.state IN ('UPSTREAM_FAILED', 'CANCELLED')) LIMIT 1"
-)
-
-
 def expansion_due(db: Any, run_id: str) -> bool:
-    return db.exec_driver_sql(_DUE, (run_id, EXPAND_STEP)).first() is not None
+    """A dynamic foreach of the run may still be expanded (``facts.expansion_open``)."""
+    stored, expander = expansion_inputs(db.connection.driver_connection, run_id)
+    return any(expansion_open(st, expander) for st in stored)

@@ -24,7 +24,7 @@ from hpcflow.render.scripts import _item_of
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare
-from hpcflow.spec.dataflow import may_skip, step_kind, step_role
+from hpcflow.spec.dataflow import is_compensation, may_skip, step_kind, step_role
 from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
@@ -133,6 +133,7 @@ def step_rows(plan: Plan, skippers: set[str], steps: list[str] | None = None) ->
                 total=sp.n_elements,
                 kind=step_kind(sp.step),
                 role=step_role(sp.step),
+                compensation=is_compensation(sp.step),
                 may_skip=name in skippers,
                 pack=sp.pack.size,
                 parallel=sp.pack.parallel,

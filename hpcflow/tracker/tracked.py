@@ -68,10 +68,10 @@ def gather(
             )
         }
         steps = {
-            (run_id, name): (run_id, name, (role or "").startswith("compensation"),
-                             bool(may_skip), bool(reads_result))
-            for run_id, name, role, may_skip, reads_result in db.exec_driver_sql(
-                f"SELECT run_id, name, role, may_skip, reads_result FROM step "
+            (run_id, name): (run_id, name, bool(compensation), bool(may_skip),
+                             bool(reads_result))
+            for run_id, name, compensation, may_skip, reads_result in db.exec_driver_sql(
+                f"SELECT run_id, name, compensation, may_skip, reads_result FROM step "
                 f"WHERE run_id IN ({runs})",
                 tuple(run_ids),
             )

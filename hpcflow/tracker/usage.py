@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from hpcflow import facts
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.usage import Usage
@@ -136,7 +137,7 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
             mem_req_mb=mem // k if mem else None,
             time_limit_s=secs // rounds if secs else None,
             gpus=(gpus or 0) // k,
-            elapsed_s=elapsed if state in RAN else None,
+            elapsed_s=elapsed if state in MEASURED else None,
             cpu_s=(use.get("total_cpu_s") if not packed else None)
             or (cpu / 1000 if cpu is not None else None),  # fmt: skip
             peak_mb=_peak(res, rss, k, packed),
@@ -178,8 +179,7 @@ def _peak(res: dict[str, Any], rss: Any, k: int, packed: bool) -> float | None:
     return rss / k if rss is not None else None
 
 
-# elements whose time and use say what the work needs (not SKIPPED, UPSTREAM_FAILED, ...)
-RAN = frozenset({"COMPLETED", "FAILED", "OUT_OF_MEMORY", "TIMEOUT"})
+MEASURED = frozenset(st.value for st in facts.MEASURED)  # their time says what the work needs
 
 
 def _obj(v: Any) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcflow.errors import HpcflowError, NotFound
+from hpcflow.facts import projection
+from hpcflow.store import campaigns as store_campaigns
 from hpcflow.tracker import lite
 
 PER_PAGE = 100
@@ -248,91 +250,35 @@ def log_tail(db: Db, runner: Any, run_id: str, step: str, index: int, stream: st
 
 def campaigns(db: Db) -> dict[str, Any]:
     """Every campaign in the tracker with its batches' progress (from the database alone)."""
-    names = [n for (n,) in db.exec_driver_sql("SELECT name FROM campaign ORDER BY name")]
-    return {"campaigns": [campaign(db, n) for n in names]}
+    return {"campaigns": [campaign(db, n) for n in store_campaigns.names(db.conn)]}
 
 
 def campaign(db: Db, name: str) -> dict[str, Any]:
-    """A campaign's batches: events, run, run state, elements per state; events done (in
-    completed batches), throughput and a projected finish."""
-    from datetime import datetime, timedelta, timezone
+    """A campaign's batches (events, run, run state, elements per state) and its events'
+    progress, as `hpcflow campaign status --json` counts them (hpcflow/facts.py): events
+    done, failed, running and pending, the failed events, throughput, a projected finish."""
+    from datetime import datetime, timezone
 
-    row = db.exec_driver_sql("SELECT name, file, created_at, backoff_until, note FROM campaign "
-                             "WHERE name = ?", (name,)).first()  # fmt: skip
-    if row is None:
-        raise NotFound(f"no campaign {name!r}")
-    batches = []
-    done = failed = total = 0
-    first = None
-    for index, n, state, run_id, submitted, retries, note in db.exec_driver_sql(
-        'SELECT "index", n_events, state, run_id, submitted_at, retries, note FROM batch '
-        'WHERE campaign = ? ORDER BY "index"', (name,)
-    ):  # fmt: skip
-        run_state, counts = None, {}
-        if run_id:
-            r = db.exec_driver_sql("SELECT state FROM run WHERE id = ?", (run_id,)).first()
-            run_state = r[0] if r else None
-            counts = dict(db.exec_driver_sql("SELECT state, count(*) FROM task WHERE run_id = ? "
-                                             "GROUP BY state", (run_id,)).all())  # fmt: skip
-        total += n
-        done += n if run_state == "COMPLETED" else 0
-        failed += n if run_state in ("FAILED", "CANCELLED") else 0
-        if submitted and (first is None or str(submitted) < first):
-            first = str(submitted)
-        batches.append({"index": index, "events": n, "state": run_state or state,
-                        "run_id": run_id, "retries": retries, "note": note,
-                        "elements": counts})  # fmt: skip
-    rate, eta = 0.0, None
-    if first and done:
-        start = datetime.fromisoformat(first).replace(tzinfo=timezone.utc)
-        hours = (datetime.now(timezone.utc) - start).total_seconds() / 3600
-        rate = done / hours if hours > 0 else 0.0
-        left = total - done - failed
-        if rate and left:
-            eta = (datetime.now(timezone.utc) + timedelta(hours=left / rate)).strftime(
-                "%Y-%m-%dT%H:%M:%SZ")  # fmt: skip
-    return {"name": name, "file": row[1], "events": {"total": total, "done": done,
-            "in_failed_batches": failed}, "batches": batches,
-            "failed_events": failed_events(db, row[1], batches),
-            "throughput_per_hour": round(rate, 2), "projected_finish": eta,
-            "backoff_until": str(row[3]) if row[3] else None, "note": row[4]}  # fmt: skip
-
-
-FAILED_STATES = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "LOST", "UNKNOWN",
-                 "UPSTREAM_FAILED", "CANCELLED")  # fmt: skip
-
-
-def failed_events(db: Db, file: str, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Events with an element that did not succeed, in batches whose run has ended: the
-    event is the value of the campaign's event axis (its file's event_axis, default event)."""
-    import json
-
-    axis = "event"
     try:
-        from hpcflow.util.yamlsafe import load_file
-
-        doc = load_file(file).data
-        axis = str(doc.get("event_axis") or axis) if isinstance(doc, dict) else axis
-    except Exception:  # noqa: BLE001 - the file may be gone: the default axis
-        pass
-    out: dict[tuple[Any, int], dict[str, Any]] = {}
-    marks = ", ".join("?" * len(FAILED_STATES))
-    for b in batches:
-        if not b["run_id"] or b["state"] in ("PENDING", "RUNNING", "WAITING", "SUBMITTING"):
-            continue
-        for step, state, item in db.exec_driver_sql(
-            f"SELECT step, state, item FROM task WHERE run_id = ? AND state IN ({marks})",
-            (b["run_id"], *FAILED_STATES),
-        ):
-            ev = (json.loads(item) if isinstance(item, str) else item or {}).get(axis)
-            if ev is None:
-                continue
-            e = out.setdefault((str(ev), b["index"]), {"event": ev, "batch": b["index"],
-                               "run_id": b["run_id"], "steps": [], "states": []})  # fmt: skip
-            for key, v in (("steps", step), ("states", state)):
-                if v not in e[key]:
-                    e[key] = sorted([*e[key], v])
-    return list(out.values())
+        info, stored, prog = store_campaigns.progress(db.conn, name)
+    except KeyError:
+        raise NotFound(f"no campaign {name!r}") from None
+    batches = []
+    for b in stored:
+        f = b.facts
+        counts = store_campaigns.element_counts(db.conn, f.run_id) if f.run_id else {}
+        batches.append({"index": f.index, "events": b.n_events,
+                        "state": b.run_state or f.state.value, "run_id": f.run_id,
+                        "retries": f.retries, "note": b.note, "elements": counts})  # fmt: skip
+    first = min((b.submitted_at for b in stored if b.submitted_at), default=None)
+    rate, eta = projection(prog.counts, first, datetime.now(timezone.utc))
+    return {"name": name, "file": info.file,
+            "events": {"total": sum(len(b.facts.events) for b in stored), **prog.counts},
+            "batches": batches, "failed_events": prog.failed,
+            "throughput_per_hour": round(rate, 2),
+            "projected_finish": eta.strftime("%Y-%m-%dT%H:%M:%SZ") if eta else None,
+            "backoff_until": info.backoff_until.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if info.backoff_until else None, "note": info.note}  # fmt: skip
 
 
 def runner_of(db: Db, run_id: str) -> Any:
