@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -62,15 +63,24 @@ def main(
     """Compile workflow files into Slurm job arrays, submit them and track them to the end."""
     ctx.obj = Ctx(db, site, verbose)
     ctx.obj.allow_network_db = allow_network_db
-    if verbose:
-        import logging
+    _log_to_stderr(verbose)
 
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("hpcflow: %(message)s"))
-        root = logging.getLogger("hpcflow")
-        root.handlers[:] = [handler]
-        root.setLevel(logging.DEBUG)
-        root.propagate = False
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return f"hpcflow: {level}{record.getMessage()}"
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """What the library logs, on stderr: its warnings always (a migration, a submission left
+    to resume), and with -v its decisions too. Library code logs; it never prints."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("hpcflow")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root.propagate = False
 
 
 @main.command()

@@ -17,18 +17,10 @@ import stat
 
 from hpcflow.containers.runtimes import is_remote
 from hpcflow.errors import HpcflowError
+from hpcflow.util import secrets
 from hpcflow.util.safeio import read_bounded
 
-# Names that carry registry secrets. Stripped from the environment of every command hpcflow
-# runs unless passed explicitly to the pull.
-SECRET_NAMES = (
-    "APPTAINER_DOCKER_USERNAME",
-    "APPTAINER_DOCKER_PASSWORD",
-    "SINGULARITY_DOCKER_USERNAME",
-    "SINGULARITY_DOCKER_PASSWORD",
-    "CH_IMAGE_USERNAME",
-    "CH_IMAGE_PASSWORD",
-)
+SECRET_NAMES = secrets.SECRET_NAMES  # util/secrets.py
 
 
 def cache_path(cache: str, ref: str, runtime: str) -> str:

@@ -13,7 +13,7 @@ import jinja2
 
 from hpcflow import __version__, resources_dir
 from hpcflow.compile.plan import Plan, StepPlan, upstream_index
-from hpcflow.containers.images import SECRET_NAMES, cache_path, pull_script
+from hpcflow.containers.images import cache_path, pull_script
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.node.jobtool import SHARD, item_of, log_path, task_dir, task_line
 from hpcflow.render.container import container_body
@@ -29,6 +29,7 @@ from hpcflow.spec.dataflow import (
 from hpcflow.spec.dynamic import EXPAND_STEP, NONE
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
+from hpcflow.util.secrets import SECRET_NAMES
 from hpcflow.util.templating import (
     RuntimeRef,
     Sandbox,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from hpcflow.containers.images import SECRET_NAMES
 from hpcflow.errors import RunnerError, RunnerTimeout
 from hpcflow.util.safeio import open_regular, read_bounded
+from hpcflow.util.secrets import SECRET_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Runner(Protocol):
         env: dict[str, str] | None = None,
     ) -> Result:
         """Run argv. The command's environment never holds registry credentials
-        (images.SECRET_NAMES) unless ``env`` passes them: only the image pull gets them."""
+        (util/secrets.py) unless ``env`` passes them: only the image pull gets them."""
         ...
 
     def write_file(self, path: str, data: str | bytes, mode: int = 0o640) -> None: ...

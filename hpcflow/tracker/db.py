@@ -4,6 +4,7 @@ migrations, sessions. The tables are in tracker/models.py."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -38,6 +39,8 @@ from hpcflow.tracker.models import (  # the tables, for the importers of db
     Task,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BatchRow", "CampaignRow", "Event", "Job", "Notice", "Run", "StepRow", "Task"]
 __all__ += ["utcnow", "SCHEMA_VERSION", "default_db_path", "open_db", "migrate", "session"]
@@ -137,11 +140,9 @@ def open_db(
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     if found is not None and found < SCHEMA_VERSION:
-        import sys
-
         copy = copy_aside(p, found)
-        print(f"hpcflow: migrating the tracker {p} from schema {found} to {SCHEMA_VERSION}; "
-              f"a copy of it as it was is at {copy}", file=sys.stderr)  # fmt: skip
+        log.warning("migrating the tracker %s from schema %s to %s; a copy of it as it was "
+                    "is at %s", p, found, SCHEMA_VERSION, copy)  # fmt: skip
     try:
         migrate(engine)
     except TrackerError:

@@ -5,7 +5,7 @@ what Slurm already has instead of submitting it twice."""
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,8 @@ from hpcflow.tracker.notify import targets_for
 from hpcflow.tracker.rundir import job_env, pull_on_login
 from hpcflow.util.locks import FileLock
 from hpcflow.util.units import parse_duration_s, parse_mem_mb
+
+log = logging.getLogger(__name__)
 
 
 # -- the per-run submit lock: held while a process submits; free means nobody is -------------
@@ -372,10 +374,11 @@ def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[
             submit_planned(engine, runner, run_id, site, adopt=True)
             resumed.append(run_id)
         except SlurmUnavailable as e:
-            print(
-                f"hpcflow: warning: run {run_id} is not fully submitted and Slurm is not "
-                f"answering; it will be resumed by a later command ({e})",
-                file=sys.stderr,
+            log.warning(
+                "run %s is not fully submitted and Slurm is not answering; it will be "
+                "resumed by a later command (%s)",
+                run_id,
+                e,
             )
         finally:
             lock.release()
