@@ -330,7 +330,7 @@ from hpcflow.compile.plan import compile_plan
 from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
-from hpcflow.tracker.db import open_db
+from hpcflow.store.db import open_db
 from hpcflow.tracker.submit import record_run
 site = load_site(sys.argv[1])
 t0 = time.perf_counter()
@@ -356,7 +356,7 @@ try:  # the package layout since the restructure
     from hpcflow.runners.base import LocalRunner, Result
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.db import Job, Run, Task, open_db, session
+    from hpcflow.store.db import Job, Run, Task, open_db, session
     from hpcflow.tracker.refresh import refresh
     from hpcflow.tracker.submit import record_run
 except ImportError:  # the flat layout before it
@@ -482,7 +482,7 @@ from hpcflow.compile.plan import compile_plan
 from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
-from hpcflow.tracker.db import Job, open_db, session
+from hpcflow.store.db import Job, open_db, session
 from hpcflow.tracker.submit import record_run
 from sqlmodel import select
 
@@ -553,7 +553,7 @@ REFRESH_ONE = r"""
 import json, resource, sys, time
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from hpcflow.runners.base import LocalRunner
-from hpcflow.tracker.db import Run, open_db, session
+from hpcflow.store.db import Run, open_db, session
 from hpcflow.tracker.refresh import refresh
 engine = open_db(sys.argv[1])
 with session(engine) as s:

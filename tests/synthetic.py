@@ -41,7 +41,7 @@ def finished_run(d: Path, events: int, failed_every: int = 500) -> tuple[Path, s
     from hpcflow.render.scripts import render_run
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.submit import record_run
 
     site = load_site(str(REPO / "site_configs/lab.yaml"))

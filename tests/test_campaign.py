@@ -12,7 +12,7 @@ from hpcflow.campaign.spec import load_campaign
 from hpcflow.campaign.tick import ensure_plan
 from hpcflow.cli import main
 from hpcflow.errors import HpcflowError
-from hpcflow.tracker.db import open_db
+from hpcflow.store.db import open_db
 
 from .helpers import REPO
 

@@ -50,7 +50,7 @@ def test_unknown_site_is_a_clear_error(repo: Path) -> None:
 
 
 def test_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
 
     db = tmp_path / "d" / "t.db"
     res = CliRunner().invoke(main, ["--db", str(db), "status", "nope"])
@@ -66,7 +66,7 @@ def test_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_database_permissions(tmp_path: Path) -> None:
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
 
     db = tmp_path / "d" / "t.db"
     open_db(db).dispose()  # as the first submit creates it

@@ -24,7 +24,7 @@ def env(tmp_path: Path, site_file: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     (tmp_path / "bad.yaml").write_text("name: demo\nsteps:\n  - name: a\n    rum: x\n")
     (tmp_path / "nul.yaml").write_bytes(b"name: demo\x00\n")
     (tmp_path / "camp.yaml").write_text("name: c\nworkflow: nope.yaml\n")
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
 
     open_db(tmp_path / "db" / "t.db").dispose()  # a tracker with no runs in it
     return {"tmp": tmp_path, "site": site_file, "db": tmp_path / "db" / "t.db"}
@@ -148,7 +148,7 @@ def test_site_and_db_work_after_the_command(env: dict[str, Path]) -> None:
 def _recorded_run(env: dict[str, Path], label: str) -> str:
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.submit import prepare, record_run
 
     site = load_site(str(env["site"]))

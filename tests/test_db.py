@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from hpcflow.tracker.db import SCHEMA_VERSION, open_db
-from hpcflow.tracker.dbfile import network_fs_refusal
+from hpcflow.store.db import SCHEMA_VERSION, open_db
+from hpcflow.store.dbfile import network_fs_refusal
 from hpcflow.util.fs import filesystem_type
 
 V1_JOB = """CREATE TABLE job (id INTEGER NOT NULL PRIMARY KEY, run_id VARCHAR NOT NULL,

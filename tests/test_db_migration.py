@@ -76,7 +76,7 @@ def test_old_database_reads_as_before(old_db: Path, hpcflow) -> None:
 
 
 def test_old_database_is_migrated_and_writable(old_db: Path, hpcflow) -> None:
-    from hpcflow.tracker.db import SCHEMA_VERSION
+    from hpcflow.store.db import SCHEMA_VERSION
 
     env = {"HPCFLOW_DB": str(old_db / "tracker.db")}
     # the campaign is finished: a tick writes its note and submits nothing

@@ -194,7 +194,7 @@ def test_an_oversized_file_is_refused_unread(tmp_path: Path, monkeypatch) -> Non
 
 def test_status_labels(tmp_path: Path) -> None:
     from hpcflow.spec.dynamic import EXPAND_STEP as SPEC_EXPAND
-    from hpcflow.tracker.lite import EXPAND_STEP, dynamic_doc, dynamic_label
+    from hpcflow.store.lite import EXPAND_STEP, dynamic_doc, dynamic_label
 
     assert EXPAND_STEP == SPEC_EXPAND
     stored = {"state": "waiting", "producers": ["sample"], "reason": None}

@@ -131,7 +131,7 @@ def _record(d: Path, site_path: Path, name: str, wf_text: str, sets: list[str]) 
     from hpcflow.render.scripts import render_run
     from hpcflow.spec.site import load_site
     from hpcflow.spec.validate import load_workflow
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.submit import record_run
 
     site = load_site(str(site_path))
@@ -149,7 +149,7 @@ def _record(d: Path, site_path: Path, name: str, wf_text: str, sets: list[str]) 
 def _settle(db: Path, run_id: str, states: dict[str, list[str]], cancelled: bool,
             dynamic: str | None = None) -> None:  # fmt: skip
     """Give the run's elements these states, and the run the state hpcflow derives."""
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.runstate import derived
 
     with sqlite3.connect(db) as c:
@@ -212,7 +212,7 @@ def _faces(world: dict[str, Any], run_id: str) -> dict[str, dict[str, Any]]:
     """What each face says of a run: its state, elements per step and state, and failures."""
     from hpcflow.report.page import build
     from hpcflow.runners.base import LocalRunner
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.notify import run_end_doc
 
     cli = in_process(world["db"])
@@ -288,8 +288,8 @@ def test_sync_due_is_one_decision(world: dict[str, Any], scenario: str) -> None:
     """The fast `status` (sqlite3 alone) asks for a sync exactly when the sync would do
     something: an escalation its retry policy allows, an expansion due, an active run never
     refreshed. A finished run with an OOM element its policy does not resubmit needs none."""
-    from hpcflow.tracker import lite
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store import lite
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.runstate import escalatable, expansion_due
 
     run_id = world["runs"][scenario]

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from hpcflow.spec.notify import NotifyTarget
-from hpcflow.tracker.db import open_db
+from hpcflow.store.db import open_db
 from hpcflow.tracker.notify import deliver, queue_run_ends
 
 from .helpers import free_port

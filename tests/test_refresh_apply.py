@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hpcflow.runners.base import LocalRunner, Result
+from hpcflow.store.db import Job, Run, StepRow, Task, open_db, session, utcnow
 from hpcflow.tracker import refresh as refresh_mod
-from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session, utcnow
 from hpcflow.tracker.events import event_json, move_lines
 
 N = 7

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session, utcnow
+from hpcflow.store.db import Job, Run, StepRow, Task, open_db, session, utcnow
 from hpcflow.tracker.refresh import window_start
 from hpcflow.tracker.tracked import gather
 

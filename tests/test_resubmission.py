@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcflow.errors import BadUsage
+from hpcflow.facts import Ended, escalations
 from hpcflow.states import TaskState
-from hpcflow.tracker.escalation import Ended, escalations
 from hpcflow.tracker.resubmission import Graph, JobNode, TaskNode, plan_resubmission, select
 
 C, F, U = TaskState.COMPLETED, TaskState.FAILED, TaskState.UPSTREAM_FAILED

@@ -16,8 +16,8 @@ import pytest
 from hpcflow.slurm.planning import prepare
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
-from hpcflow.tracker import lite
-from hpcflow.tracker.db import open_db
+from hpcflow.store import lite
+from hpcflow.store.db import open_db
 from hpcflow.tracker.query import status_docs
 from hpcflow.tracker.submit import record_run
 

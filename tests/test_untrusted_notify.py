@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from hpcflow.cli import main
 from hpcflow.spec.notify import NotifyTarget, PlainWebhook
+from hpcflow.store.db import open_db
 from hpcflow.tracker import notify as tn
-from hpcflow.tracker.db import open_db
 from hpcflow.tracker.notify import MAX_ATTEMPTS, Secret, deliver, queue_run_ends, send
 
 from .helpers import REPO

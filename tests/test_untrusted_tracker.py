@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from hpcflow.cli import main
-from hpcflow.tracker import dbfile
-from hpcflow.tracker.db import open_db
+from hpcflow.store.db import open_db
+from hpcflow.store import dbfile
 
 from .synthetic import finished_run
 

@@ -114,7 +114,7 @@ def test_states_over_time_end_where_the_run_ended(tmp_path: Path) -> None:
     """The report's state chart: every element PENDING at the start, and its last bin holds
     exactly the run's final counts, even for moves recorded after the last element ended."""
     from hpcflow.report.data import BINS, states_over_time
-    from hpcflow.tracker.db import open_db, session
+    from hpcflow.store.db import open_db, session
 
     from .synthetic import finished_run
 
@@ -138,7 +138,7 @@ def test_collected_usage_lands_on_every_element_of_its_task(tmp_path: Path) -> N
 
     from hpcflow.runners.base import LocalRunner, Result
     from hpcflow.slurm.client import SlurmClient
-    from hpcflow.tracker.db import Job, Run, StepRow, Task, open_db, session
+    from hpcflow.store.db import Job, Run, StepRow, Task, open_db, session
     from hpcflow.tracker.usage import collect_usage
 
     class Sacct(LocalRunner):

@@ -16,7 +16,7 @@ from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.sitefit import effective_resources
 from hpcflow.spec.validate import Loaded
-from hpcflow.tracker.db import session
+from hpcflow.store.db import session
 from hpcflow.tracker.efficiency import Floors, StepEfficiency
 from hpcflow.tracker.usage import collect_usage, element_uses, ran_out
 from hpcflow.util.units import parse_duration_s, parse_mem_mb

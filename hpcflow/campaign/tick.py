@@ -38,7 +38,7 @@ from hpcflow.spec.overrides import Overrides
 from hpcflow.states import BatchState
 from hpcflow.store import campaigns
 from hpcflow.store.campaigns import BatchRecord
-from hpcflow.tracker.db import BatchRow, CampaignRow, Run, session, utcnow
+from hpcflow.store.db import BatchRow, CampaignRow, Run, session, utcnow
 from hpcflow.tracker.notify import deliver, last_batches, queue, targets_for
 from hpcflow.tracker.recovery import retry
 from hpcflow.tracker.refresh import ACTIVE

@@ -37,7 +37,7 @@ class Ctx:
         self._reader: Any = None
 
     def db_file(self) -> Any:
-        from hpcflow.tracker.lite import default_db_path
+        from hpcflow.store.lite import default_db_path
 
         return Path(self.db_path).expanduser() if self.db_path else default_db_path()
 
@@ -47,7 +47,7 @@ class Ctx:
         created only by a command that records runs, else a missing file is an error."""
         if self._engine is None:
             from hpcflow.errors import NotFound
-            from hpcflow.tracker.db import open_db
+            from hpcflow.store.db import open_db
 
             path = self.db_file()
             if not self.may_create and not path.exists():
@@ -65,7 +65,7 @@ class Ctx:
         if self._engine is not None:
             return self._engine
         if self._reader is None:
-            from hpcflow.tracker.db import open_db
+            from hpcflow.store.db import open_db
 
             self._reader = open_db(self.db_file(), readonly=True)
         return self._reader
@@ -232,7 +232,7 @@ def handle_errors(f: F) -> F:
             raise
         except Exception as e:  # a bug: one line; the traceback only with -v
             if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
-                from hpcflow.tracker.dbfile import db_error
+                from hpcflow.store.dbfile import db_error
 
                 fail(f"hpcflow: error: the tracker database: {db_error(e)}", 1)
             if log.isEnabledFor(logging.DEBUG) or _verbose():
@@ -262,7 +262,7 @@ def _db_from(ctx: click.Context) -> Any:
         path = c.params.get("db")
         c = c.parent
     path = path or os.environ.get("HPCFLOW_DB")
-    from hpcflow.tracker.db import default_db_path, open_db
+    from hpcflow.store.db import default_db_path, open_db
 
     path = path or default_db_path()
     if not os.path.exists(path):
@@ -279,7 +279,7 @@ def complete_run(ctx: click.Context, _param: click.Parameter, incomplete: str) -
             return []
         from sqlmodel import col, select
 
-        from hpcflow.tracker.db import Run, session
+        from hpcflow.store.db import Run, session
 
         with session(engine) as s:
             rows = s.exec(
@@ -303,7 +303,7 @@ def complete_step(ctx: click.Context, _param: click.Parameter, incomplete: str) 
             return []
         from sqlmodel import select
 
-        from hpcflow.tracker.db import StepRow, session
+        from hpcflow.store.db import StepRow, session
         from hpcflow.tracker.query import get_run
 
         run = get_run(engine, run_arg)

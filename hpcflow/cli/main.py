@@ -225,7 +225,7 @@ def status(obj: Ctx, run: str | None, as_json: bool, tasks: bool, no_refresh: bo
     """Per-step counts by state for RUN (default: every active run)."""
     from contextlib import ExitStack
 
-    from hpcflow.tracker.lite import status_lite
+    from hpcflow.store.lite import status_lite
 
     with ExitStack() as stack:  # elements (--tasks) are read while they are printed
         docs = stack.enter_context(status_lite(obj.db_path, run, tasks, not no_refresh))

@@ -26,7 +26,7 @@ def refreshed(obj: Ctx, run_ref: str) -> Any:
     read-only tracker or Slurm not answering is said, and the stored data used."""
     from hpcflow.errors import HpcflowError
     from hpcflow.slurm.client import SlurmClient
-    from hpcflow.tracker.db import session
+    from hpcflow.store.db import session
     from hpcflow.tracker.query import get_run, usage_pending
 
     run = get_run(obj.reader, run_ref)
@@ -50,7 +50,7 @@ def refreshed(obj: Ctx, run_ref: str) -> Any:
 def efficiency_doc(obj: Ctx, run_ref: str, step: str | None) -> dict[str, Any]:
     """Per-step summaries of what the run's finished elements used."""
     from hpcflow.errors import NotFound
-    from hpcflow.tracker.db import session
+    from hpcflow.store.db import session
     from hpcflow.tracker.efficiency import summarize_step
     from hpcflow.tracker.query import get_run, run_steps
     from hpcflow.tracker.usage import element_uses

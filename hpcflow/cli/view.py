@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from hpcflow.states import TERMINAL, TaskState
-from hpcflow.tracker.lite import dynamic_label
+from hpcflow.store.lite import dynamic_label
 from hpcflow.util.units import human_duration
 
 ORDER = [s.value for s in TaskState]

@@ -41,7 +41,7 @@ def serve(
         raise BadUsage("hpcflow serve needs the web extra: pip install 'hpcflow-slurm[web]'") from e
     import threading
 
-    from hpcflow.tracker.lite import default_db_path
+    from hpcflow.store.lite import default_db_path
     from hpcflow.web.app import Config, bound_hosts, create_app, ensure_token
     from hpcflow.web.app import token_file as default_token
     from hpcflow.web.background import start

@@ -26,9 +26,9 @@ from hpcflow.report.data import (
 )
 from hpcflow.report.svg import esc
 from hpcflow.runners.base import Runner
-from hpcflow.tracker.db import session
+from hpcflow.store.db import session
+from hpcflow.store.lite import dynamic_label
 from hpcflow.tracker.efficiency import summarize_step
-from hpcflow.tracker.lite import dynamic_label
 from hpcflow.tracker.query import status_doc
 from hpcflow.tracker.usage import element_uses
 

@@ -10,7 +10,7 @@ from hpcflow.errors import HpcflowError
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
 from hpcflow.states import EventKind
-from hpcflow.tracker.db import Run, session
+from hpcflow.store.db import Run, session
 from hpcflow.tracker.events import EventLog
 from hpcflow.tracker.refresh import ACTIVE
 

@@ -19,7 +19,7 @@ from hpcflow.states import (
     TaskState,
     run_move_allowed,
 )
-from hpcflow.tracker.db import Event, Run, Task, utcnow
+from hpcflow.store.db import Event, Run, Task, utcnow
 
 log = logging.getLogger(__name__)
 

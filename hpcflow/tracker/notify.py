@@ -18,8 +18,8 @@ from hpcflow import __version__, facts
 from hpcflow.errors import HpcflowError
 from hpcflow.spec.notify import NotifyTarget, resolve
 from hpcflow.spec.userconfig import load_user_targets
-from hpcflow.tracker.db import Notice, session, utcnow
-from hpcflow.tracker.models import MAX_ATTEMPTS  # then parked, with its last error
+from hpcflow.store.db import Notice, session, utcnow
+from hpcflow.store.models import MAX_ATTEMPTS  # then parked, with its last error
 from hpcflow.util.safeio import open_regular
 from hpcflow.util.urls import mask
 

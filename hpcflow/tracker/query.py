@@ -13,8 +13,8 @@ from hpcflow.errors import NotFound
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.states import HPCFLOW_MOVES, TaskState
-from hpcflow.tracker import lite
-from hpcflow.tracker.db import Event, Job, Run, StepRow, Task, session
+from hpcflow.store import lite
+from hpcflow.store.db import Event, Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.refresh import ACTIVE
 from hpcflow.tracker.runstate import derive_run_state

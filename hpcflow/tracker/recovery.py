@@ -15,7 +15,7 @@ from hpcflow.node.jobtool import line_index
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
-from hpcflow.tracker.db import Job, Run, StepRow, Task, session
+from hpcflow.store.db import Job, Run, StepRow, Task, session
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.resubmission import (
     Graph,

@@ -29,6 +29,7 @@ from hpcflow.states import (
     TERMINAL,
     EventKind,
 )
+from hpcflow.store.db import Run, session, utcnow
 from hpcflow.tracker.asking import (
     Answer,
     absent_changes,
@@ -38,7 +39,6 @@ from hpcflow.tracker.asking import (
     sacct_targets,
     squeue_first,
 )
-from hpcflow.tracker.db import Run, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run
 from hpcflow.tracker.evidence import read_evidence
 from hpcflow.tracker.reconcile import (

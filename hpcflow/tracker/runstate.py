@@ -9,9 +9,9 @@ from typing import Any
 
 from hpcflow.facts import expansion_open
 from hpcflow.states import JobStatus, RunState, TaskState, run_state
+from hpcflow.store.db import Run
 from hpcflow.store.dynamic import expansion_inputs
-from hpcflow.tracker.db import Run
-from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
+from hpcflow.store.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 
 
 def db_stamp(t: datetime) -> str:

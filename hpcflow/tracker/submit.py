@@ -29,7 +29,7 @@ from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
 from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
-from hpcflow.tracker.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.store.db import Job, Run, StepRow, Task, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.notify import targets_for
 from hpcflow.tracker.rundir import job_env, pull_on_login

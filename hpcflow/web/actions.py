@@ -8,7 +8,7 @@ from typing import Any
 
 from hpcflow.runners.factory import runner_for
 from hpcflow.spec.site import load_site
-from hpcflow.tracker.db import open_db
+from hpcflow.store.db import open_db
 from hpcflow.tracker.query import cancel, get_run
 from hpcflow.tracker.recovery import retry
 

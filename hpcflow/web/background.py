@@ -22,7 +22,7 @@ def start(db_path: Path, stop: threading.Event) -> threading.Thread:
 def _loop(db_path: Path, stop: threading.Event) -> None:
     from hpcflow.runners.factory import runner_for
     from hpcflow.spec.site import load_site
-    from hpcflow.tracker.db import open_db
+    from hpcflow.store.db import open_db
     from hpcflow.tracker.query import active_runs
     from hpcflow.tracker.sync import sync
 

@@ -13,7 +13,7 @@ from typing import Any
 from hpcflow.errors import HpcflowError, NotFound
 from hpcflow.facts import projection
 from hpcflow.store import campaigns as store_campaigns
-from hpcflow.tracker import lite
+from hpcflow.store import lite
 
 PER_PAGE = 100
 MAX_PAGE = 1_000_000  # pages and indexes past these are a 422, never an SQLite overflow (500)

@@ -17,7 +17,7 @@ from hpcflow import __version__
 from hpcflow.report import svg
 from hpcflow.report.data import failure_groups
 from hpcflow.states import RunState, TaskState
-from hpcflow.tracker.lite import dynamic_label
+from hpcflow.store.lite import dynamic_label
 from hpcflow.web import data
 from hpcflow.web.data import MAX_INDEX, MAX_PAGE
 

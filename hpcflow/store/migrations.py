@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcflow.tracker.models import MAX_ATTEMPTS, Event
+from hpcflow.store.models import MAX_ATTEMPTS, Event
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
 # created at SCHEMA_VERSION directly by create_all.

@@ -1,5 +1,5 @@
 """The tracker's SQLite database (sqlmodel): opening it (read-only or to write), its
-migrations, sessions. The tables are in tracker/models.py."""
+migrations, sessions. The tables are in store/models.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
-from hpcflow.tracker.dbfile import (
+from hpcflow.store.dbfile import (
     ALLOW_NETWORK_ENV,
     APPLICATION_ID,
     JOURNAL_MODE,
@@ -27,8 +27,8 @@ from hpcflow.tracker.dbfile import (
     network_fs_refusal,
     ro_connect,
 )
-from hpcflow.tracker.lite import default_db_path
-from hpcflow.tracker.models import (  # the tables, for the importers of db
+from hpcflow.store.lite import default_db_path
+from hpcflow.store.models import (  # the tables, for the importers of db
     BatchRow,
     CampaignRow,
     Event,
@@ -171,7 +171,7 @@ def migrate(engine: Engine) -> int:
                     f"database schema {found} is newer than this hpcflow "
                     f"({SCHEMA_VERSION}); upgrade hpcflow"
                 )
-            from hpcflow.tracker.migrations import MIGRATIONS  # only when there is work
+            from hpcflow.store.migrations import MIGRATIONS  # only when there is work
 
             for version, statements in MIGRATIONS:
                 if version > max(found, 1):

@@ -1,5 +1,5 @@
 """The tracker's tables (sqlmodel): runs, steps, jobs, tasks, events, campaigns, batches,
-notices. Only the definitions: opening and migrating the database is tracker/db.py."""
+notices. Only the definitions: opening and migrating the database is store/db.py."""
 
 from __future__ import annotations
 

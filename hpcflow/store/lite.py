@@ -19,9 +19,9 @@ from hpcflow.facts import dynamic_shown, dynamic_state, task_state
 from hpcflow.facts import expansion_due as facts_expansion_due
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
+from hpcflow.store.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.store.dynamic import EXPAND_STEP, expansion_inputs
-from hpcflow.tracker.dbfile import SCHEMA_VERSION, ro_connect
-from hpcflow.tracker.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
+from hpcflow.store.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
 from hpcflow.util.jsonstream import LazyList
 
 ACTIVE = ACTIVE_RUN_STATES
@@ -233,7 +233,7 @@ def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> di
 
 def _escalation_due(cur: Any, run_id: str) -> bool:
     """An element out of memory or time that its step's retry policy resubmits (the same
-    decision the sync makes: tracker/escalation.py), not any such element."""
+    decision the sync makes: store/escalation.py), not any such element."""
     rows = cur.execute(ENDED_SQL, ended_args(run_id)).fetchall()
     return bool(rows) and bool(from_rows(rows, cur.execute(POLICY_SQL, (run_id,)).fetchall()))
 

@@ -1,0 +1,31 @@
+"""What the escalation decision (``facts.escalations``: which ended elements a step's
+retry.on_oom / retry.on_timeout resubmits) reads, the same statements through sqlite3 (the
+fast `status`, without SQLAlchemy or pydantic) and under SQLAlchemy (the sync)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from hpcflow.facts import ESCALATING_STATES, Ended, escalations
+from hpcflow.states import TaskState
+
+# what the decision reads, the same through sqlite3 (the fast status) and SQLAlchemy (sync)
+ENDED_SQL = (
+    "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
+    f"({', '.join('?' * len(ESCALATING_STATES))})"
+)
+POLICY_SQL = "SELECT name, policy FROM step WHERE run_id = ?"
+
+
+def ended_args(run_id: str) -> tuple[str, ...]:
+    return (run_id, *(st.value for st in ESCALATING_STATES))
+
+
+def from_rows(
+    ended: Iterable[tuple], policies: Iterable[tuple]
+) -> dict[tuple[str, str, float], list[int]]:
+    """``escalations`` over the rows of ENDED_SQL and POLICY_SQL (a JSON column may come
+    back as text or decoded)."""
+    policy = {n: (json.loads(p) if isinstance(p, str) else p) or {} for n, p in policies}
+    return escalations((Ended(i, s, TaskState(st), n or 0) for i, s, st, n in ended), policy)
