@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from hpcflow.cli import main
-from hpcflow.store.db import open_db
 from hpcflow.store import dbfile
+from hpcflow.store.db import open_db
 
 from .synthetic import finished_run
 
