@@ -217,7 +217,6 @@ NOT_YET_IN_STORE = {
     "tracker/submit.py",
     "tracker/tracked.py",
     "tracker/usage.py",
-    "web/data.py",
 }
 
 

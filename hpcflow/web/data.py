@@ -5,15 +5,13 @@ per run until the run changes."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 from hpcflow.errors import HpcflowError, NotFound
 from hpcflow.facts import projection
 from hpcflow.store import campaigns as store_campaigns
-from hpcflow.store import lite
+from hpcflow.store import lite, reads
 
 PER_PAGE = 100
 MAX_PAGE = 1_000_000  # pages and indexes past these are a 422, never an SQLite overflow (500)
@@ -23,44 +21,7 @@ MAX_TAIL_LINES = 5000
 TAIL_BYTES = 256 * 1024
 
 
-class Db:
-    """A read-only sqlite3 connection with the few SQLAlchemy-connection methods the
-    tracker's readers use (exec_driver_sql -> rows with one/first/all)."""
-
-    def __init__(self, path: Path):
-        conn = lite.connect_ro(path)
-        if conn is None:
-            raise NotFound(f"no tracker database at {path} (or of another schema version)")
-        self.conn = conn
-
-    def exec_driver_sql(self, sql: str, params: tuple[Any, ...] = ()) -> _Result:
-        return _Result(self.conn.execute(sql, params))
-
-    def cursor(self) -> sqlite3.Cursor:
-        return self.conn.cursor()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class _Result:
-    def __init__(self, cur: sqlite3.Cursor):
-        self.cur = cur
-
-    def __iter__(self) -> Any:
-        return iter(self.cur)
-
-    def all(self) -> list[Any]:
-        return self.cur.fetchall()
-
-    def first(self) -> Any:
-        return self.cur.fetchone()
-
-    def one(self) -> Any:
-        row = self.cur.fetchone()
-        if row is None:
-            raise NotFound("no such row")
-        return row
+Db = reads.ReadOnly  # the read-only connection every request opens
 
 
 def run_of(db: Db, run_id: str) -> Any:
@@ -73,24 +34,9 @@ def run_of(db: Db, run_id: str) -> Any:
 def runs(db: Db, state: str | None = None, workflow: str | None = None,
          namespace: str | None = None, since: str | None = None) -> dict[str, Any]:  # fmt: skip
     """As `hpcflow runs --json`, newest first, with per-run element counts."""
-    where, args = [], []
-    for col, v in (("state", state), ("workflow", workflow), ("namespace", namespace)):
-        if v:
-            where.append(f"{col} = ?")
-            args.append(v)
-    if since:
-        where.append("submitted_at >= ?")
-        args.append(since.replace("T", " "))
-    cond = f"WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT {', '.join(lite.RUN_FIELDS)} FROM run {cond} ORDER BY submitted_at DESC"
-    rows = lite._rows(db.cursor(), sql, tuple(args), lite.RUN_FIELDS)
-    counts: dict[str, dict[str, int]] = {}
-    for run_id, state_, n in db.exec_driver_sql(
-        "SELECT run_id, state, count(*) FROM task GROUP BY run_id, state"
-    ):
-        counts.setdefault(run_id, {})[state_] = n
+    counts = reads.counts_by_run(db.conn)
     out = []
-    for r in rows:
+    for r in reads.run_rows(db.conn, state, workflow, namespace, since):
         h = lite.run_header(r)
         h.pop("steps")
         h["counts"] = counts.get(r.id, {})
@@ -109,21 +55,7 @@ def tasks(db: Db, run_id: str, step: str | None, state: str | None, page: int,
     run = run_of(db, run_id)
     per_page = max(1, min(per_page, MAX_PER_PAGE))
     page = max(1, page)
-    where, args = ["run_id = ?"], [run.id]
-    if step:
-        where.append("step = ?")
-        args.append(step)
-    if state:
-        where.append("state = ?")
-        args.append(state)
-    cond = " AND ".join(where)
-    (total,) = db.exec_driver_sql(f"SELECT count(*) FROM task WHERE {cond}", tuple(args)).one()
-    job_sid = dict(db.exec_driver_sql("SELECT id, slurm_job_id FROM job WHERE run_id = ?",
-                                      (run.id,)).all())  # fmt: skip
-    sql = (f"SELECT {', '.join(lite.TASK_FIELDS)} FROM task WHERE {cond} "
-           f'ORDER BY step, "index" LIMIT ? OFFSET ?')  # fmt: skip
-    rows = lite._rows(db.cursor(), sql, (*args, per_page, (page - 1) * per_page),
-                      lite.TASK_FIELDS)  # fmt: skip
+    total, rows, job_sid = reads.task_page(db.conn, run.id, step, state, page, per_page)
     docs = []
     for t in rows:
         d = lite.task_doc(t, job_sid.get(t.job_id), run.run_dir)
@@ -140,17 +72,8 @@ def history(db: Db, run_id: str, page: int, per_page: int = 500) -> dict[str, An
 
     run = run_of(db, run_id)
     per_page = max(1, min(per_page, MAX_PER_PAGE * 5))
-    cols = ("time", "kind", "step", "index", "old_state", "new_state", "slurm_job_id",
-            "exit_code", "reason", "run_id")  # fmt: skip
-    (total,) = db.exec_driver_sql("SELECT count(*) FROM event WHERE run_id = ?",
-                                  (run.id,)).one()  # fmt: skip
-    rows = db.exec_driver_sql(
-        'SELECT time, kind, step, "index", old_state, new_state, slurm_job_id, exit_code, '
-        "reason, run_id FROM event WHERE run_id = ? ORDER BY time, id LIMIT ? OFFSET ?",
-        (run.id, per_page, (max(1, page) - 1) * per_page),
-    )
-    events = [event_json(dict(zip(cols, r, strict=True)) | {"time": lite._dt(r[0])})
-              for r in rows]  # fmt: skip
+    total, rows = reads.history_page(db.conn, run.id, page, per_page)
+    events = [event_json(r | {"time": lite._dt(r["time"])}) for r in rows]
     return {"run_id": run.id, "page": max(1, page), "per_page": per_page,
             "pages": max(1, -(-total // per_page)), "total": total, "events": events}  # fmt: skip
 
@@ -227,15 +150,11 @@ def log_tail(db: Db, runner: Any, run_id: str, step: str, index: int, stream: st
     from hpcflow.node.jobtool import log_path
 
     run = run_of(db, run_id)
-    steps = [s for (s,) in db.exec_driver_sql("SELECT name FROM step WHERE run_id = ?",
-                                               (run.id,))]  # fmt: skip
-    if step not in steps:
+    if step not in reads.step_names(db.conn, run.id):
         raise NotFound(f"run {run.id} has no step {step!r}")
     if stream not in ("stdout", "stderr"):
         raise NotFound(f"no stream {stream!r} (stdout or stderr)")
-    (n,) = db.exec_driver_sql('SELECT count(*) FROM task WHERE run_id = ? AND step = ? '
-                              'AND "index" = ?', (run.id, step, index)).one()  # fmt: skip
-    if not n:
+    if not reads.has_element(db.conn, run.id, step, index):
         raise NotFound(f"step {step!r} of run {run.id} has no element {index}")
     path = log_path(run.run_dir, step, index, "err" if stream == "stderr" else "out")
     data = runner.read_tails([path], TAIL_BYTES, within=run.run_dir).get(path)
