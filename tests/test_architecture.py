@@ -206,10 +206,8 @@ SQL_LIBS = {"sqlite3", "sqlalchemy", "sqlmodel"}
 NOT_YET_IN_STORE = {
     "campaign/tick.py",
     "cli/_common.py",
-    "report/data.py",
     "tracker/events.py",
     "tracker/expansion.py",
-    "tracker/notify.py",
     "tracker/query.py",
     "tracker/recovery.py",
     "tracker/refresh.py",

@@ -5,13 +5,12 @@ become counts per time bin, failures become groups with a few stderr tails
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from hpcflow import facts
 from hpcflow.states import TaskState
+from hpcflow.store import reports
 
 BINS = 160  # time bins of the timeline and of the state counts
 GANTT_ELEMENTS = 150  # a step with more elements is drawn as bins, not one bar each
@@ -20,7 +19,6 @@ TAIL_TOTAL = 30  # stderr tails in all
 TAIL_BYTES = 2048
 TAIL_LINES = 12
 EVENT_ROWS = 500  # run-level events listed one by one (the latest); element moves are counted
-FAILED = facts.FAILED_VALUES  # what failed means on every face: hpcflow/facts.py
 
 
 @dataclass
@@ -73,27 +71,15 @@ def epoch_utc(text: Any) -> float | None:
 
 def step_edges(db: Any, run_id: str) -> list[tuple[str, str, str]]:
     """Dependencies between steps, with their Slurm kinds, from the jobs' recorded deps."""
-    step_of = {i: s for i, s in db.exec_driver_sql(
-        "SELECT id, step FROM job WHERE run_id = ?", (run_id,))}  # fmt: skip
-    edges: set[tuple[str, str, str]] = set()
-    for down, deps in db.exec_driver_sql(
-        "SELECT step, deps FROM job WHERE run_id = ? AND retry_of IS NULL", (run_id,)
-    ):
-        for kind, up in json.loads(deps) if isinstance(deps, str) else deps or []:
-            if up in step_of and step_of[up] != down:
-                edges.add((step_of[up], str(kind), down))
-    return sorted(edges)
+    return sorted({(up, kind, down) for up, kind, down in reports.job_edges(db, run_id)
+                   if up != down})  # fmt: skip
 
 
 def element_times(db: Any, run_id: str) -> dict[str, list[tuple[float, float, str, int]]]:
     """step -> [(start, end, state, index)] of elements that started: the job script's own
     times where it wrote them (per element, packed too), else sacct's."""
     out: dict[str, list[tuple[float, float, str, int]]] = {}
-    for step, index, state, start, end, r_start, r_end in db.exec_driver_sql(
-        'SELECT step, "index", state, start, "end", json_extract(result, \'$.start\'), '
-        "json_extract(result, '$.end') FROM task WHERE run_id = ?",
-        (run_id,),
-    ):
+    for step, index, state, start, end, r_start, r_end in reports.element_time_rows(db, run_id):
         s = float(r_start) if isinstance(r_start, (int, float)) else epoch_local(start)
         e = float(r_end) if isinstance(r_end, (int, float)) else epoch_local(end)
         if s is None:
@@ -135,11 +121,7 @@ def states_over_time(db: Any, run_id: str, totals: dict[str, int], t0: float,
     span = max(t1 - t0, 1e-9)
     current: dict[str, int] = {TaskState.PENDING.value: sum(totals.values())}
     series: dict[str, list[int]] = {}
-    moves = db.exec_driver_sql(
-        "SELECT time, old_state, new_state FROM event WHERE run_id = ? AND kind = 'TASK' "
-        "AND old_state IS NOT NULL AND new_state IS NOT NULL ORDER BY time, id",
-        (run_id,),
-    )
+    moves = reports.element_moves(db, run_id)
     b = 0
 
     def close_until(limit: int) -> None:
@@ -162,13 +144,8 @@ def states_over_time(db: Any, run_id: str, totals: dict[str, int], t0: float,
 
 def failure_groups(db: Any, run_id: str) -> list[dict[str, Any]]:
     """Failed elements grouped by (step, state, exit code, reason), with their indices."""
-    marks = ", ".join("?" * len(FAILED))
     groups: dict[tuple[Any, ...], list[int]] = {}
-    for step, index, state, code, reason in db.exec_driver_sql(
-        f'SELECT step, "index", state, exit_code, reason FROM task WHERE run_id = ? '
-        f'AND state IN ({marks}) ORDER BY step, "index"',
-        (run_id, *FAILED),
-    ):
+    for step, index, state, code, reason in reports.failed_elements(db, run_id):
         groups.setdefault((step, state, code, reason or ""), []).append(index)
     return [
         {
@@ -187,21 +164,9 @@ def failure_groups(db: Any, run_id: str) -> list[dict[str, Any]]:
 def run_events(db: Any, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run-level events and notes one by one (the latest EVENT_ROWS), element moves counted
     per (step, new state) with their first and last time."""
-    cols = ["time", "kind", "step", "index", "old_state", "new_state", "slurm_job_id",
-            "exit_code", "reason"]  # fmt: skip
-    rows = db.exec_driver_sql(
-        'SELECT time, kind, step, "index", old_state, new_state, slurm_job_id, exit_code, '
-        f"reason FROM event WHERE run_id = ? AND kind != 'TASK' ORDER BY id DESC "
-        f"LIMIT {EVENT_ROWS}",
-        (run_id,),
-    )
-    events = [dict(zip(cols, r, strict=True)) for r in rows][::-1]
+    events = reports.run_level_events(db, run_id, EVENT_ROWS)
     moves = [
         {"step": step, "new_state": new, "count": n, "first": first, "last": last}
-        for step, new, n, first, last in db.exec_driver_sql(
-            "SELECT step, new_state, count(*), min(time), max(time) FROM event "
-            "WHERE run_id = ? AND kind = 'TASK' GROUP BY step, new_state ORDER BY min(id)",
-            (run_id,),
-        )
+        for step, new, n, first, last in reports.move_counts(db, run_id)
     ]
     return events, moves

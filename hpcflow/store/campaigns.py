@@ -4,13 +4,13 @@ into the records hpcflow/facts.py derives progress from. One reader for every fa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from hpcflow.facts import BatchFacts, CampaignProgress, ElementFacts, campaign_progress, task_state
 from hpcflow.states import BatchState, RunState
+from hpcflow.store import codec
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,8 @@ class BatchRecord:
     resources: Any
 
 
-def _json(v: Any) -> Any:
-    return json.loads(v) if isinstance(v, str) else v
-
-
-def utc(v: Any) -> datetime | None:
-    """A stored time (naive UTC text, or a datetime) as an aware UTC datetime."""
-    if not v:
-        return None
-    d = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+_json = codec.json_value
+utc = codec.utc
 
 
 def _run_state(v: str | None) -> RunState | None:

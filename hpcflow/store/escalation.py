@@ -4,11 +4,11 @@ fast `status`, without SQLAlchemy or pydantic) and under SQLAlchemy (the sync)."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from hpcflow.facts import ESCALATING_STATES, Ended, escalations
 from hpcflow.states import TaskState
+from hpcflow.store import codec
 
 # what the decision reads, the same through sqlite3 (the fast status) and SQLAlchemy (sync)
 ENDED_SQL = (
@@ -27,5 +27,5 @@ def from_rows(
 ) -> dict[tuple[str, str, float], list[int]]:
     """``escalations`` over the rows of ENDED_SQL and POLICY_SQL (a JSON column may come
     back as text or decoded)."""
-    policy = {n: (json.loads(p) if isinstance(p, str) else p) or {} for n, p in policies}
+    policy = {n: codec.json_value(p) or {} for n, p in policies}
     return escalations((Ended(i, s, TaskState(st), n or 0) for i, s, st, n in ended), policy)

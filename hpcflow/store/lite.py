@@ -4,7 +4,6 @@ here for both paths: ``query.status_doc`` runs the same code on SQLAlchemy's con
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import stat
@@ -19,6 +18,7 @@ from hpcflow.facts import dynamic_shown, dynamic_state, task_state
 from hpcflow.facts import expansion_due as facts_expansion_due
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
+from hpcflow.store import codec
 from hpcflow.store.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.store.dynamic import EXPAND_STEP, expansion_inputs
 from hpcflow.store.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
@@ -56,21 +56,9 @@ def connect_ro(path: Path) -> sqlite3.Connection | None:
     return conn
 
 
-def _dt(text: Any) -> datetime | None:
-    if not text:
-        return None
-    if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
-    return datetime.fromisoformat(str(text)).replace(tzinfo=timezone.utc)
-
-
-def _iso(dt: Any) -> str | None:
-    d = _dt(dt)
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else None
-
-
-def _json(text: Any) -> Any:
-    return json.loads(text) if isinstance(text, str) else text
+_dt = codec.utc
+_iso = codec.iso
+_json = codec.json_value
 
 
 def run_header(run: Any) -> dict[str, Any]:

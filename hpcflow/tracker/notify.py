@@ -14,10 +14,11 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import Engine
 
-from hpcflow import __version__, facts
+from hpcflow import __version__
 from hpcflow.errors import HpcflowError
 from hpcflow.spec.notify import NotifyTarget, resolve
 from hpcflow.spec.userconfig import load_user_targets
+from hpcflow.store import notices
 from hpcflow.store.db import Notice, session, utcnow
 from hpcflow.store.models import MAX_ATTEMPTS  # then parked, with its last error
 from hpcflow.util.safeio import open_regular
@@ -50,53 +51,19 @@ def targets_for(
 
 def run_end_doc(db: Any, run_id: str) -> dict[str, Any]:
     """What a run's end says: its state, counts per step, and its failures grouped."""
-    state, workflow, label, finished = db.exec_driver_sql(
-        "SELECT state, workflow, label, finished_at FROM run WHERE id = ?", (run_id,)
-    ).one()
-    counts: dict[str, dict[str, int]] = {}
-    for step, st, n in db.exec_driver_sql(
-        "SELECT step, state, count(*) FROM task WHERE run_id = ? GROUP BY step, state", (run_id,)
-    ):
-        counts.setdefault(step, {})[st] = n
-    bad = facts.FAILED_VALUES
-    failures = [
-        {
-            "step": step,
-            "state": st,
-            "exit_code": code,
-            "reason": reason,
-            "count": n,
-            "first_index": first,
-        }  # fmt: skip
-        for step, st, code, reason, n, first in db.exec_driver_sql(
-            'SELECT step, state, exit_code, reason, count(*), min("index") FROM task '
-            f"WHERE run_id = ? AND state IN ({', '.join('?' * len(bad))}) "
-            "GROUP BY step, state, exit_code, reason ORDER BY count(*) DESC "
-            f"LIMIT {FAILURE_GROUPS}",
-            (run_id, *bad),
-        )
-    ]
-    return {"kind": "run_end", "hpcflow": __version__, "run_id": run_id, "workflow": workflow,
-            "label": label, "state": state, "finished_at": str(finished) if finished else None,
-            "counts": counts, "failures": failures}  # fmt: skip
+    return {"kind": "run_end", "hpcflow": __version__, "run_id": run_id,
+            **notices.run_end(db, run_id, FAILURE_GROUPS)}  # fmt: skip
 
 
 def queue_run_ends(engine: Engine, run_ids: list[str]) -> int:
     """A run_end notice per target of each of these runs that has ended (once: by key)."""
     added = 0
     with session(engine) as s:
-        db = s.connection()
         for run_id in run_ids:
-            row = db.exec_driver_sql(
-                "SELECT state, notify FROM run WHERE id = ?", (run_id,)
-            ).first()
-            ended = row is not None and facts.run_state_value(row[0]) in facts.ENDED_RUN
-            if row is None or not ended or not row[1]:
+            targets = notices.end_targets(s, run_id)
+            if not targets:
                 continue
-            targets = json.loads(row[1]) if isinstance(row[1], str) else row[1]
-            if not targets:  # SQLAlchemy stores a JSON None as 'null'
-                continue
-            doc = run_end_doc(db, run_id)
+            doc = run_end_doc(s, run_id)
             for i, t in enumerate(targets):
                 added += _queue(s, f"run_end:{run_id}:{i}", t, doc)
         s.commit()
@@ -113,22 +80,12 @@ def queue(engine: Engine, key: str, targets: list[dict[str, Any]], doc: dict[str
 def last_batches(engine: Engine, campaign: str) -> dict[str, str] | None:
     """The batch states the campaign's last digest reported (None: no digest yet)."""
     with session(engine) as s:
-        row = (
-            s.connection()
-            .exec_driver_sql(
-                "SELECT payload FROM notice WHERE key LIKE ? ORDER BY id DESC LIMIT 1",
-                (f"campaign_tick:{campaign}:%",),
-            )
-            .first()
-        )
-    if row is None:
-        return None
-    doc = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-    return dict(doc.get("batches") or {})
+        doc = notices.last_payload(s, f"campaign_tick:{campaign}:")
+    return None if doc is None else dict(doc.get("batches") or {})
 
 
 def _queue(s: Any, key: str, target: dict[str, Any], doc: dict[str, Any]) -> int:
-    if s.connection().exec_driver_sql("SELECT 1 FROM notice WHERE key = ?", (key,)).first():
+    if notices.queued(s, key):
         return 0
     s.add(Notice(key=key, target=target, payload=doc))
     s.flush()
@@ -142,15 +99,8 @@ def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, in
     start = time.monotonic()
     got = {"delivered": 0, "failed": 0, "left": 0}
     with session(engine) as s:
-        pending = (
-            s.connection()
-            .exec_driver_sql(
-                "SELECT id FROM notice WHERE delivered_at IS NULL AND attempts < ? ORDER BY id",
-                (MAX_ATTEMPTS,),
-            )
-            .all()
-        )
-    for (nid,) in pending:
+        pending = notices.pending(s, MAX_ATTEMPTS)
+    for nid in pending:
         left = budget_s - (time.monotonic() - start)
         if left <= 0.2:
             got["left"] += 1
@@ -169,7 +119,7 @@ def deliver(engine: Engine, budget_s: float = DELIVERY_BUDGET_S) -> dict[str, in
                 got["failed"] += 1
                 later = ("retried on the next sync" if n.attempts < MAX_ATTEMPTS
                          else f"parked after {MAX_ATTEMPTS} attempts; not tried again")  # fmt: skip
-                log.warning("hpcflow: notification %s not delivered (attempt %d): %s; %s",
+                log.warning("notification %s not delivered (attempt %d): %s; %s",
                             n.key, n.attempts, n.error, later)  # fmt: skip
             s.add(n)
             s.commit()
