@@ -213,7 +213,6 @@ NOT_YET_IN_STORE = {
     "tracker/refresh.py",
     "tracker/runstate.py",
     "tracker/submit.py",
-    "tracker/tracked.py",
     "tracker/usage.py",
 }
 

@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import select
 
 from hpcflow.store.db import Job, Run, StepRow, Task, open_db, session, utcnow
+from hpcflow.store.tracked import gather
 from hpcflow.tracker.refresh import window_start
-from hpcflow.tracker.tracked import gather
 
 
 def _run(tmp_path: Path, states: list[str], ends: list[str | None]) -> object:
@@ -153,7 +153,7 @@ def test_a_refresh_decides_the_same_without_reading_the_queued_elements(
     import sqlite3
 
     from hpcflow.runners.base import LocalRunner
-    from hpcflow.tracker import tracked
+    from hpcflow.store import tracked
     from hpcflow.tracker.refresh import refresh
 
     from .test_refresh_apply import Slurm, _row

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from hpcflow.slurm.commands import ended_within
 from hpcflow.states import TERMINAL, TaskState
 from hpcflow.store.db import session
-from hpcflow.tracker.reconcile import MAYBE_REQUEUED, Tracked
+from hpcflow.store.records import MAYBE_REQUEUED, Tracked
 
 # NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
 REQUEUE_WINDOW = timedelta(minutes=10)
