@@ -6,7 +6,7 @@ that the faces give the same answers over the same databases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -35,6 +35,7 @@ __all__ = [
     "ElementFacts",
     "EventState",
     "campaign_progress",
+    "derive_run_state",
     "dynamic_shown",
     "event_state",
     "expansion_due",
@@ -268,3 +269,26 @@ def escalations(
             if t.state == st and rule and t.attempts < p.get("attempts", 1):
                 out.setdefault((key, factor, float(rule[factor])), []).append(t.id)
     return out
+
+
+def derive_run_state(
+    current: str,
+    states: Sequence[TaskState],
+    cancelled: bool,
+    submitting: bool,
+    escalating: Callable[[], bool],
+    expanding: Callable[[], bool],
+) -> RunState:
+    """A run's state from its elements' states (``states.run_state``), except: while its
+    submission is unfinished it stays as it is (the submitter decides); while an escalation
+    is due it runs (elements are about to be resubmitted); and a run that would end while a
+    dynamic foreach may still be expanded runs (the next sync expands it). ``escalating``
+    and ``expanding`` are asked only when they matter (each is a read)."""
+    if submitting:
+        return RunState(current)
+    if escalating():
+        return RunState.RUNNING
+    new = run_state(list(states), cancelled)
+    if new not in ACTIVE_RUN and expanding():
+        return RunState.RUNNING
+    return new

@@ -211,7 +211,6 @@ NOT_YET_IN_STORE = {
     "tracker/query.py",
     "tracker/recovery.py",
     "tracker/refresh.py",
-    "tracker/runstate.py",
     "tracker/submit.py",
     "tracker/usage.py",
 }

@@ -2,7 +2,7 @@
 --json`, `runs --json`, `campaign status --json`, the dashboard's /api/*, the report's data
 and the run_end notice document. Scenario runs are recorded by hpcflow's own submit path,
 then given the states a run that ran would have; their run state is the one hpcflow derives
-(tracker/runstate.py). Each scenario also names what a user would expect, so faces that
+(store/runstate.py). Each scenario also names what a user would expect, so faces that
 agree on a wrong answer fail too."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _settle(db: Path, run_id: str, states: dict[str, list[str]], cancelled: bool
             dynamic: str | None = None) -> None:  # fmt: skip
     """Give the run's elements these states, and the run the state hpcflow derives."""
     from hpcflow.store.db import open_db
-    from hpcflow.tracker.runstate import derived
+    from hpcflow.store.runstate import derived
 
     with sqlite3.connect(db) as c:
         c.execute("UPDATE job SET slurm_job_id = CAST(5000 + id AS TEXT), status = 'SUBMITTED', "
@@ -290,7 +290,7 @@ def test_sync_due_is_one_decision(world: dict[str, Any], scenario: str) -> None:
     refreshed. A finished run with an OOM element its policy does not resubmit needs none."""
     from hpcflow.store import lite
     from hpcflow.store.db import open_db
-    from hpcflow.tracker.runstate import escalatable, expansion_due
+    from hpcflow.store.runstate import escalatable, expansion_due
 
     run_id = world["runs"][scenario]
     conn = lite.connect_ro(world["db"])

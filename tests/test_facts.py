@@ -122,3 +122,30 @@ def test_projection() -> None:
 )
 def test_run_state_of_counts(counts, cancelled, expected) -> None:
     assert run_state_of(counts, cancelled) is expected
+
+
+@pytest.mark.parametrize(
+    ("current", "states", "submitting", "escalating", "expanding", "expected"),
+    [
+        ("PENDING", [C, C], True, False, False, "PENDING"),  # the submitter decides
+        ("RUNNING", [C, OOM], False, True, False, "RUNNING"),  # about to be resubmitted
+        ("RUNNING", [C, OOM], False, False, False, "FAILED"),
+        ("RUNNING", [C, C], False, False, True, "RUNNING"),  # the next sync expands
+        ("RUNNING", [C, C], False, False, False, "COMPLETED"),
+        ("RUNNING", [C, R], False, False, True, "RUNNING"),
+        ("RUNNING", [P, P], False, False, False, "PENDING"),
+    ],
+)
+def test_derive_run_state(current, states, submitting, escalating, expanding, expected) -> None:
+    asked: list[str] = []
+
+    def ask(name: str, answer: bool):
+        return lambda: asked.append(name) or answer
+
+    from hpcflow.facts import derive_run_state
+
+    got = derive_run_state(current, states, False, submitting, ask("esc", escalating),
+                           ask("exp", expanding))  # fmt: skip
+    assert got is RunState(expected)
+    if submitting:
+        assert asked == []  # nothing read while the submission is unfinished

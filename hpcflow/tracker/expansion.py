@@ -35,8 +35,8 @@ from hpcflow.spec.workflow import Workflow
 from hpcflow.states import DynamicState, EventKind, JobStatus, TaskState, dynamic_move_allowed
 from hpcflow.store import lite
 from hpcflow.store.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
-from hpcflow.tracker.runstate import derive_run_state
 from hpcflow.tracker.submit import RunLock, _record_jobs, step_rows, submit_planned, task_rows
 
 log = logging.getLogger(__name__)

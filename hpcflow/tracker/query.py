@@ -15,9 +15,9 @@ from hpcflow.slurm.client import SlurmClient
 from hpcflow.states import HPCFLOW_MOVES, TaskState
 from hpcflow.store import lite
 from hpcflow.store.db import Event, Job, Run, StepRow, Task, session
+from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.refresh import ACTIVE
-from hpcflow.tracker.runstate import derive_run_state
 
 
 def get_run(engine: Engine, run_id: str) -> Run:

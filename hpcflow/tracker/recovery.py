@@ -16,6 +16,7 @@ from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
 from hpcflow.store.db import Job, Run, StepRow, Task, session
+from hpcflow.store.runstate import derive_run_state, escalatable
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.resubmission import (
     Graph,
@@ -27,7 +28,6 @@ from hpcflow.tracker.resubmission import (
 from hpcflow.tracker.resubmission import (
     select as select_tasks,
 )
-from hpcflow.tracker.runstate import derive_run_state, escalatable
 from hpcflow.tracker.submit import RunLock, submit_planned
 
 

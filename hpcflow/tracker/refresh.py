@@ -30,6 +30,7 @@ from hpcflow.states import (
     EventKind,
 )
 from hpcflow.store.db import Run, session, utcnow
+from hpcflow.store.runstate import db_stamp, derived
 from hpcflow.store.tracked import gather, squeue_jobs
 from hpcflow.tracker.asking import (
     Answer,
@@ -51,7 +52,6 @@ from hpcflow.tracker.reconcile import (
     reconcile,
     squeue_needed,
 )
-from hpcflow.tracker.runstate import db_stamp, derived
 from hpcflow.tracker.usage import collect_usage
 from hpcflow.util.gcpause import gc_paused
 from hpcflow.util.locks import FileLock
