@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -231,9 +230,9 @@ def handle_errors(f: F) -> F:
         except click.exceptions.Exit:
             raise
         except Exception as e:  # a bug: one line; the traceback only with -v
-            if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
-                from hpcflow.store.dbfile import db_error
+            from hpcflow.store.dbfile import db_error, is_db_error
 
+            if is_db_error(e):
                 fail(f"hpcflow: error: the tracker database: {db_error(e)}", 1)
             if log.isEnabledFor(logging.DEBUG) or _verbose():
                 traceback.print_exc()
@@ -277,17 +276,9 @@ def complete_run(ctx: click.Context, _param: click.Parameter, incomplete: str) -
         engine = _db_from(ctx)
         if engine is None:
             return []
-        from sqlmodel import col, select
+        from hpcflow.store.queries import runs_starting
 
-        from hpcflow.store.db import Run, session
-
-        with session(engine) as s:
-            rows = s.exec(
-                select(Run)
-                .where(col(Run.id).startswith(incomplete, autoescape=True))
-                .order_by(col(Run.submitted_at).desc())
-                .limit(50)
-            ).all()
+        rows = runs_starting(engine, incomplete)
         return [CompletionItem(r.id, help=f"{r.workflow} {r.state}") for r in rows]
     except Exception:  # completion must never print a traceback into the shell
         return []
@@ -301,15 +292,10 @@ def complete_step(ctx: click.Context, _param: click.Parameter, incomplete: str) 
         run_arg = ctx.params.get("run")
         if engine is None or not run_arg:
             return []
-        from sqlmodel import select
-
-        from hpcflow.store.db import StepRow, session
-        from hpcflow.tracker.query import get_run
+        from hpcflow.store.queries import get_run, run_steps
 
         run = get_run(engine, run_arg)
-        with session(engine) as s:
-            steps = s.exec(select(StepRow).where(StepRow.run_id == run.id)).all()
-        return [CompletionItem(st.name) for st in steps if st.name.startswith(incomplete)]
+        return [CompletionItem(n) for n in run_steps(engine, run.id) if n.startswith(incomplete)]
     except Exception:
         return []
 

@@ -126,6 +126,11 @@ def copy_aside(path: Path, version: int) -> Path:
     return dest
 
 
+def is_db_error(e: BaseException) -> bool:
+    """An error of the database itself (sqlite3's, or SQLAlchemy's around it)."""
+    return isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy")
+
+
 def db_error(e: BaseException) -> str:
     """A database error as one line: the driver's message, without SQLAlchemy's
     'Background on this error at: https://sqlalche.me/...' tail or its SQL."""

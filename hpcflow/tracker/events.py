@@ -8,8 +8,6 @@ import logging
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from sqlmodel import Session
-
 from hpcflow.runners.base import Runner
 from hpcflow.states import (
     HPCFLOW_MOVES,
@@ -19,7 +17,8 @@ from hpcflow.states import (
     TaskState,
     run_move_allowed,
 )
-from hpcflow.store.db import Event, Run, Task, utcnow
+from hpcflow.store import history
+from hpcflow.store.db import Event, Run, Session, Task, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,7 @@ class EventLog:
             return
         now = utcnow()
         kind = EventKind.TASK.value
-        # the driver's executemany: SQLAlchemy's per-row parameter processing costs more than
-        # SQLite at 100,000 rows; the time as SQLAlchemy's SQLite DateTime stores it
-        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-        names = ", ".join(f'"{c}"' for c in (*MOVE_COLUMNS, "kind", "time"))
-        marks = ", ".join("?" * (len(MOVE_COLUMNS) + 2))
-        s.connection().exec_driver_sql(
-            f"INSERT INTO event ({names}) VALUES ({marks})",
-            [(*m, kind, stamp) for m in moves],
-        )
+        history.insert_moves(s, MOVE_COLUMNS, moves, now.strftime("%Y-%m-%d %H:%M:%S.%f"))
         if log.isEnabledFor(logging.DEBUG):
             for m in moves:
                 _log_event(dict(zip(MOVE_COLUMNS, m)) | {"kind": kind})

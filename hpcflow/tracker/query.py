@@ -1,146 +1,47 @@
-"""Read runs from the tracker (status, lists, history) and cancel them."""
+"""Read runs from the tracker (status, lists, history: store/queries.py) and cancel them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from hpcflow.errors import NotFound
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.states import HPCFLOW_MOVES, TaskState
 from hpcflow.store import lite
-from hpcflow.store.db import Event, Job, Run, StepRow, Task, session
+from hpcflow.store.db import Run, session
+from hpcflow.store.queries import (
+    active_runs,
+    cancellable,
+    get_run,
+    history,
+    list_runs,
+    run_steps,
+    status_doc,
+    status_docs,
+    submitted_job_ids,
+    usage_pending,
+)
 from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
-from hpcflow.tracker.refresh import ACTIVE
 
-
-def get_run(engine: Engine, run_id: str) -> Run:
-    with session(engine) as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            # a literal prefix: % and _ in what the user typed are not LIKE wildcards
-            matches = s.exec(
-                select(Run).where(col(Run.id).startswith(run_id, autoescape=True)).limit(50)
-            ).all()
-            if len(matches) == 1:
-                return matches[0]
-            hint = f" ({len(matches)} runs start with it)" if matches else ""
-            raise NotFound(f"no run {run_id!r}{hint}; `hpcflow runs` lists them")
-        return run
-
-
-def run_steps(engine: Engine, run_id: str) -> list[str]:
-    """The run's step names, in order (hpcflow's own jobs included)."""
-    with session(engine) as s:
-        rows = s.exec(
-            select(StepRow).where(StepRow.run_id == run_id).order_by(col(StepRow.position))
-        ).all()
-    return [r.name for r in rows]
-
-
-def usage_pending(engine: Engine, run: Run) -> bool:
-    """Whether a refresh could still change what `efficiency` and `report` show: the run is
-    active, or a submitted job's usage has not been asked of sacct yet."""
-    if run.state in ACTIVE:
-        return True
-    with engine.connect() as c:
-        return (
-            c.exec_driver_sql(
-                "SELECT 1 FROM job WHERE run_id = ? AND slurm_job_id IS NOT NULL "
-                "AND NOT usage_done LIMIT 1",
-                (run.id,),
-            ).first()
-            is not None
-        )
-
-
-def active_runs(engine: Engine) -> list[Run]:
-    with session(engine) as s:
-        return list(s.exec(select(Run).where(col(Run.state).in_(ACTIVE))).all())
-
-
-def status_doc(engine: Engine, run_id: str) -> dict[str, Any]:
-    """``lite.status_doc`` (one implementation for both paths) on SQLAlchemy's connection."""
-    with status_docs(engine, [run_id]) as docs:
-        return docs[0]
-
-
-@contextmanager
-def status_docs(
-    engine: Engine, run_ids: list[str], with_tasks: bool = False
-) -> Iterator[list[dict[str, Any]]]:
-    """Status documents of these runs; with tasks, their elements are read while they are
-    written, so the connection stays open for the block."""
-    runs = [get_run(engine, r) for r in run_ids]
-    conn = engine.raw_connection()
-    try:
-        yield [lite.status_doc(conn, run, with_tasks) for run in runs]
-    finally:
-        conn.close()
-
+__all__ = ["active_runs", "cancel", "get_run", "history", "list_runs", "run_header",
+           "run_steps", "status_doc", "status_docs", "usage_pending"]  # fmt: skip
 
 run_header = lite.run_header
 
 
-def list_runs(
-    engine: Engine,
-    state: str | None = None,
-    workflow: str | None = None,
-    namespace: str | None = None,
-    since: Any = None,
-) -> list[Run]:
-    with session(engine) as s:
-        q = select(Run)
-        if state:
-            q = q.where(Run.state == state.upper())
-        if workflow:
-            q = q.where(Run.workflow == workflow)
-        if namespace:
-            q = q.where(Run.namespace == namespace)
-        if since:
-            q = q.where(Run.submitted_at >= since)
-        return list(s.exec(q.order_by(col(Run.submitted_at).desc())).all())
-
-
 def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None) -> list[str]:
     run = get_run(engine, run_id)
-    with session(engine) as s:
-        q = select(Job).where(Job.run_id == run.id, col(Job.slurm_job_id).is_not(None))
-        if step:
-            names = {x.name for x in s.exec(select(StepRow).where(StepRow.run_id == run.id))}
-            if step not in names:
-                raise NotFound(
-                    f"run {run.id} has no step {step!r} (steps: {', '.join(sorted(names))})"
-                )
-            q = q.where(Job.step == step)
-        ids = [j.slurm_job_id for j in s.exec(q).all() if j.slurm_job_id]
+    if step:
+        names = run_steps(engine, run.id)
+        if step not in names:
+            raise NotFound(f"run {run.id} has no step {step!r} (steps: {', '.join(sorted(names))})")
+    ids = submitted_job_ids(engine, run.id, step)
     SlurmClient(runner).scancel(ids, check=True)
     log = EventLog()
     with session(engine) as s:
-        q2 = select(Task).where(
-            Task.run_id == run.id, col(Task.state).in_([t.value for t in HPCFLOW_MOVES["cancel"]])
-        )
-        if step:
-            q2 = q2.where(Task.step == step)
-        # a packed task may have finished some of its elements, even if the tracker has not
-        # seen it start yet: their own records decide, at the next refresh (docs/packing.md)
-        packed = {
-            x.name
-            for x in s.exec(select(StepRow).where(StepRow.run_id == run.id))
-            if x.reads_result
-        }
-        submitted = {
-            j.id for j in s.exec(select(Job).where(Job.run_id == run.id)) if j.slurm_job_id
-        }
-        for t in s.exec(q2).all():
-            if t.step in packed and t.job_id in submitted:
-                continue
+        for t in cancellable(s, run.id, HPCFLOW_MOVES["cancel"], step):
             move_task(s, log, t, TaskState.CANCELLED, "cancel", "hpcflow cancel")
         r = s.get(Run, run.id)
         assert r is not None
@@ -153,13 +54,3 @@ def cancel(engine: Engine, runner: Runner, run_id: str, step: str | None = None)
         s.commit()
     log.publish(runner, {run.id: run.run_dir})
     return ids
-
-
-def history(engine: Engine, run_id: str) -> list[Event]:
-    run = get_run(engine, run_id)
-    with session(engine) as s:
-        return list(
-            s.exec(
-                select(Event).where(Event.run_id == run.id).order_by(col(Event.time), col(Event.id))
-            ).all()
-        )
