@@ -209,7 +209,6 @@ NOT_YET_IN_STORE = {
     "tracker/recovery.py",
     "tracker/refresh.py",
     "tracker/submit.py",
-    "tracker/usage.py",
 }
 
 

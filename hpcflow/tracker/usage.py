@@ -21,6 +21,7 @@ from hpcflow.errors import SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.usage import Usage
 from hpcflow.states import TERMINAL, TaskState
+from hpcflow.store import usage as stored
 from hpcflow.tracker.efficiency import ElementUse, Floors, StepEfficiency
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,7 @@ UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
 MAX_JOBS_PER_CALL = 200  # whole jobs per sacct call; each brings ~3 rows per element
 
 
-def finished_jobs(db: Any, run_ids: Sequence[str]) -> list[tuple[int, str, str | None, str]]:
-    """Jobs of these runs whose elements have all ended and whose usage was not collected:
-    (job row id, Slurm job id, latest element end (cluster local time), submitted_at)."""
-    runs = ", ".join("?" * len(run_ids))
-    states = ", ".join("?" * len(UNFINISHED))
-    q = (
-        'SELECT j.id, j.slurm_job_id, max(t."end"), j.submitted_at FROM job j '
-        "JOIN task t ON t.job_id = j.id "
-        f"WHERE j.run_id IN ({runs}) AND j.usage_done = 0 AND j.slurm_job_id IS NOT NULL "
-        f"GROUP BY j.id HAVING sum(t.state IN ({states})) = 0"
-    )
-    return [tuple(r) for r in db.exec_driver_sql(q, (*run_ids, *UNFINISHED))]  # type: ignore[misc]
+finished_jobs = stored.finished_jobs
 
 
 def settled(usage: dict[tuple[str, int | None], Usage], slurm_id: str, task_ids: list[int | None],
@@ -75,18 +65,13 @@ def collect_usage(db: Any, client: SlurmClient, run_ids: Sequence[str]) -> int:
             log.info("usage: not collected this time: %s", e)
             return done
         for job_id, sid, last_end, _ in part:
-            rows = list(db.exec_driver_sql("SELECT id, task_id FROM task WHERE job_id = ?",
-                                           (job_id,)))  # fmt: skip
+            rows = stored.job_tasks(db, job_id)
             tids = list(dict.fromkeys(t for _, t in rows))
             if not settled(usage, sid, tids, last_end, local_now):
                 continue
-            # by primary key: `job_id = ? AND task_id IS ?` scans the job's tasks per update
-            # (a 5,000-task array: 25 million row visits, 2.8 s)
             params = [(json.dumps(usage[(sid, t)].as_json()), i) for i, t in rows
                       if (sid, t) in usage]  # fmt: skip
-            if params:
-                db.exec_driver_sql("UPDATE task SET usage = ? WHERE id = ?", params)
-            db.exec_driver_sql("UPDATE job SET usage_done = 1 WHERE id = ?", (job_id,))
+            stored.store_usage(db, job_id, params)
             done += 1
     log.debug("usage: collected for %d of %d finished jobs", done, len(jobs))
     return done
@@ -110,14 +95,7 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
     """What each finished element of a run asked for and used, by step: from its record
     (the wrapper's wall and CPU time) and its usage (sacct, once its chunk ended). A packed
     task's MaxRSS is shared by the elements it ran at once (docs/efficiency.md)."""
-    where, args = ("AND t.step = ?", (run_id, step)) if step else ("", (run_id,))
-    rows = db.exec_driver_sql(
-        "SELECT t.step, t.state, t.result, t.usage, j.cpus, j.mem_mb, j.time_s, j.gpus, "
-        "s.pack, s.parallel FROM task t JOIN job j ON j.id = t.job_id "
-        "JOIN step s ON s.run_id = t.run_id AND s.name = t.step "
-        f'WHERE t.run_id = ? {where} ORDER BY s.position, t."index"',
-        args,
-    )
+    rows = stored.element_use_rows(db, run_id, step)
     out: dict[str, StepEfficiency] = {}
     for name, state, result, usage, cpus, mem, secs, gpus, pack, parallel in rows:
         res, use = _obj(result), _obj(usage)
@@ -153,13 +131,7 @@ def ran_out(db: Any, run_id: str) -> dict[str, Floors]:
     """Per step: how many elements ran out of memory / time (every attempt, from the
     history) and the largest request they ran out of."""
     out: dict[str, Floors] = {}
-    for name, new_state, mem_mb, time_s in db.exec_driver_sql(
-        "SELECT e.step, e.new_state, j.mem_mb, j.time_s FROM event e "
-        "LEFT JOIN job j ON j.run_id = e.run_id AND j.slurm_job_id = "
-        "substr(e.slurm_job_id, 1, instr(e.slurm_job_id || '_', '_') - 1) "
-        "WHERE e.run_id = ? AND e.new_state IN ('OUT_OF_MEMORY', 'TIMEOUT')",
-        (run_id,),
-    ):
+    for name, new_state, mem_mb, time_s in stored.ran_out_rows(db, run_id):
         f = out.setdefault(name, Floors())
         if new_state == "OUT_OF_MEMORY":
             f.oom += 1
