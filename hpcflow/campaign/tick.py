@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from hpcflow import __version__
 from hpcflow.campaign.decide import (
@@ -37,6 +36,7 @@ from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.overrides import Overrides
 from hpcflow.states import BatchState
 from hpcflow.store import campaigns
+from hpcflow.store import rows as rows_
 from hpcflow.store.campaigns import BatchRecord
 from hpcflow.store.db import BatchRow, CampaignRow, Run, session, utcnow
 from hpcflow.tracker.notify import deliver, last_batches, queue, targets_for
@@ -94,14 +94,12 @@ def ensure_plan(engine: Engine, lc: LoadedCampaign) -> None:
 
 def _batches(engine: Engine, name: str) -> list[BatchRow]:
     with session(engine) as s:
-        return list(
-            s.exec(select(BatchRow).where(BatchRow.campaign == name).order_by(col(BatchRow.index)))
-        )
+        return list(rows_.batches_of(s, name))
 
 
 def _runs(engine: Engine, ids: list[str]) -> dict[str, Run]:
     with session(engine) as s:
-        return {r.id: r for r in s.exec(select(Run).where(col(Run.id).in_(ids)))}
+        return rows_.runs_by_id(s, ids)
 
 
 def _save(engine: Engine, row: BatchRow) -> None:
@@ -116,7 +114,7 @@ def _settle(engine: Engine, batches: list[BatchRow]) -> None:
         if b.state != SUBMITTING:
             continue
         with session(engine) as s:
-            run = s.exec(select(Run).where(Run.label == f"{b.key}#{b.attempt}")).first()
+            run = rows_.run_labelled(s, f"{b.key}#{b.attempt}")
         b.state = settled(BatchState(b.state), run is not None).value
         b.run_id = run.id if run else None
         _save(engine, b)

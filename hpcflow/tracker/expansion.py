@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from hpcflow.errors import HpcflowError
 from hpcflow.facts import dynamic_state
@@ -34,7 +32,8 @@ from hpcflow.spec.site import Site
 from hpcflow.spec.workflow import Workflow
 from hpcflow.states import DynamicState, EventKind, JobStatus, TaskState, dynamic_move_allowed
 from hpcflow.store import lite
-from hpcflow.store.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.store import rows as rows_
+from hpcflow.store.db import Run, session, utcnow
 from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.submit import RunLock, _record_jobs, step_rows, submit_planned, task_rows
@@ -112,7 +111,7 @@ def _record_expanded(
     plan, steps = rr.plan, exp.steps()
     events = EventLog()
     with session(engine) as s:
-        rows = {r.name: r for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
+        rows = {r.name: r for r in rows_.steps_of(s, run_id)}
         for new in step_rows(plan, _skippers(exp), steps):
             row = rows[new.name]
             for k in (
@@ -130,8 +129,7 @@ def _record_expanded(
             row.dynamic = _moved(row.dynamic, DynamicState.EXPANDED, exp.reason)
             s.add(row)
         row_ids = _record_jobs(s, rr, exp.jobs())
-        mine = select(Job).where(Job.run_id == run_id, col(Job.name).in_(list(known)))
-        for job in s.exec(mine):
+        for job in rows_.jobs_of(s, run_id, known):
             job.slurm_job_id, job.status = known[job.name], JobStatus.SUBMITTED.value
             job.submitted_at = utcnow()
             s.add(job)
@@ -144,8 +142,8 @@ def _record_expanded(
                 reason=f"job {job.job_index} submitted by the expand job"
                 + (f" --array={job.array}" if job.array else ""),
             )
-        if rows_ := task_rows(plan, row_ids, steps):
-            s.execute(insert(Task), rows_)  # type: ignore[arg-type]
+        if new_rows := task_rows(plan, row_ids, steps):
+            rows_.insert_tasks(s, new_rows)
         events.add(s, EventKind.NOTE, run_id=run_id, reason=f"expanded: {exp.reason}")
         s.commit()
     events.publish(runner, {run_id: run_dir})
@@ -180,11 +178,11 @@ def _record_end(engine: Engine, runner: Runner, run_id: str, run_dir: str, exp: 
     expand element (its reason holds the file and line), so the run ends FAILED."""
     events = EventLog()
     with session(engine) as s:
-        for row in s.exec(select(StepRow).where(StepRow.run_id == run_id)):
+        for row in rows_.steps_of(s, run_id):
             if row.dynamic and _movable(row.dynamic, exp.outcome):
                 row.dynamic = _moved(row.dynamic, exp.outcome, exp.reason)
                 s.add(row)
-        task = s.exec(select(Task).where(Task.run_id == run_id, Task.step == EXPAND_STEP)).one()
+        (task,) = rows_.tasks_of(s, run_id, EXPAND_STEP)
         if exp.outcome == FAILED and TaskState(task.state) is TaskState.COMPLETED:
             move_task(s, events, task, TaskState.FAILED, "expand", exp.reason)
         elif exp.outcome == FAILED:

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 from hpcflow.errors import BadUsage, HpcflowError, NotFound
 from hpcflow.node.jobtool import line_index
 from hpcflow.runners.base import Runner
 from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
-from hpcflow.store.db import Job, Run, StepRow, Task, session
+from hpcflow.store import rows as rows_
+from hpcflow.store.db import Job, Run, Task, session
 from hpcflow.store.runstate import derive_run_state, escalatable
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.resubmission import (
@@ -83,9 +83,9 @@ def resubmit(
         with session(engine) as s:
             run = s.get(Run, run_id)
             assert run is not None
-            jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
-            tasks = {t.id: t for t in s.exec(select(Task).where(Task.run_id == run_id))}
-            steps = list(s.exec(select(StepRow).where(StepRow.run_id == run_id)))
+            jobs = {j.id: j for j in rows_.jobs_of(s, run_id)}
+            tasks = {t.id: t for t in rows_.tasks_of(s, run_id)}
+            steps = rows_.steps_of(s, run_id)
             positions = {r.name: r.position for r in steps}
             packed = {r.name for r in steps if r.pack > 1}
             jn = [job_node(j) for j in jobs.values()]
@@ -200,13 +200,13 @@ def retry(
     if indices and len(steps) != 1:
         raise BadUsage("--index needs exactly one --step (element indices are per step)")
     with session(engine) as s:
-        names = {r.name for r in s.exec(select(StepRow).where(StepRow.run_id == run_id))}
+        names = {r.name for r in rows_.steps_of(s, run_id)}
         for st in steps:
             if st not in names:
                 raise NotFound(
                     f"run {run_id} has no step {st!r} (steps: {', '.join(sorted(names))})"
                 )
-        tasks = list(s.exec(select(Task).where(Task.run_id == run_id)))
+        tasks = rows_.tasks_of(s, run_id)
     seeds = [
         t.id
         for t in tasks
@@ -242,9 +242,7 @@ def resolve(
 ) -> Resubmitted:
     log = EventLog()
     with session(engine) as s:
-        t = s.exec(
-            select(Task).where(Task.run_id == run_id, Task.step == step, Task.index == index)
-        ).first()
+        t = rows_.task_at(s, run_id, step, index)
         if t is None:
             raise NotFound(f"run {run_id} has no element {step}[{index}]")
         if TaskState(t.state) not in HPCFLOW_MOVES["resolve"]:

@@ -18,7 +18,6 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.runners.base import Runner
@@ -29,8 +28,9 @@ from hpcflow.states import (
     TERMINAL,
     EventKind,
 )
+from hpcflow.store import refreshes
 from hpcflow.store.db import Run, session, utcnow
-from hpcflow.store.runstate import db_stamp, derived
+from hpcflow.store.runstate import derived
 from hpcflow.store.tracked import gather, squeue_jobs
 from hpcflow.tracker.asking import (
     Answer,
@@ -112,7 +112,7 @@ def refresh(
 
 def _site_budget(s: Any, site: str, now: datetime, poll_seconds: int) -> list[Run]:
     """All active runs of the site, unless one of them was refreshed within the interval."""
-    active = list(s.exec(select(Run).where(Run.site == site, col(Run.state).in_(ACTIVE))))
+    active = refreshes.active_of_site(s, site)
     last = max((r.refreshed_at for r in active if r.refreshed_at is not None), default=None)
     if last is not None and (now - last).total_seconds() < poll_seconds:
         log.debug(
@@ -263,12 +263,7 @@ def _with_step_data(
 
 
 def _mark_absent(s: Any, mark: list[int], found: list[int]) -> None:
-    db = s.connection()
-    if mark:
-        at = utcnow().isoformat(timespec="seconds")
-        db.exec_driver_sql("UPDATE task SET absent_at = ? WHERE id = ?", [(at, i) for i in mark])
-    if found:
-        db.exec_driver_sql("UPDATE task SET absent_at = NULL WHERE id = ?", [(i,) for i in found])
+    refreshes.mark_absent(s, mark, found, utcnow().isoformat(timespec="seconds"))
 
 
 JSON_COLUMNS = frozenset({"result", "outputs"})
@@ -304,11 +299,7 @@ def _rows(
 
 
 def _update_tasks(s: Any, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
-    for keys, params in updates.items():
-        # the driver's executemany, JSON serialised by _rows: SQLAlchemy's per-row bind
-        # processing costs more than SQLite itself at 100,000 rows
-        sets = ", ".join(f'"{k}" = ?' for k in keys)
-        s.connection().exec_driver_sql(f"UPDATE task SET {sets} WHERE id = ?", params)
+    refreshes.update_tasks(s, updates)  # JSON serialised by _rows
 
 
 def _dumped(values: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
@@ -323,17 +314,12 @@ def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
     the common case (nothing to move): each ORM statement's first compile in a fresh
     `status` process costs about as much as the lab's sacct."""
     s.flush()
-    db = s.connection()
-    state, cancelled, degraded = db.exec_driver_sql(
-        "SELECT state, cancelled, degraded FROM run WHERE id = ?", (run_id,)
-    ).one()
-    new = derived(db, run_id, state, bool(cancelled))
+    state, cancelled, degraded = refreshes.run_flags(s, run_id)
+    new = derived(s, run_id, state, cancelled)
     # every element pending in squeue: sacct was not asked, its health is not known this time
     flag = out.sacct_asked and degraded != out.degraded
     if new == state and not flag:
-        db.exec_driver_sql(
-            "UPDATE run SET refreshed_at = ? WHERE id = ?", (db_stamp(utcnow()), run_id)
-        )
+        refreshes.touch_refreshed(s, run_id, utcnow())
         return
     run = s.get(Run, run_id)
     assert run is not None

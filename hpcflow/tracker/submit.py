@@ -11,9 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from hpcflow.compile.plan import Plan
 from hpcflow.containers.images import read_credentials
@@ -29,7 +27,8 @@ from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
 from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
-from hpcflow.store.db import Job, Run, StepRow, Task, session, utcnow
+from hpcflow.store import rows as rows_
+from hpcflow.store.db import Job, Run, StepRow, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.notify import targets_for
 from hpcflow.tracker.rundir import job_env, pull_on_login
@@ -101,7 +100,7 @@ def record_run(
         row_ids = _record_jobs(s, rr)
         rows = task_rows(plan, row_ids)
         if rows:
-            s.execute(insert(Task), rows)  # type: ignore[arg-type]
+            rows_.insert_tasks(s, rows)
         s.commit()
     return log
 
@@ -245,7 +244,7 @@ def submit_planned(
     with session(engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
-        jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))))
+        jobs = rows_.jobs_of(s, run_id)
     by_row = {j.id: j for j in jobs}
     client = SlurmClient.for_site(runner, site)
     since = run.submitted_at - timedelta(minutes=5)
@@ -333,12 +332,8 @@ def abort(engine: Engine, runner: Runner, run_id: str, message: str) -> None:
     anything still queued) and record it. Elements that already finished keep their state,
     so a refused `retry` loses nothing."""
     with session(engine) as s:
-        jobs = {j.id: j for j in s.exec(select(Job).where(Job.run_id == run_id))}
-        open_tasks = [
-            t
-            for t in s.exec(select(Task).where(Task.run_id == run_id))
-            if TaskState(t.state) not in TERMINAL
-        ]
+        jobs = {j.id: j for j in rows_.jobs_of(s, run_id)}
+        open_tasks = [t for t in rows_.tasks_of(s, run_id) if TaskState(t.state) not in TERMINAL]
     live = [sid for t in open_tasks if (sid := jobs[t.job_id].slurm_job_id)]
     SlurmClient(runner).scancel(live)
     log = EventLog()
@@ -362,9 +357,7 @@ def resume_incomplete(engine: Engine, runner: Runner, site: Site, run_ids: list[
     resumed = []
     for run_id in run_ids:
         with session(engine) as s:
-            planned = s.exec(
-                select(Job).where(Job.run_id == run_id, Job.status == JobStatus.PLANNED.value)
-            ).first()
+            planned = rows_.planned_job(s, run_id)
         if planned is None:
             continue
         lock = RunLock(engine, run_id)
