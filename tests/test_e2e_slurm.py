@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,7 +234,7 @@ def test_status_without_run_uses_one_sacct(slurm, hpcflow, tmp_path: Path, site_
     log = tmp_path / "calls.log"
     env_path = path_shim(tmp_path, "sacct", f'echo "sacct $*" >> {log}')
     p = subprocess.run(
-        ["python", "-m", "hpcflow", "status", "--json"],
+        [sys.executable, "-m", "hpcflow", "status", "--json"],
         capture_output=True,
         text=True,
         env=dict(os.environ, PATH=env_path, HPCFLOW_DB=str(tmp_path / "db" / "tracker.db")),
