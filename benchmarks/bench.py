@@ -330,7 +330,10 @@ from hpcflow.compile.plan import compile_plan
 from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
-from hpcflow.store.db import open_db
+try:
+    from hpcflow.store.db import open_db
+except ImportError:  # a tree from before the store package (issue 25)
+    from hpcflow.tracker.db import open_db
 from hpcflow.tracker.submit import record_run
 site = load_site(sys.argv[1])
 t0 = time.perf_counter()
@@ -482,7 +485,10 @@ from hpcflow.compile.plan import compile_plan
 from hpcflow.render.scripts import render_run
 from hpcflow.spec.site import load_site
 from hpcflow.spec.validate import load_workflow
-from hpcflow.store.db import Job, open_db, session
+try:
+    from hpcflow.store.db import Job, open_db, session
+except ImportError:  # a tree from before the store package (issue 25)
+    from hpcflow.tracker.db import Job, open_db, session
 from hpcflow.tracker.submit import record_run
 from sqlmodel import select
 
@@ -553,7 +559,10 @@ REFRESH_ONE = r"""
 import json, resource, sys, time
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from hpcflow.runners.base import LocalRunner
-from hpcflow.store.db import Run, open_db, session
+try:
+    from hpcflow.store.db import Run, open_db, session
+except ImportError:  # a tree from before the store package (issue 25)
+    from hpcflow.tracker.db import Run, open_db, session
 from hpcflow.tracker.refresh import refresh
 engine = open_db(sys.argv[1])
 with session(engine) as s:
@@ -687,6 +696,22 @@ REFRESH_PHASES = [
 ]
 
 
+def _as_schema_of(tree: Path, db: Path) -> None:
+    """Label the database with ``tree``'s schema version: an older tree reads a newer
+    database whose tables only gained columns (schema 10 added three) as its own."""
+    import re
+    import sqlite3
+
+    for rel in ("hpcflow/store/dbfile.py", "hpcflow/tracker/dbfile.py"):
+        f = tree / rel
+        if f.is_file():
+            m = re.search(r"^SCHEMA_VERSION = (\d+)", f.read_text(), re.M)
+            if m:
+                with sqlite3.connect(db) as c:
+                    c.execute(f"PRAGMA user_version = {int(m.group(1))}")
+                return
+
+
 def bench_refresh(sizes: list[int], against: str | None = None) -> None:
     """(b) refresh cost against the sacct it runs, with a fake sacct that prints real-format
     rows (-X -P -n, SACCT_FIELDS) for the jobs asked: each refresh in a fresh process, as
@@ -719,6 +744,7 @@ def bench_refresh(sizes: list[int], against: str | None = None) -> None:
             shutil.copy(d / "t.db", d / "t.db.recorded")
             for tree in [REPO] + ([Path(against)] if against else []):
                 shutil.copy(d / "t.db.recorded", d / "t.db")
+                _as_schema_of(tree, d / "t.db")
                 for label, phase in REFRESH_PHASES:
                     (d / "phase").write_text(phase)
                     r = _refresh_once(d, run_id, env | {"PYTHONPATH": str(tree)}, str(fake))
