@@ -31,6 +31,16 @@ class JobStatus(str, Enum):
     NOT_SUBMITTED = "NOT_SUBMITTED"  # the run was aborted before its turn
 
 
+class StepKind(str, Enum):
+    """What a step is: the workflow's own, or one hpcflow adds to the run. Set where the
+    step is made (compile/plan.py) and stored with it; never read back from its name."""
+
+    USER = "step"  # a step of the workflow file
+    CLEANUP = "cleanup"  # removes the run's scratch at the end (cleanup:)
+    PULL = "pull"  # pulls the remote images into the site's cache first
+    EXPAND = "expand"  # expands a dynamic foreach after its producers
+
+
 class BatchState(str, Enum):
     """A campaign batch's submission state."""
 

@@ -252,3 +252,33 @@ def test_the_sql_check_sees_statements_calls_and_imports() -> None:
         "import sqlite3", "SELECT", ".execute()", "UPDATE", "import sqlmodel",
     ]  # fmt: skip
     assert sql_uses(ok) == []
+
+
+SYNTHETIC = {"CLEANUP_STEP", "PULL_STEP", "EXPAND_STEP", "RESERVED_STEPS"}
+# where a reserved name may be compared: the workflow check that refuses it for a user's step
+NAME_CHECKS = {"spec/validate.py"}
+
+
+def name_decisions(tree: ast.AST) -> list[int]:
+    """Comparisons of a step name with one of hpcflow's own steps' names (==, !=, in)."""
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Compare):
+            parts = [n.left, *n.comparators]
+            names = {x.id for p in parts for x in ast.walk(p) if isinstance(x, ast.Name)}
+            if names & SYNTHETIC:
+                out.append(n.lineno)
+    return out
+
+
+def test_roles_are_data_not_names() -> None:
+    """hpcflow's own steps (cleanup, pull, expand) are told apart by their kind
+    (states.StepKind, set where they are made), never by comparing their names."""
+    found = [
+        f"{p.relative_to(PKG)}:{line}"
+        for p in sorted(PKG.rglob("*.py"))
+        if str(p.relative_to(PKG)) not in NAME_CHECKS
+        for line in name_decisions(ast.parse(p.read_text()))
+    ]
+    assert found == [], "decide by StepPlan.kind / StepRow.kind:\n" + "\n".join(found)
+    assert name_decisions(ast.parse("if name == CLEANUP_STEP: pass")) == [1]

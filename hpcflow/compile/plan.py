@@ -25,6 +25,7 @@ from hpcflow.spec.site import Site
 from hpcflow.spec.sitefit import effective_resources
 from hpcflow.spec.validate import Loaded
 from hpcflow.spec.workflow import AfterKind, Resources, Retry, Step
+from hpcflow.states import StepKind
 
 SLURM_KIND = {"ok": "afterok", "any": "afterany", "notok": "afternotok", "each": "aftercorr"}
 
@@ -73,6 +74,7 @@ class StepPlan:
     # `each` upstreams packed differently: the link is afterany on the upstream chunk, and
     # each element checks its own upstream element's result when it starts
     loose_each: list[str] = field(default_factory=list)
+    kind: StepKind = StepKind.USER  # hpcflow's own steps say so here, not by their names
 
     @cached_property
     def value_index(self) -> dict[str, dict[Any, int]]:
@@ -265,13 +267,19 @@ def _small_job(site: Site | None, time: str) -> Resources:
     )
 
 
+def _own_step(name: str, kind: StepKind, position: int, after: dict[str, AfterKind],
+              time: str, site: Site | None) -> StepPlan:  # fmt: skip
+    """One of hpcflow's own steps: a single small job; its kind says what it is."""
+    step = Step.model_construct(name=name, run=":", after=after)
+    sp = StepPlan(name, position, step, {}, [], [], 1, _small_job(site, time), Retry(), kind=kind)
+    sp.jobs = [JobPlan(name, 0, 0, {}, [0], [0], is_array=False)]
+    return sp
+
+
 def pull_step(site: Site | None, images: list[str]) -> StepPlan:
     """One job that pulls every remote image into the site's image cache; container steps
     depend on it (afterok). Position -1: listed first, never an `upstream` of anything."""
-    step = Step.model_construct(name=PULL_STEP, run=":", after={})
-    sp = StepPlan(PULL_STEP, -1, step, {}, [], [], 1, _small_job(site, "1h"), Retry())
-    sp.jobs = [JobPlan(PULL_STEP, 0, 0, {}, [0], [0], is_array=False)]
-    return sp
+    return _own_step(PULL_STEP, StepKind.PULL, -1, {}, "1h", site)
 
 
 def expand_step(loaded: Loaded, site: Site | None, pulls: list[str], position: int) -> StepPlan:
@@ -282,10 +290,7 @@ def expand_step(loaded: Loaded, site: Site | None, pulls: list[str], position: i
     by = {s.name: s for s in loaded.workflow.steps}
     if any(step_image(loaded, by[n]) in pulls for n in loaded.deferral.deferred):
         after[PULL_STEP] = "ok"
-    step = Step.model_construct(name=EXPAND_STEP, run=":", after=after)
-    sp = StepPlan(EXPAND_STEP, position, step, {}, [], [], 1, _small_job(site, "30m"), Retry())
-    sp.jobs = [JobPlan(EXPAND_STEP, 0, 0, {}, [0], [0], is_array=False)]
-    return sp
+    return _own_step(EXPAND_STEP, StepKind.EXPAND, position, after, "30m", site)
 
 
 def cleanup_step(
@@ -300,10 +305,7 @@ def cleanup_step(
         after = {n: "any" for n in plans}
     else:
         after = {n: "ok" for n, p in plans.items() if "notok" not in p.step.after.values()}
-    step = Step.model_construct(name=CLEANUP_STEP, run=":", after=after)
-    sp = StepPlan(CLEANUP_STEP, position, step, {}, [], [], 1, _small_job(site, "30m"), Retry())
-    sp.jobs = [JobPlan(CLEANUP_STEP, 0, 0, {}, [0], [0], is_array=False)]
-    return sp
+    return _own_step(CLEANUP_STEP, StepKind.CLEANUP, position, after, "30m", site)
 
 
 def _layout(

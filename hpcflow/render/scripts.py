@@ -22,13 +22,12 @@ from hpcflow.render.deferred import deferred_spec
 from hpcflow.render.planfiles import plan_json, plan_text
 from hpcflow.render.rendered import RenderedJob, RenderedRun
 from hpcflow.spec.dataflow import (
-    CLEANUP_STEP,
-    PULL_STEP,
     jobtool_source,
 )
-from hpcflow.spec.dynamic import EXPAND_STEP, NONE
+from hpcflow.spec.dynamic import NONE
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
+from hpcflow.states import StepKind
 from hpcflow.util.secrets import SECRET_NAMES
 from hpcflow.util.templating import (
     RuntimeRef,
@@ -332,12 +331,12 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
     for name in plan.order:
         sp = plan.steps[name]
         script_rel = f"scripts/{name}.sh"
-        if name == CLEANUP_STEP:
+        if sp.kind is StepKind.CLEANUP:
             files[script_rel] = render_cleanup(plan, loaded, sp, site, env)
-        elif name == PULL_STEP:
+        elif sp.kind is StepKind.PULL:
             assert site is not None
             files[script_rel] = render_pull(plan, sp, site, env)
-        elif name == EXPAND_STEP:
+        elif sp.kind is StepKind.EXPAND:
             files[script_rel] = render_expand(plan, sp, site, env)
         else:
             files[script_rel] = render_step_script(plan, loaded, sp, site, env, files)
@@ -355,7 +354,7 @@ def render_run(plan: Plan, loaded: Loaded, site: Site | None) -> RenderedRun:
                     script=f"{plan.run_dir}/{script_rel}",
                     tasks=f"{plan.run_dir}/{tasks_rel}",
                     output=log_path(plan.run_dir, name, 0)  # `hpcflow logs RUN hpcflow-expand`
-                    if name == EXPAND_STEP
+                    if sp.kind is StepKind.EXPAND
                     else f"{plan.run_dir}/logs/{name}/slurm-{pattern}.out",
                     array=job.array_spec,
                     deps=list(job.deps),

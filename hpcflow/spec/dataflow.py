@@ -9,9 +9,9 @@ from typing import Any
 
 from hpcflow.errors import Problem
 from hpcflow.node import jobtool
-from hpcflow.spec.dynamic import EXPAND_STEP
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.workflow import Step, Workflow
+from hpcflow.states import StepKind
 from hpcflow.util.safeio import read_bounded
 from hpcflow.util.yamlsafe import MAX_BYTES, Located
 
@@ -220,28 +220,19 @@ def jobtool_source() -> str:
     return read_bounded(jobtool.__file__, MAX_BYTES).decode("utf-8")  # hpcflow's own file
 
 
-def step_kind(step: Step) -> str:
-    """A step of the workflow, or one hpcflow adds: the run's cleanup or its image pull."""
-    return {CLEANUP_STEP: "cleanup", PULL_STEP: "pull", EXPAND_STEP: "expand"}.get(
-        step.name, "step"
-    )
-
-
-def is_compensation(step: Step) -> bool:
+def is_compensation(step: Step, kind: StepKind) -> bool:
     """A compensation step runs only when its upstream failed: every dependency afternotok."""
-    return step.name not in (CLEANUP_STEP, PULL_STEP, EXPAND_STEP) and set(step.after.values()) == {
-        "notok"
-    }
+    return kind is StepKind.USER and set(step.after.values()) == {"notok"}
 
 
-def step_role(step: Step) -> str | None:
-    """How status shows a step: a compensation step runs only when its upstream failed."""
-    if step.name == CLEANUP_STEP:
+def step_role(step: Step, kind: StepKind) -> str | None:
+    """How status shows a step (display only: nothing decides by it)."""
+    if kind is StepKind.CLEANUP:
         return "cleanup"
-    if step.name == PULL_STEP:
+    if kind is StepKind.PULL:
         return "image pull"
-    if step.name == EXPAND_STEP:
+    if kind is StepKind.EXPAND:
         return "expands the dynamic foreach after " + ", ".join(step.after)
-    if is_compensation(step):
+    if is_compensation(step, kind):
         return "compensation for " + ", ".join(step.after)
     return None

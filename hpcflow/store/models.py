@@ -51,7 +51,9 @@ class StepRow(SQLModel, table=True):
     name: str
     position: int
     total: int = Field(description="number of elements")
-    kind: str = Field(default="step", description="a StepKind value: step, cleanup, pull")
+    kind: str = Field(
+        default="step", description="a states.StepKind value: step, cleanup, pull, expand"
+    )
     role: str | None = Field(default=None, description="shown by status, e.g. compensation")
     compensation: bool = Field(
         default=False,

@@ -14,16 +14,16 @@ from hpcflow.containers.images import (
 from hpcflow.errors import HpcflowError
 from hpcflow.render.rendered import RenderedRun
 from hpcflow.runners.base import Runner
-from hpcflow.spec.dataflow import PULL_STEP
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
+from hpcflow.states import StepKind
 
 
-def job_env(step: str, site: Site) -> dict[str, str] | None:
+def job_env(kind: StepKind, site: Site) -> dict[str, str] | None:
     """Registry credentials from hpcflow's environment go to the image pull job's sbatch
     only (sbatch passes its environment to the job); a credentials file, if the site names
     one, is read by the job itself instead."""
-    if step == PULL_STEP and not site.containers.credentials:
+    if kind is StepKind.PULL and not site.containers.credentials:
         return credentials_from_env()
     return None
 

@@ -22,11 +22,11 @@ from hpcflow.render.scripts import _item_of
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import JobSpec, SlurmClient
 from hpcflow.slurm.planning import prepare
-from hpcflow.spec.dataflow import is_compensation, may_skip, step_kind, step_role
+from hpcflow.spec.dataflow import is_compensation, may_skip, step_role
 from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.site import Site
 from hpcflow.spec.validate import Loaded
-from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, TaskState
+from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, StepKind, TaskState
 from hpcflow.store import rows as rows_
 from hpcflow.store.db import Job, Run, StepRow, session, utcnow
 from hpcflow.tracker.events import EventLog, move_run, move_task
@@ -132,9 +132,9 @@ def step_rows(plan: Plan, skippers: set[str], steps: list[str] | None = None) ->
                 name=name,
                 position=sp.position,
                 total=sp.n_elements,
-                kind=step_kind(sp.step),
-                role=step_role(sp.step),
-                compensation=is_compensation(sp.step),
+                kind=sp.kind.value,
+                role=step_role(sp.step, sp.kind),
+                compensation=is_compensation(sp.step, sp.kind),
                 may_skip=name in skippers,
                 pack=sp.pack.size,
                 parallel=sp.pack.parallel,
@@ -245,6 +245,7 @@ def submit_planned(
         run = s.get(Run, run_id)
         assert run is not None
         jobs = rows_.jobs_of(s, run_id)
+        kinds = {r.name: StepKind(r.kind) for r in rows_.steps_of(s, run_id)}
     by_row = {j.id: j for j in jobs}
     client = SlurmClient.for_site(runner, site)
     since = run.submitted_at - timedelta(minutes=5)
@@ -262,7 +263,7 @@ def submit_planned(
             extra=tuple(job.extra),
         )
         try:
-            sid, how = _sbatch_or_adopt(client, spec, job.step, site, since, adopt)
+            sid, how = _sbatch_or_adopt(client, spec, kinds[job.step], site, since, adopt)
         except SlurmError as e:
             abort(engine, runner, run_id, str(e).splitlines()[0])
             raise type(e)(
@@ -294,14 +295,14 @@ def submit_planned(
 
 
 def _sbatch_or_adopt(
-    client: SlurmClient, spec: JobSpec, step: str, site: Site, since: datetime, adopt: bool
+    client: SlurmClient, spec: JobSpec, kind: StepKind, site: Site, since: datetime, adopt: bool
 ) -> tuple[str, str]:
     # resuming after the submitter died: its last sbatch may have created the job, or may
     # still be on its way; settle_by_name waits for a responsive slurmctld to say so twice
     sid = client.settle_by_name(spec.name, since, 3) if adopt else None
     if sid:
         return sid, "adopted by job name"
-    sid = client.sbatch(spec, since, job_env(step, site))
+    sid = client.sbatch(spec, since, job_env(kind, site))
     if adopt:
         client.cancel_duplicates(spec.name, since, sid)
     return sid, "submitted"
