@@ -712,12 +712,12 @@ def _as_schema_of(tree: Path, db: Path) -> None:
                 return
 
 
-def bench_refresh(sizes: list[int], against: str | None = None) -> None:
+def bench_refresh(sizes: list[int], against: str | None = None, first: bool = False) -> None:
     """(b) refresh cost against the sacct it runs, with a fake sacct that prints real-format
     rows (-X -P -n, SACCT_FIELDS) for the jobs asked: each refresh in a fresh process, as
     `hpcflow status` runs it; 'sacct s' is the same sacct argv run alone. With ``against``
-    (another checkout of the same schema), its refreshes of the same database and files, in
-    the same run."""
+    (another checkout), its refreshes of the same database and files, in the same run; with
+    ``first``, before this checkout's (the order a pair runs in can weigh on it)."""
     import os
     import shutil
 
@@ -742,7 +742,8 @@ def bench_refresh(sizes: list[int], against: str | None = None) -> None:
                 os.chmod(d / "bin" / f, 0o755)
             n = total + 1  # the FFRD shape: hms n + ras 2n + sample + summarize
             shutil.copy(d / "t.db", d / "t.db.recorded")
-            for tree in [REPO] + ([Path(against)] if against else []):
+            trees = [REPO] + ([Path(against)] if against else [])
+            for tree in trees[::-1] if first else trees:
                 shutil.copy(d / "t.db.recorded", d / "t.db")
                 _as_schema_of(tree, d / "t.db")
                 for label, phase in REFRESH_PHASES:
@@ -844,6 +845,8 @@ def main() -> None:
     ap.add_argument("--against", help="tracker, refresh: also measure this checkout, same run")
     ap.add_argument("--elements", type=int, default=100_000, help="tracker: run size")
     ap.add_argument("--nice", type=int, default=0, help="refresh-lab: the refresh's niceness")
+    ap.add_argument("--against-first", action="store_true",
+                    help="refresh: measure the --against checkout before this one")  # fmt: skip
     a = ap.parse_args()
     if a.what in ("compile", "all"):
         bench_compile()
@@ -854,7 +857,7 @@ def main() -> None:
     if a.what in ("latency", "all"):
         bench_latency(a.elements)
     if a.what in ("refresh", "all"):
-        bench_refresh([int(x) for x in a.sizes.split(",")], a.against)
+        bench_refresh([int(x) for x in a.sizes.split(",")], a.against, a.against_first)
     if a.what == "refresh-lab":
         bench_refresh_lab(a.n if a.n != 200 else 5000, a.nice)
     if a.what in ("pack", "all"):
