@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from hpcflow.states import (
+    ACTIVE_RUN_STATES,
     SUCCESS,
     TERMINAL,
     BatchState,
@@ -52,7 +53,7 @@ FAILED: frozenset[TaskState] = frozenset(TERMINAL - SUCCESS)
 # An element that has not ended yet (UNKNOWN too: never success, never a failure).
 UNFINISHED: frozenset[TaskState] = frozenset(TaskState) - TERMINAL
 # A run that has not ended.
-ACTIVE_RUN: frozenset[RunState] = frozenset({RunState.PENDING, RunState.RUNNING})
+ACTIVE_RUN: frozenset[RunState] = frozenset(RunState(v) for v in ACTIVE_RUN_STATES)
 ENDED_RUN: frozenset[RunState] = frozenset(RunState) - ACTIVE_RUN
 # Elements whose elapsed time and use say what the work needs (usage, efficiency,
 # right-sizing): they ran to an end of their own. Not a "failed" set: SKIPPED or CANCELLED
@@ -61,7 +62,9 @@ MEASURED: frozenset[TaskState] = frozenset(
     {TaskState.COMPLETED, TaskState.FAILED, TaskState.OUT_OF_MEMORY, TaskState.TIMEOUT}
 )
 
-FAILED_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in FAILED))  # for an SQL IN (...)
+# the same sets as stored values, for an SQL IN (...) in the store
+FAILED_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in FAILED))
+UNFINISHED_VALUES: tuple[str, ...] = tuple(s.value for s in TaskState if s in UNFINISHED)
 
 
 def task_state(value: str | None) -> TaskState:
@@ -181,11 +184,6 @@ def campaign_progress(
     for st in out.state.values():
         out.counts[st.value] += 1
     return out
-
-
-def run_state_of(counts: Mapping[str, int], cancelled: bool = False) -> RunState:
-    """A run's state from its elements' counts per state (``states.run_state``)."""
-    return run_state([task_state(s) for s, n in counts.items() if n], cancelled)
 
 
 def projection(

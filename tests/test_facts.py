@@ -18,10 +18,9 @@ from hpcflow.facts import (
     event_state,
     failed_count,
     projection,
-    run_state_of,
     task_state,
 )
-from hpcflow.states import SUCCESS, TERMINAL, BatchState, RunState, TaskState
+from hpcflow.states import SUCCESS, TERMINAL, BatchState, RunState, TaskState, run_state
 
 T = TaskState
 C, F, OOM, SK, R, P = T.COMPLETED, T.FAILED, T.OUT_OF_MEMORY, T.SKIPPED, T.RUNNING, T.PENDING
@@ -121,7 +120,7 @@ def test_projection() -> None:
     ],
 )
 def test_run_state_of_counts(counts, cancelled, expected) -> None:
-    assert run_state_of(counts, cancelled) is expected
+    assert run_state([task_state(s) for s, n in counts.items() if n], cancelled) is expected
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from hpcflow.states import BatchState
 from hpcflow.store import campaigns
 from hpcflow.store import rows as rows_
 from hpcflow.store.campaigns import BatchRecord
+from hpcflow.store.codec import dbapi
 from hpcflow.store.db import BatchRow, CampaignRow, Run, session, utcnow
 from hpcflow.tracker.notify import deliver, last_batches, queue, targets_for
 from hpcflow.tracker.recovery import retry
@@ -304,9 +305,8 @@ def _clear_backoff(engine: Engine, name: str) -> None:
 def _progress(engine: Engine, name: str) -> tuple[list[BatchRecord], CampaignProgress]:
     """Its batches and progress, read by the one campaign reader (store/campaigns.py)."""
     with session(engine) as s:
-        conn = s.connection().connection.driver_connection
         try:
-            _, batches, prog = campaigns.progress(conn, name)
+            _, batches, prog = campaigns.progress(dbapi(s), name)
         except KeyError:  # before the first tick stores the plan
             return [], campaign_progress([], {}, "event", 0)
     return batches, prog

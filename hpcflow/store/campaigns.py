@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hpcflow.facts import BatchFacts, CampaignProgress, ElementFacts, campaign_progress, task_state
-from hpcflow.states import BatchState, RunState
+from hpcflow.facts import (
+    BatchFacts,
+    CampaignProgress,
+    ElementFacts,
+    campaign_progress,
+    run_state_value,
+    task_state,
+)
+from hpcflow.states import BatchState
 from hpcflow.store import codec
 
 
@@ -36,13 +43,6 @@ class BatchRecord:
 
 _json = codec.json_value
 utc = codec.utc
-
-
-def _run_state(v: str | None) -> RunState | None:
-    try:
-        return RunState(v) if v is not None else None
-    except ValueError:
-        return None
 
 
 def names(conn: Any) -> list[str]:
@@ -72,7 +72,7 @@ def batches(conn: Any, name: str) -> list[BatchRecord]:
         (name,),
     ):
         facts = BatchFacts(index, list(_json(events) or []), BatchState(state), run_id,
-                           _run_state(run_state), int(retries or 0))  # fmt: skip
+                           run_state_value(run_state), int(retries or 0))  # fmt: skip
         out.append(BatchRecord(facts, n, run_state, utc(submitted), note, _json(res)))
     return out
 

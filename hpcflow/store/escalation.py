@@ -5,6 +5,7 @@ fast `status`, without SQLAlchemy or pydantic) and under SQLAlchemy (the sync)."
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from hpcflow.facts import ESCALATING_STATES, Ended, escalations
 from hpcflow.states import TaskState
@@ -29,3 +30,10 @@ def from_rows(
     back as text or decoded)."""
     policy = {n: codec.json_value(p) or {} for n, p in policies}
     return escalations((Ended(i, s, TaskState(st), n or 0) for i, s, st, n in ended), policy)
+
+
+def escalatable(conn: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+    """The run's elements its steps' retry policies resubmit (``facts.escalations``), read
+    through a DB-API connection or cursor: for the sync and the fast status alike."""
+    rows = conn.execute(ENDED_SQL, ended_args(run_id)).fetchall()
+    return from_rows(rows, conn.execute(POLICY_SQL, (run_id,)).fetchall()) if rows else {}

@@ -21,7 +21,7 @@ from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
 from hpcflow.store import codec
 from hpcflow.store.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.store.dynamic import EXPAND_STEP, expansion_inputs
-from hpcflow.store.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
+from hpcflow.store.escalation import escalatable
 from hpcflow.util.jsonstream import LazyList
 
 ACTIVE = ACTIVE_RUN_STATES
@@ -219,13 +219,6 @@ def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> di
     return doc
 
 
-def _escalation_due(cur: Any, run_id: str) -> bool:
-    """An element out of memory or time that its step's retry policy resubmits (the same
-    decision the sync makes: store/escalation.py), not any such element."""
-    rows = cur.execute(ENDED_SQL, ended_args(run_id)).fetchall()
-    return bool(rows) and bool(from_rows(rows, cur.execute(POLICY_SQL, (run_id,)).fetchall()))
-
-
 def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool:
     """Would a sync do anything for these runs: a refresh due under the per-site poll budget
     (docs/tracker.md), a submission to resume, or an escalation to consider?"""
@@ -235,7 +228,7 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
         cur.execute("SELECT 1 FROM job WHERE run_id = ? AND status = 'PLANNED' LIMIT 1", (run.id,))
         if cur.fetchone():
             return True
-        if _escalation_due(cur, run.id):
+        if escalatable(cur, run.id):  # what its retry policy resubmits, not any OOM
             return True
         if expansion_due(conn, run.id):
             return True

@@ -39,6 +39,14 @@ def _columns(c: Any, table: str) -> set[str]:
     return {row[1] for row in c.exec_driver_sql(f"PRAGMA table_info({table})")}
 
 
+def _add_columns(c: Any, adds: list[tuple[str, str, str]]) -> None:
+    """(table, column, declaration): each column a table of this database lacks (a table it
+    lacks altogether comes from create_all)."""
+    for table, col_, decl in adds:
+        if _columns(c, table) and col_ not in _columns(c, table):
+            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+
+
 def _v4(c: Any) -> None:
     """JSON columns instead of hand-serialised *_json text (the stored text is the same); what
     the compiler knew stored on steps and jobs; events say what kind they are. Tables a
@@ -63,9 +71,7 @@ def _v4(c: Any) -> None:
         ("job", "time_s", "INTEGER"),
         ("job", "gpus", "INTEGER"),
     ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    _add_columns(c, adds)
     from hpcflow.spec.dataflow import CLEANUP_STEP, PULL_STEP  # migration only: not on every open
 
     if _columns(c, "step"):
@@ -90,9 +96,7 @@ def _v5(c: Any) -> None:
         ("task", "outputs", "JSON"),
         ("run", "poll_seconds", "INTEGER"),
     ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    _add_columns(c, adds)
 
 
 def _v6(c: Any) -> None:
@@ -105,9 +109,7 @@ def _v6(c: Any) -> None:
         ("batch", "resources", "JSON"),
         ("run", "notify", "JSON"),
     ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    _add_columns(c, adds)
     if _columns(c, "event"):
         c.exec_driver_sql(
             "CREATE INDEX IF NOT EXISTS ix_event_run_time ON event (run_id, time, id)"
@@ -176,9 +178,7 @@ def _v10(c: Any) -> None:
         ("campaign", "event_axis", "VARCHAR NOT NULL DEFAULT 'event'"),
         ("campaign", "retry_failed", "INTEGER NOT NULL DEFAULT 0"),
     ]
-    for table, col_, decl in adds:
-        if _columns(c, table) and col_ not in _columns(c, table):
-            c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
+    _add_columns(c, adds)
     if _columns(c, "step"):
         c.exec_driver_sql("UPDATE step SET compensation = 1 WHERE role LIKE 'compensation %'")
 

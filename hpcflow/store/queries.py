@@ -12,12 +12,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from hpcflow.errors import NotFound
-from hpcflow.facts import ACTIVE_RUN
-from hpcflow.states import TaskState
+from hpcflow.states import ACTIVE_RUN_STATES, TaskState
 from hpcflow.store import lite
 from hpcflow.store.db import Event, Job, Run, Session, StepRow, Task, session
 
-ACTIVE = tuple(st.value for st in (ACTIVE_RUN))
+ACTIVE = ACTIVE_RUN_STATES
 
 
 def get_run(engine: Engine, run_id: str) -> Run:

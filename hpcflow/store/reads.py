@@ -16,8 +16,8 @@ HISTORY_FIELDS = ("time", "kind", "step", "index", "old_state", "new_state", "sl
 
 
 class ReadOnly:
-    """A read-only sqlite3 connection (store/lite.connect_ro), with the SQLAlchemy-connection
-    method the shared readers use (exec_driver_sql -> rows with one/first/all)."""
+    """A read-only sqlite3 connection (store/lite.connect_ro), one per request; the store's
+    readers take it as any other handle (codec.dbapi)."""
 
     def __init__(self, path: Path):
         conn = lite.connect_ro(path)
@@ -25,34 +25,8 @@ class ReadOnly:
             raise NotFound(f"no tracker database at {path} (or of another schema version)")
         self.conn = conn
 
-    def exec_driver_sql(self, sql: str, params: tuple[Any, ...] = ()) -> _Result:
-        return _Result(self.conn.execute(sql, params))
-
-    def cursor(self) -> sqlite3.Cursor:
-        return self.conn.cursor()
-
     def close(self) -> None:
         self.conn.close()
-
-
-class _Result:
-    def __init__(self, cur: sqlite3.Cursor):
-        self.cur = cur
-
-    def __iter__(self) -> Any:
-        return iter(self.cur)
-
-    def all(self) -> list[Any]:
-        return self.cur.fetchall()
-
-    def first(self) -> Any:
-        return self.cur.fetchone()
-
-    def one(self) -> Any:
-        row = self.cur.fetchone()
-        if row is None:
-            raise NotFound("no such row")
-        return row
 
 
 def run_rows(conn: sqlite3.Connection, state: str | None, workflow: str | None,

@@ -11,14 +11,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from hpcflow.facts import ACTIVE_RUN
+from hpcflow.states import ACTIVE_RUN_STATES
 from hpcflow.store.models import Run
-
-_ACTIVE = [st.value for st in ACTIVE_RUN]
 
 
 def active_of_site(s: Any, site: str) -> list[Run]:
-    return list(s.exec(select(Run).where(Run.site == site, col(Run.state).in_(_ACTIVE))))
+    return list(s.exec(select(Run).where(Run.site == site, col(Run.state).in_(ACTIVE_RUN_STATES))))
 
 
 def update_tasks(s: Any, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:

@@ -14,7 +14,7 @@ from hpcflow.states import JobStatus
 from hpcflow.store.codec import dbapi
 from hpcflow.store.db import Run
 from hpcflow.store.dynamic import expansion_inputs
-from hpcflow.store.escalation import ENDED_SQL, POLICY_SQL, ended_args, from_rows
+from hpcflow.store.escalation import escalatable as _escalatable
 
 
 def db_stamp(t: datetime) -> str:
@@ -26,11 +26,6 @@ def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
     """Tasks a step's retry.on_oom / retry.on_timeout will resubmit (``facts.escalations``)."""
     s.flush()  # driver SQL below: ORM changes pending in the session first
     return _escalatable(dbapi(s), run_id)
-
-
-def _escalatable(conn: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
-    rows = conn.execute(ENDED_SQL, ended_args(run_id)).fetchall()
-    return from_rows(rows, conn.execute(POLICY_SQL, (run_id,))) if rows else {}
 
 
 def derive_run_state(s: Any, run: Run) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from hpcflow.facts import UNFINISHED_VALUES
 from hpcflow.slurm.commands import ended_within
 from hpcflow.states import TERMINAL, TaskState
 from hpcflow.store.db import session
@@ -16,7 +17,7 @@ from hpcflow.store.records import MAYBE_REQUEUED, Tracked
 
 # NODE_FAIL / PREEMPTED elements may be requeued by Slurm: tracked this long after they ended.
 REQUEUE_WINDOW = timedelta(minutes=10)
-UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
+UNFINISHED = list(UNFINISHED_VALUES)
 SETTLING = [st.value for st in (MAYBE_REQUEUED & TERMINAL)]
 # (Slurm job id, first task id, last task id, squeue's reason): a run of an array's tasks
 # that squeue shows pending for that reason

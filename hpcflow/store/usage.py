@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hpcflow.facts import UNFINISHED
+from hpcflow.facts import UNFINISHED_VALUES as _UNFINISHED
 from hpcflow.states import TaskState
 from hpcflow.store.codec import dbapi
 
-_UNFINISHED = [st.value for st in TaskState if st in UNFINISHED]
 _RAN_OUT = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)
 
 

@@ -33,6 +33,7 @@ from hpcflow.spec.workflow import Workflow
 from hpcflow.states import DynamicState, EventKind, JobStatus, TaskState, dynamic_move_allowed
 from hpcflow.store import lite
 from hpcflow.store import rows as rows_
+from hpcflow.store.codec import dbapi
 from hpcflow.store.db import Run, session, utcnow
 from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
@@ -61,7 +62,7 @@ def expand_ready(engine: Engine, runner: Runner, site: Site, run_ids: list[str])
 
 def _due(engine: Engine, run_id: str) -> bool:
     with engine.connect() as c:
-        return lite.expansion_due(c.connection.driver_connection, run_id)
+        return lite.expansion_due(dbapi(c), run_id)
 
 
 def _expand_run(engine: Engine, runner: Runner, site: Site, run_id: str) -> None:

@@ -20,7 +20,6 @@ from hpcflow import facts
 from hpcflow.errors import SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.usage import Usage
-from hpcflow.states import TERMINAL, TaskState
 from hpcflow.store import usage as stored
 from hpcflow.tracker.efficiency import ElementUse, Floors, StepEfficiency
 
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 # slurmdbd may write a task's step rows (MaxRSS) a moment after its allocation row
 STEP_ROWS_GRACE = timedelta(seconds=120)
-UNFINISHED = [st.value for st in TaskState if st not in TERMINAL]
 MAX_JOBS_PER_CALL = 200  # whole jobs per sacct call; each brings ~3 rows per element
 
 
