@@ -148,3 +148,22 @@ def test_derive_run_state(current, states, submitting, escalating, expanding, ex
     assert got is RunState(expected)
     if submitting:
         assert asked == []  # nothing read while the submission is unfinished
+
+
+def test_a_state_this_hpcflow_does_not_know_is_unknown_never_a_crash(tmp_path) -> None:
+    """A stored element state from another hpcflow (or a hand edit) reads as UNKNOWN: the
+    run's state is derived (RUNNING: not ended, never success) instead of raising."""
+    import sqlite3
+
+    from hpcflow.store.db import open_db
+    from hpcflow.store.runstate import derived
+
+    from .synthetic import finished_run
+
+    db, run_id = finished_run(tmp_path, 10)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE task SET state = 'FROBNICATED' WHERE step = 'sample'")
+    engine = open_db(db)
+    with engine.begin() as conn:
+        assert derived(conn, run_id, "FAILED", False) == "RUNNING"
+    engine.dispose()
