@@ -282,3 +282,30 @@ def test_roles_are_data_not_names() -> None:
     ]
     assert found == [], "decide by StepPlan.kind / StepRow.kind:\n" + "\n".join(found)
     assert name_decisions(ast.parse("if name == CLEANUP_STEP: pass")) == [1]
+
+
+HANDLE_NAMES = {"conn", "db", "s", "session", "cur", "engine", "handle"}
+
+
+def untyped_handles(tree: ast.AST) -> list[int]:
+    """Parameters named as database handles are, annotated ``Any``."""
+    return sorted(
+        a.lineno
+        for f in ast.walk(tree)
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for a in f.args.args + f.args.kwonlyargs
+        if a.arg in HANDLE_NAMES and isinstance(a.annotation, ast.Name) and a.annotation.id == "Any"
+    )
+
+
+def test_database_handles_are_typed() -> None:
+    """A function that takes the tracker says which handle (store/handles.py: Orm, Sql,
+    Handle; sqlite3.Connection for the DB-API readers), so mypy sees a reader handed the
+    wrong one."""
+    found = [
+        f"{p.relative_to(PKG)}:{line}"
+        for p in sorted(PKG.rglob("*.py"))
+        for line in untyped_handles(ast.parse(p.read_text()))
+    ]
+    assert found == [], "type the handle (hpcflow/store/handles.py):\n" + "\n".join(found)
+    assert untyped_handles(ast.parse("def f(conn: Any, s: Orm, db: Any = None): pass")) == [1, 1]

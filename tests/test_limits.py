@@ -151,5 +151,5 @@ def test_sites_init_text_is_a_valid_site(tmp_path: Path) -> None:
     f.write_text(text)
     site = load_site(str(f))
     assert site.limits.max_array_size == 10001 and site.partitions["a100"].gpu_type == "a100"
-    assert site.partitions["debug"].max_time == "1-00:00:00"
+    assert site.partitions["debug"].max_time == 86400  # 1-00:00:00, in seconds
     assert "# " in text and yaml.safe_load(text)["account"] == "research"

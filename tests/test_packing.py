@@ -57,7 +57,7 @@ def test_resolve_pack(tmp_path: Path, spec, n, res, limits, want) -> None:
 def test_task_resources_multiply_by_parallel_and_rounds() -> None:
     r = Resources(cpus=2, mem="1G", gpus=1, time="10m")
     t = task_resources(r, Pack(10, 4))
-    assert (t.cpus, t.mem, t.gpus, t.time) == (8, "4096M", 4, "1800s")  # ceil(10/4) = 3 rounds
+    assert (t.cpus, t.mem, t.gpus, t.time) == (8, 4096, 4, 1800)  # MB, s; ceil(10/4) = 3 rounds
     assert task_resources(r, Pack()) == r
 
 

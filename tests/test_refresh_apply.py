@@ -258,20 +258,36 @@ class Hung(Slurm):
         return super().run(argv, **kw)
 
 
-def test_a_sacct_that_hangs_degrades_the_refresh_instead_of_failing_it() -> None:
+def test_a_sacct_that_hangs_degrades_the_refresh_instead_of_failing_it(tmp_path: Path) -> None:
     """A hung sacct is an unavailable one: the refresh answers from squeue and says why,
     and the once-per-chunk usage is left for later; neither fails the command."""
-    from datetime import datetime
-    from unittest.mock import MagicMock
+    from datetime import datetime, timezone
+
+    from sqlmodel import select
 
     from hpcflow.slurm.client import SlurmClient
+    from hpcflow.store.db import Job, Run, Task, open_db, session
     from hpcflow.tracker.usage import collect_usage
 
     slurm = Hung(SQUEUE, {})
     seen, queued, degraded = _ask(slurm)
     assert degraded is not None and "no answer within 120 s" in degraded
     assert queued[("50", 7)] == "PENDING" and queued[("50", 0)] == "RUNNING"
-    db = MagicMock()
-    db.exec_driver_sql.return_value = [(1, "50", "2026-12-06T05:00:09", datetime(2026, 12, 6))]
-    assert collect_usage(db, SlurmClient(slurm), ["r"]) == 0  # type: ignore[arg-type]
+    engine = open_db(tmp_path / "t.db")  # a real tracker: job 50 ended, its usage not read
+    with session(engine) as s:
+        s.add(Run(id="r", workflow="w", site="lab", state="COMPLETED", run_dir="/x",
+                  workflow_path="/w.yaml"))  # fmt: skip
+        s.flush()
+        s.add(Job(id=1, run_id="r", step="a", job_index=0, chunk=0, name="hpcflow.r.a.0",
+                  slurm_job_id="50",
+                  submitted_at=datetime(2026, 12, 6, tzinfo=timezone.utc)))  # fmt: skip
+        s.flush()
+        s.add(Task(run_id="r", step="a", index=0, job_id=1, state="COMPLETED",
+                   end="2026-12-06T05:00:09"))  # fmt: skip
+        s.commit()
+    with session(engine) as s:
+        assert collect_usage(s.connection(), SlurmClient(slurm), ["r"]) == 0
+        s.commit()
     assert slurm.calls[-1][0] == "sacct"  # it was asked, and gave no answer
+    with session(engine) as s:  # left for later: the next refresh asks again
+        assert [j.usage_done for j in s.exec(select(Job))] == [False]

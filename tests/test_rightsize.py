@@ -21,7 +21,7 @@ def test_an_over_requesting_step_asks_less_next_time() -> None:
     ov, sized, notes = right_sized(SPEC, {"hms": used(20, 100, 60)}, {},
                                    {"hms": Request(1024, 3600)})  # fmt: skip
     assert sized == {"hms": {"mem": "200M", "time": "2m"}}  # 100 x 1.2 -> 200M; 72 s -> 2m
-    assert ov.steps["hms"].resources.mem == "200M"
+    assert ov.steps["hms"].resources.mem == 200  # MB
     assert notes == ["right_size: hms: mem 1024M -> 200M (p95 100M + 20%), time 3600s -> 2m "
                      "(p95 60s + 20%); from 20 completed elements"]  # fmt: skip
 

@@ -19,7 +19,6 @@ from hpcflow.spec.validate import Loaded
 from hpcflow.store.db import session
 from hpcflow.tracker.efficiency import Floors, StepEfficiency
 from hpcflow.tracker.usage import collect_usage, element_uses, ran_out
-from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
 
 def requests(loaded: Loaded, lc: LoadedCampaign) -> dict[str, Request]:
@@ -29,10 +28,10 @@ def requests(loaded: Loaded, lc: LoadedCampaign) -> dict[str, Request]:
         r = effective_resources(loaded.workflow, s, site)  # step, workflow and site defaults
         part = site.partitions.get(r.partition or site.default_partition() or "")
         out[s.name] = Request(
-            parse_mem_mb(r.mem) if r.mem is not None else None,
-            parse_duration_s(r.time) if r.time is not None else None,
-            parse_mem_mb(part.mem) if part and part.mem is not None else None,
-            parse_duration_s(part.max_time) if part and part.max_time is not None else None,
+            r.mem,
+            r.time,
+            part.mem if part else None,
+            part.max_time if part else None,
         )
     return out
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from hpcflow.campaign.spec import PERCENTILES, RightSize
 from hpcflow.spec.overrides import Overrides, ResourceOverride, StepOverride
 from hpcflow.tracker.efficiency import Floors, StepEfficiency, suggest
-from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,11 @@ def right_sized(
             time_at=PERCENTILES[spec.time or "p95"],
         )
         why = sug.get("why", {})
+        wanted = ResourceOverride(**{k: sug[k] for k in ("mem", "time") if k in sug})
         got: dict[str, str] = {}
-        if spec.mem and "mem" in sug and parse_mem_mb(sug["mem"]) != req.mem_mb:
+        if spec.mem and wanted.mem is not None and wanted.mem != req.mem_mb:
             got["mem"] = sug["mem"]
-        if spec.time and "time" in sug and parse_duration_s(sug["time"]) != req.time_s:
+        if spec.time and wanted.time is not None and wanted.time != req.time_s:
             got["time"] = sug["time"]
         if not got:
             continue

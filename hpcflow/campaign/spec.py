@@ -22,13 +22,13 @@ from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.notify import NotifyEntry
 from hpcflow.spec.overrides import Overrides
 from hpcflow.spec.site import Site, load_site
+from hpcflow.spec.units import Seconds
 from hpcflow.spec.userconfig import notify_problems
 from hpcflow.spec.validate import Loaded, load_workflow
 from hpcflow.spec.valuefiles import AxisProblem, DuplicateValue, check_distinct, read_values
 from hpcflow.spec.workflow import WORKFLOW_NAME, Strict
 from hpcflow.util.pydantic_errors import load_model
 from hpcflow.util.safeio import inside
-from hpcflow.util.units import parse_duration_s
 from hpcflow.util.yamlsafe import Located
 
 
@@ -98,8 +98,10 @@ class Campaign(Strict):
         "event", description="the foreach axis whose value is the event (for per-event status)"
     )
     retry_failed: int = Field(0, ge=0, le=20, description="retry rounds for a failed batch")
-    refusal_backoff: str = Field(
-        "5m", description="wait after Slurm refuses a batch (doubles per refusal, max 1h)"
+    refusal_backoff: Seconds = Field(
+        "5m",
+        validate_default=True,
+        description="wait after Slurm refuses a batch (doubles per refusal, max 1h)",
     )
     notify: list[NotifyEntry] = Field(
         default_factory=list,
@@ -109,12 +111,6 @@ class Campaign(Strict):
     right_size: RightSize | None = Field(
         None, description="size later batches' memory and time from finished batches"
     )
-
-    @field_validator("refusal_backoff")
-    @classmethod
-    def _dur(cls, v: str) -> str:
-        parse_duration_s(v)
-        return v
 
     @model_validator(mode="after")
     def _format(self) -> Campaign:

@@ -45,7 +45,6 @@ from hpcflow.tracker.recovery import retry
 from hpcflow.tracker.refresh import ACTIVE
 from hpcflow.tracker.submit import RunLock, submit
 from hpcflow.tracker.sync import sync
-from hpcflow.util.units import parse_duration_s
 
 WAITING = BatchState.WAITING.value
 SUBMITTING = BatchState.SUBMITTING.value
@@ -285,7 +284,7 @@ def _back_off(engine: Engine, lc: LoadedCampaign, why: str) -> None:
     with session(engine) as s:
         camp = s.get(CampaignRow, lc.name)
         assert camp is not None
-        wait = backoff_seconds(parse_duration_s(lc.campaign.refusal_backoff), camp.refusals)
+        wait = backoff_seconds(lc.campaign.refusal_backoff, camp.refusals)
         camp.refusals += 1
         camp.backoff_until = utcnow() + timedelta(seconds=wait)
         camp.note = why.splitlines()[0]

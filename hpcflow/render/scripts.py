@@ -39,7 +39,7 @@ from hpcflow.util.templating import (
     namespace,
     render_segments,
 )
-from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
+from hpcflow.util.units import slurm_time
 
 
 def _template_env(site: Site | None) -> jinja2.Environment:
@@ -93,12 +93,12 @@ def directives(sp: StepPlan, site: Site | None) -> list[str]:
     flags.append(("--ntasks", 1))
     flags.append(("--cpus-per-task", r.cpus or 1))
     if r.mem is not None:
-        flags.append(("--mem", f"{parse_mem_mb(r.mem)}M"))
+        flags.append(("--mem", f"{r.mem}M"))
     if r.gpus:
         gtype = r.gpu_type
         flags.append(("--gres", f"gpu:{gtype}:{r.gpus}" if gtype else f"gpu:{r.gpus}"))
     if r.time is not None:
-        flags.append(("--time", slurm_time(parse_duration_s(r.time))))
+        flags.append(("--time", slurm_time(r.time)))
     lines = [f"#SBATCH {f}={_check_directive(sp.name, f, str(v))}" for f, v in flags]
     for extra in site.sbatch_extra if site else []:
         lines.append(f"#SBATCH {_check_directive(sp.name, 'sbatch_extra', extra)}")
@@ -107,8 +107,7 @@ def directives(sp: StepPlan, site: Site | None) -> list[str]:
 
 def _waits(sp: StepPlan) -> list[int]:
     rt = sp.retry
-    b = 0.0 if rt.backoff in (0, "0", "0s") else float(parse_duration_s(rt.backoff))
-    cap = parse_duration_s(rt.max_backoff) if rt.max_backoff not in (0, "0", "0s") else 0
+    b, cap = float(rt.backoff), rt.max_backoff
     out: list[int] = []
     for _ in range(rt.attempts - 1):
         out.append(int(min(b, cap) if cap else b))

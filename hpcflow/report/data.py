@@ -11,6 +11,7 @@ from typing import Any
 
 from hpcflow.states import TaskState
 from hpcflow.store import reports
+from hpcflow.store.handles import Handle
 
 BINS = 160  # time bins of the timeline and of the state counts
 GANTT_ELEMENTS = 150  # a step with more elements is drawn as bins, not one bar each
@@ -69,13 +70,13 @@ def epoch_utc(text: Any) -> float | None:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def step_edges(db: Any, run_id: str) -> list[tuple[str, str, str]]:
+def step_edges(db: Handle, run_id: str) -> list[tuple[str, str, str]]:
     """Dependencies between steps, with their Slurm kinds, from the jobs' recorded deps."""
     return sorted({(up, kind, down) for up, kind, down in reports.job_edges(db, run_id)
                    if up != down})  # fmt: skip
 
 
-def element_times(db: Any, run_id: str) -> dict[str, list[tuple[float, float, str, int]]]:
+def element_times(db: Handle, run_id: str) -> dict[str, list[tuple[float, float, str, int]]]:
     """step -> [(start, end, state, index)] of elements that started: the job script's own
     times where it wrote them (per element, packed too), else sacct's."""
     out: dict[str, list[tuple[float, float, str, int]]] = {}
@@ -114,7 +115,7 @@ def lanes_of(times: dict[str, list[tuple[float, float, str, int]]], order: list[
     return lanes
 
 
-def states_over_time(db: Any, run_id: str, totals: dict[str, int], t0: float,
+def states_over_time(db: Handle, run_id: str, totals: dict[str, int], t0: float,
                      t1: float) -> dict[str, list[int]]:  # fmt: skip
     """Elements in each state at the end of each time bin, as the tracker recorded them
     (every element PENDING at submission, then its moves)."""
@@ -142,7 +143,7 @@ def states_over_time(db: Any, run_id: str, totals: dict[str, int], t0: float,
     return {st: v for st, v in series.items() if any(v)}
 
 
-def failure_groups(db: Any, run_id: str) -> list[dict[str, Any]]:
+def failure_groups(db: Handle, run_id: str) -> list[dict[str, Any]]:
     """Failed elements grouped by (step, state, exit code, reason), with their indices."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for step, index, state, code, reason in reports.failed_elements(db, run_id):
@@ -161,7 +162,7 @@ def failure_groups(db: Any, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def run_events(db: Any, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_events(db: Handle, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run-level events and notes one by one (the latest EVENT_ROWS), element moves counted
     per (step, new state) with their first and last time."""
     events = reports.run_level_events(db, run_id, EVENT_ROWS)

@@ -46,7 +46,6 @@ from hpcflow.slurm.commands import (
 )
 from hpcflow.slurm.usage import Usage, parse_usage, usage_argv
 from hpcflow.spec.site import Site
-from hpcflow.util.units import parse_duration_s
 
 TEMPORARY_TRIES = 5
 SACCT_TIMEOUT_S = 120  # slurmdbd answers large queries slowly; longer than this is "unavailable"
@@ -92,7 +91,7 @@ class SlurmClient:
 
     @classmethod
     def for_site(cls, runner: Runner, site: Site) -> SlurmClient:
-        return cls(runner, parse_duration_s(site.tracker.submit_timeout))
+        return cls(runner, site.tracker.submit_timeout)
 
     # -- configuration ---------------------------------------------------------------------
     def show_config(self) -> dict[str, str]:

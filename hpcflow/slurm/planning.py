@@ -19,8 +19,8 @@ from hpcflow.render.scripts import render_run
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.limits import ClusterLimits, SubmitLimit, cluster_limits, submit_limit
 from hpcflow.spec.site import Site
+from hpcflow.spec.units import duration_text
 from hpcflow.spec.validate import Loaded
-from hpcflow.util.units import parse_duration_s
 
 PER_ELEMENT_INODES = 5  # its directory, .hpcflow/, result.json, .out and .err logs
 
@@ -40,7 +40,7 @@ def limits_for(site: Site, runner: Runner | None) -> ClusterLimits | None:
     if runner is None:
         return None
     user = site.login.user or getpass.getuser()
-    return cluster_limits(runner, site.name, user, parse_duration_s(site.limits.cache_ttl))
+    return cluster_limits(runner, site.name, user, site.limits.cache_ttl)
 
 
 def effective_site(site: Site, loaded: Loaded, runner: Runner | None) -> Site:
@@ -121,12 +121,14 @@ def _step_doc(plan: Plan, name: str) -> dict[str, Any]:
     sp = plan.steps[name]
     tasks = sum(len(j.task_ids) for j in sp.jobs)
     shards = math.ceil(sp.n_elements / SHARD)
+    t = sp.resources.time
     return {
         "elements": sp.n_elements,
         "array_tasks": tasks,
         "sbatch_calls": len(sp.jobs),
         "pack": {"size": sp.pack.size, "parallel": sp.pack.parallel, "why": sp.pack.why or None},
-        "task_time": sp.resources.time,
+        "task_time": None if t is None else duration_text(t),
+        "task_time_s": t,
         "files_estimate": sp.n_elements * PER_ELEMENT_INODES + 2 * shards + len(sp.jobs) + 3,
     }
 

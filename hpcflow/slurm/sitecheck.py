@@ -8,7 +8,7 @@ from hpcflow.errors import HpcflowError, Problem
 from hpcflow.runners.base import Runner
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.spec.site import Site
-from hpcflow.util.units import parse_mem_mb
+from hpcflow.spec.units import mem_text
 
 MIN_PYTHON = (3, 7)
 _VERSION_ARGS = ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
@@ -59,8 +59,10 @@ def check_live(site: Site, runner: Runner) -> list[str]:
             problem(f"partition {name!r}: config says {p.gpus} GPUs per node, cluster has {gpus}")
         if p.cpus and cpus and p.cpus > cpus:
             problem(f"partition {name!r}: config says {p.cpus} CPUs per node, cluster has {cpus}")
-        if p.mem and mem and parse_mem_mb(p.mem) > mem:
-            problem(f"partition {name!r}: config says {p.mem} per node, cluster has {mem}M")
+        if p.mem and mem and p.mem > mem:
+            problem(
+                f"partition {name!r}: config says {mem_text(p.mem)} per node, cluster has {mem}M"
+            )
     if site.limits.max_array_size and site.limits.max_array_size > mas:
         problem(
             f"limits.max_array_size {site.limits.max_array_size} is over the cluster's "

@@ -13,24 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hpcflow.errors import Problem
+from hpcflow.spec.units import MB, JobTime
 from hpcflow.spec.workflow import Strict, Workflow
 from hpcflow.util.names import did_you_mean
 from hpcflow.util.pydantic_errors import load_model
-from hpcflow.util.units import valid_mem, valid_time
 from hpcflow.util.yamlsafe import Located
 
 
 class ResourceOverride(Strict):
-    mem: str | int | None = Field(None, description="memory per element, e.g. 1600M (--mem)")
-    time: str | int | None = Field(None, description="wall time per element, e.g. 15m (--time)")
+    mem: MB | None = Field(None, description="memory per element in MB, e.g. 1600M (--mem)")
+    time: JobTime | None = Field(None, description="wall time per element, e.g. 15m (--time)")
     cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per element")
     gpus: int | None = Field(None, ge=0, le=65535, description="GPUs per element")
-
-    _mem = field_validator("mem")(valid_mem)
-    _time = field_validator("time")(valid_time)
 
 
 class StepOverride(Strict):

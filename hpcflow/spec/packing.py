@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 
 from hpcflow.spec.site import Site
+from hpcflow.spec.units import duration_text
 from hpcflow.spec.workflow import PackSpec, Resources
-from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,14 @@ def resolve_pack(
         return Pack(min(spec.size, n_elements), k)
     reasons: list[str] = []
     size = k
-    elem_s = parse_duration_s(element.time) if element.time is not None else None
+    elem_s = element.time
     if site is not None and elem_s:
-        rounds = math.ceil(parse_duration_s(site.limits.min_task_time) / elem_s)
+        rounds = math.ceil(site.limits.min_task_time / elem_s)
         if rounds * k > size:
             size = rounds * k
-            reasons.append(f"tasks of at least min_task_time {site.limits.min_task_time}")
+            reasons.append(
+                f"tasks of at least min_task_time {duration_text(site.limits.min_task_time)}"
+            )
     budget = site.limits.max_submit_jobs if site is not None else None
     if budget:
         share = max(1, budget // max(1, array_steps))
@@ -76,7 +78,7 @@ def _size_cap(element: Resources, site: Site | None, k: int) -> int | None:
     part = site.partitions.get(element.partition or "")
     if part is None or part.max_time is None:
         return None
-    rounds = parse_duration_s(part.max_time) // max(1, parse_duration_s(element.time))
+    rounds = part.max_time // max(1, element.time)
     return max(k, rounds * k)
 
 
@@ -86,12 +88,12 @@ def task_resources(element: Resources, pack: Pack) -> Resources:
     if not pack.packed:
         return element
     k = pack.parallel
-    update: dict[str, object] = {"cpus": (element.cpus or 1) * k}
+    update: dict[str, int] = {"cpus": (element.cpus or 1) * k}
     if element.mem is not None:
-        update["mem"] = f"{parse_mem_mb(element.mem) * k}M"
+        update["mem"] = element.mem * k
     if element.gpus:
         update["gpus"] = element.gpus * k
     if element.time is not None:
         rounds = math.ceil(pack.size / k)
-        update["time"] = f"{parse_duration_s(element.time) * rounds}s"
+        update["time"] = element.time * rounds
     return element.model_copy(update=update)

@@ -12,10 +12,10 @@ from pydantic import Field, ValidationInfo, field_validator
 from hpcflow import resources_dir
 from hpcflow.errors import InvalidInput, Problem
 from hpcflow.spec.notify import NotifyTarget
+from hpcflow.spec.units import MB, JobTime, Seconds, SecondsOrZero
 from hpcflow.spec.workflow import STEP_NAME, Resources, Strict
 from hpcflow.util.names import check_env_name, check_sbatch_extra, sbatch_word
 from hpcflow.util.pydantic_errors import load_model
-from hpcflow.util.units import parse_duration_s, parse_slurm_time_s, valid_mem
 
 
 def _user() -> str:
@@ -32,23 +32,14 @@ class Login(Strict):
 
 class Partition(Strict):
     default: bool = Field(False, description="used when a step names no partition")
-    max_time: str | int | None = Field(None, description="partition time limit")
+    max_time: JobTime | None = Field(None, description="partition time limit, seconds")
     gpus: int = Field(0, ge=0, le=65535, description="GPUs per node (0 = no GPUs)")
     cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per node, if known")
-    mem: str | int | None = Field(None, description="memory per node (e.g. 256G), if known")
-
-    _mem = field_validator("mem")(valid_mem)
+    mem: MB | None = Field(None, description="memory per node in MB (the file says 256G), if known")
 
     gpu_type: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model, if any"
     )
-
-    @field_validator("max_time")
-    @classmethod
-    def _t(cls, v: Any) -> Any:
-        if v is not None:
-            parse_slurm_time_s(v)
-        return v
 
 
 class Limits(Strict):
@@ -56,11 +47,15 @@ class Limits(Strict):
     max_submit_jobs: int | None = Field(
         None, ge=1, description="array tasks you may have queued at once (MaxSubmitJobs)"
     )
-    min_task_time: str | int = Field(
-        "5m", description="pack: auto packs short elements into array tasks at least this long"
+    min_task_time: Seconds = Field(
+        "5m",
+        validate_default=True,
+        description="pack: auto packs short elements into array tasks at least this long",
     )
-    cache_ttl: str | int = Field(
-        "1h", description="how long the limits read from Slurm (scontrol, sacctmgr) are reused"
+    cache_ttl: Seconds = Field(
+        "1h",
+        validate_default=True,
+        description="how long the limits read from Slurm (scontrol, sacctmgr) are reused",
     )
     max_elements: int = Field(
         2_000_000, ge=1, description="refuse workflows that expand to more elements than this"
@@ -71,12 +66,6 @@ class Limits(Strict):
         description="sbatch calls one run may need (one per step and chunk of MaxArraySize "
         "tasks); over it, validate says it does not fit and suggests pack:",
     )
-
-    @field_validator("min_task_time", "cache_ttl")
-    @classmethod
-    def _min_task(cls, v: Any) -> Any:
-        parse_duration_s(v)
-        return v
 
 
 class Paths(Strict):
@@ -125,24 +114,17 @@ class Containers(Strict):
 
 
 class TrackerCfg(Strict):
-    poll_interval: str | int = Field(
-        "60s", description="min time between sacct queries for this site's runs (all of them)"
+    poll_interval: SecondsOrZero = Field(
+        "60s",
+        validate_default=True,
+        description="min time between sacct queries for this site's runs (all of them)",
     )
-    lost_after: str | int = Field("5m", description="grace before an unseen job is LOST")
-    submit_timeout: str | int = Field("60s", description="how long one sbatch may take")
-
-    @field_validator("lost_after", "submit_timeout")
-    @classmethod
-    def _d(cls, v: Any) -> Any:
-        parse_duration_s(v)
-        return v
-
-    @field_validator("poll_interval")
-    @classmethod
-    def _t(cls, v: Any) -> Any:
-        if v not in (0, "0", "0s"):
-            parse_duration_s(v)
-        return v
+    lost_after: Seconds = Field(
+        "5m", validate_default=True, description="grace before an unseen job is LOST"
+    )
+    submit_timeout: Seconds = Field(
+        "60s", validate_default=True, description="how long one sbatch may take"
+    )
 
 
 class DynamicCfg(Strict):
@@ -248,8 +230,7 @@ class Site(Strict):
         return None
 
     def poll_seconds(self) -> int:
-        v = self.tracker.poll_interval
-        return 0 if v in (0, "0", "0s") else parse_duration_s(v)
+        return self.tracker.poll_interval
 
 
 def site_search_dirs() -> list[Path]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from hpcflow.errors import Problem
 from hpcflow.spec.expand import n_elements
 from hpcflow.spec.packing import resolve_pack, task_resources
 from hpcflow.spec.site import Partition, Site
+from hpcflow.spec.units import duration_text, mem_text
 from hpcflow.spec.workflow import Resources, Step, Workflow
 from hpcflow.util.names import did_you_mean
-from hpcflow.util.units import parse_duration_s, parse_mem_mb, slurm_time
+from hpcflow.util.units import slurm_time
 from hpcflow.util.yamlsafe import Located
 
 
@@ -21,16 +20,21 @@ def effective_resources(wf: Workflow, step: Step, site: Site | None) -> Resource
     """Step keys win over workflow defaults, which win over the site's defaults."""
     merged: dict[str, Any] = {}
     if site is not None:
-        merged.update(site.defaults.model_dump(exclude_none=True))
+        merged.update(_given(site.defaults))
         if site.account:
             merged.setdefault("account", site.account)
-    merged.update(wf.defaults.resources.model_dump(exclude_none=True))
-    merged.update(step.resources.model_dump(exclude_none=True))
+    merged.update(_given(wf.defaults.resources))
+    merged.update(_given(step.resources))
     if site is not None and not merged.get("partition"):
         default = site.default_partition()
         if default:
             merged["partition"] = default
-    return Resources.model_validate(merged)
+    # every value comes from a validated model, already typed (MB, seconds): not parsed again
+    return Resources.model_construct(**merged)
+
+
+def _given(r: Resources) -> dict[str, Any]:
+    return {k: v for k in Resources.model_fields if (v := getattr(r, k)) is not None}
 
 
 def _node_fit(
@@ -68,12 +72,12 @@ def _node_fit(
                 f"{r.partition!r} has {part.cpus}",
             )
         )
-    if part.mem and r.mem is not None and parse_mem_mb(r.mem) > parse_mem_mb(part.mem):
+    if part.mem and r.mem is not None and r.mem > part.mem:
         problems.append(
             doc.problem(
                 where + ("mem",),
-                f"step {name!r}: asks for {r.mem} of memory but a node of partition "
-                f"{r.partition!r} has {part.mem}",
+                f"step {name!r}: asks for {mem_text(r.mem)} of memory but a node of partition "
+                f"{r.partition!r} has {mem_text(part.mem)}",
             )
         )
     return problems
@@ -111,15 +115,7 @@ def check_site(
                     f"but site {site.name!r} has no paths.results; set it in {site.source}",
                 )
             )
-        try:
-            r = effective_resources(wf, s, site)
-        except ValidationError as e:
-            problems.append(
-                doc.problem(
-                    ("steps", i, "resources"), f"step {s.name!r}: site defaults invalid: {e}"
-                )
-            )
-            continue
+        r = effective_resources(wf, s, site)
         where = ("steps", i, "resources")
         problems += _escalation_base(wf, s, r, i, doc)
         if not site.partitions:
@@ -138,17 +134,12 @@ def check_site(
         if part is None:
             continue
         problems += _node_fit(s.name, r, site, where, doc)
-        too_long = (
-            r.time is not None
-            and part.max_time is not None
-            and parse_duration_s(r.time) > parse_duration_s(part.max_time)
-        )
-        if too_long:
+        if r.time is not None and part.max_time is not None and r.time > part.max_time:
             problems.append(
                 doc.problem(
                     where + ("time",),
-                    f"step {s.name!r}: time {r.time} is over partition "
-                    f"{r.partition!r}'s limit of {part.max_time}",
+                    f"step {s.name!r}: time {duration_text(r.time)} is over partition "
+                    f"{r.partition!r}'s limit of {duration_text(part.max_time)}",
                 )
             )
         elif s.pack is not None and s.foreach and axes is not None and s.name in axes:
@@ -178,16 +169,16 @@ def _pack_fit(
         for p in _node_fit(s.name, task, site, where, doc)
     ]
     if task.time is not None and part.max_time is not None:
-        limit = parse_duration_s(part.max_time)
-        if parse_duration_s(task.time) > limit:
-            fits = max(1, limit // max(1, parse_duration_s(r.time or 0))) * pack.parallel
+        limit = part.max_time
+        if task.time > limit:
+            fits = max(1, limit // max(1, r.time or 0)) * pack.parallel
             problems.append(
                 doc.problem(
                     where,
                     f"step {s.name!r}: a packed task runs {pack.size} elements, "
-                    f"{pack.parallel} at once, of up to {r.time} each: "
-                    f"{slurm_time(parse_duration_s(task.time))} is over partition "
-                    f"{r.partition!r}'s limit of {part.max_time}; use pack size <= {fits}",
+                    f"{pack.parallel} at once, of up to {duration_text(r.time or 0)} each: "
+                    f"{slurm_time(task.time)} is over partition "
+                    f"{r.partition!r}'s limit of {duration_text(limit)}; use pack size <= {fits}",
                 )
             )
     return problems

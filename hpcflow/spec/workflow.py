@@ -15,8 +15,8 @@ from pydantic import (
 )
 
 from hpcflow.spec.notify import NotifyEntry
+from hpcflow.spec.units import MB, JobTime, SecondsOrZero
 from hpcflow.util.names import check_env_name, is_ident, sbatch_word
-from hpcflow.util.units import parse_duration_s, valid_mem, valid_time
 
 WORKFLOW_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -45,15 +45,17 @@ class Strict(BaseModel):
 
 class Resources(Strict):
     cpus: int | None = Field(None, ge=1, le=65535, description="CPUs per task (--cpus-per-task)")
-    mem: str | int | None = Field(None, description="memory per job, e.g. 512M, 6G (--mem)")
+    mem: MB | None = Field(None, description="memory per job in MB; the file says 512M, 6G (--mem)")
     gpus: int | None = Field(
         None, ge=0, le=65535, description="GPUs per node (--gres=gpu[:type]:N is per node)"
     )
     gpu_type: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", description="GPU model"
     )
-    time: str | int | float | None = Field(
-        None, description="wall time: 90s, 20m, 1h30m, 2-00:00:00 (a bare number is refused)"
+    time: JobTime | None = Field(
+        None,
+        description="wall time in seconds; the file says 90s, 20m, 1h30m, 2-00:00:00 "
+        "(a bare number is refused)",
     )
     nodes: int | None = Field(None, ge=1, le=1_000_000, description="nodes per job (--nodes)")
     partition: str | None = Field(None, description="Slurm partition (--partition)")
@@ -71,9 +73,6 @@ class Resources(Strict):
     def _constraint(cls, v: str | None) -> str | None:
         return None if v is None else sbatch_word(v, "constraint", constraint=True)
 
-    _mem = field_validator("mem")(valid_mem)
-    _time = field_validator("time")(valid_time)
-
 
 class OnOom(Strict):
     mem_factor: float = Field(2.0, gt=1.0, description="multiply --mem by this on resubmission")
@@ -85,20 +84,15 @@ class OnTimeout(Strict):
 
 class Retry(Strict):
     attempts: int = Field(1, ge=1, le=100, description="total tries of the command in the job")
-    backoff: str | int = Field(0, description="wait before the 2nd try (duration)")
+    backoff: SecondsOrZero = Field(0, description="wait before the 2nd try, seconds (a duration)")
     factor: float = Field(2.0, ge=1.0, description="backoff multiplier per further try")
-    max_backoff: str | int = Field("10m", description="cap on the wait between tries")
+    max_backoff: SecondsOrZero = Field(
+        "10m", validate_default=True, description="cap on the wait between tries (0 = none)"
+    )
     exit_codes: list[int] | None = Field(None, description="retry only these exit codes")
     never: list[int] = Field(default_factory=list, description="exit codes never retried")
     on_oom: OnOom | None = Field(None, description="resubmit OUT_OF_MEMORY elements, more mem")
     on_timeout: OnTimeout | None = Field(None, description="resubmit TIMEOUT elements, more time")
-
-    @field_validator("backoff", "max_backoff")
-    @classmethod
-    def _dur(cls, v: Any) -> Any:
-        if v not in (0, "0", "0s"):
-            parse_duration_s(v)
-        return v
 
 
 class PackSpec(Strict):

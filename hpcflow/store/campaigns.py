@@ -4,6 +4,7 @@ into the records hpcflow/facts.py derives progress from. One reader for every fa
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,11 +46,11 @@ _json = codec.json_value
 utc = codec.utc
 
 
-def names(conn: Any) -> list[str]:
+def names(conn: sqlite3.Connection) -> list[str]:
     return [n for (n,) in conn.execute("SELECT name FROM campaign ORDER BY name")]
 
 
-def info(conn: Any, name: str) -> CampaignInfo | None:
+def info(conn: sqlite3.Connection, name: str) -> CampaignInfo | None:
     row = conn.execute(
         "SELECT name, file, created_at, backoff_until, note, event_axis, retry_failed "
         "FROM campaign WHERE name = ?",
@@ -62,7 +63,7 @@ def info(conn: Any, name: str) -> CampaignInfo | None:
     )  # fmt: skip
 
 
-def batches(conn: Any, name: str) -> list[BatchRecord]:
+def batches(conn: sqlite3.Connection, name: str) -> list[BatchRecord]:
     """Its batches in order, each with its run's state (a LEFT JOIN: one statement)."""
     out = []
     for index, events, n, state, run_id, retries, submitted, note, res, run_state in conn.execute(
@@ -77,7 +78,7 @@ def batches(conn: Any, name: str) -> list[BatchRecord]:
     return out
 
 
-def elements(conn: Any, run_ids: list[str]) -> dict[str, list[ElementFacts]]:
+def elements(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, list[ElementFacts]]:
     """The elements of these runs (step, state, item), by run id."""
     out: dict[str, list[ElementFacts]] = {r: [] for r in run_ids}
     for i in range(0, len(run_ids), 500):  # under SQLite's bound-parameter limit
@@ -91,13 +92,15 @@ def elements(conn: Any, run_ids: list[str]) -> dict[str, list[ElementFacts]]:
     return out
 
 
-def element_counts(conn: Any, run_id: str) -> dict[str, int]:
+def element_counts(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
     return dict(
         conn.execute("SELECT state, count(*) FROM task WHERE run_id = ? GROUP BY state", (run_id,))
     )
 
 
-def progress(conn: Any, name: str) -> tuple[CampaignInfo, list[BatchRecord], CampaignProgress]:
+def progress(
+    conn: sqlite3.Connection, name: str
+) -> tuple[CampaignInfo, list[BatchRecord], CampaignProgress]:
     """A campaign's row, batches and progress (``facts.campaign_progress``); KeyError when
     the tracker has no such campaign."""
     inf = info(conn, name)

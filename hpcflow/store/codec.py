@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpcflow.store.handles import Handle
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,7 +33,7 @@ def iso(v: Any) -> str | None:
     return d.strftime("%Y-%m-%dT%H:%M:%SZ") if d else None
 
 
-def dbapi(db: Any) -> sqlite3.Connection:
+def dbapi(db: Handle) -> sqlite3.Connection:
     """The sqlite3 connection under a handle: itself, a store.reads.ReadOnly, a SQLAlchemy
     Connection or Session (the same connection and transaction: it sees what the session
     has flushed)."""
@@ -38,6 +42,8 @@ def dbapi(db: Any) -> sqlite3.Connection:
     conn = getattr(db, "conn", None)
     if isinstance(conn, sqlite3.Connection):
         return conn
-    if hasattr(db, "exec_driver_sql"):  # a SQLAlchemy Connection
-        return db.connection.driver_connection  # type: ignore[no-any-return]
-    return db.connection().connection.driver_connection  # type: ignore[no-any-return]
+    sa: Any = db  # SQLAlchemy's: its pool proxies the driver's connection
+    pooled = sa.connection if hasattr(sa, "exec_driver_sql") else sa.connection().connection
+    driver = pooled.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver

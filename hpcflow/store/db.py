@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from hpcflow.errors import TrackerError
@@ -68,13 +69,12 @@ def _check_perms(path: Path) -> None:
         raise TrackerError(f"{path}: writable by group/others; run `chmod 600 {path}`")
 
 
-def _journal(cur: Any) -> None:
+def _journal(cur: sqlite3.Cursor) -> None:
     """The journal mode, set once per database file: WAL where this SQLite has the WAL-reset
     fix, rollback journaling where it does not (dbfile.wal_safe). Switching modes takes an
     exclusive lock and SQLite may answer SQLITE_BUSY at once, without its busy handler,
     while another process has the file open (two hpcflow processes creating a database
     together): retry then."""
-    import sqlite3
     import time
 
     for _ in range(300):
@@ -95,11 +95,11 @@ def _open_ro(p: Path) -> Engine:
     engine = create_engine("sqlite://", creator=lambda: ro_connect(p), json_serializer=_json_dumps)
 
     @sa_event.listens_for(engine, "connect")
-    def _ro(conn: Any, _rec: Any) -> None:
+    def _ro(conn: sqlite3.Connection, _rec: object) -> None:
         conn.isolation_level = None
 
     @sa_event.listens_for(engine, "begin")
-    def _begin_ro(conn: Any) -> None:
+    def _begin_ro(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
     return engine
@@ -125,7 +125,7 @@ def open_db(
     )
 
     @sa_event.listens_for(engine, "connect")
-    def _pragmas(conn: Any, _rec: Any) -> None:
+    def _pragmas(conn: sqlite3.Connection, _rec: object) -> None:
         conn.isolation_level = None  # we issue BEGIN ourselves
         cur = conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
@@ -134,7 +134,7 @@ def open_db(
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
+    def _begin(conn: Connection) -> None:
         # Take the write lock at the start of every transaction: two writers then queue on
         # busy_timeout instead of failing with "database is locked" on lock upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -4,7 +4,7 @@ hpcflow/facts.py's (expansion_open, expansion_due, dynamic_shown)."""
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
 
 from hpcflow.facts import dynamic_state, task_state
 from hpcflow.states import DynamicState, TaskState
@@ -12,7 +12,9 @@ from hpcflow.states import DynamicState, TaskState
 EXPAND_STEP = "hpcflow-expand"  # spec.dynamic.EXPAND_STEP (not imported: pydantic)
 
 
-def expansion_inputs(conn: Any, run_id: str) -> tuple[list[DynamicState], list[TaskState]]:
+def expansion_inputs(
+    conn: sqlite3.Connection, run_id: str
+) -> tuple[list[DynamicState], list[TaskState]]:
     """The stored states of the run's dynamic steps (none: no dynamic foreach) and the
     states of its expand job's elements. ``conn`` is a DB-API connection."""
     stored = [

@@ -4,8 +4,8 @@ fast `status`, without SQLAlchemy or pydantic) and under SQLAlchemy (the sync)."
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
-from typing import Any
 
 from hpcflow.facts import ESCALATING_STATES, Ended, escalations
 from hpcflow.states import TaskState
@@ -32,7 +32,7 @@ def from_rows(
     return escalations((Ended(i, s, TaskState(st), n or 0) for i, s, st, n in ended), policy)
 
 
-def escalatable(conn: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+def escalatable(conn: sqlite3.Connection, run_id: str) -> dict[tuple[str, str, float], list[int]]:
     """The run's elements its steps' retry policies resubmit (``facts.escalations``), read
     through a DB-API connection or cursor: for the sync and the fast status alike."""
     rows = conn.execute(ENDED_SQL, ended_args(run_id)).fetchall()

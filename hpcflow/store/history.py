@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpcflow.states import EventKind
+from hpcflow.store.handles import Orm
 
 
-def insert_moves(s: Any, columns: Sequence[str], moves: list[tuple[Any, ...]], stamp: str) -> None:
+def insert_moves(s: Orm, columns: Sequence[str], moves: list[tuple[Any, ...]], stamp: str) -> None:
     """Element moves (each a tuple of ``columns``) as TASK events at ``stamp`` (the time as
     SQLAlchemy's SQLite DateTime stores it), in the session's transaction. The driver's
     executemany: SQLAlchemy's per-row parameter processing costs more than SQLite at

@@ -90,12 +90,14 @@ class _Row:
         raise AttributeError(name)
 
 
-def _rows(cur: Any, sql: str, params: tuple[Any, ...], names: tuple[str, ...]) -> list[_Row]:
+def _rows(
+    cur: sqlite3.Cursor, sql: str, params: tuple[Any, ...], names: tuple[str, ...]
+) -> list[_Row]:
     cur.execute(sql, params)
     return [_Row(names, r) for r in cur.fetchall()]
 
 
-def find_run(conn: Any, run_id: str) -> Any | None:
+def find_run(conn: sqlite3.Connection, run_id: str) -> Any | None:
     """The run with this id, or the only one it is a prefix of; None otherwise."""
     cur = conn.cursor()
     cols = ", ".join(RUN_FIELDS)
@@ -108,13 +110,13 @@ def find_run(conn: Any, run_id: str) -> Any | None:
     return rows[0] if len(rows) == 1 else None
 
 
-def active_runs(conn: Any) -> list[Any]:
+def active_runs(conn: sqlite3.Connection) -> list[Any]:
     cols = ", ".join(RUN_FIELDS)
     sql = f"SELECT {cols} FROM run WHERE state IN (?, ?) ORDER BY submitted_at"
     return _rows(conn.cursor(), sql, ACTIVE, RUN_FIELDS)
 
 
-def status_doc(conn: Any, run: Any, with_tasks: bool = False) -> dict[str, Any]:
+def status_doc(conn: sqlite3.Connection, run: Any, with_tasks: bool = False) -> dict[str, Any]:
     """The run at a glance: counts per step (one GROUP BY). With tasks, every element as the
     tracker has it, with what it recorded when it ended (result.json, outputs.json, read once
     on that transition): no file is opened here."""
@@ -176,13 +178,15 @@ def dynamic_label(d: dict[str, Any]) -> str:
     }.get(d["state"], d["state"])
 
 
-def expansion_due(conn: Any, run_id: str) -> bool:
+def expansion_due(conn: sqlite3.Connection, run_id: str) -> bool:
     """An expansion for the next sync to do (``facts.expansion_due``)."""
     stored, expander = expansion_inputs(conn, run_id)
     return any(facts_expansion_due(st, expander) for st in stored)
 
 
-def _task_docs(conn: Any, run: Any, step: str, job_sid: dict[int, str | None]) -> Iterator[Any]:
+def _task_docs(
+    conn: sqlite3.Connection, run: Any, step: str, job_sid: dict[int, str | None]
+) -> Iterator[Any]:
     """A step's elements, read from the cursor as they are written (a LazyList): never the
     whole run in memory."""
     sql = (
@@ -219,7 +223,7 @@ def task_doc(t: Any, slurm_job_id: str | None, run_dir: str | None = None) -> di
     return doc
 
 
-def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool:
+def sync_needed(conn: sqlite3.Connection, runs: list[Any], now: datetime | None = None) -> bool:
     """Would a sync do anything for these runs: a refresh due under the per-site poll budget
     (docs/tracker.md), a submission to resume, or an escalation to consider?"""
     now = now or datetime.now(timezone.utc)
@@ -228,7 +232,7 @@ def sync_needed(conn: Any, runs: list[Any], now: datetime | None = None) -> bool
         cur.execute("SELECT 1 FROM job WHERE run_id = ? AND status = 'PLANNED' LIMIT 1", (run.id,))
         if cur.fetchone():
             return True
-        if escalatable(cur, run.id):  # what its retry policy resubmits, not any OOM
+        if escalatable(conn, run.id):  # what its retry policy resubmits, not any OOM
             return True
         if expansion_due(conn, run.id):
             return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcflow.store.handles import Sql
 from hpcflow.store.models import MAX_ATTEMPTS, Event
 
 # Ordered migrations: version -> SQL run to reach it from the one before. A new database is
@@ -35,11 +36,11 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
 ]
 
 
-def _columns(c: Any, table: str) -> set[str]:
+def _columns(c: Sql, table: str) -> set[str]:
     return {row[1] for row in c.exec_driver_sql(f"PRAGMA table_info({table})")}
 
 
-def _add_columns(c: Any, adds: list[tuple[str, str, str]]) -> None:
+def _add_columns(c: Sql, adds: list[tuple[str, str, str]]) -> None:
     """(table, column, declaration): each column a table of this database lacks (a table it
     lacks altogether comes from create_all)."""
     for table, col_, decl in adds:
@@ -47,7 +48,7 @@ def _add_columns(c: Any, adds: list[tuple[str, str, str]]) -> None:
             c.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {col_} {decl}")
 
 
-def _v4(c: Any) -> None:
+def _v4(c: Sql) -> None:
     """JSON columns instead of hand-serialised *_json text (the stored text is the same); what
     the compiler knew stored on steps and jobs; events say what kind they are. Tables a
     database from before version 3 lacks are created afresh by create_all."""
@@ -85,7 +86,7 @@ def _v4(c: Any) -> None:
         _rebuild_event(c)
 
 
-def _v5(c: Any) -> None:
+def _v5(c: Sql) -> None:
     """Packing: a step's pack and whether its elements' own records decide; an element's
     record and outputs, stored when it ended. Tables a database lacks come from create_all."""
     adds = [
@@ -99,7 +100,7 @@ def _v5(c: Any) -> None:
     _add_columns(c, adds)
 
 
-def _v6(c: Any) -> None:
+def _v6(c: Sql) -> None:
     """Usage: what an element used, from sacct once its chunk finished (docs/efficiency.md);
     what right-sizing set for a campaign batch; where a run's end is notified. The notice
     table comes from create_all."""
@@ -120,13 +121,13 @@ def _v6(c: Any) -> None:
         )
 
 
-def _v7(c: Any) -> None:
+def _v7(c: Sql) -> None:
     """Dynamic foreach: a step laid out at run time records its expansion (docs/dynamic.md)."""
     if _columns(c, "step") and "dynamic" not in _columns(c, "step"):
         c.exec_driver_sql("ALTER TABLE step ADD COLUMN dynamic JSON")
 
 
-def _v8(c: Any) -> None:
+def _v8(c: Sql) -> None:
     """A task missing from sacct and squeue once is remembered until the next refresh."""
     if _columns(c, "task") and "absent_at" not in _columns(c, "task"):
         c.exec_driver_sql("ALTER TABLE task ADD COLUMN absent_at VARCHAR")
@@ -139,7 +140,7 @@ V9_REFUSED = (
 )
 
 
-def _v9(c: Any) -> None:
+def _v9(c: Sql) -> None:
     """Notify targets that run a command or read a secret came, before version 9, from any
     workflow or campaign file as well as the site's. Which one cannot be told now, so none
     is delivered: pending notices of that kind are parked, and runs forget such targets."""
@@ -168,7 +169,7 @@ def _v9(c: Any) -> None:
                 )
 
 
-def _v10(c: Any) -> None:
+def _v10(c: Sql) -> None:
     """Derived facts from the database alone (hpcflow/facts.py): a step says it is a
     compensation step (until 10 only its display role did, parsed here once), and a campaign
     keeps the event axis and retry_failed its progress is counted with (set by each tick;
@@ -183,7 +184,7 @@ def _v10(c: Any) -> None:
         c.exec_driver_sql("UPDATE step SET compensation = 1 WHERE role LIKE 'compensation %'")
 
 
-def _rebuild_event(c: Any) -> None:
+def _rebuild_event(c: Sql) -> None:
     """Events get a kind; a note's new_state becomes NULL, which the old NOT NULL column cannot
     hold: SQLite's way is a new table, a copy, and a drop."""
     c.exec_driver_sql("ALTER TABLE event RENAME TO event_v3")

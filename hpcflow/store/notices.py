@@ -7,10 +7,11 @@ from typing import Any
 
 from hpcflow.facts import ENDED_RUN, run_state_value
 from hpcflow.store.codec import dbapi, json_value
+from hpcflow.store.handles import Handle
 from hpcflow.store.reports import counts_per_step, failure_counts
 
 
-def run_end(db: Any, run_id: str, groups: int) -> dict[str, Any]:
+def run_end(db: Handle, run_id: str, groups: int) -> dict[str, Any]:
     """A run's state, workflow, label, end time, elements per step and state, and its
     largest ``groups`` failure groups."""
     conn = dbapi(db)
@@ -33,7 +34,7 @@ def run_end(db: Any, run_id: str, groups: int) -> dict[str, Any]:
             "counts": counts_per_step(conn, run_id), "failures": failures}  # fmt: skip
 
 
-def end_targets(db: Any, run_id: str) -> list[dict[str, Any]]:
+def end_targets(db: Handle, run_id: str) -> list[dict[str, Any]]:
     """The notify targets of a run that has ended (none while it runs, or without any)."""
     row = dbapi(db).execute("SELECT state, notify FROM run WHERE id = ?", (run_id,)).fetchone()
     if row is None or run_state_value(row[0]) not in ENDED_RUN:
@@ -41,7 +42,7 @@ def end_targets(db: Any, run_id: str) -> list[dict[str, Any]]:
     return list(json_value(row[1]) or [])  # SQLAlchemy stores a JSON None as 'null'
 
 
-def last_payload(db: Any, key_prefix: str) -> dict[str, Any] | None:
+def last_payload(db: Handle, key_prefix: str) -> dict[str, Any] | None:
     """The payload of the newest notice whose key starts with ``key_prefix``."""
     like = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     row = (
@@ -55,11 +56,11 @@ def last_payload(db: Any, key_prefix: str) -> dict[str, Any] | None:
     return None if row is None else dict(json_value(row[0]) or {})
 
 
-def queued(db: Any, key: str) -> bool:
+def queued(db: Handle, key: str) -> bool:
     return dbapi(db).execute("SELECT 1 FROM notice WHERE key = ?", (key,)).fetchone() is not None
 
 
-def pending(db: Any, max_attempts: int) -> list[int]:
+def pending(db: Handle, max_attempts: int) -> list[int]:
     """Notices not delivered yet and not parked, oldest first."""
     return [
         nid

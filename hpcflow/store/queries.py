@@ -4,6 +4,7 @@ connection), and what `cancel` and shell completion need."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,7 +99,9 @@ def status_docs(
     runs = [get_run(engine, r) for r in run_ids]
     conn = engine.raw_connection()
     try:
-        yield [lite.status_doc(conn, run, with_tasks) for run in runs]
+        driver = conn.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        yield [lite.status_doc(driver, run, with_tasks) for run in runs]
     finally:
         conn.close()
 

@@ -12,21 +12,22 @@ from typing import Any
 from sqlmodel import col, select
 
 from hpcflow.states import ACTIVE_RUN_STATES
+from hpcflow.store.handles import Orm
 from hpcflow.store.models import Run
 
 
-def active_of_site(s: Any, site: str) -> list[Run]:
+def active_of_site(s: Orm, site: str) -> list[Run]:
     return list(s.exec(select(Run).where(Run.site == site, col(Run.state).in_(ACTIVE_RUN_STATES))))
 
 
-def update_tasks(s: Any, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
+def update_tasks(s: Orm, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
     """Element rows: for each group of columns, (their values..., element row id) per row."""
     for keys, params in updates.items():
         sets = ", ".join(f'"{k}" = ?' for k in keys)
         s.connection().exec_driver_sql(f"UPDATE task SET {sets} WHERE id = ?", params)
 
 
-def mark_absent(s: Any, mark: list[int], found: list[int], at: str) -> None:
+def mark_absent(s: Orm, mark: list[int], found: list[int], at: str) -> None:
     """Elements missing from sacct and squeue this time (marked at ``at``), and those found
     again (cleared)."""
     db = s.connection()
@@ -36,7 +37,7 @@ def mark_absent(s: Any, mark: list[int], found: list[int], at: str) -> None:
         db.exec_driver_sql("UPDATE task SET absent_at = NULL WHERE id = ?", [(i,) for i in found])
 
 
-def run_flags(s: Any, run_id: str) -> tuple[str, bool, str | None]:
+def run_flags(s: Orm, run_id: str) -> tuple[str, bool, str | None]:
     """(state, cancelled, degraded) of a run, by the driver."""
     state, cancelled, degraded = (
         s.connection()
@@ -46,7 +47,7 @@ def run_flags(s: Any, run_id: str) -> tuple[str, bool, str | None]:
     return state, bool(cancelled), degraded
 
 
-def touch_refreshed(s: Any, run_id: str, when: datetime) -> None:
+def touch_refreshed(s: Orm, run_id: str, when: datetime) -> None:
     """refreshed_at, as SQLAlchemy's SQLite DateTime stores it."""
     s.connection().exec_driver_sql(
         "UPDATE run SET refreshed_at = ? WHERE id = ?",

@@ -11,11 +11,12 @@ from typing import Any
 from hpcflow.facts import FAILED_VALUES
 from hpcflow.states import EventKind
 from hpcflow.store.codec import dbapi, json_value
+from hpcflow.store.handles import Handle
 
 _MARKS = ", ".join("?" * len(FAILED_VALUES))
 
 
-def job_edges(db: Any, run_id: str) -> Iterator[tuple[str, str, str]]:
+def job_edges(db: Handle, run_id: str) -> Iterator[tuple[str, str, str]]:
     """(upstream step, Slurm dependency kind, downstream step) of each first-attempt job's
     recorded dependencies (repeats included)."""
     conn = dbapi(db)
@@ -28,7 +29,7 @@ def job_edges(db: Any, run_id: str) -> Iterator[tuple[str, str, str]]:
                 yield step_of[up], str(kind), down
 
 
-def element_time_rows(db: Any, run_id: str) -> Iterator[tuple[Any, ...]]:
+def element_time_rows(db: Handle, run_id: str) -> Iterator[tuple[Any, ...]]:
     """(step, index, state, start, end, result.start, result.end) of every element: sacct's
     times (the cluster's local time) and the job script's own (epoch seconds)."""
     yield from dbapi(db).execute(
@@ -38,7 +39,7 @@ def element_time_rows(db: Any, run_id: str) -> Iterator[tuple[Any, ...]]:
     )
 
 
-def element_moves(db: Any, run_id: str) -> Iterator[tuple[Any, str, str]]:
+def element_moves(db: Handle, run_id: str) -> Iterator[tuple[Any, str, str]]:
     """(time, old state, new state) of every element move, in order."""
     yield from dbapi(db).execute(
         "SELECT time, old_state, new_state FROM event WHERE run_id = ? AND kind = ? "
@@ -47,7 +48,7 @@ def element_moves(db: Any, run_id: str) -> Iterator[tuple[Any, str, str]]:
     )
 
 
-def failed_elements(db: Any, run_id: str) -> Iterator[tuple[str, int, str, Any, Any]]:
+def failed_elements(db: Handle, run_id: str) -> Iterator[tuple[str, int, str, Any, Any]]:
     """(step, index, state, exit code, reason) of the elements that failed (facts.FAILED)."""
     yield from dbapi(db).execute(
         f'SELECT step, "index", state, exit_code, reason FROM task WHERE run_id = ? '
@@ -56,7 +57,7 @@ def failed_elements(db: Any, run_id: str) -> Iterator[tuple[str, int, str, Any, 
     )
 
 
-def failure_counts(db: Any, run_id: str, limit: int) -> list[tuple[Any, ...]]:
+def failure_counts(db: Handle, run_id: str, limit: int) -> list[tuple[Any, ...]]:
     """(step, state, exit code, reason, count, first index) of failed elements grouped, the
     largest ``limit`` groups."""
     return (
@@ -75,7 +76,7 @@ EVENT_FIELDS = ["time", "kind", "step", "index", "old_state", "new_state", "slur
                 "exit_code", "reason"]  # fmt: skip
 
 
-def run_level_events(db: Any, run_id: str, limit: int) -> list[dict[str, Any]]:
+def run_level_events(db: Handle, run_id: str, limit: int) -> list[dict[str, Any]]:
     """The latest ``limit`` events that are not element moves, oldest first."""
     rows = dbapi(db).execute(
         'SELECT time, kind, step, "index", old_state, new_state, slurm_job_id, exit_code, '
@@ -85,7 +86,7 @@ def run_level_events(db: Any, run_id: str, limit: int) -> list[dict[str, Any]]:
     return [dict(zip(EVENT_FIELDS, r, strict=True)) for r in rows][::-1]
 
 
-def move_counts(db: Any, run_id: str) -> list[tuple[str, str, int, Any, Any]]:
+def move_counts(db: Handle, run_id: str) -> list[tuple[str, str, int, Any, Any]]:
     """(step, new state, count, first time, last time) of element moves."""
     return (
         dbapi(db)
@@ -98,7 +99,7 @@ def move_counts(db: Any, run_id: str) -> list[tuple[str, str, int, Any, Any]]:
     )
 
 
-def counts_per_step(db: Any, run_id: str) -> dict[str, dict[str, int]]:
+def counts_per_step(db: Handle, run_id: str) -> dict[str, dict[str, int]]:
     """Elements per step and state."""
     out: dict[str, dict[str, int]] = {}
     for step, st, n in dbapi(db).execute(

@@ -12,14 +12,15 @@ from sqlalchemy import insert
 from sqlmodel import col, select
 
 from hpcflow.states import JobStatus
+from hpcflow.store.handles import Orm
 from hpcflow.store.models import BatchRow, Job, Run, StepRow, Task
 
 
-def steps_of(s: Any, run_id: str) -> list[StepRow]:
+def steps_of(s: Orm, run_id: str) -> list[StepRow]:
     return list(s.exec(select(StepRow).where(StepRow.run_id == run_id)))
 
 
-def jobs_of(s: Any, run_id: str, names: Iterable[str] | None = None) -> list[Job]:
+def jobs_of(s: Orm, run_id: str, names: Iterable[str] | None = None) -> list[Job]:
     """The run's jobs in the order they were recorded (only those named, with ``names``)."""
     q = select(Job).where(Job.run_id == run_id)
     if names is not None:
@@ -27,41 +28,41 @@ def jobs_of(s: Any, run_id: str, names: Iterable[str] | None = None) -> list[Job
     return list(s.exec(q.order_by(col(Job.id))))
 
 
-def planned_job(s: Any, run_id: str) -> Job | None:
+def planned_job(s: Orm, run_id: str) -> Job | None:
     """A job of the run that sbatch has not answered for yet."""
     return s.exec(
         select(Job).where(Job.run_id == run_id, Job.status == JobStatus.PLANNED.value)
     ).first()
 
 
-def tasks_of(s: Any, run_id: str, step: str | None = None) -> list[Task]:
+def tasks_of(s: Orm, run_id: str, step: str | None = None) -> list[Task]:
     q = select(Task).where(Task.run_id == run_id)
     if step is not None:
         q = q.where(Task.step == step)
     return list(s.exec(q))
 
 
-def task_at(s: Any, run_id: str, step: str, index: int) -> Task | None:
+def task_at(s: Orm, run_id: str, step: str, index: int) -> Task | None:
     return s.exec(
         select(Task).where(Task.run_id == run_id, Task.step == step, Task.index == index)
     ).first()
 
 
-def insert_tasks(s: Any, rows: list[dict[str, Any]]) -> None:
+def insert_tasks(s: Orm, rows: list[dict[str, Any]]) -> None:
     """Elements in bulk (one executemany: a submission may record 100,000)."""
     if rows:
         s.execute(insert(Task), rows)
 
 
-def batches_of(s: Any, campaign: str) -> list[BatchRow]:
+def batches_of(s: Orm, campaign: str) -> list[BatchRow]:
     return list(
         s.exec(select(BatchRow).where(BatchRow.campaign == campaign).order_by(col(BatchRow.index)))
     )
 
 
-def runs_by_id(s: Any, ids: Iterable[str]) -> dict[str, Run]:
+def runs_by_id(s: Orm, ids: Iterable[str]) -> dict[str, Run]:
     return {r.id: r for r in s.exec(select(Run).where(col(Run.id).in_(list(ids))))}
 
 
-def run_labelled(s: Any, label: str) -> Run | None:
+def run_labelled(s: Orm, label: str) -> Run | None:
     return s.exec(select(Run).where(Run.label == label)).first()

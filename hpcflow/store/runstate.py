@@ -6,7 +6,6 @@ escalations due and the expansions still open. The decision is ``facts.derive_ru
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from hpcflow.facts import derive_run_state as decide
 from hpcflow.facts import expansion_open, task_state
@@ -15,6 +14,7 @@ from hpcflow.store.codec import dbapi
 from hpcflow.store.db import Run
 from hpcflow.store.dynamic import expansion_inputs
 from hpcflow.store.escalation import escalatable as _escalatable
+from hpcflow.store.handles import Handle, Orm
 
 
 def db_stamp(t: datetime) -> str:
@@ -22,18 +22,18 @@ def db_stamp(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def escalatable(s: Any, run_id: str) -> dict[tuple[str, str, float], list[int]]:
+def escalatable(s: Orm, run_id: str) -> dict[tuple[str, str, float], list[int]]:
     """Tasks a step's retry.on_oom / retry.on_timeout will resubmit (``facts.escalations``)."""
     s.flush()  # driver SQL below: ORM changes pending in the session first
     return _escalatable(dbapi(s), run_id)
 
 
-def derive_run_state(s: Any, run: Run) -> str:
+def derive_run_state(s: Orm, run: Run) -> str:
     s.flush()  # driver SQL below: ORM changes pending in the session first
     return derived(s, run.id, run.state, run.cancelled)
 
 
-def derived(db: Any, run_id: str, state: str, cancelled: bool) -> str:
+def derived(db: Handle, run_id: str, state: str, cancelled: bool) -> str:
     """The run's state as its records have it now (``facts.derive_run_state``)."""
     conn = dbapi(db)
     # the run's state depends only on which states its elements are in: DISTINCT, not rows
@@ -53,7 +53,7 @@ def derived(db: Any, run_id: str, state: str, cancelled: bool) -> str:
     ).value
 
 
-def expansion_due(db: Any, run_id: str) -> bool:
+def expansion_due(db: Handle, run_id: str) -> bool:
     """A dynamic foreach of the run may still be expanded (``facts.expansion_open``)."""
     stored, expander = expansion_inputs(dbapi(db), run_id)
     return any(expansion_open(st, expander) for st in stored)

@@ -10,11 +10,12 @@ from typing import Any
 from hpcflow.facts import UNFINISHED_VALUES as _UNFINISHED
 from hpcflow.states import TaskState
 from hpcflow.store.codec import dbapi
+from hpcflow.store.handles import Handle
 
 _RAN_OUT = (TaskState.OUT_OF_MEMORY.value, TaskState.TIMEOUT.value)
 
 
-def finished_jobs(db: Any, run_ids: Sequence[str]) -> list[tuple[int, str, str | None, str]]:
+def finished_jobs(db: Handle, run_ids: Sequence[str]) -> list[tuple[int, str, str | None, str]]:
     """Jobs of these runs whose elements have all ended and whose usage was not collected:
     (job row id, Slurm job id, latest element end (cluster local time), submitted_at)."""
     runs = ", ".join("?" * len(run_ids))
@@ -28,12 +29,12 @@ def finished_jobs(db: Any, run_ids: Sequence[str]) -> list[tuple[int, str, str |
     return [tuple(r) for r in dbapi(db).execute(q, (*run_ids, *_UNFINISHED))]  # type: ignore[misc]
 
 
-def job_tasks(db: Any, job_id: int) -> list[tuple[int, int | None]]:
+def job_tasks(db: Handle, job_id: int) -> list[tuple[int, int | None]]:
     """(element row id, array task id) of a job's elements."""
     return dbapi(db).execute("SELECT id, task_id FROM task WHERE job_id = ?", (job_id,)).fetchall()
 
 
-def store_usage(db: Any, job_id: int, usages: list[tuple[str, int]]) -> None:
+def store_usage(db: Handle, job_id: int, usages: list[tuple[str, int]]) -> None:
     """Each element's usage (JSON text, element row id), and the job marked collected. By
     primary key: `job_id = ? AND task_id IS ?` scans the job's tasks per update (a
     5,000-task array: 25 million row visits, 2.8 s)."""
@@ -43,7 +44,7 @@ def store_usage(db: Any, job_id: int, usages: list[tuple[str, int]]) -> None:
     conn.execute("UPDATE job SET usage_done = 1 WHERE id = ?", (job_id,))
 
 
-def element_use_rows(db: Any, run_id: str, step: str | None = None) -> Any:
+def element_use_rows(db: Handle, run_id: str, step: str | None = None) -> Any:
     """(step, state, result, usage, cpus, mem_mb, time_s, gpus, pack, parallel) of each
     element, in step and index order."""
     where, args = ("AND t.step = ?", (run_id, step)) if step else ("", (run_id,))
@@ -56,7 +57,7 @@ def element_use_rows(db: Any, run_id: str, step: str | None = None) -> Any:
     )
 
 
-def ran_out_rows(db: Any, run_id: str) -> Any:
+def ran_out_rows(db: Handle, run_id: str) -> Any:
     """(step, OUT_OF_MEMORY or TIMEOUT, the job's mem_mb, time_s) of every such move in the
     history: every attempt."""
     return dbapi(db).execute(

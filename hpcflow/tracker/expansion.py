@@ -35,6 +35,7 @@ from hpcflow.store import lite
 from hpcflow.store import rows as rows_
 from hpcflow.store.codec import dbapi
 from hpcflow.store.db import Run, session, utcnow
+from hpcflow.store.handles import Orm
 from hpcflow.store.runstate import derive_run_state
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.submit import RunLock, _record_jobs, step_rows, submit_planned, task_rows
@@ -199,5 +200,5 @@ def _record_end(engine: Engine, runner: Runner, run_id: str, run_dir: str, exp: 
     events.publish(runner, {run_id: run_dir})
 
 
-def _settle(s: Any, events: EventLog, run: Run) -> None:
+def _settle(s: Orm, events: EventLog, run: Run) -> None:
     move_run(s, events, run, derive_run_state(s, run), "derive")

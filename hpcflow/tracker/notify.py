@@ -20,6 +20,7 @@ from hpcflow.spec.notify import NotifyTarget, resolve
 from hpcflow.spec.userconfig import load_user_targets
 from hpcflow.store import notices
 from hpcflow.store.db import Notice, session, utcnow
+from hpcflow.store.handles import Handle, Orm
 from hpcflow.store.models import MAX_ATTEMPTS  # then parked, with its last error
 from hpcflow.util.safeio import open_regular
 from hpcflow.util.urls import mask
@@ -49,7 +50,7 @@ def targets_for(
     return out
 
 
-def run_end_doc(db: Any, run_id: str) -> dict[str, Any]:
+def run_end_doc(db: Handle, run_id: str) -> dict[str, Any]:
     """What a run's end says: its state, counts per step, and its failures grouped."""
     return {"kind": "run_end", "hpcflow": __version__, "run_id": run_id,
             **notices.run_end(db, run_id, FAILURE_GROUPS)}  # fmt: skip
@@ -84,7 +85,7 @@ def last_batches(engine: Engine, campaign: str) -> dict[str, str] | None:
     return None if doc is None else dict(doc.get("batches") or {})
 
 
-def _queue(s: Any, key: str, target: dict[str, Any], doc: dict[str, Any]) -> int:
+def _queue(s: Orm, key: str, target: dict[str, Any], doc: dict[str, Any]) -> int:
     if notices.queued(s, key):
         return 0
     s.add(Notice(key=key, target=target, payload=doc))

@@ -16,6 +16,7 @@ from hpcflow.spec.site import Site
 from hpcflow.states import HPCFLOW_MOVES, RETRYABLE, EventKind, TaskState
 from hpcflow.store import rows as rows_
 from hpcflow.store.db import Job, Run, Task, session
+from hpcflow.store.handles import Orm
 from hpcflow.store.runstate import derive_run_state, escalatable
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.resubmission import (
@@ -109,7 +110,7 @@ def resubmit(
 
 
 def _apply(
-    s: Any,
+    s: Orm,
     log: EventLog,
     jobs: dict[Any, Job],
     tasks: dict[Any, Task],

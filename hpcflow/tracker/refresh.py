@@ -30,6 +30,7 @@ from hpcflow.states import (
 )
 from hpcflow.store import refreshes
 from hpcflow.store.db import Run, session, utcnow
+from hpcflow.store.handles import Orm
 from hpcflow.store.runstate import derived
 from hpcflow.store.tracked import gather, squeue_jobs
 from hpcflow.tracker.asking import (
@@ -110,7 +111,7 @@ def refresh(
     return out
 
 
-def _site_budget(s: Any, site: str, now: datetime, poll_seconds: int) -> list[Run]:
+def _site_budget(s: Orm, site: str, now: datetime, poll_seconds: int) -> list[Run]:
     """All active runs of the site, unless one of them was refreshed within the interval."""
     active = refreshes.active_of_site(s, site)
     last = max((r.refreshed_at for r in active if r.refreshed_at is not None), default=None)
@@ -262,7 +263,7 @@ def _with_step_data(
     return [detail.get((r.job_id, r.task_id), r) for r in rows]
 
 
-def _mark_absent(s: Any, mark: list[int], found: list[int]) -> None:
+def _mark_absent(s: Orm, mark: list[int], found: list[int]) -> None:
     refreshes.mark_absent(s, mark, found, utcnow().isoformat(timespec="seconds"))
 
 
@@ -298,7 +299,7 @@ def _rows(
         updates.setdefault(keys, []).extend(params)
 
 
-def _update_tasks(s: Any, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
+def _update_tasks(s: Orm, updates: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
     refreshes.update_tasks(s, updates)  # JSON serialised by _rows
 
 
@@ -309,7 +310,7 @@ def _dumped(values: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _settle_run(s: Any, log: EventLog, run_id: str, out: Refreshed) -> None:
+def _settle_run(s: Orm, log: EventLog, run_id: str, out: Refreshed) -> None:
     """The run's state from its elements', its degraded flag, refreshed_at. Driver SQL for
     the common case (nothing to move): each ORM statement's first compile in a fresh
     `status` process costs about as much as the lab's sacct."""

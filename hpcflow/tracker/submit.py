@@ -29,11 +29,11 @@ from hpcflow.spec.validate import Loaded
 from hpcflow.states import TERMINAL, EventKind, JobStatus, RunState, StepKind, TaskState
 from hpcflow.store import rows as rows_
 from hpcflow.store.db import Job, Run, StepRow, session, utcnow
+from hpcflow.store.handles import Orm
 from hpcflow.tracker.events import EventLog, move_run, move_task
 from hpcflow.tracker.notify import targets_for
 from hpcflow.tracker.rundir import job_env, pull_on_login
 from hpcflow.util.locks import FileLock
-from hpcflow.util.units import parse_duration_s, parse_mem_mb
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def step_rows(plan: Plan, skippers: set[str], steps: list[str] | None = None) ->
 
 
 def _record_jobs(
-    s: Any, rr: RenderedRun, jobs: list[RenderedJob] | None = None
+    s: Orm, rr: RenderedRun, jobs: list[RenderedJob] | None = None
 ) -> dict[tuple[str, int], int]:
     """Insert the jobs in submission order: (step, job index) -> row id. An expansion records
     only its own ``jobs``; their links to the producers are met already and are left out."""
@@ -171,8 +171,8 @@ def _record_jobs(
                 [k, row_ids[(st, i)]] for k, st, i in rj.deps if jobs is None or (st, i) in row_ids
             ],
             cpus=res.cpus or 1,
-            mem_mb=parse_mem_mb(res.mem) if res.mem is not None else None,
-            time_s=parse_duration_s(res.time) if res.time is not None else None,
+            mem_mb=res.mem,
+            time_s=res.time,
             gpus=res.gpus or 0,
         )
         s.add(job)

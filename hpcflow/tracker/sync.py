@@ -16,7 +16,6 @@ from hpcflow.tracker.notify import deliver, queue_run_ends
 from hpcflow.tracker.recovery import escalate
 from hpcflow.tracker.refresh import refresh
 from hpcflow.tracker.submit import resume_incomplete
-from hpcflow.util.units import parse_duration_s
 
 
 def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: bool = False) -> None:
@@ -26,7 +25,7 @@ def sync(engine: Engine, runner: Runner, site: Site, runs: list[Any], force: boo
         return
     ids = [r.id for r in runs]
     resume_incomplete(engine, runner, site, ids)
-    lost_after = parse_duration_s(site.tracker.lost_after)
+    lost_after = site.tracker.lost_after
     refresh(engine, runner, runs, site.poll_seconds(), lost_after, force, site.source)
     expand_ready(engine, runner, site, ids)  # dynamic foreach whose producers have ended
     for run_id in ids:

@@ -21,6 +21,7 @@ from hpcflow.errors import SlurmUnavailable
 from hpcflow.slurm.client import SlurmClient
 from hpcflow.slurm.usage import Usage
 from hpcflow.store import usage as stored
+from hpcflow.store.handles import Handle
 from hpcflow.tracker.efficiency import ElementUse, Floors, StepEfficiency
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def settled(usage: dict[tuple[str, int | None], Usage], slurm_id: str, task_ids:
     return local_now - ended > STEP_ROWS_GRACE
 
 
-def collect_usage(db: Any, client: SlurmClient, run_ids: Sequence[str]) -> int:
+def collect_usage(db: Handle, client: SlurmClient, run_ids: Sequence[str]) -> int:
     """Ask sacct once for the finished, uncollected jobs of these runs and store what their
     elements used; returns the number of jobs collected. A failed sacct leaves them for
     later: usage is never worth failing a refresh over."""
@@ -89,7 +90,7 @@ def _local(utc_naive: datetime) -> datetime:
     return aware.astimezone().replace(tzinfo=None)
 
 
-def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, StepEfficiency]:
+def element_uses(db: Handle, run_id: str, step: str | None = None) -> dict[str, StepEfficiency]:
     """What each finished element of a run asked for and used, by step: from its record
     (the wrapper's wall and CPU time) and its usage (sacct, once its chunk ended). A packed
     task's MaxRSS is shared by the elements it ran at once (docs/efficiency.md)."""
@@ -125,7 +126,7 @@ def element_uses(db: Any, run_id: str, step: str | None = None) -> dict[str, Ste
     return out
 
 
-def ran_out(db: Any, run_id: str) -> dict[str, Floors]:
+def ran_out(db: Handle, run_id: str) -> dict[str, Floors]:
     """Per step: how many elements ran out of memory / time (every attempt, from the
     history) and the largest request they ran out of."""
     out: dict[str, Floors] = {}

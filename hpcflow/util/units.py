@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _FACTOR = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
@@ -70,20 +69,6 @@ def parse_duration_s(value: object) -> int:
     if total_f <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return int(total_f)
-
-
-def valid_time(value: Any) -> Any:
-    """A pydantic field validator: ``value`` is None or a job time limit."""
-    if value is not None:
-        parse_slurm_time_s(value)
-    return value
-
-
-def valid_mem(value: Any) -> Any:
-    """A pydantic field validator: ``value`` is None or a memory size."""
-    if value is not None:
-        parse_mem_mb(value)
-    return value
 
 
 def parse_slurm_time_s(value: object) -> int:
