@@ -79,7 +79,11 @@ def _lab_share(request: pytest.FixtureRequest):
         yield
         return
     with helpers.lab_share(alone=request.node.get_closest_marker("lab_alone") is not None):
-        yield
+        if request.node.get_closest_marker("lab_nodes") is None:
+            yield
+            return
+        with helpers.nodes_alone():
+            yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,6 +97,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 0 if item.get_closest_marker("slurm") is not None else 2
 
     items.sort(key=rank)  # stable: the order inside each group is kept
+
+
+@pytest.fixture
+def lab_nodes():
+    """The extra nodes n1-n4 (a test marked ``lab_nodes``), restored afterwards: every node
+    back up and every black hole the test made (``holes.append((node, path))``) healed."""
+    holes: list[tuple[str, str]] = []
+    helpers.restore_nodes([])
+    yield holes
+    helpers.restore_nodes(holes)
 
 
 @pytest.fixture(scope="session")

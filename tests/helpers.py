@@ -247,3 +247,43 @@ def lab_share(alone: bool) -> Iterator[None]:
         finally:
             fcntl.flock(lab, fcntl.LOCK_UN)
             fcntl.flock(turn, fcntl.LOCK_UN)
+
+
+# The lab's extra nodes (tests/cluster/slurm-lab: n1-n4, each its own slurmd): tests marked
+# `lab_nodes` have them to themselves and may kill, black-hole and preempt them.
+LAB_SCRIPT = REPO / "tests" / "cluster" / "slurm-lab"
+EXTRA_NODES = ("n1", "n2", "n3", "n4")
+
+
+def lab(*args: str, timeout: float = 180) -> str:
+    """Run ``tests/cluster/slurm-lab ARGS`` (node-kill N, node-up N, black-hole N PATH, ...)."""
+    p = subprocess.run(["bash", str(LAB_SCRIPT), *args], capture_output=True, text=True,
+                       timeout=timeout)  # fmt: skip
+    assert p.returncode == 0, f"slurm-lab {' '.join(args)}: {p.stderr}"
+    return p.stdout
+
+
+def node_state(node: str) -> str:
+    return subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True,
+                          text=True).stdout.split("\n")[0].strip()  # fmt: skip
+
+
+@contextmanager
+def nodes_alone() -> Iterator[None]:
+    """The extra nodes to this test alone (other lab tests use the node vm meanwhile)."""
+    LAB_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    with open(LAB_LOCKS / "nodes", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def restore_nodes(healed: list[tuple[str, str]]) -> None:
+    """Every extra node running, usable and healed (a test's teardown)."""
+    for node, path in healed:
+        lab("heal", node, path)
+    for node in EXTRA_NODES:
+        if node_state(node).rstrip("*~#") not in ("idle", "mixed", "allocated"):
+            lab("node-up", node)

@@ -173,6 +173,8 @@ def test_tick_that_died_mid_submission_is_settled(slurm, hpcflow, tmp_path: Path
 
     site = lab_site(tmp_path / "site.yaml", tmp_path / "scratch", limits={"max_array_size": 1001})
     camp = _campaign(tmp_path, site, max_in_flight=1)
+    wf = tmp_path / "workflow.yaml"  # batch 0 stays in flight through the second tick
+    wf.write_text(wf.read_text().replace("sleep 1\n", "sleep 120\n"))
     t = _j(hpcflow, "campaign", "tick", str(camp))
     run_id = t["submitted"][0]["run_id"]
     db = sqlite3.connect(tmp_path / "db" / "tracker.db")

@@ -294,14 +294,14 @@ def test_sites_check_against_live_cluster(slurm, hpcflow, tmp_path: Path) -> Non
         tmp_path / "bad.yaml",
         tmp_path / "s",
         limits={"max_array_size": 20000},
-        partitions={"gpu": {"gpus": 4}, "bigmem": {"gpus": 0}, "debug": {"cpus": 32, "mem": "64G"}},
+        partitions={"gpu": {"gpus": 4}, "nosuch": {"gpus": 0}, "debug": {"cpus": 32, "mem": "64G"}},
     )
     p = hpcflow("sites", "check", str(site))
     assert p.returncode == 2
     assert "partition 'debug': config says 32 CPUs per node, cluster has 16" in p.stderr
     assert "partition 'debug': config says 64G per node, cluster has 16000M" in p.stderr
     assert p.stdout.startswith("python: python3 3.")
-    assert "partition 'bigmem' does not exist on the cluster" in p.stderr
+    assert "partition 'nosuch' does not exist on the cluster" in p.stderr
     assert "partition 'gpu': config says 4 GPUs per node, cluster has 2" in p.stderr
     assert "max_array_size 20000 is over the cluster's MaxArraySize 10001" in p.stderr
 

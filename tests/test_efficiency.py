@@ -127,7 +127,7 @@ def test_overrides_replace_named_fields_only(tmp_path) -> None:
     ov.write_text("steps:\n  hms:\n    resources: {mem: 1600M, time: 15m}\n")
     wf = load_workflow(_wf(tmp_path), resources=ov).workflow
     hms = next(s for s in wf.steps if s.name == "hms")
-    assert (hms.resources.mem, hms.resources.time, hms.resources.cpus) == ("1600M", "15m", 2)
+    assert (hms.resources.mem, hms.resources.time, hms.resources.cpus) == (1600, 900, 2)  # MB, s
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_the_written_overrides_file_loads_back(tmp_path) -> None:
     ov = tmp_path / "ov.yaml"
     ov.write_text(overrides_yaml(doc))
     wf = load_workflow(_wf(tmp_path), resources=ov).workflow
-    assert next(s for s in wf.steps if s.name == "hms").resources.mem == "1600M"
+    assert next(s for s in wf.steps if s.name == "hms").resources.mem == 1600  # MB
     assert "ras" not in ov.read_text()
     empty = overrides_yaml({"run_id": "r1", "steps": {"ras": {"suggest": {}}}})
     ov.write_text(empty)

@@ -132,13 +132,13 @@ def test_parallel_larger_than_size_is_refused(tmp_path: Path) -> None:
     assert "wf.yaml:5:" in str(e.value) and "parallel (4) is larger than size (2)" in str(e.value)
 
 
-def run_task(rr, tmp_path: Path, step: str, task: int) -> subprocess.CompletedProcess:
+def run_task(rr, tmp_path: Path, step: str, task: int, **slurm: str) -> subprocess.CompletedProcess:
     """Run a rendered array task by hand, as slurmd would (no Slurm needed)."""
     run_dir = Path(rr.plan.run_dir)
     for rel, text in rr.files.items():
         (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / rel).write_text(text)
-    env = dict(os.environ, SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_JOB_ID="77")
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "77", **slurm}
     return subprocess.run(
         ["bash", str(run_dir / f"scripts/{step}.sh"), str(run_dir / f"scripts/{step}.0.tasks")],
         env=env, capture_output=True, text=True, timeout=60,
@@ -175,6 +175,30 @@ def test_packed_task_runs_each_element_with_its_own_record(tmp_path: Path) -> No
     rec = json.loads((tmp_path / "run/steps/b/0/6/.hpcflow/result.json").read_text())
     assert rec["state"] == "UPSTREAM_FAILED"
     assert run_task(rr, tmp_path, "b", 5).returncode == 0
+
+
+def test_a_requeued_packed_task_keeps_what_it_completed(tmp_path: Path) -> None:
+    """Slurm requeues a task (its node died): the elements that task completed before are
+    kept, not run twice to completion; the unfinished ones run. A later job (hpcflow's own
+    retry, another id) runs every element it is given."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF.replace("PACK_A", "{size: 4, parallel: 2}").replace("PACK_B", "null")
+                  .replace("echo {{ item.i }} > out", "echo run >> runs"))  # fmt: skip
+    s = site(tmp_path)
+    loaded = load_workflow(wf, site=s)
+    rr = render_run(compile_plan(loaded, s, 1001, "pk-1", str(tmp_path / "run")), loaded, s)
+    assert run_task(rr, tmp_path, "a", 1).returncode == 0  # elements 4-7, job 77
+    elem = {i: tmp_path / f"run/steps/a/0/{i}" for i in range(4, 8)}
+    (elem[6] / ".hpcflow/result.json").unlink()  # 6 was running when the node died
+    p = run_task(rr, tmp_path, "a", 1, SLURM_RESTART_COUNT="1")
+    assert p.returncode == 0, p.stderr
+    assert {i: (d / "runs").read_text().count("run") for i, d in elem.items()} == {
+        4: 1, 5: 1, 6: 2, 7: 1}  # fmt: skip
+    assert "completed before this task was requeued; kept" in (
+        tmp_path / "run/logs/a/0/4.err").read_text()  # fmt: skip
+    p = run_task(rr, tmp_path, "a", 1, SLURM_ARRAY_JOB_ID="78", SLURM_RESTART_COUNT="1")
+    assert {i: (d / "runs").read_text().count("run") for i, d in elem.items()} == {
+        4: 2, 5: 2, 6: 3, 7: 2}  # fmt: skip
 
 
 def change(new: TaskState, display: str = "5_1") -> Change:

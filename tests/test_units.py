@@ -111,3 +111,26 @@ def test_memory_and_time_are_parsed_only_at_the_edge() -> None:
         found
     )
     assert parser_uses(ast.parse("from x import parse_mem_mb\nunits.parse_duration_s(v)")) == [1, 2]
+
+
+def test_overrides_and_defaults_stay_typed() -> None:
+    """An overrides file (or right-sizing) replaces a step's memory and time with numbers:
+    the site fit compares them with the partition's (a TypeError here crashed `submit
+    --overrides` and every right-sized campaign tick on the lab)."""
+    from hpcflow.spec.overrides import Overrides, apply_overrides
+    from hpcflow.spec.sitefit import check_site, effective_resources
+    from hpcflow.util.yamlsafe import Located
+
+    wf = Workflow(name="w", defaults={"resources": {"mem": "1G"}},
+                  steps=[{"name": "a", "run": "true", "resources": {"time": "10m"}}])  # fmt: skip
+    ov = Overrides(steps={"a": {"resources": {"mem": "1600M", "time": "2h"}}})
+    got, problems = apply_overrides(wf, ov)
+    assert problems == [] and (got.steps[0].resources.mem, got.steps[0].resources.time) == (
+        1600, 7200)  # fmt: skip
+    site = Site(name="x", partitions={"p": {"default": True, "mem": "1G", "max_time": "1h"}})
+    r = effective_resources(got, got.steps[0], site)
+    assert (r.mem, r.time, r.partition) == (1600, 7200, "p")
+    doc = Located({}, {}, "wf.yaml")
+    why = [p.message for p in check_site(got, doc, site)]
+    assert any("asks for 1600M of memory but a node of partition 'p' has 1G" in w for w in why)
+    assert any("time 2h is over partition 'p''s limit of 1h" in w for w in why), why

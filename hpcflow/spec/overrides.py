@@ -61,7 +61,9 @@ def apply_overrides(
         if o is None:
             steps.append(s)
             continue
-        update = o.resources.model_dump(exclude_none=True)
+        # the typed values (MB, seconds), not a dump's text: model_copy does not validate
+        r = o.resources
+        update = {k: v for k in type(r).model_fields if (v := getattr(r, k)) is not None}
         steps.append(s.model_copy(update={"resources": s.resources.model_copy(update=update)}))
     return wf.model_copy(update={"steps": steps}), problems
 

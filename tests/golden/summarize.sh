@@ -33,6 +33,12 @@ hpcflow_logs="$HPCFLOW_RUN_DIR/logs/$HPCFLOW_STEP/$hpcflow_shard"
 # made here, on the compute node, not by submit (docs/packing.md#element-directories)
 mkdir -m 0750 -p "$HPCFLOW_TASK_DIR" "$hpcflow_logs" && mkdir -m 0750 -p "$HPCFLOW_TASK_DIR/.hpcflow" || exit 98
 exec >>"$hpcflow_logs/$HPCFLOW_INDEX.out" 2>>"$hpcflow_logs/$HPCFLOW_INDEX.err"
+# Slurm requeued this task (node failure, preemption): an element this same task completed
+# before is kept, never run twice to completion (docs/faults.md#requeue)
+if ((${SLURM_RESTART_COUNT:-0} > 0)) && grep -qs "\"state\": \"COMPLETED\".*\"slurm_job_id\": \"${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}\"" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"; then
+  echo "hpcflow: $(date -Iseconds) index $HPCFLOW_INDEX: completed before this task was requeued; kept" >&2
+  exit 0
+fi
 rm -f "$HPCFLOW_TASK_DIR/.hpcflow/skipped" "$HPCFLOW_TASK_DIR/.hpcflow/result.json"
 hpcflow_tool=(python3 "$HPCFLOW_RUN_DIR/scripts/hpcflow_job.py")
 hpcflow_start=$(date +%s)
