@@ -60,6 +60,8 @@ def print_status(doc: dict[str, Any], with_tasks: bool = False) -> None:
     )
     if doc.get("degraded"):
         c.print(f"[bold yellow]degraded:[/] {escape(str(doc['degraded']))}")
+    for a in doc.get("nodes_avoided") or []:
+        c.print(f"[bold yellow]avoiding node {escape(a['node'])}:[/] {escape(a['why'])}")
     present = [s for s in ORDER if any(st["states"].get(s) for st in doc["steps"].values())]
     t = Table(show_edge=False)
     t.add_column("step")

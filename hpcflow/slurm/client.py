@@ -8,6 +8,7 @@ squeue that say "not answering" with an exception instead of an empty answer.
 
 from __future__ import annotations
 
+import logging
 import random
 import shlex
 import time
@@ -44,8 +45,11 @@ from hpcflow.slurm.commands import (
     squeue_by_name_argv,
     user_tasks_argv,
 )
+from hpcflow.slurm.nodes import exclude_argv, excluded_pending
 from hpcflow.slurm.usage import Usage, parse_usage, usage_argv
 from hpcflow.spec.site import Site
+
+log = logging.getLogger("hpcflow.slurm")
 
 TEMPORARY_TRIES = 5
 SACCT_TIMEOUT_S = 120  # slurmdbd answers large queries slowly; longer than this is "unavailable"
@@ -185,6 +189,19 @@ class SlurmClient:
         res = self.runner.run(scancel_argv(sorted(set(job_ids), key=int)), timeout=60)
         if check and not res.ok:
             raise SlurmError(f"scancel failed: {_why(res)}")
+
+    def exclude_nodes(self, job_ids: list[str], nodes: frozenset[str]) -> list[str]:
+        """Keep these jobs' pending tasks off ``nodes``; the ids the update reached. A job
+        that has nothing pending any more is no error."""
+        done = []
+        for jid in sorted(set(job_ids), key=int):
+            res = self.runner.run(exclude_argv(jid, nodes), timeout=60)
+            text = res.stdout + res.stderr
+            if res.ok or excluded_pending(text):
+                done.append(jid)
+            else:
+                log.info("slurm: job %s: ExcNodeList not set: %s", jid, text.strip()[:200])
+        return done
 
     def sbatch(self, job: JobSpec, since: datetime, env: dict[str, str] | None = None) -> str:
         """Submit ``job`` once: its Slurm job id. Temporary refusals are retried with backoff

@@ -127,6 +127,51 @@ class TrackerCfg(Strict):
     )
 
 
+class BlackHoleCfg(Strict):
+    min_failures: int = Field(
+        5, ge=1, le=100_000, description="fast failures on one node before it is suspected"
+    )
+    within: Seconds = Field(
+        "60s", validate_default=True, description="a failure this soon after the start is fast"
+    )
+    min_share: float = Field(
+        0.5, gt=0, le=1, description="share of the node's decided elements that failed fast"
+    )
+    others_max_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="the other nodes failed fast at most this share of their decided elements "
+        "(more: the workflow fails, not a node)",
+    )
+    min_others: int = Field(
+        5, ge=1, le=100_000, description="decided elements on the other nodes to compare with"
+    )
+
+
+class FaultsCfg(Strict):
+    node_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="times one element is resubmitted for a node's fault (NODE_FAIL that "
+        "Slurm did not requeue, or a black hole), away from the node (--exclude)",
+    )
+    black_hole: BlackHoleCfg | None = Field(
+        default_factory=BlackHoleCfg,
+        description="when a node counts as a black hole (docs/faults.md); null: never",
+    )
+
+    def policy(self) -> dict[str, Any]:
+        """As the tracker stores it with each step (the decision reads it, docs/faults.md)."""
+        bh = self.black_hole
+        rule = None if bh is None else {
+            "min_failures": bh.min_failures, "within_s": bh.within, "min_share": bh.min_share,
+            "others_max_share": bh.others_max_share, "min_others": bh.min_others,
+        }  # fmt: skip
+        return {"retries": self.node_retries, "black_hole": rule}
+
+
 class DynamicCfg(Strict):
     expand_in: Literal["login", "job"] = Field(
         "login",
@@ -163,6 +208,9 @@ class Site(Strict):
     env: dict[str, str | int | float | bool] = Field(default_factory=dict, description="job env")
     sbatch_extra: list[str] = Field(default_factory=list, description="extra #SBATCH flags")
     tracker: TrackerCfg = Field(default_factory=TrackerCfg, description="tracker settings")
+    faults: FaultsCfg = Field(
+        default_factory=FaultsCfg, description="node faults: retries, black holes (docs/faults.md)"
+    )
     job_templates: str | None = Field(None, description="directory of the site's own templates")
     defaults: Resources = Field(
         default_factory=Resources, description="resources every step gets unless it says"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from hpcflow.errors import NotFound, TrackerError
 from hpcflow.util.fs import NETWORK_FS, filesystem_type
 
-SCHEMA_VERSION = 10  # PRAGMA user_version of this hpcflow's trackers (store/migrations.py)
+SCHEMA_VERSION = 11  # PRAGMA user_version of this hpcflow's trackers (store/migrations.py)
 APPLICATION_ID = 0x48504346  # 'HPCF': PRAGMA application_id of every tracker hpcflow creates
 TABLES = frozenset({"run", "step", "job"})  # every tracker has these, version 1 on
 ALLOW_NETWORK_ENV = "HPCFLOW_ALLOW_NETWORK_DB"

@@ -16,9 +16,10 @@ from typing import Any
 
 from hpcflow.facts import dynamic_shown, dynamic_state, task_state
 from hpcflow.facts import expansion_due as facts_expansion_due
+from hpcflow.faults import retry_due
 from hpcflow.node.jobtool import task_dir
 from hpcflow.states import ACTIVE_RUN_STATES, TERMINAL
-from hpcflow.store import codec
+from hpcflow.store import codec, nodes
 from hpcflow.store.dbfile import SCHEMA_VERSION, ro_connect
 from hpcflow.store.dynamic import EXPAND_STEP, expansion_inputs
 from hpcflow.store.escalation import escalatable
@@ -27,7 +28,8 @@ from hpcflow.util.jsonstream import LazyList
 ACTIVE = ACTIVE_RUN_STATES
 TERMINAL_TASK = frozenset(st.value for st in TERMINAL)
 RUN_FIELDS = ("id", "workflow", "version", "namespace", "label", "site", "state", "run_dir",
-              "submitted_at", "refreshed_at", "finished_at", "degraded")  # fmt: skip
+              "submitted_at", "refreshed_at", "finished_at", "degraded",
+              "nodes_avoided")  # fmt: skip
 TASK_FIELDS = ("step", "\"index\"", "item", "state", "exit_code", "job_id", "task_id",
                "attempts", "start", "\"end\"", "node", "reason", "result", "outputs")  # fmt: skip
 
@@ -76,6 +78,8 @@ def run_header(run: Any) -> dict[str, Any]:
         "refreshed_at": _iso(run.refreshed_at),
         "finished_at": _iso(run.finished_at),
         "degraded": run.degraded,
+        # black holes the run keeps off (docs/faults.md): [{node, why, at}]
+        "nodes_avoided": _json(getattr(run, "nodes_avoided", None)) or [],
         "steps": {},
     }
 
@@ -233,6 +237,8 @@ def sync_needed(conn: sqlite3.Connection, runs: list[Any], now: datetime | None 
         if cur.fetchone():
             return True
         if escalatable(conn, run.id):  # what its retry policy resubmits, not any OOM
+            return True
+        if retry_due(nodes.decision(conn, run.id)):  # a node's fault to resubmit
             return True
         if expansion_due(conn, run.id):
             return True

@@ -33,6 +33,7 @@ MIGRATIONS: list[tuple[int, list[Any]]] = [
     (8, [lambda c: _v8(c)]),
     (9, [lambda c: _v9(c)]),
     (10, [lambda c: _v10(c)]),
+    (11, [lambda c: _v11(c)]),
 ]
 
 
@@ -182,6 +183,14 @@ def _v10(c: Sql) -> None:
     _add_columns(c, adds)
     if _columns(c, "step"):
         c.exec_driver_sql("UPDATE step SET compensation = 1 WHERE role LIKE 'compensation %'")
+
+
+def _v11(c: Sql) -> None:
+    """Node faults (docs/faults.md): a run keeps the site's fault policy it was submitted
+    with and the nodes it avoids; an element counts its resubmissions for a node's fault.
+    A run from before 11 has no policy: hpcflow leaves its node faults alone, as it did."""
+    _add_columns(c, [("run", "faults", "JSON"), ("run", "nodes_avoided", "JSON"),
+                     ("task", "node_retries", "INTEGER NOT NULL DEFAULT 0")])  # fmt: skip
 
 
 def _rebuild_event(c: Sql) -> None:

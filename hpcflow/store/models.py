@@ -33,6 +33,16 @@ class Run(SQLModel, table=True):
     refreshed_at: datetime | None = Field(default=None, description="last Slurm refresh, UTC")
     finished_at: datetime | None = Field(default=None, description="when it became terminal")
     cancelled: bool = Field(default=False, description="cancelled by the user")
+    faults: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="the site's node-fault policy at submit (FaultsCfg.policy); None: none",
+    )
+    nodes_avoided: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="[{node, why, at}]: black holes this run's jobs exclude (docs/faults.md)",
+    )
     degraded: str | None = Field(default=None, description="note when Slurm was degraded")
     poll_seconds: int | None = Field(
         default=None, description="its site's poll interval at submit (status without a sync)"
@@ -149,6 +159,9 @@ class Task(SQLModel, table=True):
         default=None,
         sa_column=Column(JSON, nullable=True),
         description="what sacct accounted for it (usage.Usage.as_json), once its chunk ended",
+    )
+    node_retries: int = Field(
+        default=0, description="times hpcflow resubmitted it for a node's fault"
     )
     absent_at: str | None = Field(
         default=None,

@@ -6,11 +6,13 @@ through these and the session (get, add, commit); no statement is built outside 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import col, select
 
+from hpcflow.faults import BlackHole
 from hpcflow.states import JobStatus
 from hpcflow.store.handles import Orm
 from hpcflow.store.models import BatchRow, Job, Run, StepRow, Task
@@ -66,3 +68,25 @@ def runs_by_id(s: Orm, ids: Iterable[str]) -> dict[str, Run]:
 
 def run_labelled(s: Orm, label: str) -> Run | None:
     return s.exec(select(Run).where(Run.label == label)).first()
+
+
+def avoid(s: Orm, run_id: str, holes: list[BlackHole], at: datetime) -> list[BlackHole]:
+    """Record black holes the run did not avoid yet; the new ones."""
+    run = s.get(Run, run_id)
+    assert run is not None
+    have = {a["node"] for a in run.nodes_avoided or []}
+    new = [h for h in holes if h.node not in have]
+    if new:
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        added = [{"node": h.node, "why": h.why(), "at": stamp} for h in new]
+        run.nodes_avoided = [*(run.nodes_avoided or []), *added]
+        s.add(run)
+    return new
+
+
+def add_node_retries(s: Orm, ids: list[int]) -> None:
+    for i in ids:
+        t = s.get(Task, i)
+        if t is not None:
+            t.node_retries += 1
+            s.add(t)

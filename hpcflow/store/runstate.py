@@ -9,12 +9,14 @@ from datetime import datetime
 
 from hpcflow.facts import derive_run_state as decide
 from hpcflow.facts import expansion_open, task_state
+from hpcflow.faults import retry_due
 from hpcflow.states import JobStatus
 from hpcflow.store.codec import dbapi
 from hpcflow.store.db import Run
 from hpcflow.store.dynamic import expansion_inputs
 from hpcflow.store.escalation import escalatable as _escalatable
 from hpcflow.store.handles import Handle, Orm
+from hpcflow.store.nodes import decision
 
 
 def db_stamp(t: datetime) -> str:
@@ -48,7 +50,7 @@ def derived(db: Handle, run_id: str, state: str, cancelled: bool) -> str:
         states,
         cancelled,
         submitting=planned is not None,
-        escalating=lambda: bool(_escalatable(conn, run_id)),
+        escalating=lambda: bool(_escalatable(conn, run_id)) or retry_due(decision(conn, run_id)),
         expanding=lambda: expansion_due(conn, run_id),
     ).value
 

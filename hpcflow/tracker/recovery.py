@@ -69,10 +69,12 @@ def resubmit(
     reason: str,
     mem_factor: float | None = None,
     time_factor: float | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Resubmitted:
     """Resubmit ``seeds`` (task row ids) and every UPSTREAM_FAILED dependent reachable from
     them or from ``released`` (resolved elements, not resubmitted themselves). COMPLETED
-    dependents are re-run only when their step is in ``rerun_steps``."""
+    dependents are re-run only when their step is in ``rerun_steps``. ``exclude``: a node's
+    fault resubmits the seeds away from these nodes, and counts it (task.node_retries)."""
     lock = RunLock(engine, run_id)
     if not lock.acquire(wait=False):
         raise HpcflowError(
@@ -94,9 +96,11 @@ def resubmit(
             picked = select_tasks(Graph(jn, tn), seeds, released, rerun_steps)
             if not picked:
                 return Resubmitted()
-            plan = plan_resubmission(jn, tn, positions, picked, mem_factor, time_factor)
+            plan = plan_resubmission(jn, tn, positions, picked, mem_factor, time_factor, exclude)
             files = packed_tasks_files(runner, jobs, tasks, plan, packed)
             out = _apply(s, log, jobs, tasks, plan, reason, files)
+            if exclude:
+                rows_.add_node_retries(s, seeds)
             run.cancelled = False
             move_run(s, log, run, "PENDING", "reopen", reason)
             log.add(s, EventKind.SUBMITTING, run_id=run_id, reason=reason)
@@ -278,10 +282,9 @@ def escalate(engine: Engine, runner: Runner, site: Site, run_id: str) -> Resubmi
     with session(engine) as s:
         todo = escalatable(s, run_id)
     for (key, what, factor), ids in todo.items():
-        kw = {what: factor}
-        r = resubmit(
-            engine, runner, site, run_id, ids, [], set(), f"automatic {key}: {what} {factor}", **kw
-        )
+        mem, time_ = (factor, None) if what == "mem_factor" else (None, factor)
+        r = resubmit(engine, runner, site, run_id, ids, [], set(),
+                     f"automatic {key}: {what} {factor}", mem, time_)  # fmt: skip
         total.tasks += r.tasks
         total.jobs += r.jobs
     return total

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hpcflow.compile.plan import compress_ids
 from hpcflow.errors import BadUsage
+from hpcflow.slurm.nodes import exclude_flag
 from hpcflow.states import TaskState
 from hpcflow.util.units import slurm_time
 
@@ -146,9 +147,11 @@ def plan_resubmission(
     selected: set[int],
     mem_factor: float | None = None,
     time_factor: float | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[NewJob]:
     """The new jobs for the ``selected`` task rows, in submission order: per first-attempt job
-    (upstream steps first), one job per distinct set of new upstream jobs."""
+    (upstream steps first), one job per distinct set of new upstream jobs; kept off the
+    ``exclude`` nodes (a node's fault, docs/faults.md)."""
     g = Graph(jobs, tasks)
     attempt_of: dict[int, int] = defaultdict(int)
     for j in g.jobs.values():
@@ -167,6 +170,8 @@ def plan_resubmission(
         attempt = attempt_of[orig] + 1
         for k, (needs, ts) in enumerate(sorted(groups.items(), key=lambda kv: sorted(kv[0]))):
             mem, secs, flags = scaled(g.jobs[ts[0].job_id], first, mem_factor, time_factor)
+            if exclude:
+                flags = exclude_flag(flags, exclude)
             ids = sorted({t.task_id for t in ts if t.task_id is not None})
             for t in ts:
                 new_of[t.id] = len(out)

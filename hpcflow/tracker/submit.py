@@ -85,6 +85,7 @@ def record_run(
                 workflow_path=str(loaded.path.resolve()),
                 params=loaded.params,
                 poll_seconds=site.poll_seconds(),
+                faults=site.faults.policy(),
                 notify=targets_for("run_end", site.notify, wf.notify, notify or []) or None,
             )
         )
