@@ -221,6 +221,9 @@ def _conclude(
     return o
 
 
+NODE_FAULTED = frozenset({TaskState.NODE_FAIL, TaskState.PREEMPTED})
+
+
 def _change(t: Tracked, o: Observation) -> Change | None:
     old, new = t.state, o.state
     allowed = (
@@ -246,6 +249,8 @@ def _change(t: Tracked, o: Observation) -> Change | None:
     if row == t.row():
         return None
     reason = ("requeued by Slurm; " if is_requeue(old, new) else "") + (o.reason or "")
+    if new in NODE_FAULTED and o.node:  # which node it was: docs/faults.md
+        reason = f"on node {o.node}; {reason}"
     return Change(
         t,
         new,
