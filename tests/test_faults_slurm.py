@@ -364,7 +364,7 @@ def test_qos_limit_refusal_is_reported_not_retried(slurm, tmp_path: Path) -> Non
 
 def test_suspended_counts_as_running(slurm, hpcflow, tmp_path: Path, site_file: Path) -> None:
     wf = tmp_path / "wf.yaml"
-    wf.write_text("name: susp\nsteps:\n  - {name: a, run: sleep 4}\n")
+    wf.write_text("name: susp\nsteps:\n  - {name: a, run: sleep 15}\n")
     sub = submit(hpcflow, site_file, wf)
     sid = sub["jobs"][0]["slurm_job_id"]
     wait_until(lambda: counts(status(hpcflow, sub["run_id"]))["a"] == {"RUNNING": 1}, 30)
@@ -382,4 +382,4 @@ def test_suspended_counts_as_running(slurm, hpcflow, tmp_path: Path, site_file: 
     doc = status(hpcflow, sub["run_id"])
     assert counts(doc)["a"] == {"RUNNING": 1} and doc["state"] == "RUNNING"
     subprocess.run(["scontrol", "resume", sid], check=True)
-    assert hpcflow("watch", sub["run_id"], "--timeout", "60", "--interval", "1").returncode == 0
+    assert hpcflow("watch", sub["run_id"], "--timeout", "120", "--interval", "1").returncode == 0

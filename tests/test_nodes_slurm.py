@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import lab, node_state, status, submit, wait_until
+from .webhook_server import check_schema, webhook
 
 pytestmark = [pytest.mark.slurm, pytest.mark.lab_nodes]
 
@@ -97,15 +98,19 @@ def test_a_black_hole_node_is_found_and_avoided(
     pending tasks and retries off it, and every element completes."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    site = lab_site(partitions=PARTITIONS)
     lab("black-hole", "n3", str(scratch))
     lab_nodes.append(("n3", str(scratch)))
     n = 400
     wf = work(tmp_path / "wf.yaml", n, "sleep 1")
-    t0 = time.monotonic()
-    sub = submit(hpcflow, site, wf)
-    w = hpcflow("watch", sub["run_id"], "--timeout", "400", "--interval", "2")
-    took = time.monotonic() - t0
+    with webhook() as hook:
+        site = lab_site(partitions=PARTITIONS, notify=[{"name": "team", "webhook": hook.url}])
+        t0 = time.monotonic()
+        sub = submit(hpcflow, site, wf)
+        w = hpcflow("watch", sub["run_id"], "--timeout", "400", "--interval", "2")
+        took = time.monotonic() - t0
+    faults = [d for d in hook.received if d["kind"] == "node_fault"]
+    assert [(d["node"], d["fault"]) for d in faults] == [("n3", "black_hole")]  # once
+    check_schema(faults[0])
     doc = status(hpcflow, sub["run_id"])
     states = {t["state"] for t in elements(doc)}
     assert w.returncode == 0 and states == {"COMPLETED"}, (w.stdout[-2000:], states)
@@ -136,3 +141,71 @@ def test_elements_that_fail_on_every_node_blame_no_node(
     assert doc["nodes_avoided"] == []
     assert len({t["node"] for t in elements(doc)}) > 1  # it ran on several nodes
     assert not any("resubmitted" in (e["reason"] or "") for e in history(hpcflow, sub["run_id"]))
+
+
+def test_preempted_elements_are_requeued_and_counted_once(
+    slurm, hpcflow, tmp_path: Path, lab_site, lab_nodes
+) -> None:
+    """A job in partition urgent (PriorityTier 10, PreemptMode=REQUEUE) takes all four nodes:
+    the running elements end PREEMPTED and Slurm requeues them under the same job id. Each
+    completes once; its attempts count the requeue; efficiency and the report count each
+    element once."""
+    site = lab_site(partitions={**PARTITIONS, "urgent": PARTITIONS["multi"]})
+    n = 16  # one per CPU of n1-n4: all running when the urgent job comes
+    wf = work(tmp_path / "wf.yaml", n, "sleep 8")
+    t0 = time.monotonic()
+    sub = submit(hpcflow, site, wf)
+    run_id = sub["run_id"]
+
+    def all_running() -> bool:
+        hpcflow("status", run_id, check=True)
+        return {t["state"] for t in elements(status(hpcflow, run_id))} == {"RUNNING"}
+
+    wait_until(all_running, 90, 1, what="all 16 elements running")
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "-p", "urgent", "-N", "4", "--exclusive", "-o", "/dev/null",
+         "--wrap", "sleep 3"], capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        w = hpcflow("watch", run_id, "--timeout", "400", "--interval", "3")
+    finally:
+        subprocess.run(["scancel", urgent], capture_output=True)
+    took = time.monotonic() - t0
+    doc = status(hpcflow, run_id)
+    assert w.returncode == 0 and {t["state"] for t in elements(doc)} == {"COMPLETED"}
+    done = completions(tmp_path / "scratch", run_id, n)
+    assert [i for i, c in done.items() if len(c) != 1] == []
+    events = history(hpcflow, run_id)
+    requeued = {e["index"] for e in events if "requeued by Slurm" in (e["reason"] or "")}
+    assert requeued, events[-10:]
+    jobs = {t["slurm_job_id"].split("_")[0] for t in elements(doc)}
+    assert len(jobs) == 1  # the same job id, requeued: no resubmission by hpcflow
+    assert all(t["attempts"] == 2 for t in elements(doc) if t["index"] in requeued)
+    eff = json.loads(hpcflow("efficiency", run_id, "--json", check=True).stdout)
+    assert eff["steps"]["work"]["elements"] == n  # each element once, not once per start
+    print(f"\npreemption: {len(requeued)} elements requeued, run took {took:.0f} s")
+
+
+@pytest.mark.lab_alone  # slurmctld restarts under every test
+def test_daemons_restart_during_a_5000_element_packed_run(
+    slurm, hpcflow, tmp_path: Path, lab_site, lab_nodes
+) -> None:
+    """slurmctld restarts, then n1's slurmd alone, while 5,000 packed elements run over the
+    four nodes: nothing is lost and no element completes twice."""
+    site = lab_site(partitions=PARTITIONS)
+    n = 5000
+    wf = work(tmp_path / "wf.yaml", n, "true", pack="{size: 50, parallel: 4}")
+    t0 = time.monotonic()
+    sub = submit(hpcflow, site, wf)
+    run_id = sub["run_id"]
+    wait_until(lambda: on_node("n1"), 60, what="tasks running on n1")
+    lab("ctld-restart")
+    time.sleep(3)
+    lab("slurmd-restart", "n1")
+    w = hpcflow("watch", run_id, "--timeout", "500", "--interval", "3")
+    took = time.monotonic() - t0
+    doc = status(hpcflow, run_id)
+    assert w.returncode == 0 and doc["steps"]["work"]["states"] == {"COMPLETED": n}, doc["steps"]
+    done = completions(tmp_path / "scratch", run_id, n)
+    assert [i for i, c in done.items() if len(c) != 1] == []
+    print(f"\ndaemon restarts: run took {took:.0f} s")

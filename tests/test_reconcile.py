@@ -180,3 +180,18 @@ def test_the_still_pending_shortcut_agrees_with_the_rules() -> None:
             concluded = _conclude(t, None, q, NOW, 300, False)
             assert concluded is None or _change(t, concluded) is None, (t, q)
     assert checked >= 2  # taken for pending elements with and without a reason
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        ("61|61|j|NODE_FAIL|0:0|2026-11-22T02:00:00|2026-11-22T02:01:00|n2|None\n",
+         "on node n2"),
+        ("61|61|j|PREEMPTED|0:0|2026-11-22T02:00:00|2026-11-22T02:01:00|n1|None\n",
+         "on node n1"),
+    ],
+)  # fmt: skip
+def test_a_node_fault_move_names_the_node(line: str, want: str) -> None:
+    """docs/faults.md: the history says which node a NODE_FAIL or PREEMPTED happened on."""
+    c = decide([tracked("61", None, R)], line)[("61", None)]
+    assert c.event_reason is not None and c.event_reason.startswith(want), c.event_reason

@@ -26,6 +26,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with sqlite3.connect(db) as c:
         c.execute("UPDATE run SET label = ?", (evil,))
         c.execute("UPDATE task SET reason = ? WHERE state = 'FAILED'", (evil,))
+        avoided = [{"node": "n3", "why": f"12 of its 12 elements failed {evil}", "at": "2026"}]
+        c.execute("UPDATE run SET nodes_avoided = ?", (json.dumps(avoided),))
     return db
 
 
@@ -45,6 +47,9 @@ def test_the_api_mirrors_the_cli(synth: Path, served) -> None:
     s = served
     code, doc, headers = s.get(f"/api/runs/{RUN}")
     assert code == 200 and doc == cli
+    assert [a["node"] for a in doc["nodes_avoided"]] == ["n3"]  # a black hole (faults.md)
+    code, html, _ = s.get(f"/runs/{RUN}")
+    assert code == 200 and 'data-node-avoided="n3"' in html and "avoiding node" in html
     assert "default-src 'none'" in headers["content-security-policy"]
     code, doc, _ = s.get("/api/runs")
     assert [r["run_id"] for r in doc["runs"]] == [r["run_id"] for r in runs["runs"]]
