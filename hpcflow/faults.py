@@ -103,23 +103,20 @@ class Faulted:
 def node_resubmissions(
     faulted: Iterable[Faulted], avoided: Iterable[str], retries: int
 ) -> dict[frozenset[str], list[int]]:
-    """Which elements a node's fault resubmits, grouped by the nodes each must avoid:
-    NODE_FAIL elements (Slurm did not requeue them) away from their node, and elements that
-    failed fast on an ``avoided`` node (a black hole) away from every avoided node, each at
-    most ``retries`` times. An element that failed slowly, or on a healthy node, is the
-    element's own failure and is left alone."""
+    """Which elements a node's fault resubmits, grouped by the nodes each must avoid (the
+    ``avoided`` ones, black holes): NODE_FAIL elements (Slurm did not requeue them) and
+    elements that failed fast on a black hole, each at most ``retries`` times. A node that
+    died is not excluded: Slurm schedules nothing on it while it is DOWN, and once it is
+    back it is as good as any (excluding the only node of a partition would leave the
+    element nowhere to run). An element that failed slowly, or fast on a healthy node, is
+    the element's own failure and is left alone."""
     bad = frozenset(avoided)
     out: dict[frozenset[str], list[int]] = {}
     for t in faulted:
         if t.node_retries >= retries or not t.node:
             continue
-        if t.state is TaskState.NODE_FAIL:
-            away = bad | {t.node}
-        elif t.node in bad and t.fast:
-            away = bad
-        else:
-            continue
-        out.setdefault(away, []).append(t.id)
+        if t.state is TaskState.NODE_FAIL or (t.node in bad and t.fast):
+            out.setdefault(bad, []).append(t.id)
     return out
 
 

@@ -280,6 +280,16 @@ def nodes_alone() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def preempt(seconds: int = 3) -> str:
+    """A job in partition urgent (PriorityTier 10) that needs all four extra nodes whole:
+    it preempts what runs there (PreemptMode=REQUEUE). Its Slurm job id (scancel it)."""
+    return subprocess.run(
+        ["sbatch", "--parsable", "-p", "urgent", "-N", str(len(EXTRA_NODES)), "--exclusive",
+         "-o", "/dev/null", "--wrap", f"sleep {int(seconds)}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def restore_nodes(healed: list[tuple[str, str]]) -> None:
     """Every extra node running, usable and healed (a test's teardown)."""
     for node, path in healed:

@@ -70,18 +70,18 @@ def F(i: int, state: TaskState, node: str | None, fast: bool, n: int = 0) -> Fau
 @pytest.mark.parametrize(
     "faulted, avoided, retries, want",
     [
-        # NODE_FAIL that Slurm did not requeue: away from that node
-        ([F(1, TaskState.NODE_FAIL, "n2", False)], [], 2, {("n2",): [1]}),
+        # NODE_FAIL that Slurm did not requeue: again (the node is DOWN, not excluded)
+        ([F(1, TaskState.NODE_FAIL, "n2", False)], [], 2, {(): [1]}),
         # a fast failure on a black hole: away from every avoided node
         ([F(1, TaskState.FAILED, "n3", True)], ["n3", "n1"], 2, {("n1", "n3"): [1]}),
-        # ... and a NODE_FAIL elsewhere then avoids the black holes too
-        ([F(1, TaskState.NODE_FAIL, "n2", False)], ["n3"], 2, {("n2", "n3"): [1]}),
+        # ... and a NODE_FAIL elsewhere then avoids the black holes
+        ([F(1, TaskState.NODE_FAIL, "n2", False)], ["n3"], 2, {("n3",): [1]}),
         # a slow failure on a black hole, or a fast one on a healthy node: the element's own
         ([F(1, TaskState.FAILED, "n3", False), F(2, TaskState.FAILED, "n1", True)], ["n3"], 2, {}),
         # retries used up
         ([F(1, TaskState.NODE_FAIL, "n2", False, 2)], [], 2, {}),
         ([F(1, TaskState.FAILED, "n3", True, 1)], ["n3"], 1, {}),
-        # node unknown (never started): nothing to avoid
+        # node unknown (it never started there): not a node's fault hpcflow can see
         ([F(1, TaskState.NODE_FAIL, None, False)], [], 2, {}),
         # retries 0: the site turned them off
         ([F(1, TaskState.NODE_FAIL, "n2", False)], [], 0, {}),

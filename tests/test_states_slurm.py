@@ -126,8 +126,11 @@ def node_back():
 
 @pytest.mark.lab_alone
 def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> None:
-    """Node goes down under two running jobs: the requeueable one is requeued by Slurm and
-    completes on its second attempt; the --no-requeue one ends NODE_FAIL."""
+    """Node goes down under three running jobs: the requeueable one is requeued by Slurm and
+    completes on its second attempt; a --no-requeue one ends NODE_FAIL, and hpcflow
+    resubmits it (the site's faults.node_retries, default 2: docs/faults.md), on the same
+    node once it is back (the partition's only one: it is not excluded), unless the site
+    turned that off (node_retries: 0), when it stays NODE_FAIL."""
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
     plain = lab_site(tmp_path / "plain.yaml", tmp_path / "s1", limits={"max_array_size": 1001})
     norq = lab_site(
@@ -135,7 +138,10 @@ def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> Non
         tmp_path / "s2",
         limits={"max_array_size": 1001},
         sbatch_extra=["--no-requeue"],
+        faults={"node_retries": 0},  # hpcflow does not resubmit it either (docs/faults.md)
     )
+    retried = lab_site(tmp_path / "retried.yaml", tmp_path / "s3",
+                       limits={"max_array_size": 1001}, sbatch_extra=["--no-requeue"])  # fmt: skip
     wf = tmp_path / "nf.yaml"
     wf.write_text(
         "name: nf\nsteps:\n  - name: work\n    run: |\n"
@@ -143,12 +149,12 @@ def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> Non
     )
     a = submit(hpcflow, plain, wf)
     b = submit(hpcflow, norq, wf)
-    both = [a["jobs"][0]["slurm_job_id"], b["jobs"][0]["slurm_job_id"]]
-    wait_until(
-        lambda: list(sacct_states(both).values()) == ["RUNNING", "RUNNING"], 30, what="both run"
-    )
-    hpcflow("status", a["run_id"], check=True)  # the tracker has seen them running
-    hpcflow("status", b["run_id"], check=True)
+    c = submit(hpcflow, retried, wf)
+    three = [x["jobs"][0]["slurm_job_id"] for x in (a, b, c)]
+    wait_until(lambda: list(sacct_states(three).values()) == ["RUNNING"] * 3, 30,
+               what="all three run")  # fmt: skip
+    for x in (a, b, c):
+        hpcflow("status", x["run_id"], check=True)  # the tracker has seen them running
     subprocess.run(
         ["scontrol", "update", f"nodename={node}", "state=down", "reason=hpcflow-test"], check=True
     )
@@ -169,5 +175,12 @@ def test_node_fail_and_requeue(slurm, hpcflow, tmp_path: Path, node_back) -> Non
     tb = status(hpcflow, b["run_id"])["steps"]["work"]["tasks"][0]
     assert (ta["state"], tb["state"]) == ("COMPLETED", "NODE_FAIL")
     assert ta["attempts"] == 2  # the requeue counted as an attempt
+    assert hpcflow("watch", c["run_id"], "--timeout", "180", "--interval", "1").returncode == 0
+    tc = status(hpcflow, c["run_id"])["steps"]["work"]["tasks"][0]
+    assert tc["state"] == "COMPLETED" and tc["slurm_job_id"] != c["jobs"][0]["slurm_job_id"]
+    hist_c = json.loads(hpcflow("history", c["run_id"], "--json", check=True).stdout)["events"]
+    assert any(e["new_state"] == "NODE_FAIL" and f"on node {node}" in (e["reason"] or "")
+               for e in hist_c), hist_c  # fmt: skip
+    assert any(e["reason"] == "node fault: resubmitted" for e in hist_c), hist_c
     hist = json.loads(hpcflow("history", a["run_id"], "--json", check=True).stdout)["events"]
     assert any("requeued by Slurm" in (e["reason"] or "") for e in hist), hist

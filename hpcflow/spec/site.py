@@ -155,7 +155,7 @@ class FaultsCfg(Strict):
         ge=0,
         le=10,
         description="times one element is resubmitted for a node's fault (NODE_FAIL that "
-        "Slurm did not requeue, or a black hole), away from the node (--exclude)",
+        "Slurm did not requeue, or a fast failure on a black hole, which is excluded)",
     )
     black_hole: BlackHoleCfg | None = Field(
         default_factory=BlackHoleCfg,

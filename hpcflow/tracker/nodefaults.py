@@ -54,9 +54,9 @@ def avoid_node_faults(engine: Engine, runner: Runner, site: Site, run_id: str) -
         SlurmClient.for_site(runner, site).exclude_nodes(pending, frozenset(avoided))
     total = Resubmitted()
     for away, ids in sorted(d.resubmit.items(), key=lambda kv: sorted(kv[0])):
-        r = resubmit(engine, runner, site, run_id, ids, [], set(),
-                     f"node fault: resubmitted away from {', '.join(sorted(away))}",
-                     exclude=away)  # fmt: skip
+        why = "node fault: resubmitted" + (f" away from {', '.join(sorted(away))}" if away else "")
+        r = resubmit(engine, runner, site, run_id, ids, [], set(), why, exclude=away,
+                     node_fault=True)  # fmt: skip
         total.tasks += r.tasks
         total.jobs += r.jobs
     return total

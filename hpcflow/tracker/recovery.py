@@ -70,11 +70,12 @@ def resubmit(
     mem_factor: float | None = None,
     time_factor: float | None = None,
     exclude: frozenset[str] = frozenset(),
+    node_fault: bool = False,
 ) -> Resubmitted:
     """Resubmit ``seeds`` (task row ids) and every UPSTREAM_FAILED dependent reachable from
     them or from ``released`` (resolved elements, not resubmitted themselves). COMPLETED
-    dependents are re-run only when their step is in ``rerun_steps``. ``exclude``: a node's
-    fault resubmits the seeds away from these nodes, and counts it (task.node_retries)."""
+    dependents are re-run only when their step is in ``rerun_steps``. ``node_fault``: a
+    node's fault resubmits the seeds (counted: task.node_retries), away from ``exclude``."""
     lock = RunLock(engine, run_id)
     if not lock.acquire(wait=False):
         raise HpcflowError(
@@ -99,7 +100,7 @@ def resubmit(
             plan = plan_resubmission(jn, tn, positions, picked, mem_factor, time_factor, exclude)
             files = packed_tasks_files(runner, jobs, tasks, plan, packed)
             out = _apply(s, log, jobs, tasks, plan, reason, files)
-            if exclude:
+            if node_fault:
                 rows_.add_node_retries(s, seeds)
             run.cancelled = False
             move_run(s, log, run, "PENDING", "reopen", reason)
