@@ -42,11 +42,13 @@ class BlackHoleRule:
 class NodeTally:
     """One node's elements in a run: ``fast`` failed within ``within_s`` of their start;
     ``lasted`` completed, or ran longer than that (still running or not). Elements younger
-    than ``within_s`` are not decided yet and count in neither."""
+    than ``within_s`` are not decided yet and count in neither. ``codes``: the fast
+    failures by exit code (how they failed), ``(code, count)`` pairs."""
 
     node: str
     fast: int
     lasted: int
+    codes: tuple[tuple[int | None, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,19 +59,24 @@ class BlackHole:
     others_fast: int
     others_decided: int
     within_s: int
+    codes: tuple[tuple[int | None, int], ...] = ()
 
     def why(self) -> str:
+        codes = ", ".join(f"{'?' if c is None else c} x{n}" for c, n in self.codes)
         return (
             f"{self.fast} of its {self.decided} elements failed within {self.within_s} s of "
-            f"their start; on the other nodes {self.others_fast} of {self.others_decided}"
+            f"their start{f' (exit code {codes})' if codes else ''}; on the other nodes "
+            f"{self.others_fast} of {self.others_decided} failed that way"
         )
 
 
 def black_holes(tallies: Iterable[NodeTally], rule: BlackHoleRule | None) -> list[BlackHole]:
     """The nodes whose elements fail fast far more often than the other nodes' do: at least
     ``min_failures`` fast failures, ``min_share`` of the node's decided elements, while the
-    nodes not suspected failed fast at most ``others_max_share`` of at least ``min_others``
-    decided elements. When every node fails fast, none is a black hole (the workflow is)."""
+    nodes not suspected failed fast *the same way* (with the exit codes the suspect's
+    elements failed with; any code when the tally has none) at most ``others_max_share``
+    of at least ``min_others`` decided elements. When every node fails fast, none is a
+    black hole (the workflow is); nor when the others fail the same way often enough."""
     if rule is None:
         return []
     ts = [t for t in tallies if t.fast + t.lasted > 0]
@@ -79,14 +86,19 @@ def black_holes(tallies: Iterable[NodeTally], rule: BlackHoleRule | None) -> lis
         if t.fast >= rule.min_failures and t.fast >= rule.min_share * (t.fast + t.lasted)
     ]
     healthy = [t for t in ts if t not in suspects]
-    of = sum(t.fast for t in healthy)
     od = sum(t.fast + t.lasted for t in healthy)
-    if od < rule.min_others or of > rule.others_max_share * od:
+    if od < rule.min_others:
         return []
-    return [
-        BlackHole(t.node, t.fast, t.fast + t.lasted, of, od, rule.within_s)
-        for t in sorted(suspects, key=lambda t: t.node)
-    ]
+    out = []
+    for t in sorted(suspects, key=lambda t: t.node):
+        way = {c for c, _ in t.codes}
+        of = sum(
+            sum(n for c, n in h.codes if c in way) if way and h.codes else h.fast for h in healthy
+        )
+        if of <= rule.others_max_share * od:
+            codes = tuple(sorted(t.codes, key=lambda cn: -cn[1]))
+            out.append(BlackHole(t.node, t.fast, t.fast + t.lasted, of, od, rule.within_s, codes))
+    return out
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,28 @@ def test_black_holes(tallies: list[NodeTally], holes: list[str]) -> None:
     assert [h.node for h in black_holes(tallies, RULE)] == holes
 
 
+@pytest.mark.parametrize(
+    "others_code, holes",
+    [
+        (3, ["n3"]),  # the others' failures are another matter (a data error): n3 is blamed
+        (181, []),  # the others fail the same way, 20% of the time: not the node
+    ],
+)
+def test_how_the_elements_failed_counts(others_code: int, holes: list[str]) -> None:
+    """Exit codes: the other nodes' fast failures count against a suspect only when they
+    failed the way its elements did."""
+    way = ((others_code, 6),)
+    tallies = [NodeTally("n1", 6, 24, way), NodeTally("n2", 6, 24, way),
+               NodeTally("n3", 40, 0, ((181, 40),))]  # fmt: skip
+    assert [h.node for h in black_holes(tallies, RULE)] == holes
+
+
 def test_a_black_hole_says_why_and_none_without_a_rule() -> None:
     (h,) = black_holes([T("n1", 0, 30), T("n3", 12, 0)], RULE)
-    assert h.why() == (
-        "12 of its 12 elements failed within 60 s of their start; on the other nodes 0 of 30"
-    )
+    assert h.why() == ("12 of its 12 elements failed within 60 s of their start; on the other "
+                       "nodes 0 of 30 failed that way")  # fmt: skip
+    (h,) = black_holes([T("n1", 0, 30), NodeTally("n3", 12, 0, ((181, 10), (1, 2)))], RULE)
+    assert "(exit code 181 x10, 1 x2)" in h.why()
     assert black_holes([T("n1", 0, 30), T("n3", 12, 0)], None) == []
     assert BlackHoleRule.of(None) is None
     assert BlackHoleRule.of({"min_failures": 3, "within_s": 30}) == BlackHoleRule(3, 30)
@@ -155,6 +172,8 @@ def test_the_store_reads_the_evidence_and_the_fast_status_asks_for_a_sync(tmp_pa
         t.node: (t.fast, t.lasted) for t in nodes.tallies(conn, "r", RULE, nodes.local_now())
     }
     assert tallies == {"n1": (0, 6), "n2": (0, 5), "n3": (8, 0)}
+    by_node = {t.node: t for t in nodes.tallies(conn, "r", RULE, nodes.local_now())}
+    assert by_node["n3"].codes == ((None, 8),) and by_node["n1"].codes == ()
     conn.execute("UPDATE run SET state = 'FAILED', poll_seconds = 60")
     run = lite.find_run(conn, "r")
     assert lite.sync_needed(conn, [run])  # finished, but its black hole's elements are due

@@ -29,6 +29,11 @@ TALLY_SQL = (
     f"sum(state = ? OR (start IS NOT NULL AND {_ELAPSED} > ?)) "
     "FROM task WHERE run_id = ? AND node IS NOT NULL AND start IS NOT NULL GROUP BY node"
 )
+CODES_SQL = (  # the fast failures by node and exit code: how they failed
+    "SELECT node, exit_code, count(*) FROM task WHERE run_id = ? AND node IS NOT NULL "
+    f'AND start IS NOT NULL AND "end" IS NOT NULL AND state IN ({_Q}) AND {_ELAPSED} <= ? '
+    "GROUP BY node, exit_code"
+)
 FAULTED_SQL = (
     f"SELECT id, state, node, {_ELAPSED}, node_retries FROM task "
     f"WHERE run_id = ? AND state IN ({_Q})"
@@ -54,7 +59,13 @@ def tallies(
 ) -> list[NodeTally]:
     w = rule.within_s
     args = (*NODE_FAULT_VALUES, now, w, TaskState.COMPLETED.value, now, w, run_id)
-    return [NodeTally(n, int(f or 0), int(x or 0)) for n, f, x in conn.execute(TALLY_SQL, args)]
+    codes: dict[str, list[tuple[int | None, int]]] = {}
+    for node, code, k in conn.execute(CODES_SQL, (run_id, *NODE_FAULT_VALUES, now, w)):
+        codes.setdefault(node, []).append((code, int(k)))
+    return [
+        NodeTally(n, int(f or 0), int(x or 0), tuple(sorted(codes.get(n, []), key=str)))
+        for n, f, x in conn.execute(TALLY_SQL, args)
+    ]
 
 
 def faulted(conn: sqlite3.Connection, run_id: str, within_s: int | None, now: str) -> list[Faulted]:
