@@ -132,6 +132,22 @@ def node_resubmissions(
     return out
 
 
+def new_suspects(
+    faulted: Iterable[Faulted], avoided: Iterable[str], rule: BlackHoleRule | None
+) -> bool:
+    """Whether any node the run does not avoid yet has ``min_failures`` fast failures: only
+    then can there be a new black hole, and only then is every node's tally worth reading
+    (a GROUP BY over the whole run: 0.2-0.4 s at 100,000 elements)."""
+    if rule is None:
+        return False
+    bad = set(avoided)
+    per: dict[str, int] = {}
+    for t in faulted:
+        if t.fast and t.node and t.node not in bad:
+            per[t.node] = per.get(t.node, 0) + 1
+    return any(n >= rule.min_failures for n in per.values())
+
+
 @dataclass(frozen=True)
 class NodeDecision:
     """A run's node faults now: its black holes (old and new) and what to resubmit."""

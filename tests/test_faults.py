@@ -15,6 +15,7 @@ from hpcflow.faults import (
     NodeTally,
     black_holes,
     decide,
+    new_suspects,
     node_resubmissions,
     retry_due,
 )
@@ -109,6 +110,15 @@ def test_node_resubmissions(faulted, avoided, retries, want) -> None:
     assert {tuple(sorted(k)): v for k, v in got.items()} == want
 
 
+def test_tallies_are_read_only_when_a_new_black_hole_is_possible() -> None:
+    fast = [F(i, TaskState.FAILED, "n3", True) for i in range(5)]
+    assert new_suspects(fast, [], RULE)
+    assert not new_suspects(fast[:4], [], RULE)  # fewer than min_failures
+    assert not new_suspects(fast, ["n3"], RULE)  # avoided already
+    assert not new_suspects([F(i, TaskState.FAILED, "n3", False) for i in range(9)], [], RULE)
+    assert not new_suspects(fast, [], None)
+
+
 def test_decide_blames_new_black_holes_and_retries_their_elements() -> None:
     tallies = [T("n1", 0, 30), T("n3", 12, 0)]
     faulted = [F(i, TaskState.FAILED, "n3", True) for i in range(12)]
@@ -174,11 +184,20 @@ def test_the_store_reads_the_evidence_and_the_fast_status_asks_for_a_sync(tmp_pa
     assert tallies == {"n1": (0, 6), "n2": (0, 5), "n3": (8, 0)}
     by_node = {t.node: t for t in nodes.tallies(conn, "r", RULE, nodes.local_now())}
     assert by_node["n3"].codes == ((None, 8),) and by_node["n1"].codes == ()
-    conn.execute("UPDATE run SET state = 'FAILED', poll_seconds = 60")
+    # refreshed just now (no poll due): only the node fault asks for a sync
+    conn.execute("UPDATE run SET poll_seconds = 3600, refreshed_at = ?",
+                 (datetime.utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),))  # fmt: skip
     run = lite.find_run(conn, "r")
-    assert lite.sync_needed(conn, [run])  # finished, but its black hole's elements are due
+    assert lite.sync_needed(conn, [run])  # its black hole's elements are due
     conn.execute("UPDATE task SET node_retries = 2")  # used up: nothing due
     assert not nodes.decision(conn, "r").resubmit and not lite.sync_needed(conn, [run])
+    # a run that ended was decided (its state waited for these): its tallies are not read
+    conn.execute("UPDATE task SET node_retries = 0")
+    conn.execute("UPDATE run SET state = 'FAILED'")
+    d = nodes.decision(conn, "r")
+    assert d is not None and d.holes == [] and d.resubmit == {}
+    conn.execute("UPDATE run SET nodes_avoided = ?", ('[{"node": "n3", "why": "", "at": ""}]',))
+    assert nodes.decision(conn, "r").resubmit == {frozenset({"n3"}): list(range(1, 9))}
 
 
 def test_a_run_without_a_fault_policy_is_left_alone(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ def test_exclude_argv_is_one_word_per_argument() -> None:
         "scontrol", "update", "JobId=15909", "ExcNodeList=gpu[01-02],n1,n3"]  # fmt: skip
     with pytest.raises(SlurmError, match="not a Slurm job id"):
         exclude_argv("15909 ExcNodeList=x", {"n3"})
+    with pytest.raises(SlurmError, match="no node"):  # it would clear the job's exclusions
+        exclude_argv("15909", set())
 
 
 def test_the_update_reached_the_pending_tasks() -> None:

@@ -29,6 +29,8 @@ def node_list(nodes: list[str] | set[str] | frozenset[str]) -> str:
 def exclude_argv(job_id: str, nodes: list[str] | set[str] | frozenset[str]) -> list[str]:
     if not job_id.isdigit():
         raise SlurmError(f"not a Slurm job id: {job_id!r}")
+    if not nodes:  # `ExcNodeList=` would clear what the job excludes
+        raise SlurmError("no node to exclude")
     return ["scontrol", "update", f"JobId={job_id}", f"ExcNodeList={node_list(nodes)}"]
 
 

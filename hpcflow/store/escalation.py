@@ -12,8 +12,10 @@ from hpcflow.states import TaskState
 from hpcflow.store import codec
 
 # what the decision reads, the same through sqlite3 (the fast status) and SQLAlchemy (sync)
+# `+run_id`: through the state index (the few elements that ran out of memory or time), not
+# the run_id one (every element of the run: 57 ms against about 1 ms at 100,000 elements)
 ENDED_SQL = (
-    "SELECT id, step, state, attempts FROM task WHERE run_id = ? AND state IN "
+    "SELECT id, step, state, attempts FROM task WHERE +run_id = ? AND state IN "
     f"({', '.join('?' * len(ESCALATING_STATES))})"
 )
 POLICY_SQL = "SELECT name, policy FROM step WHERE run_id = ?"

@@ -11,6 +11,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from hpcflow.facts import ENDED_RUN, run_state_value
 from hpcflow.faults import (
     NODE_FAULT_VALUES,
     BlackHoleRule,
@@ -18,6 +19,7 @@ from hpcflow.faults import (
     NodeDecision,
     NodeTally,
     decide,
+    new_suspects,
 )
 from hpcflow.states import TaskState
 from hpcflow.store import codec
@@ -34,9 +36,11 @@ CODES_SQL = (  # the fast failures by node and exit code: how they failed
     f'AND start IS NOT NULL AND "end" IS NOT NULL AND state IN ({_Q}) AND {_ELAPSED} <= ? '
     "GROUP BY node, exit_code"
 )
+# `+run_id`: through the state index (the few failed elements of the tracker), not the
+# run_id one (every element of the run: 60 ms against 1 ms at 100,000 elements)
 FAULTED_SQL = (
     f"SELECT id, state, node, {_ELAPSED}, node_retries FROM task "
-    f"WHERE run_id = ? AND state IN ({_Q})"
+    f"WHERE +run_id = ? AND state IN ({_Q})"
 )
 
 
@@ -88,8 +92,18 @@ def decision(conn: sqlite3.Connection, run_id: str, now: str | None = None) -> N
     fl = faulted(conn, run_id, rule.within_s if rule else None, now)
     if not fl:  # no element failed in a way a node may explain: nothing to find or retry
         return NodeDecision([], {})
-    ts = tallies(conn, run_id, rule, now) if rule else []
+    # A run that ended was decided without a new black hole (its state waits for what a
+    # node's fault resubmits: store/runstate), and its evidence no longer changes: its
+    # tallies are not read again (a GROUP BY over the whole run).
+    ended = run_state_value(_state(conn, run_id)) in ENDED_RUN
+    look = rule is not None and not ended and new_suspects(fl, avoided, rule)
+    ts = tallies(conn, run_id, rule, now) if look and rule else []
     return decide(ts, fl, avoided, rule, int(pol.get("retries") or 0))
+
+
+def _state(conn: sqlite3.Connection, run_id: str) -> str | None:
+    row = conn.execute("SELECT state FROM run WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 def pending_job_ids(conn: sqlite3.Connection, run_id: str) -> list[str]:

@@ -32,7 +32,10 @@ def avoid_node_faults(engine: Engine, runner: Runner, site: Site, run_id: str) -
         d = nodes.decision(conn, run_id)
         if d is None or (not d.holes and not d.resubmit):
             return Resubmitted()
+        _, before = nodes.policy(conn, run_id)
         new = rows_.avoid(s, run_id, d.holes, utcnow())
+        # every node the run avoids now (the session's change is not flushed: not read back)
+        avoided = frozenset(before) | {h.node for h in new}
         for h in new:
             why = (f"node {h.node} looks like a black hole: {h.why()}; this run's pending jobs "
                    "and retries keep off it")  # fmt: skip
@@ -40,7 +43,6 @@ def avoid_node_faults(engine: Engine, runner: Runner, site: Site, run_id: str) -
             events.add(s, EventKind.NOTE, run_id=run_id, reason=why)
         pending = nodes.pending_job_ids(conn, run_id) if new else []
         site_file, targets = nodes.run_targets(conn, run_id)
-        _, avoided = nodes.policy(conn, run_id)
         run = s.get(Run, run_id)
         assert run is not None
         run_dir = run.run_dir
@@ -51,7 +53,7 @@ def avoid_node_faults(engine: Engine, runner: Runner, site: Site, run_id: str) -
                "fault": "black_hole", "why": h.why()}  # fmt: skip
         queue(engine, f"node_fault:{site_file}:{h.node}:{utcnow():%Y-%m-%d}", targets, doc)
     if pending:
-        SlurmClient.for_site(runner, site).exclude_nodes(pending, frozenset(avoided))
+        SlurmClient.for_site(runner, site).exclude_nodes(pending, avoided)
     total = Resubmitted()
     for away, ids in sorted(d.resubmit.items(), key=lambda kv: sorted(kv[0])):
         why = "node fault: resubmitted" + (f" away from {', '.join(sorted(away))}" if away else "")
