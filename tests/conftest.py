@@ -78,12 +78,15 @@ def _lab_share(request: pytest.FixtureRequest):
     if request.node.get_closest_marker("slurm") is None:
         yield
         return
-    with helpers.lab_share(alone=request.node.get_closest_marker("lab_alone") is not None):
-        if request.node.get_closest_marker("lab_nodes") is None:
+    alone = request.node.get_closest_marker("lab_alone") is not None
+    if request.node.get_closest_marker("lab_nodes") is None:
+        with helpers.lab_share(alone=alone):
             yield
-            return
-        with helpers.nodes_alone():
-            yield
+        return
+    # the nodes first: a lab_alone test that waited for them while it held the whole lab
+    # kept every other lab test waiting too (2-5 min of setup each in CI)
+    with helpers.nodes_alone(), helpers.lab_share(alone=alone):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
